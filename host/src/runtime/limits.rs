@@ -1,0 +1,156 @@
+//! Sandbox limits: the defaults, per-plugin and per-job overrides, and the
+//! server's caps that no override may exceed.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The limits one job runs under. Every field is enforced by the runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Fuel units (roughly wasm instructions) the job may burn.
+    pub fuel: u64,
+    /// Wall-clock time from instantiation to the end of `run`.
+    #[serde(with = "millis")]
+    pub wall_time: Duration,
+    /// Linear memory, summed over every memory of the component, in bytes.
+    pub memory_bytes: u64,
+    /// Elements in any one table.
+    pub table_elements: u64,
+    /// Log lines kept per attempt (guest `log` calls plus stdout/stderr lines).
+    pub log_lines: u32,
+    /// Log bytes kept per attempt.
+    pub log_bytes: u64,
+    /// Size of the JSON args, and of the JSON result, in bytes.
+    pub payload_bytes: u64,
+    /// Time a cancelled job gets to notice `is-cancelled` before a hard stop.
+    #[serde(with = "millis")]
+    pub cancel_grace: Duration,
+}
+
+impl Default for Limits {
+    /// The defaults of DESIGN.md: generous for real work, small enough that
+    /// a thousand hostile jobs cannot exhaust the host.
+    fn default() -> Self {
+        Self {
+            fuel: 10_000_000_000,
+            wall_time: Duration::from_secs(60),
+            memory_bytes: 64 << 20,
+            table_elements: 10_000,
+            log_lines: 10_000,
+            log_bytes: 1 << 20,
+            payload_bytes: 1 << 20,
+            cancel_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A partial set of limits: what a plugin or a job asks to change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// See [`Limits::fuel`].
+    pub fuel: Option<u64>,
+    /// See [`Limits::wall_time`].
+    #[serde(default, with = "opt_millis")]
+    pub wall_time: Option<Duration>,
+    /// See [`Limits::memory_bytes`].
+    pub memory_bytes: Option<u64>,
+    /// See [`Limits::table_elements`].
+    pub table_elements: Option<u64>,
+    /// See [`Limits::log_lines`].
+    pub log_lines: Option<u32>,
+    /// See [`Limits::log_bytes`].
+    pub log_bytes: Option<u64>,
+    /// See [`Limits::payload_bytes`].
+    pub payload_bytes: Option<u64>,
+    /// See [`Limits::cancel_grace`].
+    #[serde(default, with = "opt_millis")]
+    pub cancel_grace: Option<Duration>,
+}
+
+impl Limits {
+    /// These limits with `overrides` applied, each field capped by `caps`.
+    pub fn with(&self, overrides: &LimitOverrides, caps: &Limits) -> Limits {
+        Limits {
+            fuel: overrides.fuel.unwrap_or(self.fuel).min(caps.fuel),
+            wall_time: overrides.wall_time.unwrap_or(self.wall_time).min(caps.wall_time),
+            memory_bytes: overrides
+                .memory_bytes
+                .unwrap_or(self.memory_bytes)
+                .min(caps.memory_bytes),
+            table_elements: overrides
+                .table_elements
+                .unwrap_or(self.table_elements)
+                .min(caps.table_elements),
+            log_lines: overrides.log_lines.unwrap_or(self.log_lines).min(caps.log_lines),
+            log_bytes: overrides.log_bytes.unwrap_or(self.log_bytes).min(caps.log_bytes),
+            payload_bytes: overrides
+                .payload_bytes
+                .unwrap_or(self.payload_bytes)
+                .min(caps.payload_bytes),
+            cancel_grace: overrides
+                .cancel_grace
+                .unwrap_or(self.cancel_grace)
+                .min(caps.cancel_grace),
+        }
+    }
+}
+
+/// Durations travel as whole milliseconds in JSON.
+pub(crate) mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis().try_into().unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+mod opt_millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::millis::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_and_caps_win() {
+        let caps = Limits { fuel: 1_000, ..Limits::default() };
+        let asked = LimitOverrides {
+            fuel: Some(5_000),
+            wall_time: Some(Duration::from_millis(250)),
+            ..LimitOverrides::default()
+        };
+        let limits = Limits::default().with(&asked, &caps);
+        assert_eq!(limits.fuel, 1_000, "the cap bounds an override");
+        assert_eq!(limits.wall_time, Duration::from_millis(250));
+        assert_eq!(limits.memory_bytes, Limits::default().memory_bytes);
+    }
+
+    #[test]
+    fn overrides_parse_from_json_and_reject_unknown_fields() {
+        let parsed: LimitOverrides =
+            serde_json::from_str(r#"{"fuel": 10, "wall_time": 1500}"#).unwrap();
+        assert_eq!(parsed.fuel, Some(10));
+        assert_eq!(parsed.wall_time, Some(Duration::from_millis(1500)));
+        let err = serde_json::from_str::<LimitOverrides>(r#"{"fule": 10}"#).unwrap_err();
+        assert!(err.to_string().contains("fule"), "{err}");
+    }
+}

@@ -1,0 +1,101 @@
+//! The sandboxed WebAssembly runtime: one engine, a registry of compiled
+//! plugins, and [`Runtime::run`] that runs one job under its limits.
+//!
+//! - `engine`: wasmtime configuration and the epoch ticker.
+//! - `registry` and `compile`: plugins by name, checked, compiled once, cached.
+//! - `sandbox`: the per-job store (WASI without ambient capabilities, memory
+//!   limiter) and the `context` host imports.
+//! - `joblog` and `output`: the bounded job log fed by `log` and stdout/stderr.
+//! - `run`: one run from instantiation to [`Outcome`].
+
+mod bindings;
+mod cancel;
+mod compile;
+mod engine;
+mod error;
+mod joblog;
+mod limits;
+mod observer;
+mod outcome;
+mod output;
+mod registry;
+mod run;
+mod sandbox;
+
+pub use cancel::CancelToken;
+pub use compile::{CompileCache, CompiledFrom, digest};
+pub use engine::EPOCH_TICK;
+pub use error::PluginError;
+pub use limits::{LimitOverrides, Limits};
+pub use observer::{IgnoreOutput, JobObserver, LogLevel};
+pub use outcome::{FailureKind, Outcome, RunReport};
+pub use registry::{Plugin, Registry, check_name};
+pub use sandbox::JobContext;
+
+use std::path::PathBuf;
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker};
+
+/// How to build a [`Runtime`].
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Limits of a job that asks for nothing else.
+    pub defaults: Limits,
+    /// The most any plugin or job may ask for.
+    pub caps: Limits,
+}
+
+/// Runs jobs of registered plugins, each in its own sandbox. Cheap to share
+/// behind an `Arc`; every method takes `&self`.
+#[derive(Debug)]
+pub struct Runtime {
+    engine: Engine,
+    registry: Registry,
+    defaults: Limits,
+    caps: Limits,
+}
+
+impl Runtime {
+    /// Builds the engine, links WASI and the `context` imports, opens the cache.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let engine = engine::new_engine()?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::Job::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        let cache = match config.cache_dir {
+            Some(dir) => Some(CompileCache::new(dir, &engine)?),
+            None => None,
+        };
+        Ok(Self {
+            registry: Registry::new(engine.clone(), linker, cache),
+            engine,
+            defaults: config.defaults,
+            caps: config.caps,
+        })
+    }
+
+    /// The plugins this runtime can run.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The limits of a job asking for `overrides`: defaults, overridden,
+    /// capped by the server's caps.
+    pub fn limits(&self, overrides: &LimitOverrides) -> Limits {
+        self.defaults.with(overrides, &self.caps)
+    }
+
+    /// Runs `plugin` once with JSON `args`. Never fails: every way the run can
+    /// end, including host trouble, is an [`Outcome`] in the report.
+    pub async fn run(
+        &self,
+        plugin: &Plugin,
+        job: JobContext,
+        args: &str,
+        limits: &Limits,
+    ) -> RunReport {
+        run::run(&self.engine, plugin, job, args, limits).await
+    }
+}

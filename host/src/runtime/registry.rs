@@ -1,0 +1,202 @@
+//! The plugins a host can run, by qualified name: each checked against the
+//! `job` world, compiled once (through the cache) and pre-instantiated, so a
+//! job start only allocates a store and instantiates.
+
+use super::bindings::JobPre;
+use super::compile::{self, CompileCache, CompiledFrom};
+use super::error::PluginError;
+use super::sandbox::JobState;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+/// Longest qualified name accepted.
+const MAX_NAME_LEN: usize = 128;
+
+/// A registered plugin, ready to instantiate.
+pub struct Plugin {
+    /// Qualified name, such as `acme.reports.monthly`.
+    pub name: String,
+    /// `sha256:<hex>` of the component bytes: the plugin's version.
+    pub digest: String,
+    /// Size of the component bytes.
+    pub size: usize,
+    /// What the component imports (WASI interfaces, the job context).
+    pub imports: Vec<String>,
+    /// What the component exports (`run`).
+    pub exports: Vec<String>,
+    /// Whether it was compiled now or loaded from the cache.
+    pub compiled_from: CompiledFrom,
+    pub(crate) pre: JobPre<JobState>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("digest", &self.digest)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Registered plugins by name. Registering under an existing name replaces
+/// the plugin (a new version); jobs already running keep the old one.
+pub struct Registry {
+    engine: Engine,
+    linker: Linker<JobState>,
+    cache: Option<CompileCache>,
+    plugins: RwLock<BTreeMap<String, Arc<Plugin>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("cache", &self.cache).finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    pub(crate) fn new(
+        engine: Engine,
+        linker: Linker<JobState>,
+        cache: Option<CompileCache>,
+    ) -> Self {
+        Self { engine, linker, cache, plugins: RwLock::default() }
+    }
+
+    /// Checks, compiles and registers `bytes` under `name`. CPU-heavy on a
+    /// cache miss: call it from a blocking context.
+    pub fn register(&self, name: &str, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
+        let plugin = Arc::new(self.prepare(name, bytes)?);
+        self.plugins.write().unwrap().insert(plugin.name.clone(), plugin.clone());
+        Ok(plugin)
+    }
+
+    /// Everything [`register`](Self::register) does except making the plugin
+    /// visible: name check, header check, compilation, world check.
+    pub fn prepare(&self, name: &str, bytes: &[u8]) -> Result<Plugin, PluginError> {
+        check_name(name)?;
+        compile::check_header(bytes)?;
+        let digest = compile::digest(bytes);
+        let (component, compiled_from) = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, bytes, &digest)?,
+            None => (compile::compile(&self.engine, bytes)?, CompiledFrom::Compiler),
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(JobPre::new)
+            .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
+        let (imports, exports) = interface_names(&self.engine, &component);
+        Ok(Plugin {
+            name: name.to_string(),
+            digest,
+            size: bytes.len(),
+            imports,
+            exports,
+            compiled_from,
+            pre,
+        })
+    }
+
+    /// Registers every `<qualified name>.wasm` file of `dir`. A file that is
+    /// refused stops the load with its name and reason: a server should not
+    /// start with half its plugins.
+    pub fn load_dir(&self, dir: &Path) -> anyhow::Result<Vec<Arc<Plugin>>> {
+        use anyhow::Context as _;
+        let mut paths = Vec::new();
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|ext| ext == "wasm") {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+        paths
+            .iter()
+            .map(|path| {
+                let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+                let bytes =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                self.register(name, &bytes).with_context(|| format!("loading {}", path.display()))
+            })
+            .collect()
+    }
+
+    /// The plugin registered under `name`.
+    pub fn get(&self, name: &str) -> Result<Arc<Plugin>, PluginError> {
+        self.plugins
+            .read()
+            .unwrap()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| PluginError::NotFound(name.to_string()))
+    }
+
+    /// Every registered plugin, sorted by name.
+    pub fn list(&self) -> Vec<Arc<Plugin>> {
+        self.plugins.read().unwrap().values().cloned().collect()
+    }
+
+    /// Unregisters `name`; running jobs of it finish normally.
+    pub fn remove(&self, name: &str) -> Result<Arc<Plugin>, PluginError> {
+        self.plugins
+            .write()
+            .unwrap()
+            .remove(name)
+            .ok_or_else(|| PluginError::NotFound(name.to_string()))
+    }
+}
+
+/// A qualified name: two or more dot-separated segments of lowercase ASCII
+/// letters, digits, `-` and `_`, each starting with a letter or digit.
+pub fn check_name(name: &str) -> Result<(), PluginError> {
+    let invalid = |reason| Err(PluginError::InvalidName { name: name.to_string(), reason });
+    if name.len() > MAX_NAME_LEN {
+        return invalid("longer than 128 bytes");
+    }
+    let segments: Vec<&str> = name.split('.').collect();
+    if segments.len() < 2 {
+        return invalid("needs at least two dot-separated segments, like `acme.reports`");
+    }
+    for segment in segments {
+        let Some(first) = segment.chars().next() else {
+            return invalid("has an empty segment");
+        };
+        if !first.is_ascii_lowercase() && !first.is_ascii_digit() {
+            return invalid("each segment must start with a lowercase letter or digit");
+        }
+        if !segment
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            return invalid("only lowercase letters, digits, `-` and `_` are allowed");
+        }
+    }
+    Ok(())
+}
+
+fn interface_names(engine: &Engine, component: &Component) -> (Vec<String>, Vec<String>) {
+    let ty = component.component_type();
+    let imports = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
+    let exports = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+    (imports, exports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_name;
+
+    #[test]
+    fn qualified_names() {
+        for ok in ["examples.hello", "acme.reports.monthly", "a1.b-c.d_e"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["hello", "acme..x", ".acme.x", "Acme.x", "acme.x!", "acme._x", ""] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_name(&format!("a.{}", "b".repeat(200))).is_err());
+    }
+}

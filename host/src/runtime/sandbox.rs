@@ -1,0 +1,202 @@
+//! The per-job sandbox: the data of a fresh [`Store`] (WASI with no ambient
+//! capabilities, the job's context, its memory budget) and its limits.
+
+use super::bindings::context;
+use super::cancel::CancelToken;
+use super::joblog::{GuestStream, JobLog};
+use super::limits::Limits;
+use super::observer::{JobObserver, LogLevel};
+use super::output::GuestOutput;
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Bounds on what one metadata value may cost the host.
+const MAX_METADATA_KEY: usize = 128;
+const MAX_METADATA_VALUE: usize = 64 << 10;
+/// Longest progress message kept; longer ones are cut.
+const MAX_PROGRESS_MESSAGE: usize = 1 << 10;
+/// Wasm instances, memories and tables one job may create. A component
+/// built by rustc needs a handful; this only stops abuse.
+const MAX_OBJECTS: usize = 100;
+
+/// Who the job is and where its output goes, for the `context` imports.
+#[derive(Clone)]
+pub struct JobContext {
+    /// The job's id, returned by `job-id`.
+    pub id: String,
+    /// The attempt number, returned by `attempt`.
+    pub attempt: u32,
+    /// Read by `is-cancelled`.
+    pub cancel: CancelToken,
+    /// Receives log lines, progress and metadata.
+    pub observer: Arc<dyn JobObserver>,
+}
+
+impl std::fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext").field("id", &self.id).field("attempt", &self.attempt).finish()
+    }
+}
+
+/// The data of one job's store.
+pub(crate) struct JobState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) memory: MemoryBudget,
+    pub(crate) log: JobLog,
+    job: JobContext,
+}
+
+/// Enforces the memory and table limits and remembers why one tripped.
+pub(crate) struct MemoryBudget {
+    limit: u64,
+    table_elements: u64,
+    used: u64,
+    pub(crate) peak: u64,
+    /// Set when a growth was refused; a trap after that is a `memory_limit`.
+    pub(crate) exceeded: Option<String>,
+}
+
+/// A fresh store for one run: fuel set, epoch deadline one tick away with a
+/// callback that yields to tokio on every tick (so a spinning guest shares
+/// the thread), and the memory limiter installed.
+pub(crate) fn new_store(engine: &Engine, job: JobContext, limits: &Limits) -> Store<JobState> {
+    let log = JobLog::new(job.observer.clone(), limits.log_lines, limits.log_bytes);
+    let wasi = WasiCtxBuilder::new()
+        .stdout(GuestOutput::new(log.clone(), GuestStream::Stdout))
+        .stderr(GuestOutput::new(log.clone(), GuestStream::Stderr))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build();
+    let memory = MemoryBudget {
+        limit: limits.memory_bytes,
+        table_elements: limits.table_elements,
+        used: 0,
+        peak: 0,
+        exceeded: None,
+    };
+    let state = JobState { wasi, table: ResourceTable::new(), memory, log, job };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.memory);
+    store.set_fuel(limits.fuel).expect("fuel is enabled on the engine");
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+    store
+}
+
+impl WasiView for JobState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl ResourceLimiter for MemoryBudget {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let wanted = self.used + (desired - current) as u64;
+        if wanted > self.limit {
+            self.exceeded = Some(format!(
+                "memory limit of {} bytes reached: the guest asked for {wanted} bytes",
+                self.limit
+            ));
+            return Ok(false);
+        }
+        self.used = wanted;
+        self.peak = self.peak.max(wanted);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.table_elements {
+            self.exceeded = Some(format!(
+                "table limit of {} elements reached: the guest asked for {desired}",
+                self.table_elements
+            ));
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_OBJECTS
+    }
+
+    fn tables(&self) -> usize {
+        MAX_OBJECTS
+    }
+
+    fn memories(&self) -> usize {
+        MAX_OBJECTS
+    }
+}
+
+impl context::Host for JobState {
+    fn log(&mut self, level: context::Level, message: String) {
+        let level = match level {
+            context::Level::Trace => LogLevel::Trace,
+            context::Level::Debug => LogLevel::Debug,
+            context::Level::Info => LogLevel::Info,
+            context::Level::Warn => LogLevel::Warn,
+            context::Level::Error => LogLevel::Error,
+        };
+        self.log.line(level, &message);
+    }
+
+    fn progress(&mut self, percent: f32, message: Option<String>) {
+        let percent = if percent.is_nan() { 0.0 } else { percent.clamp(0.0, 100.0) };
+        let message = message.map(|m| truncate(m, MAX_PROGRESS_MESSAGE));
+        self.job.observer.progress(percent, message.as_deref());
+    }
+
+    fn set_metadata(&mut self, key: String, json: String) -> Result<(), String> {
+        if key.is_empty() || key.len() > MAX_METADATA_KEY {
+            return Err(format!("metadata key must be 1 to {MAX_METADATA_KEY} bytes"));
+        }
+        if json.len() > MAX_METADATA_VALUE {
+            return Err(format!(
+                "metadata value of {} bytes is over the {MAX_METADATA_VALUE}-byte limit",
+                json.len()
+            ));
+        }
+        let value =
+            serde_json::from_str(&json).map_err(|e| format!("metadata is not JSON: {e}"))?;
+        self.job.observer.metadata(&key, value);
+        Ok(())
+    }
+
+    fn is_cancelled(&mut self) -> bool {
+        self.job.cancel.is_cancelled()
+    }
+
+    fn job_id(&mut self) -> String {
+        self.job.id.clone()
+    }
+
+    fn attempt(&mut self) -> u32 {
+        self.job.attempt
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
