@@ -3,6 +3,7 @@
 
 use jobhost::runtime::{
     CancelToken, CompiledFrom, FailureKind, LimitOverrides, LogLevel, Outcome, PluginError,
+    RuntimeConfig,
 };
 use jobhost_tests::{Ran, TestRuntime, resident_bytes, runtime_with_cache};
 use serde_json::json;
@@ -281,6 +282,27 @@ async fn a_hundred_jobs_run_at_once_without_starving_each_other() {
         last_first_step < first_finish,
         "every sleeper made progress before any finished: all 90 ran at the same time"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_beyond_the_pool_wait_for_a_slot() {
+    let config = RuntimeConfig { pool_slots: Some(2), ..RuntimeConfig::default() };
+    let runtime = jobhost::runtime::Runtime::new(config).unwrap();
+    let sleep = std::fs::read(jobhost_plugin_artifacts::SLEEP).unwrap();
+    let plugin = runtime.registry().register("examples.sleep", &sleep).unwrap();
+    let limits = runtime.limits(&limits());
+    let runs = (0..6).map(|i| {
+        let job = jobhost::runtime::JobContext {
+            id: format!("queued-{i}"),
+            attempt: 1,
+            cancel: CancelToken::new(),
+            observer: std::sync::Arc::new(jobhost::runtime::IgnoreOutput),
+        };
+        runtime.run(&plugin, job, r#"{"seconds":0.1}"#, &limits)
+    });
+    for report in futures::future::join_all(runs).await {
+        assert!(matches!(report.outcome, Outcome::Completed { .. }), "{report:?}");
+    }
 }
 
 #[test]

@@ -1,1 +1,139 @@
-fn main() {}
+//! Runtime benchmark: compile time (cold and cached), instantiate+run latency
+//! of `examples.hello`, and hello jobs per second on all cores, each for the
+//! on-demand and the pooling allocator in the same run.
+//!
+//! `cargo bench -p jobhost --bench runtime` (figures in docs/BENCHMARKS.md).
+
+use jobhost::runtime::{
+    CancelToken, CompiledFrom, IgnoreOutput, JobContext, LimitOverrides, Outcome, Plugin, Runtime,
+    RuntimeConfig,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const COMPILES: usize = 5;
+const LATENCY_RUNS: usize = 2_000;
+const THROUGHPUT_JOBS: usize = 20_000;
+const IN_FLIGHT: usize = 64;
+const POOL_SLOTS: u32 = 256;
+
+fn main() -> anyhow::Result<()> {
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let hello = std::fs::read(jobhost_plugin_artifacts::HELLO)?;
+    let wordcount = std::fs::read(jobhost_plugin_artifacts::WORDCOUNT)?;
+    println!("jobhost runtime benchmark ({} cores)", std::thread::available_parallelism()?);
+
+    println!("\ncompile (median of {COMPILES})");
+    for (name, bytes) in [("examples.hello", &hello), ("examples.wordcount", &wordcount)] {
+        let (cold, cached) = compile_times(name, bytes)?;
+        println!(
+            "  {name:<20} {:>6} KiB  cold {:>8.1} ms  cached {:>6.2} ms",
+            bytes.len() / 1024,
+            ms(cold),
+            ms(cached)
+        );
+    }
+
+    for (label, pool_slots) in
+        [("on-demand allocator", None), ("pooling allocator", Some(POOL_SLOTS))]
+    {
+        let runtime =
+            Arc::new(Runtime::new(RuntimeConfig { pool_slots, ..RuntimeConfig::default() })?);
+        let plugin = runtime.registry().register("examples.hello", &hello)?;
+        println!("\n{label}");
+        let mut latencies = tokio.block_on(latencies(&runtime, &plugin));
+        latencies.sort();
+        println!(
+            "  hello instantiate+run, {LATENCY_RUNS} sequential: p50 {:.1} µs  p99 {:.1} µs",
+            us(percentile(&latencies, 50.0)),
+            us(percentile(&latencies, 99.0))
+        );
+        let (elapsed, done) = tokio.block_on(throughput(&runtime, &plugin));
+        println!(
+            "  hello throughput, {done} jobs, {IN_FLIGHT} in flight: {:.0} jobs/s",
+            done as f64 / elapsed.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// Median cold compile (fresh cache dir each time) and median cache load.
+fn compile_times(name: &str, bytes: &[u8]) -> anyhow::Result<(Duration, Duration)> {
+    let mut cold = Vec::new();
+    let mut cached = Vec::new();
+    for _ in 0..COMPILES {
+        let dir = tempfile::tempdir()?;
+        let config =
+            RuntimeConfig { cache_dir: Some(dir.path().into()), ..RuntimeConfig::default() };
+        let runtime = Runtime::new(config.clone())?;
+        let started = Instant::now();
+        let plugin = runtime.registry().prepare(name, bytes)?;
+        cold.push(started.elapsed());
+        assert_eq!(plugin.compiled_from, CompiledFrom::Compiler);
+
+        let runtime = Runtime::new(config)?;
+        let started = Instant::now();
+        let plugin = runtime.registry().prepare(name, bytes)?;
+        cached.push(started.elapsed());
+        assert_eq!(plugin.compiled_from, CompiledFrom::Cache);
+    }
+    cold.sort();
+    cached.sort();
+    Ok((cold[COMPILES / 2], cached[COMPILES / 2]))
+}
+
+async fn run_hello(runtime: &Runtime, plugin: &Plugin) -> Duration {
+    let job = JobContext {
+        id: "bench".into(),
+        attempt: 1,
+        cancel: CancelToken::new(),
+        observer: Arc::new(IgnoreOutput),
+    };
+    let limits = runtime.limits(&LimitOverrides::default());
+    let started = Instant::now();
+    let report = runtime.run(plugin, job, r#"{"name":"bench"}"#, &limits).await;
+    let took = started.elapsed();
+    assert!(matches!(report.outcome, Outcome::Completed { .. }), "{report:?}");
+    took
+}
+
+async fn latencies(runtime: &Runtime, plugin: &Plugin) -> Vec<Duration> {
+    for _ in 0..100 {
+        run_hello(runtime, plugin).await;
+    }
+    let mut out = Vec::with_capacity(LATENCY_RUNS);
+    for _ in 0..LATENCY_RUNS {
+        out.push(run_hello(runtime, plugin).await);
+    }
+    out
+}
+
+/// Runs THROUGHPUT_JOBS hello jobs, IN_FLIGHT at a time, on tokio's workers.
+async fn throughput(runtime: &Arc<Runtime>, plugin: &Arc<Plugin>) -> (Duration, usize) {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..IN_FLIGHT {
+        let (runtime, plugin) = (runtime.clone(), plugin.clone());
+        let share = THROUGHPUT_JOBS / IN_FLIGHT + usize::from(worker < THROUGHPUT_JOBS % IN_FLIGHT);
+        tasks.spawn(async move {
+            for _ in 0..share {
+                run_hello(&runtime, &plugin).await;
+            }
+            share
+        });
+    }
+    let done = tasks.join_all().await.into_iter().sum();
+    (started.elapsed(), done)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p / 100.0).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}

@@ -69,7 +69,7 @@ pub fn runtime_with_cache(cache: &std::path::Path) -> Runtime {
 /// Default limits, with caps high enough for the limit tests.
 fn config() -> RuntimeConfig {
     let caps = Limits { fuel: u64::MAX, wall_time: Duration::from_secs(3600), ..Limits::default() };
-    RuntimeConfig { cache_dir: None, defaults: Limits::default(), caps }
+    RuntimeConfig { caps, ..RuntimeConfig::default() }
 }
 
 /// One finished run with everything it reported.

@@ -7,4 +7,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub(crate) use jobhost::plugin::context;
+pub(crate) use self::jobhost::plugin::context;

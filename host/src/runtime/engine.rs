@@ -1,19 +1,43 @@
 //! The one wasmtime [`Engine`] of the host, and the epoch ticker that gives
 //! running guests their chance to yield.
 
+use super::limits::Limits;
 use std::time::Duration;
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances. Each tick, a running guest yields to tokio,
 /// so this bounds how long one guest holds a worker thread and how late a
 /// timeout or hard cancel can land.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Core wasm instances, memories and tables reserved per pooled job slot;
+/// a component built by rustc for wasm32-wasip2 needs one memory and a few
+/// instances; the headroom is for components of other toolchains.
+const POOL_INSTANCES_PER_JOB: u32 = 32;
+const POOL_MEMORIES_PER_JOB: u32 = 2;
+const POOL_TABLES_PER_JOB: u32 = 4;
+
 /// Builds the engine: component model, async calls, fuel metering and epoch
-/// interruption, and starts its epoch ticker thread.
-pub fn new_engine() -> anyhow::Result<Engine> {
+/// interruption, and starts its epoch ticker thread. With `pool_slots`, the
+/// pooling allocator keeps memories, tables and stacks for that many jobs at
+/// once, sized by `caps`, so a job start reuses them instead of mapping anew.
+pub fn new_engine(pool_slots: Option<u32>, caps: &Limits) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true).consume_fuel(true).epoch_interruption(true);
+    if let Some(slots) = pool_slots {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(slots)
+            .total_stacks(slots)
+            .total_core_instances(slots * POOL_INSTANCES_PER_JOB)
+            .max_core_instances_per_component(POOL_INSTANCES_PER_JOB)
+            .total_memories(slots * POOL_MEMORIES_PER_JOB)
+            .max_memories_per_component(POOL_MEMORIES_PER_JOB)
+            .total_tables(slots * POOL_TABLES_PER_JOB)
+            .max_tables_per_component(POOL_TABLES_PER_JOB)
+            .max_memory_size(usize::try_from(caps.memory_bytes)?)
+            .table_elements(usize::try_from(caps.table_elements)?);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
     let engine = Engine::new(&config)?;
     start_epoch_ticker(&engine);
     Ok(engine)

@@ -33,11 +33,16 @@ pub use registry::{Plugin, Registry, check_name};
 pub use sandbox::JobContext;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
+/// Jobs the default pool has room for at once.
+pub const DEFAULT_POOL_SLOTS: u32 = 128;
+
 /// How to build a [`Runtime`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Where compiled components are cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
@@ -45,6 +50,23 @@ pub struct RuntimeConfig {
     pub defaults: Limits,
     /// The most any plugin or job may ask for.
     pub caps: Limits,
+    /// Use the pooling allocator with room for this many jobs at once;
+    /// `None` maps each job's memory on demand. Runs beyond the pool's room
+    /// wait for a slot before their wall time starts.
+    pub pool_slots: Option<u32>,
+}
+
+impl Default for RuntimeConfig {
+    /// No cache, default limits as caps, and the pooling allocator, which
+    /// halves job start latency (docs/BENCHMARKS.md).
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            defaults: Limits::default(),
+            caps: Limits::default(),
+            pool_slots: Some(DEFAULT_POOL_SLOTS),
+        }
+    }
 }
 
 /// Runs jobs of registered plugins, each in its own sandbox. Cheap to share
@@ -53,6 +75,8 @@ pub struct RuntimeConfig {
 pub struct Runtime {
     engine: Engine,
     registry: Registry,
+    /// One permit per pool slot, when pooling.
+    slots: Option<Arc<Semaphore>>,
     defaults: Limits,
     caps: Limits,
 }
@@ -60,7 +84,7 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the engine, links WASI and the `context` imports, opens the cache.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
-        let engine = engine::new_engine()?;
+        let engine = engine::new_engine(config.pool_slots, &config.caps)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Job::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
@@ -70,6 +94,7 @@ impl Runtime {
         };
         Ok(Self {
             registry: Registry::new(engine.clone(), linker, cache),
+            slots: config.pool_slots.map(|n| Arc::new(Semaphore::new(n as usize))),
             engine,
             defaults: config.defaults,
             caps: config.caps,
@@ -87,8 +112,9 @@ impl Runtime {
         self.defaults.with(overrides, &self.caps)
     }
 
-    /// Runs `plugin` once with JSON `args`. Never fails: every way the run can
-    /// end, including host trouble, is an [`Outcome`] in the report.
+    /// Runs `plugin` once with JSON `args`, after waiting for a pool slot.
+    /// Never fails: every way the run can end, including host trouble, is an
+    /// [`Outcome`] in the report.
     pub async fn run(
         &self,
         plugin: &Plugin,
@@ -96,6 +122,10 @@ impl Runtime {
         args: &str,
         limits: &Limits,
     ) -> RunReport {
+        let _slot = match &self.slots {
+            Some(slots) => Some(slots.acquire().await.expect("the slot semaphore is never closed")),
+            None => None,
+        };
         run::run(&self.engine, plugin, job, args, limits).await
     }
 }
