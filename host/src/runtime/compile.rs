@@ -31,7 +31,7 @@ pub(crate) fn check_header(bytes: &[u8]) -> Result<(), PluginError> {
 
 /// Compiled components on disk, one file per (digest, engine) pair.
 #[derive(Debug, Clone)]
-pub struct CompileCache {
+pub(crate) struct CompileCache {
     dir: PathBuf,
     engine_key: String,
 }
@@ -47,7 +47,7 @@ pub enum CompiledFrom {
 
 impl CompileCache {
     /// A cache in `dir` (created if missing) for components of `engine`.
-    pub fn new(dir: impl Into<PathBuf>, engine: &Engine) -> std::io::Result<Self> {
+    pub(crate) fn new(dir: impl Into<PathBuf>, engine: &Engine) -> std::io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
         let mut hasher = std::hash::DefaultHasher::new();

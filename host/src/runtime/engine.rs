@@ -8,7 +8,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// How often the epoch advances. Each tick, a running guest yields to tokio,
 /// so this bounds how long one guest holds a worker thread and how late a
 /// timeout or hard cancel can land.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Core wasm instances, memories and tables reserved per pooled job slot;
 /// a component built by rustc for wasm32-wasip2 needs one memory and a few

@@ -23,8 +23,8 @@ mod run;
 mod sandbox;
 
 pub use cancel::CancelToken;
-pub use compile::{CompileCache, CompiledFrom, digest};
-pub use engine::EPOCH_TICK;
+use compile::CompileCache;
+pub use compile::{CompiledFrom, digest};
 pub use error::PluginError;
 pub use limits::{LimitOverrides, Limits};
 pub use observer::{IgnoreOutput, JobObserver, LogLevel};
