@@ -71,27 +71,19 @@ pub struct LimitOverrides {
 impl Limits {
     /// These limits with `overrides` applied, each field capped by `caps`.
     pub fn with(&self, overrides: &LimitOverrides, caps: &Limits) -> Limits {
+        fn pick<T: Ord>(asked: Option<T>, default: T, cap: T) -> T {
+            asked.unwrap_or(default).min(cap)
+        }
+        let o = overrides;
         Limits {
-            fuel: overrides.fuel.unwrap_or(self.fuel).min(caps.fuel),
-            wall_time: overrides.wall_time.unwrap_or(self.wall_time).min(caps.wall_time),
-            memory_bytes: overrides
-                .memory_bytes
-                .unwrap_or(self.memory_bytes)
-                .min(caps.memory_bytes),
-            table_elements: overrides
-                .table_elements
-                .unwrap_or(self.table_elements)
-                .min(caps.table_elements),
-            log_lines: overrides.log_lines.unwrap_or(self.log_lines).min(caps.log_lines),
-            log_bytes: overrides.log_bytes.unwrap_or(self.log_bytes).min(caps.log_bytes),
-            payload_bytes: overrides
-                .payload_bytes
-                .unwrap_or(self.payload_bytes)
-                .min(caps.payload_bytes),
-            cancel_grace: overrides
-                .cancel_grace
-                .unwrap_or(self.cancel_grace)
-                .min(caps.cancel_grace),
+            fuel: pick(o.fuel, self.fuel, caps.fuel),
+            wall_time: pick(o.wall_time, self.wall_time, caps.wall_time),
+            memory_bytes: pick(o.memory_bytes, self.memory_bytes, caps.memory_bytes),
+            table_elements: pick(o.table_elements, self.table_elements, caps.table_elements),
+            log_lines: pick(o.log_lines, self.log_lines, caps.log_lines),
+            log_bytes: pick(o.log_bytes, self.log_bytes, caps.log_bytes),
+            payload_bytes: pick(o.payload_bytes, self.payload_bytes, caps.payload_bytes),
+            cancel_grace: pick(o.cancel_grace, self.cancel_grace, caps.cancel_grace),
         }
     }
 }
