@@ -1,0 +1,216 @@
+//! Durable storage of jobs: records, queue indexes, the events journal, logs,
+//! locks, idempotency keys and queue settings.
+//!
+//! The rest of the host talks to the [`Storage`] trait, so a PostgreSQL
+//! backend can sit beside the embedded default, [`RedbStorage`] (one redb file
+//! in the data directory, writes through a group-commit writer).
+//!
+//! - `record`: the stored shapes ([`JobRecord`], [`JobEvent`], [`LogLine`]).
+//! - `schema`: redb tables and key encodings.
+//! - `writer`: the group-commit writer thread.
+//! - `redb`: the operations on redb.
+
+mod record;
+mod redb;
+mod schema;
+mod writer;
+
+pub use self::redb::RedbStorage;
+pub use record::{
+    Backoff, JobError, JobEvent, JobRecord, JobState, LogLine, Millis, NewJob, Progress, now_ms,
+};
+pub use writer::CommitStats;
+
+use crate::runtime::{FailureKind, LogLevel, RunReport};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Why a storage operation did not happen. The API maps these to statuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// No such job (or other object).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The object is not in a state that allows this.
+    #[error("{0}")]
+    Conflict(String),
+    /// Stored bytes did not decode: a bug or a damaged file.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Backend(String),
+    /// The storage was shut down.
+    #[error("storage is closed")]
+    Closed,
+}
+
+/// The answer to an enqueue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enqueued {
+    /// The job, new or (for a repeated idempotency key) the existing one.
+    pub job: JobRecord,
+    /// False when the idempotency key matched an existing job.
+    pub created: bool,
+}
+
+/// The lease of a running job, kept in the running index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Worker holding it.
+    pub worker: String,
+    /// Recovery requeues the job after this.
+    pub until: Millis,
+    /// The job's queue, for concurrency limits.
+    pub queue: String,
+    /// The job's tenant, for quotas.
+    pub tenant: String,
+}
+
+/// Per-queue settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSettings {
+    /// A paused queue keeps its jobs but starts none.
+    pub paused: bool,
+    /// Most jobs of the queue running at once; `None` is no limit.
+    pub concurrency: Option<u32>,
+}
+
+/// How claims are made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimRules {
+    /// The claiming worker.
+    pub worker: String,
+    /// Most jobs to claim.
+    pub max: usize,
+    /// The time of the claim.
+    pub now: Millis,
+    /// Lease length.
+    pub lease_ms: u64,
+    /// Most running jobs per tenant; `None` is no quota.
+    pub tenant_quota: Option<u32>,
+}
+
+/// Output of a running job, batched by the engine.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutputBatch {
+    /// Log lines: time, level, message.
+    pub logs: Vec<(Millis, LogLevel, String)>,
+    /// Latest progress, if it changed.
+    pub progress: Option<Progress>,
+    /// Metadata set by the job.
+    pub metadata: Vec<(String, serde_json::Value)>,
+}
+
+/// What a job list is filtered by; `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobFilter {
+    /// Only this tenant's jobs.
+    pub tenant: Option<String>,
+    /// Only jobs enqueued by this owner.
+    pub owner: Option<String>,
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this plugin.
+    pub job: Option<String>,
+    /// Only jobs created at or after this time.
+    pub since: Option<Millis>,
+    /// Case-insensitive text in the name, description, plugin or tags.
+    pub search: Option<String>,
+}
+
+/// One page of a list, with the total that matched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPage {
+    /// The jobs of this page, newest first.
+    pub jobs: Vec<JobRecord>,
+    /// How many jobs matched the filter in all.
+    pub total: usize,
+}
+
+/// How a run's failure is treated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Failure kinds worth another attempt. `cancelled` is never retried.
+    pub retriable: Vec<FailureKind>,
+}
+
+impl Default for RetryPolicy {
+    /// Everything but the job's own error and cancellation: those would fail
+    /// the same way again or were asked for.
+    fn default() -> Self {
+        use FailureKind::*;
+        Self { retriable: vec![Trap, FuelExhausted, Timeout, MemoryLimit, HostError] }
+    }
+}
+
+impl RetryPolicy {
+    fn retries(&self, kind: FailureKind) -> bool {
+        kind != FailureKind::Cancelled && self.retriable.contains(&kind)
+    }
+}
+
+/// The storage the engine and the API use.
+#[async_trait::async_trait]
+pub trait Storage: Send + Sync {
+    /// Writes a new job (`scheduled` or `pending`) with its index entry and
+    /// first event, or returns the job of a repeated idempotency key.
+    async fn enqueue(&self, new: NewJob) -> Result<Enqueued, StorageError>;
+    /// One job.
+    async fn get(&self, id: Uuid) -> Result<JobRecord, StorageError>;
+    /// A page of jobs matching `filter`, newest first.
+    async fn list(
+        &self,
+        filter: &JobFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<JobPage, StorageError>;
+    /// A job's journal after event `after` (0 for all).
+    async fn events(&self, id: Uuid, after: u64) -> Result<Vec<JobEvent>, StorageError>;
+    /// Up to `limit` log lines of a job after line `after`.
+    async fn logs(&self, id: Uuid, after: u64, limit: usize) -> Result<Vec<LogLine>, StorageError>;
+    /// How many ready jobs would be claimed before this pending one.
+    async fn queue_position(&self, id: Uuid) -> Result<Option<usize>, StorageError>;
+    /// Claims ready jobs in order (priority, run_at, FIFO), skipping paused
+    /// or full queues, tenants at quota and held locks; expires those past
+    /// `expires_at`. Each claimed job is `running` with a lease.
+    async fn claim(&self, rules: ClaimRules) -> Result<Vec<JobRecord>, StorageError>;
+    /// Records how a claimed job's run ended: `completed`, a retry with
+    /// backoff, or `failed`/`cancelled`. Refused if `worker` lost the lease.
+    async fn finish(
+        &self,
+        id: Uuid,
+        worker: &str,
+        report: RunReport,
+        policy: &RetryPolicy,
+    ) -> Result<JobRecord, StorageError>;
+    /// Extends the leases `worker` holds on `ids` to `until`.
+    async fn renew(&self, worker: &str, ids: Vec<Uuid>, until: Millis) -> Result<(), StorageError>;
+    /// Returns jobs whose lease ended before `before` to `pending` (or
+    /// `failed` when their attempts are used up), releasing their locks.
+    async fn recover(&self, before: Millis) -> Result<Vec<Uuid>, StorageError>;
+    /// Moves scheduled jobs that are due by `now` to `pending`.
+    async fn promote(&self, now: Millis) -> Result<usize, StorageError>;
+    /// Appends a running job's output: log lines, latest progress, metadata.
+    async fn append_output(
+        &self,
+        id: Uuid,
+        attempt: u32,
+        batch: OutputBatch,
+    ) -> Result<(), StorageError>;
+    /// Cancels a job: a waiting one at once; a running one gets a "cancel
+    /// requested" event and stays `running` until its run ends.
+    async fn cancel(&self, id: Uuid) -> Result<JobRecord, StorageError>;
+    /// Sets a queue's settings.
+    async fn set_queue(&self, name: &str, settings: QueueSettings) -> Result<(), StorageError>;
+    /// A queue's settings (the default for a queue never set).
+    async fn queue(&self, name: &str) -> Result<QueueSettings, StorageError>;
+    /// Locks held, with the job holding each.
+    async fn locks(&self) -> Result<Vec<(String, Uuid)>, StorageError>;
+    /// Releases a lock by hand.
+    async fn clear_lock(&self, name: &str) -> Result<(), StorageError>;
+    /// Group-commit counters.
+    fn commit_stats(&self) -> &CommitStats;
+}

@@ -1,0 +1,313 @@
+//! What is stored about a job: its record, its state, the events journal and
+//! its log lines. Records are plain serde types, so every backend stores the
+//! same shape.
+
+use crate::runtime::{FailureKind, LimitOverrides, LogLevel};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+/// Now, in [`Millis`].
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for its `run_at`.
+    Scheduled,
+    /// Ready to run.
+    Pending,
+    /// Claimed by a worker, which holds a lease.
+    Running,
+    /// Ran and returned a result.
+    Completed,
+    /// Ran and failed, with no retry left.
+    Failed,
+    /// Cancelled before or while running.
+    Cancelled,
+    /// Not started before its `expires_at`.
+    Expired,
+}
+
+impl JobState {
+    /// True for states a job never leaves.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled | Self::Expired)
+    }
+
+    /// The snake_case name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// Exponential backoff between attempts: `base * 2^(attempt-1)`, capped at
+/// `max`, with up to 25 % random jitter so retries of many jobs spread out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    /// Delay before the first retry, in ms.
+    pub base_ms: u64,
+    /// Longest delay, in ms.
+    pub max_ms: u64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { base_ms: 1_000, max_ms: 300_000 }
+    }
+}
+
+impl Backoff {
+    /// The delay after attempt number `attempt` (1 = the first run) failed.
+    pub fn delay_ms(&self, attempt: u32) -> u64 {
+        let exponent = attempt.saturating_sub(1).min(32);
+        let delay = self.base_ms.saturating_mul(1u64 << exponent).min(self.max_ms);
+        delay + fastrand::u64(0..=delay / 4)
+    }
+}
+
+/// The last progress a job reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// 0..=100.
+    pub percent: f32,
+    /// What the job said with it.
+    pub message: Option<String>,
+}
+
+/// Why a job failed: the runtime's failure kind and a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobError {
+    /// What kind of failure.
+    pub kind: FailureKind,
+    /// Details for a person.
+    pub message: String,
+}
+
+/// What a client asks for when enqueuing. Everything but `job` has a default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewJob {
+    /// Tenant the job belongs to.
+    pub tenant: String,
+    /// Who enqueued it (a user or token name).
+    pub owner: String,
+    /// Qualified plugin name.
+    pub job: String,
+    /// Digest of the plugin version it runs.
+    pub plugin_digest: String,
+    /// JSON args.
+    pub args: String,
+    /// Queue name; `default` when empty.
+    pub queue: String,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Earliest start; `None` means now.
+    pub run_at: Option<Millis>,
+    /// Not started by then: `expired`.
+    pub expires_at: Option<Millis>,
+    /// Retries after a retriable failure.
+    pub max_retries: u32,
+    /// Delay between attempts.
+    pub backoff: Backoff,
+    /// Limits asked for.
+    pub limits: LimitOverrides,
+    /// Named lock held while running.
+    pub lock: Option<String>,
+    /// The same key from the same tenant returns the existing job.
+    pub idempotency_key: Option<String>,
+    /// A label for people.
+    pub name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Labels to filter by.
+    pub tags: Vec<String>,
+    /// Client metadata; the job's own `set-metadata` values are added to it.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Everything stored about one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// UUID v7: time-ordered, so ids sort by creation.
+    pub id: Uuid,
+    /// Tenant.
+    pub tenant: String,
+    /// Who enqueued it.
+    pub owner: String,
+    /// Qualified plugin name.
+    pub job: String,
+    /// Plugin version.
+    pub plugin_digest: String,
+    /// JSON args.
+    pub args: String,
+    /// Queue.
+    pub queue: String,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Current state.
+    pub state: JobState,
+    /// Attempts started so far.
+    pub attempt: u32,
+    /// Retries allowed after the first attempt.
+    pub max_retries: u32,
+    /// Delay between attempts.
+    pub backoff: Backoff,
+    /// Earliest (next) start.
+    pub run_at: Millis,
+    /// Enqueue time.
+    pub created_at: Millis,
+    /// Start of the latest attempt.
+    pub started_at: Option<Millis>,
+    /// When it reached a terminal state.
+    pub finished_at: Option<Millis>,
+    /// Deadline to start.
+    pub expires_at: Option<Millis>,
+    /// Limits asked for.
+    pub limits: LimitOverrides,
+    /// Named lock.
+    pub lock: Option<String>,
+    /// Idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Label.
+    pub name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Labels.
+    pub tags: Vec<String>,
+    /// Client and job metadata.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Latest progress.
+    pub progress: Option<Progress>,
+    /// JSON result when completed.
+    pub result: Option<String>,
+    /// Failure of the latest attempt.
+    pub error: Option<JobError>,
+    /// Fuel used over all attempts.
+    pub fuel_used: u64,
+    /// Worker running it (or that ran it last).
+    pub worker: Option<String>,
+    /// While running: the lease expiry; recovery requeues it after that.
+    pub lease_until: Option<Millis>,
+    /// The job this one retries.
+    pub retry_of: Option<Uuid>,
+    /// The job that retried this one.
+    pub retried_by: Option<Uuid>,
+}
+
+impl JobRecord {
+    /// A record for `new`, created at `now` with a fresh id.
+    pub fn new(new: NewJob, now: Millis) -> JobRecord {
+        let run_at = new.run_at.unwrap_or(now).max(now);
+        let state = if run_at > now { JobState::Scheduled } else { JobState::Pending };
+        JobRecord {
+            id: Uuid::now_v7(),
+            tenant: new.tenant,
+            owner: new.owner,
+            job: new.job,
+            plugin_digest: new.plugin_digest,
+            args: new.args,
+            queue: if new.queue.is_empty() { "default".into() } else { new.queue },
+            priority: new.priority,
+            state,
+            attempt: 0,
+            max_retries: new.max_retries,
+            backoff: new.backoff,
+            run_at,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            expires_at: new.expires_at,
+            limits: new.limits,
+            lock: new.lock,
+            idempotency_key: new.idempotency_key,
+            name: new.name,
+            description: new.description,
+            tags: new.tags,
+            metadata: new.metadata,
+            progress: None,
+            result: None,
+            error: None,
+            fuel_used: 0,
+            worker: None,
+            lease_until: None,
+            retry_of: None,
+            retried_by: None,
+        }
+    }
+}
+
+/// One entry of a job's journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEvent {
+    /// Position in the job's journal, from 1; SSE uses it as the event id.
+    pub seq: u64,
+    /// When it happened.
+    pub at: Millis,
+    /// The state entered.
+    pub state: JobState,
+    /// The state left, `None` for the enqueue.
+    pub from: Option<JobState>,
+    /// Worker involved, if any.
+    pub worker: Option<String>,
+    /// Why, for a person ("claimed", "lease expired", "retry in 2 s", ...).
+    pub reason: String,
+}
+
+/// One line of a job's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Position in the job's log, from 1.
+    pub seq: u64,
+    /// When it was written.
+    pub at: Millis,
+    /// The attempt that wrote it.
+    pub attempt: u32,
+    /// Severity.
+    pub level: LogLevel,
+    /// The text.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_exponentially_with_bounded_jitter_and_a_cap() {
+        let backoff = Backoff { base_ms: 100, max_ms: 1_000 };
+        for _ in 0..100 {
+            assert!((100..=125).contains(&backoff.delay_ms(1)));
+            assert!((400..=500).contains(&backoff.delay_ms(3)));
+            assert!((1_000..=1_250).contains(&backoff.delay_ms(30)));
+        }
+    }
+
+    #[test]
+    fn a_future_run_at_schedules_and_queue_defaults() {
+        let now = 1_000;
+        let later = JobRecord::new(NewJob { run_at: Some(5_000), ..NewJob::default() }, now);
+        assert_eq!((later.state, later.run_at), (JobState::Scheduled, 5_000));
+        let past = JobRecord::new(NewJob { run_at: Some(10), ..NewJob::default() }, now);
+        assert_eq!(
+            (past.state, past.run_at, past.queue.as_str()),
+            (JobState::Pending, now, "default")
+        );
+    }
+}

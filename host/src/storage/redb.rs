@@ -1,0 +1,608 @@
+//! [`Storage`] on an embedded redb file. Reads open their own read
+//! transaction (MVCC: they never wait for writes); writes go through the
+//! group-commit [`Writer`].
+
+use super::record::{JobError, JobEvent, JobRecord, JobState, LogLine, Millis, NewJob, now_ms};
+use super::schema::{
+    EVENTS, IDEMPOTENCY, JOBS, LOCKS, LOGS, PENDING, QUEUES, RUNNING, SCHEDULED, decode, encode,
+    pending_key, pending_key_id, scheduled_key,
+};
+use super::writer::{CommitStats, Writer};
+use super::{
+    ClaimRules, Enqueued, JobFilter, JobPage, Lease, OutputBatch, QueueSettings, RetryPolicy,
+    Storage, StorageError,
+};
+use crate::runtime::{FailureKind, Outcome, RunReport};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Pending entries one claim looks at, at most: bounds the work of a claim
+/// when many ready jobs are blocked (paused queue, held lock).
+const CLAIM_SCAN_LIMIT: usize = 10_000;
+
+/// The embedded storage: one redb file. Clones share it; the file closes
+/// when the last clone is dropped.
+#[derive(Clone)]
+pub struct RedbStorage {
+    db: Arc<Database>,
+    writer: Writer,
+}
+
+impl std::fmt::Debug for RedbStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStorage").finish_non_exhaustive()
+    }
+}
+
+macro_rules! backend_errors {
+    ($($error:ty),*) => {$(
+        impl From<$error> for StorageError {
+            fn from(error: $error) -> Self {
+                StorageError::Backend(error.to_string())
+            }
+        }
+    )*};
+}
+backend_errors!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl RedbStorage {
+    /// Opens (or creates) the database file at `path` and creates its tables.
+    pub fn open(path: &Path) -> Result<RedbStorage, StorageError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(JOBS)?;
+            txn.open_table(PENDING)?;
+            txn.open_table(SCHEDULED)?;
+            txn.open_table(RUNNING)?;
+            txn.open_table(EVENTS)?;
+            txn.open_table(LOGS)?;
+            txn.open_table(IDEMPOTENCY)?;
+            txn.open_table(LOCKS)?;
+            txn.open_table(QUEUES)?;
+        }
+        txn.commit()?;
+        let db = Arc::new(db);
+        Ok(RedbStorage { writer: Writer::start(db.clone()), db })
+    }
+}
+
+fn read_job(
+    table: &impl ReadableTable<u128, &'static [u8]>,
+    id: Uuid,
+) -> Result<JobRecord, StorageError> {
+    match table.get(id.as_u128())? {
+        Some(bytes) => decode(bytes.value()),
+        None => Err(StorageError::NotFound(format!("job {id}"))),
+    }
+}
+
+fn put_job(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
+    txn.open_table(JOBS)?.insert(job.id.as_u128(), encode(job).as_slice())?;
+    Ok(())
+}
+
+/// Appends an event to the job's journal: the transition from `from` to the
+/// job's current state.
+fn journal(
+    txn: &WriteTransaction,
+    job: &JobRecord,
+    from: Option<JobState>,
+    reason: impl Into<String>,
+) -> Result<JobEvent, StorageError> {
+    let mut events = txn.open_table(EVENTS)?;
+    let id = job.id.as_u128();
+    let last = events.range((id, 0)..=(id, u64::MAX))?.next_back().transpose()?;
+    let seq = last.map_or(0, |(key, _)| key.value().1) + 1;
+    let event = JobEvent {
+        seq,
+        at: now_ms(),
+        state: job.state,
+        from,
+        worker: job.worker.clone(),
+        reason: reason.into(),
+    };
+    events.insert((id, seq), encode(&event).as_slice())?;
+    Ok(event)
+}
+
+/// Puts a waiting job in the index its state calls for.
+fn index_waiting(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
+    match job.state {
+        JobState::Pending => {
+            txn.open_table(PENDING)?.insert(pending_key(job).as_slice(), job.queue.as_str())?;
+        }
+        JobState::Scheduled => {
+            txn.open_table(SCHEDULED)?.insert(scheduled_key(job), ())?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Removes a waiting job from its index.
+fn unindex_waiting(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
+    match job.state {
+        JobState::Pending => {
+            txn.open_table(PENDING)?.remove(pending_key(job).as_slice())?;
+        }
+        JobState::Scheduled => {
+            txn.open_table(SCHEDULED)?.remove(scheduled_key(job))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Takes a running job out of the running index and releases its lock.
+fn release(txn: &WriteTransaction, job: &mut JobRecord) -> Result<(), StorageError> {
+    txn.open_table(RUNNING)?.remove(job.id.as_u128())?;
+    if let Some(lock) = &job.lock {
+        let mut locks = txn.open_table(LOCKS)?;
+        let held_by_job =
+            locks.get(lock.as_str())?.is_some_and(|holder| holder.value() == job.id.as_u128());
+        if held_by_job {
+            locks.remove(lock.as_str())?;
+        }
+    }
+    job.lease_until = None;
+    Ok(())
+}
+
+fn enqueue(txn: &WriteTransaction, new: NewJob) -> Result<Enqueued, StorageError> {
+    if let Some(key) = &new.idempotency_key {
+        let existing = txn
+            .open_table(IDEMPOTENCY)?
+            .get((new.tenant.as_str(), key.as_str()))?
+            .map(|id| id.value());
+        if let Some(id) = existing {
+            let job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(id))?;
+            return Ok(Enqueued { job, created: false });
+        }
+    }
+    let job = JobRecord::new(new, now_ms());
+    put_job(txn, &job)?;
+    index_waiting(txn, &job)?;
+    if let Some(key) = &job.idempotency_key {
+        txn.open_table(IDEMPOTENCY)?
+            .insert((job.tenant.as_str(), key.as_str()), job.id.as_u128())?;
+    }
+    let reason = match job.state {
+        JobState::Scheduled => format!("enqueued to run at {}", job.run_at),
+        _ => "enqueued".to_string(),
+    };
+    journal(txn, &job, None, reason)?;
+    Ok(Enqueued { job, created: true })
+}
+
+fn claim(txn: &WriteTransaction, rules: &ClaimRules) -> Result<Vec<JobRecord>, StorageError> {
+    let mut by_queue: HashMap<String, u32> = HashMap::new();
+    let mut by_tenant: HashMap<String, u32> = HashMap::new();
+    for entry in txn.open_table(RUNNING)?.iter()? {
+        let lease: Lease = decode(entry?.1.value())?;
+        *by_queue.entry(lease.queue).or_default() += 1;
+        *by_tenant.entry(lease.tenant).or_default() += 1;
+    }
+    let mut settings: HashMap<String, QueueSettings> = HashMap::new();
+    for entry in txn.open_table(QUEUES)?.iter()? {
+        let (name, value) = entry?;
+        settings.insert(name.value().to_string(), decode(value.value())?);
+    }
+    let candidates: Vec<(Vec<u8>, String)> = txn
+        .open_table(PENDING)?
+        .iter()?
+        .take(CLAIM_SCAN_LIMIT)
+        .map(|entry| entry.map(|(k, q)| (k.value().to_vec(), q.value().to_string())))
+        .collect::<Result<_, _>>()?;
+
+    let mut claimed = Vec::new();
+    for (key, queue) in candidates {
+        if claimed.len() >= rules.max {
+            break;
+        }
+        let queue_settings = settings.get(&queue).cloned().unwrap_or_default();
+        let running_in_queue = by_queue.get(&queue).copied().unwrap_or(0);
+        if queue_settings.paused
+            || queue_settings.concurrency.is_some_and(|limit| running_in_queue >= limit)
+        {
+            continue;
+        }
+        let mut job = read_job(&txn.open_table(JOBS)?, pending_key_id(&key))?;
+        if job.expires_at.is_some_and(|at| at <= rules.now) {
+            txn.open_table(PENDING)?.remove(key.as_slice())?;
+            job.state = JobState::Expired;
+            job.finished_at = Some(rules.now);
+            put_job(txn, &job)?;
+            journal(txn, &job, Some(JobState::Pending), "expired: not started before expires_at")?;
+            continue;
+        }
+        let tenant_running = by_tenant.get(&job.tenant).copied().unwrap_or(0);
+        if rules.tenant_quota.is_some_and(|quota| tenant_running >= quota) {
+            continue;
+        }
+        if let Some(lock) = &job.lock {
+            let mut locks = txn.open_table(LOCKS)?;
+            if locks.get(lock.as_str())?.is_some() {
+                continue;
+            }
+            locks.insert(lock.as_str(), job.id.as_u128())?;
+        }
+        txn.open_table(PENDING)?.remove(key.as_slice())?;
+        let lease = Lease {
+            worker: rules.worker.clone(),
+            until: rules.now + rules.lease_ms,
+            queue: job.queue.clone(),
+            tenant: job.tenant.clone(),
+        };
+        txn.open_table(RUNNING)?.insert(job.id.as_u128(), encode(&lease).as_slice())?;
+        job.state = JobState::Running;
+        job.attempt += 1;
+        job.started_at = Some(rules.now);
+        job.worker = Some(rules.worker.clone());
+        job.lease_until = Some(lease.until);
+        put_job(txn, &job)?;
+        journal(txn, &job, Some(JobState::Pending), format!("claimed, attempt {}", job.attempt))?;
+        *by_queue.entry(queue).or_default() += 1;
+        *by_tenant.entry(job.tenant.clone()).or_default() += 1;
+        claimed.push(job);
+    }
+    Ok(claimed)
+}
+
+fn finish(
+    txn: &WriteTransaction,
+    id: Uuid,
+    worker: &str,
+    report: RunReport,
+    policy: &RetryPolicy,
+) -> Result<JobRecord, StorageError> {
+    let mut job = read_job(&txn.open_table(JOBS)?, id)?;
+    if job.state != JobState::Running || job.worker.as_deref() != Some(worker) {
+        return Err(StorageError::Conflict(format!(
+            "job {id} is not running on worker {worker}: its lease was lost"
+        )));
+    }
+    release(txn, &mut job)?;
+    let now = now_ms();
+    job.fuel_used += report.fuel_used;
+    let reason = match report.outcome {
+        Outcome::Completed { result } => {
+            job.state = JobState::Completed;
+            job.result = Some(result);
+            job.error = None;
+            job.finished_at = Some(now);
+            "completed".to_string()
+        }
+        Outcome::Failed { kind, message } => {
+            let retry = policy.retries(kind) && job.attempt <= job.max_retries;
+            job.error = Some(JobError { kind, message });
+            if retry {
+                let delay = job.backoff.delay_ms(job.attempt);
+                job.run_at = now + delay;
+                job.state = if delay == 0 { JobState::Pending } else { JobState::Scheduled };
+                index_waiting(txn, &job)?;
+                format!("{kind}; retry {} of {} in {delay} ms", job.attempt, job.max_retries)
+            } else {
+                job.state = if kind == FailureKind::Cancelled {
+                    JobState::Cancelled
+                } else {
+                    JobState::Failed
+                };
+                job.finished_at = Some(now);
+                kind.to_string()
+            }
+        }
+    };
+    put_job(txn, &job)?;
+    journal(txn, &job, Some(JobState::Running), reason)?;
+    Ok(job)
+}
+
+fn recover(txn: &WriteTransaction, before: Millis) -> Result<Vec<Uuid>, StorageError> {
+    let expired: Vec<u128> = txn
+        .open_table(RUNNING)?
+        .iter()?
+        .map(|entry| -> Result<Option<u128>, StorageError> {
+            let (id, lease) = entry?;
+            let lease: Lease = decode(lease.value())?;
+            Ok((lease.until < before).then_some(id.value()))
+        })
+        .filter_map(Result::transpose)
+        .collect::<Result<_, _>>()?;
+    let now = now_ms();
+    let mut recovered = Vec::new();
+    for id in expired {
+        let mut job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(id))?;
+        release(txn, &mut job)?;
+        let reason = if job.attempt > job.max_retries {
+            job.state = JobState::Failed;
+            job.finished_at = Some(now);
+            let message = format!(
+                "lease of worker {} expired on its last attempt",
+                job.worker.as_deref().unwrap_or("?")
+            );
+            job.error = Some(JobError { kind: FailureKind::HostError, message: message.clone() });
+            message
+        } else {
+            job.state = JobState::Pending;
+            job.run_at = now;
+            index_waiting(txn, &job)?;
+            format!(
+                "lease of worker {} expired; back to pending",
+                job.worker.as_deref().unwrap_or("?")
+            )
+        };
+        put_job(txn, &job)?;
+        journal(txn, &job, Some(JobState::Running), reason)?;
+        recovered.push(job.id);
+    }
+    Ok(recovered)
+}
+
+fn promote(txn: &WriteTransaction, now: Millis) -> Result<usize, StorageError> {
+    let due: Vec<(Millis, u128)> = txn
+        .open_table(SCHEDULED)?
+        .range(..=(now, u128::MAX))?
+        .map(|entry| entry.map(|(key, _)| key.value()))
+        .collect::<Result<_, _>>()?;
+    for (run_at, id) in &due {
+        txn.open_table(SCHEDULED)?.remove((*run_at, *id))?;
+        let mut job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(*id))?;
+        job.state = JobState::Pending;
+        index_waiting(txn, &job)?;
+        put_job(txn, &job)?;
+        journal(txn, &job, Some(JobState::Scheduled), "due")?;
+    }
+    Ok(due.len())
+}
+
+fn append_output(
+    txn: &WriteTransaction,
+    id: Uuid,
+    attempt: u32,
+    batch: OutputBatch,
+) -> Result<(), StorageError> {
+    let mut job = read_job(&txn.open_table(JOBS)?, id)?;
+    if !batch.logs.is_empty() {
+        let mut logs = txn.open_table(LOGS)?;
+        let key = id.as_u128();
+        let last = logs.range((key, 0)..=(key, u64::MAX))?.next_back().transpose()?;
+        let mut seq = last.map_or(0, |(k, _)| k.value().1);
+        for (at, level, message) in batch.logs {
+            seq += 1;
+            let line = LogLine { seq, at, attempt, level, message };
+            logs.insert((key, seq), encode(&line).as_slice())?;
+        }
+    }
+    if batch.progress.is_none() && batch.metadata.is_empty() {
+        return Ok(());
+    }
+    if let Some(progress) = batch.progress {
+        job.progress = Some(progress);
+    }
+    job.metadata.extend(batch.metadata);
+    put_job(txn, &job)
+}
+
+fn cancel(txn: &WriteTransaction, id: Uuid) -> Result<JobRecord, StorageError> {
+    let mut job = read_job(&txn.open_table(JOBS)?, id)?;
+    let from = job.state;
+    match from {
+        JobState::Scheduled | JobState::Pending => {
+            unindex_waiting(txn, &job)?;
+            job.state = JobState::Cancelled;
+            job.finished_at = Some(now_ms());
+            put_job(txn, &job)?;
+            journal(txn, &job, Some(from), "cancelled before it started")?;
+        }
+        JobState::Running => {
+            journal(txn, &job, Some(from), "cancel requested")?;
+        }
+        done => {
+            return Err(StorageError::Conflict(format!("job {id} is already {}", done.as_str())));
+        }
+    }
+    Ok(job)
+}
+
+fn matches(job: &JobRecord, filter: &JobFilter) -> bool {
+    let eq = |wanted: &Option<String>, value: &str| wanted.as_deref().is_none_or(|w| w == value);
+    eq(&filter.tenant, &job.tenant)
+        && eq(&filter.owner, &job.owner)
+        && eq(&filter.queue, &job.queue)
+        && eq(&filter.job, &job.job)
+        && filter.state.is_none_or(|state| state == job.state)
+        && filter.since.is_none_or(|since| job.created_at >= since)
+        && filter.search.as_deref().is_none_or(|text| {
+            let text = text.to_lowercase();
+            let has = |s: &str| s.to_lowercase().contains(&text);
+            has(&job.job)
+                || job.name.as_deref().is_some_and(has)
+                || job.description.as_deref().is_some_and(has)
+                || job.tags.iter().any(|t| has(t))
+        })
+}
+
+#[async_trait::async_trait]
+impl Storage for RedbStorage {
+    async fn enqueue(&self, new: NewJob) -> Result<Enqueued, StorageError> {
+        self.writer.write(move |txn| enqueue(txn, new)).await
+    }
+
+    async fn get(&self, id: Uuid) -> Result<JobRecord, StorageError> {
+        read_job(&self.db.begin_read()?.open_table(JOBS)?, id)
+    }
+
+    async fn list(
+        &self,
+        filter: &JobFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<JobPage, StorageError> {
+        let txn = self.db.begin_read()?;
+        let mut jobs = Vec::new();
+        let mut total = 0;
+        for entry in txn.open_table(JOBS)?.iter()?.rev() {
+            let job: JobRecord = decode(entry?.1.value())?;
+            if matches(&job, filter) {
+                if total >= offset && jobs.len() < limit {
+                    jobs.push(job);
+                }
+                total += 1;
+            }
+        }
+        Ok(JobPage { jobs, total })
+    }
+
+    async fn events(&self, id: Uuid, after: u64) -> Result<Vec<JobEvent>, StorageError> {
+        let txn = self.db.begin_read()?;
+        read_job(&txn.open_table(JOBS)?, id)?;
+        let key = id.as_u128();
+        txn.open_table(EVENTS)?
+            .range((key, after.saturating_add(1))..=(key, u64::MAX))?
+            .map(|entry| decode(entry?.1.value()))
+            .collect()
+    }
+
+    async fn logs(&self, id: Uuid, after: u64, limit: usize) -> Result<Vec<LogLine>, StorageError> {
+        let txn = self.db.begin_read()?;
+        read_job(&txn.open_table(JOBS)?, id)?;
+        let key = id.as_u128();
+        txn.open_table(LOGS)?
+            .range((key, after.saturating_add(1))..=(key, u64::MAX))?
+            .take(limit)
+            .map(|entry| decode(entry?.1.value()))
+            .collect()
+    }
+
+    async fn queue_position(&self, id: Uuid) -> Result<Option<usize>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let job = read_job(&txn.open_table(JOBS)?, id)?;
+        if job.state != JobState::Pending {
+            return Ok(None);
+        }
+        let key = pending_key(&job);
+        let pending = txn.open_table(PENDING)?;
+        let ahead = pending.range(..key.as_slice())?.count();
+        Ok(Some(ahead))
+    }
+
+    async fn claim(&self, rules: ClaimRules) -> Result<Vec<JobRecord>, StorageError> {
+        self.writer.write(move |txn| claim(txn, &rules)).await
+    }
+
+    async fn finish(
+        &self,
+        id: Uuid,
+        worker: &str,
+        report: RunReport,
+        policy: &RetryPolicy,
+    ) -> Result<JobRecord, StorageError> {
+        let (worker, policy) = (worker.to_string(), policy.clone());
+        self.writer.write(move |txn| finish(txn, id, &worker, report, &policy)).await
+    }
+
+    async fn renew(&self, worker: &str, ids: Vec<Uuid>, until: Millis) -> Result<(), StorageError> {
+        let worker = worker.to_string();
+        self.writer
+            .write(move |txn| {
+                let mut running = txn.open_table(RUNNING)?;
+                for id in ids {
+                    let lease = running
+                        .get(id.as_u128())?
+                        .map(|l| decode::<Lease>(l.value()))
+                        .transpose()?;
+                    if let Some(mut lease) = lease.filter(|l| l.worker == worker) {
+                        lease.until = until;
+                        running.insert(id.as_u128(), encode(&lease).as_slice())?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn recover(&self, before: Millis) -> Result<Vec<Uuid>, StorageError> {
+        self.writer.write(move |txn| recover(txn, before)).await
+    }
+
+    async fn promote(&self, now: Millis) -> Result<usize, StorageError> {
+        self.writer.write(move |txn| promote(txn, now)).await
+    }
+
+    async fn append_output(
+        &self,
+        id: Uuid,
+        attempt: u32,
+        batch: OutputBatch,
+    ) -> Result<(), StorageError> {
+        self.writer.write(move |txn| append_output(txn, id, attempt, batch)).await
+    }
+
+    async fn cancel(&self, id: Uuid) -> Result<JobRecord, StorageError> {
+        self.writer.write(move |txn| cancel(txn, id)).await
+    }
+
+    async fn set_queue(&self, name: &str, settings: QueueSettings) -> Result<(), StorageError> {
+        let name = name.to_string();
+        self.writer
+            .write(move |txn| {
+                txn.open_table(QUEUES)?.insert(name.as_str(), encode(&settings).as_slice())?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn queue(&self, name: &str) -> Result<QueueSettings, StorageError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(QUEUES)?;
+        let settings = table.get(name)?.map(|v| decode(v.value())).transpose()?;
+        Ok(settings.unwrap_or_default())
+    }
+
+    async fn locks(&self) -> Result<Vec<(String, Uuid)>, StorageError> {
+        let txn = self.db.begin_read()?;
+        txn.open_table(LOCKS)?
+            .iter()?
+            .map(|entry| {
+                let (name, holder) = entry?;
+                Ok((name.value().to_string(), Uuid::from_u128(holder.value())))
+            })
+            .collect()
+    }
+
+    async fn clear_lock(&self, name: &str) -> Result<(), StorageError> {
+        let name = name.to_string();
+        self.writer
+            .write(move |txn| {
+                let mut locks = txn.open_table(LOCKS)?;
+                if locks.get(name.as_str())?.is_none() {
+                    return Err(StorageError::NotFound(format!("lock {name:?}")));
+                }
+                locks.remove(name.as_str())?;
+                Ok(())
+            })
+            .await
+    }
+
+    fn commit_stats(&self) -> &CommitStats {
+        self.writer.stats()
+    }
+}
+
+impl RedbStorage {
+    /// Number of jobs stored, for stats.
+    pub fn job_count(&self) -> Result<u64, StorageError> {
+        Ok(self.db.begin_read()?.open_table(JOBS)?.len()?)
+    }
+}

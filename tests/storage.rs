@@ -1,0 +1,397 @@
+//! The durable storage, through its public trait, on a real redb file.
+
+use jobhost::runtime::LogLevel;
+use jobhost::runtime::{FailureKind, Outcome, RunReport};
+use jobhost::storage::{
+    Backoff, ClaimRules, JobFilter, JobState, NewJob, OutputBatch, Progress, QueueSettings,
+    RedbStorage, RetryPolicy, Storage, StorageError, now_ms,
+};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use uuid::Uuid;
+
+struct TestDb {
+    storage: RedbStorage,
+    dir: tempfile::TempDir,
+}
+
+fn open() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = RedbStorage::open(&dir.path().join("jobhost.redb")).unwrap();
+    TestDb { storage, dir }
+}
+
+fn job(name: &str) -> NewJob {
+    NewJob {
+        tenant: "acme".into(),
+        owner: "ada".into(),
+        job: "examples.hello".into(),
+        args: "{}".into(),
+        name: Some(name.into()),
+        ..NewJob::default()
+    }
+}
+
+fn rules(worker: &str, max: usize) -> ClaimRules {
+    ClaimRules { worker: worker.into(), max, now: now_ms(), lease_ms: 30_000, tenant_quota: None }
+}
+
+fn report(outcome: Outcome) -> RunReport {
+    RunReport { outcome, fuel_used: 10, duration: Duration::from_millis(1), memory_peak: 0 }
+}
+
+fn completed() -> RunReport {
+    report(Outcome::Completed { result: r#"{"ok":true}"#.into() })
+}
+
+fn failed(kind: FailureKind) -> RunReport {
+    report(Outcome::Failed { kind, message: format!("{kind} on purpose") })
+}
+
+async fn claim_names(storage: &RedbStorage, max: usize) -> Vec<String> {
+    storage.claim(rules("w1", max)).await.unwrap().into_iter().map(|j| j.name.unwrap()).collect()
+}
+
+async fn last_reason(storage: &RedbStorage, id: Uuid) -> String {
+    storage.events(id, 0).await.unwrap().pop().unwrap().reason
+}
+
+#[tokio::test]
+async fn an_enqueued_job_is_durable_and_journaled() {
+    let db = open();
+    let enqueued = db.storage.enqueue(job("first")).await.unwrap();
+    assert!(enqueued.created);
+    assert_eq!(enqueued.job.state, JobState::Pending);
+    let id = enqueued.job.id;
+    drop(db.storage);
+
+    let storage = RedbStorage::open(&db.dir.path().join("jobhost.redb")).unwrap();
+    let stored = storage.get(id).await.unwrap();
+    assert_eq!(stored, enqueued.job);
+    let events = storage.events(id, 0).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].seq, events[0].state, events[0].from), (1, JobState::Pending, None));
+    assert!(matches!(storage.get(Uuid::now_v7()).await, Err(StorageError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn claims_follow_priority_then_run_at_then_fifo() {
+    let db = open();
+    for (name, priority) in [("low", -1), ("first", 0), ("second", 0), ("urgent", 10), ("third", 0)]
+    {
+        db.storage.enqueue(NewJob { priority, ..job(name) }).await.unwrap();
+    }
+    assert_eq!(claim_names(&db.storage, 10).await, ["urgent", "first", "second", "third", "low"]);
+    assert!(claim_names(&db.storage, 10).await.is_empty(), "a claimed job is not claimed again");
+}
+
+#[tokio::test]
+async fn claimed_jobs_run_under_a_lease_and_are_journaled() {
+    let db = open();
+    let id = db.storage.enqueue(job("leased")).await.unwrap().job.id;
+    let claimed = db.storage.claim(rules("worker-7", 1)).await.unwrap();
+    assert_eq!(claimed[0].id, id);
+    let stored = db.storage.get(id).await.unwrap();
+    assert_eq!(stored.state, JobState::Running);
+    assert_eq!(stored.attempt, 1);
+    assert_eq!(stored.worker.as_deref(), Some("worker-7"));
+    assert!(stored.lease_until.unwrap() > now_ms());
+    let last = db.storage.events(id, 1).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!((last[0].from, last[0].state), (Some(JobState::Pending), JobState::Running));
+    assert_eq!(last[0].worker.as_deref(), Some("worker-7"));
+}
+
+#[tokio::test]
+async fn delayed_jobs_wait_until_due() {
+    let db = open();
+    let now = now_ms();
+    let later =
+        db.storage.enqueue(NewJob { run_at: Some(now + 60_000), ..job("later") }).await.unwrap();
+    assert_eq!(later.job.state, JobState::Scheduled);
+    assert!(claim_names(&db.storage, 10).await.is_empty());
+    assert_eq!(db.storage.promote(now + 1_000).await.unwrap(), 0);
+    assert_eq!(db.storage.promote(now + 60_000).await.unwrap(), 1);
+    assert_eq!(db.storage.get(later.job.id).await.unwrap().state, JobState::Pending);
+    assert_eq!(claim_names(&db.storage, 10).await, ["later"]);
+}
+
+#[tokio::test]
+async fn paused_queues_and_queue_concurrency_are_honoured() {
+    let db = open();
+    for name in ["a1", "a2", "a3"] {
+        db.storage.enqueue(NewJob { queue: "reports".into(), ..job(name) }).await.unwrap();
+    }
+    db.storage.enqueue(job("other")).await.unwrap();
+    db.storage
+        .set_queue("reports", QueueSettings { paused: true, concurrency: None })
+        .await
+        .unwrap();
+    assert_eq!(claim_names(&db.storage, 10).await, ["other"]);
+
+    let limited = QueueSettings { paused: false, concurrency: Some(2) };
+    db.storage.set_queue("reports", limited.clone()).await.unwrap();
+    assert_eq!(db.storage.queue("reports").await.unwrap(), limited);
+    assert_eq!(claim_names(&db.storage, 10).await, ["a1", "a2"]);
+    assert!(claim_names(&db.storage, 10).await.is_empty(), "the queue is full");
+}
+
+#[tokio::test]
+async fn tenants_are_held_to_their_running_quota() {
+    let db = open();
+    for name in ["acme-1", "acme-2", "acme-3"] {
+        db.storage.enqueue(job(name)).await.unwrap();
+    }
+    db.storage.enqueue(NewJob { tenant: "globex".into(), ..job("globex-1") }).await.unwrap();
+    let quota = ClaimRules { tenant_quota: Some(1), ..rules("w1", 10) };
+    let names: Vec<_> =
+        db.storage.claim(quota).await.unwrap().into_iter().map(|j| j.name.unwrap()).collect();
+    assert_eq!(names, ["acme-1", "globex-1"]);
+}
+
+#[tokio::test]
+async fn a_named_lock_is_held_while_running_and_can_be_cleared() {
+    let db = open();
+    let locked = |name| NewJob { lock: Some("devices".into()), ..job(name) };
+    let first = db.storage.enqueue(locked("first")).await.unwrap().job.id;
+    db.storage.enqueue(locked("second")).await.unwrap();
+    db.storage.enqueue(job("free")).await.unwrap();
+    assert_eq!(claim_names(&db.storage, 10).await, ["first", "free"]);
+    assert_eq!(db.storage.locks().await.unwrap(), [("devices".to_string(), first)]);
+
+    db.storage.finish(first, "w1", completed(), &RetryPolicy::default()).await.unwrap();
+    assert!(db.storage.locks().await.unwrap().is_empty(), "finishing releases the lock");
+    assert_eq!(claim_names(&db.storage, 10).await, ["second"]);
+
+    db.storage.clear_lock("devices").await.unwrap();
+    assert!(db.storage.locks().await.unwrap().is_empty());
+    assert!(matches!(db.storage.clear_lock("devices").await, Err(StorageError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_existing_job_per_tenant() {
+    let db = open();
+    let keyed = |tenant: &str| NewJob {
+        tenant: tenant.into(),
+        idempotency_key: Some("k-1".into()),
+        ..job("keyed")
+    };
+    let first = db.storage.enqueue(keyed("acme")).await.unwrap();
+    let again = db.storage.enqueue(keyed("acme")).await.unwrap();
+    assert!(first.created && !again.created);
+    assert_eq!(first.job.id, again.job.id);
+    let other = db.storage.enqueue(keyed("globex")).await.unwrap();
+    assert!(other.created, "keys are per tenant");
+    assert_eq!(db.storage.list(&JobFilter::default(), 0, 10).await.unwrap().total, 2);
+}
+
+#[tokio::test]
+async fn retriable_failures_are_retried_with_backoff_until_max_retries() {
+    let db = open();
+    let backoff = Backoff { base_ms: 60_000, max_ms: 600_000 };
+    let id = db
+        .storage
+        .enqueue(NewJob { max_retries: 1, backoff, ..job("flaky") })
+        .await
+        .unwrap()
+        .job
+        .id;
+    db.storage.claim(rules("w1", 1)).await.unwrap();
+    let before = now_ms();
+    let retried = db
+        .storage
+        .finish(id, "w1", failed(FailureKind::Timeout), &RetryPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(retried.state, JobState::Scheduled);
+    assert!(
+        retried.run_at >= before + 60_000 && retried.run_at <= now_ms() + 75_000,
+        "{}",
+        retried.run_at
+    );
+    assert_eq!(retried.error.as_ref().unwrap().kind, FailureKind::Timeout);
+    let reason = last_reason(&db.storage, id).await;
+    assert!(reason.contains("retry 1 of 1"), "{reason}");
+
+    db.storage.promote(retried.run_at).await.unwrap();
+    let again = db.storage.claim(rules("w1", 1)).await.unwrap();
+    assert_eq!(again[0].attempt, 2);
+    let last = db
+        .storage
+        .finish(id, "w1", failed(FailureKind::Timeout), &RetryPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(last.state, JobState::Failed, "attempts are used up");
+    assert_eq!(last.fuel_used, 20, "fuel adds up over attempts");
+}
+
+#[tokio::test]
+async fn plugin_errors_and_cancels_are_not_retried() {
+    let db = open();
+    for (kind, state) in [
+        (FailureKind::PluginError, JobState::Failed),
+        (FailureKind::Cancelled, JobState::Cancelled),
+    ] {
+        let id = db.storage.enqueue(NewJob { max_retries: 5, ..job("once") }).await.unwrap().job.id;
+        db.storage.claim(rules("w1", 1)).await.unwrap();
+        let done =
+            db.storage.finish(id, "w1", failed(kind), &RetryPolicy::default()).await.unwrap();
+        assert_eq!(done.state, state);
+        assert!(done.finished_at.is_some());
+    }
+    let everything = RetryPolicy { retriable: vec![FailureKind::Cancelled] };
+    let id = db.storage.enqueue(NewJob { max_retries: 5, ..job("cancel") }).await.unwrap().job.id;
+    db.storage.claim(rules("w1", 1)).await.unwrap();
+    let done =
+        db.storage.finish(id, "w1", failed(FailureKind::Cancelled), &everything).await.unwrap();
+    assert_eq!(done.state, JobState::Cancelled, "cancelled is never retried, whatever the policy");
+}
+
+#[tokio::test]
+async fn a_worker_that_lost_its_lease_cannot_finish_the_job() {
+    let db = open();
+    let id = db.storage.enqueue(job("contested")).await.unwrap().job.id;
+    db.storage.claim(rules("w1", 1)).await.unwrap();
+    let err = db.storage.finish(id, "w2", completed(), &RetryPolicy::default()).await.unwrap_err();
+    assert!(matches!(err, StorageError::Conflict(_)), "{err}");
+    assert_eq!(db.storage.get(id).await.unwrap().state, JobState::Running);
+}
+
+#[tokio::test]
+async fn expired_leases_are_recovered_and_renewed_ones_are_not() {
+    let db = open();
+    let short = |name| NewJob { max_retries: 1, ..job(name) };
+    let renewed = db.storage.enqueue(short("renewed")).await.unwrap().job.id;
+    let lost = db.storage.enqueue(short("lost")).await.unwrap().job.id;
+    let now = now_ms();
+    db.storage.claim(ClaimRules { lease_ms: 1_000, now, ..rules("w1", 2) }).await.unwrap();
+    db.storage.renew("w1", vec![renewed], now + 60_000).await.unwrap();
+
+    let recovered = db.storage.recover(now + 2_000).await.unwrap();
+    assert_eq!(recovered, [lost]);
+    let job = db.storage.get(lost).await.unwrap();
+    assert_eq!(job.state, JobState::Pending);
+    let reason = last_reason(&db.storage, lost).await;
+    assert!(reason.contains("lease of worker w1 expired"), "{reason}");
+    assert_eq!(db.storage.get(renewed).await.unwrap().state, JobState::Running);
+
+    let again =
+        db.storage.claim(ClaimRules { lease_ms: 1_000, now, ..rules("w2", 1) }).await.unwrap();
+    assert_eq!((again[0].id, again[0].attempt), (lost, 2));
+    db.storage.recover(now + 2_000).await.unwrap();
+    let job = db.storage.get(lost).await.unwrap();
+    assert_eq!(job.state, JobState::Failed, "its last attempt's lease expired");
+    assert_eq!(job.error.unwrap().kind, FailureKind::HostError);
+}
+
+#[tokio::test]
+async fn a_job_not_started_by_expires_at_expires() {
+    let db = open();
+    let id = db
+        .storage
+        .enqueue(NewJob { expires_at: Some(now_ms() + 1_000), ..job("stale") })
+        .await
+        .unwrap()
+        .job
+        .id;
+    let late = ClaimRules { now: now_ms() + 5_000, ..rules("w1", 1) };
+    assert!(db.storage.claim(late).await.unwrap().is_empty());
+    assert_eq!(db.storage.get(id).await.unwrap().state, JobState::Expired);
+}
+
+#[tokio::test]
+async fn cancel_ends_a_waiting_job_and_flags_a_running_one() {
+    let db = open();
+    let waiting = db.storage.enqueue(job("waiting")).await.unwrap().job.id;
+    let cancelled = db.storage.cancel(waiting).await.unwrap();
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    assert!(claim_names(&db.storage, 10).await.is_empty(), "a cancelled job is never claimed");
+    let err = db.storage.cancel(waiting).await.unwrap_err();
+    assert_eq!(err, StorageError::Conflict(format!("job {waiting} is already cancelled")));
+
+    let running = db.storage.enqueue(job("running")).await.unwrap().job.id;
+    db.storage.claim(rules("w1", 1)).await.unwrap();
+    assert_eq!(db.storage.cancel(running).await.unwrap().state, JobState::Running);
+    let reason = last_reason(&db.storage, running).await;
+    assert_eq!(reason, "cancel requested");
+}
+
+#[tokio::test]
+async fn output_is_appended_and_logs_page() {
+    let db = open();
+    let id = db.storage.enqueue(job("chatty")).await.unwrap().job.id;
+    let logs = (1..=5).map(|i| (now_ms(), LogLevel::Info, format!("line {i}"))).collect();
+    let batch = OutputBatch {
+        logs,
+        progress: Some(Progress { percent: 40.0, message: Some("reading".into()) }),
+        metadata: vec![("rows".into(), serde_json::json!(12))],
+    };
+    db.storage.append_output(id, 1, batch).await.unwrap();
+    let more = OutputBatch {
+        logs: vec![(now_ms(), LogLevel::Warn, "line 6".into())],
+        ..OutputBatch::default()
+    };
+    db.storage.append_output(id, 1, more).await.unwrap();
+
+    let page: Vec<String> =
+        db.storage.logs(id, 2, 3).await.unwrap().into_iter().map(|l| l.message).collect();
+    assert_eq!(page, ["line 3", "line 4", "line 5"]);
+    let tail = db.storage.logs(id, 5, 100).await.unwrap();
+    assert_eq!((tail.len(), tail[0].seq, tail[0].level), (1, 6, LogLevel::Warn));
+    let job = db.storage.get(id).await.unwrap();
+    assert_eq!(job.progress.unwrap().percent, 40.0);
+    assert_eq!(job.metadata["rows"], 12);
+}
+
+#[tokio::test]
+async fn lists_filter_page_and_count() {
+    let db = open();
+    for i in 0..5 {
+        db.storage.enqueue(job(&format!("report {i}"))).await.unwrap();
+    }
+    db.storage
+        .enqueue(NewJob { tenant: "globex".into(), queue: "q2".into(), ..job("theirs") })
+        .await
+        .unwrap();
+    let acme = JobFilter { tenant: Some("acme".into()), ..JobFilter::default() };
+    let page = db.storage.list(&acme, 1, 2).await.unwrap();
+    assert_eq!(page.total, 5);
+    let names: Vec<_> = page.jobs.iter().map(|j| j.name.clone().unwrap()).collect();
+    assert_eq!(names, ["report 3", "report 2"], "newest first");
+    let search = JobFilter { search: Some("THEIRS".into()), ..JobFilter::default() };
+    assert_eq!(db.storage.list(&search, 0, 10).await.unwrap().total, 1);
+    let queue = JobFilter {
+        queue: Some("q2".into()),
+        state: Some(JobState::Pending),
+        ..JobFilter::default()
+    };
+    assert_eq!(db.storage.list(&queue, 0, 10).await.unwrap().total, 1);
+}
+
+#[tokio::test]
+async fn queue_position_counts_the_jobs_ahead() {
+    let db = open();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(db.storage.enqueue(job(&format!("j{i}"))).await.unwrap().job.id);
+    }
+    assert_eq!(db.storage.queue_position(ids[2]).await.unwrap(), Some(2));
+    db.storage.claim(rules("w1", 1)).await.unwrap();
+    assert_eq!(db.storage.queue_position(ids[0]).await.unwrap(), None, "running");
+    assert_eq!(db.storage.queue_position(ids[2]).await.unwrap(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_commits() {
+    let db = open();
+    let enqueues = (0..500).map(|i| db.storage.enqueue(job(&format!("bulk {i}"))));
+    for enqueued in futures::future::join_all(enqueues).await {
+        enqueued.unwrap();
+    }
+    let stats = db.storage.commit_stats();
+    let (commits, writes) =
+        (stats.commits.load(Ordering::Relaxed), stats.writes.load(Ordering::Relaxed));
+    assert_eq!(writes, 500);
+    assert!(commits < writes, "500 concurrent enqueues took {commits} commits");
+    assert_eq!(db.storage.list(&JobFilter::default(), 0, 1).await.unwrap().total, 500);
+}
