@@ -3,8 +3,8 @@
 use jobhost::runtime::LogLevel;
 use jobhost::runtime::{FailureKind, Outcome, RunReport};
 use jobhost::storage::{
-    Backoff, ClaimRules, JobFilter, JobState, NewJob, OutputBatch, Progress, QueueSettings,
-    RedbStorage, RetryPolicy, Storage, StorageError, now_ms,
+    Backoff, ClaimRules, JobFilter, JobState, MAX_LEASES_LOST, NewJob, OutputBatch, Progress,
+    QueueSettings, RedbStorage, RetryPolicy, Storage, StorageError, now_ms,
 };
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -275,12 +275,15 @@ async fn expired_leases_are_recovered_and_renewed_ones_are_not() {
     assert!(reason.contains("lease of worker w1 expired"), "{reason}");
     assert_eq!(db.storage.get(renewed).await.unwrap().state, JobState::Running);
 
-    let again =
-        db.storage.claim(ClaimRules { lease_ms: 1_000, now, ..rules("w2", 1) }).await.unwrap();
-    assert_eq!((again[0].id, again[0].attempt), (lost, 2));
-    db.storage.recover(now + 2_000).await.unwrap();
+    for attempt in 2..=MAX_LEASES_LOST {
+        let rules = ClaimRules { lease_ms: 1_000, now, ..rules("w2", 1) };
+        let again = db.storage.claim(rules).await.unwrap();
+        assert_eq!((again[0].id, again[0].attempt), (lost, attempt), "a lost lease is no failure");
+        db.storage.recover(now + 2_000).await.unwrap();
+    }
     let job = db.storage.get(lost).await.unwrap();
-    assert_eq!(job.state, JobState::Failed, "its last attempt's lease expired");
+    assert_eq!(job.state, JobState::Failed, "it lost its worker {MAX_LEASES_LOST} times");
+    assert_eq!(job.leases_lost, MAX_LEASES_LOST);
     assert_eq!(job.error.unwrap().kind, FailureKind::HostError);
 }
 

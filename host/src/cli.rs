@@ -1,9 +1,12 @@
 //! The `jobhost` command line: `serve` starts the host with a folder of
 //! plugins; `run` runs one job of one plugin and prints its report.
 
+use crate::dispatch::{DispatchConfig, Dispatcher};
+use crate::events::EventBus;
 use crate::runtime::{
     CancelToken, JobContext, JobObserver, LimitOverrides, LogLevel, Outcome, Runtime, RuntimeConfig,
 };
+use crate::storage::RedbStorage;
 use anyhow::{Context, bail};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +18,8 @@ usage:
   jobhost run NAME [ARGS_JSON] [--plugins DIR] [--data DIR]
               [--fuel UNITS] [--wall-time-ms MS] [--memory-mib MIB]
 
-  serve   load every <qualified.name>.wasm of --plugins and serve them until Ctrl-C
+  serve   load every <qualified.name>.wasm of --plugins, then run the jobs stored
+          in DIR/jobhost.redb until Ctrl-C or SIGTERM
   run     run one job of plugin NAME with ARGS_JSON (default {}), stream its log
           to stderr, print its report as JSON; exit status 0 only if it completed
 
@@ -123,10 +127,31 @@ async fn load(options: &Options) -> anyhow::Result<Arc<Runtime>> {
 async fn serve(options: Options) -> anyhow::Result<i32> {
     let runtime = load(&options).await?;
     let names: Vec<String> = runtime.registry().list().iter().map(|p| p.name.clone()).collect();
-    tracing::info!("serving {} plugins: {}; Ctrl-C stops", names.len(), names.join(", "));
-    tokio::signal::ctrl_c().await?;
+    let database = options.data.join("jobhost.redb");
+    let storage = Arc::new(
+        RedbStorage::open(&database).with_context(|| format!("opening {}", database.display()))?,
+    );
+    let dispatcher =
+        Dispatcher::new(storage, runtime, EventBus::default(), DispatchConfig::default());
+    tracing::info!(
+        "serving {} plugins ({}) from {}; Ctrl-C stops",
+        names.len(),
+        names.join(", "),
+        database.display()
+    );
+    dispatcher.run(true, shutdown_signal()).await;
     tracing::info!("shutting down");
     Ok(0)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }
 
 async fn run(

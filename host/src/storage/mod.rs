@@ -25,6 +25,11 @@ use crate::runtime::{FailureKind, LogLevel, RunReport};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// A job whose worker died this many times fails instead of going back to
+/// the queue: it is probably what kills its workers. A lost lease does not
+/// use up one of the job's retries, since the job itself did not fail.
+pub const MAX_LEASES_LOST: u32 = 3;
+
 /// Why a storage operation did not happen. The API maps these to statuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
@@ -189,7 +194,8 @@ pub trait Storage: Send + Sync {
     /// Extends the leases `worker` holds on `ids` to `until`.
     async fn renew(&self, worker: &str, ids: Vec<Uuid>, until: Millis) -> Result<(), StorageError>;
     /// Returns jobs whose lease ended before `before` to `pending` (or
-    /// `failed` when their attempts are used up), releasing their locks.
+    /// `failed` once they lost [`MAX_LEASES_LOST`] leases, `cancelled` if a
+    /// cancel was asked for), releasing their locks.
     async fn recover(&self, before: Millis) -> Result<Vec<Uuid>, StorageError>;
     /// Moves scheduled jobs that are due by `now` to `pending`.
     async fn promote(&self, now: Millis) -> Result<usize, StorageError>;

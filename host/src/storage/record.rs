@@ -209,6 +209,13 @@ pub struct JobRecord {
     pub retry_of: Option<Uuid>,
     /// The job that retried this one.
     pub retried_by: Option<Uuid>,
+    /// Someone asked to cancel it while it ran; recovery cancels instead of
+    /// requeuing, and a worker that claims it late cancels at once.
+    #[serde(default)]
+    pub cancel_requested: bool,
+    /// Times its worker died (lease expired) while running it.
+    #[serde(default)]
+    pub leases_lost: u32,
 }
 
 impl JobRecord {
@@ -249,6 +256,8 @@ impl JobRecord {
             lease_until: None,
             retry_of: None,
             retried_by: None,
+            cancel_requested: false,
+            leases_lost: 0,
         }
     }
 }

@@ -9,8 +9,8 @@ use super::schema::{
 };
 use super::writer::{CommitStats, Writer};
 use super::{
-    ClaimRules, Enqueued, JobFilter, JobPage, Lease, OutputBatch, QueueSettings, RetryPolicy,
-    Storage, StorageError,
+    ClaimRules, Enqueued, JobFilter, JobPage, Lease, MAX_LEASES_LOST, OutputBatch, QueueSettings,
+    RetryPolicy, Storage, StorageError,
 };
 use crate::runtime::{FailureKind, Outcome, RunReport};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
@@ -324,12 +324,17 @@ fn recover(txn: &WriteTransaction, before: Millis) -> Result<Vec<Uuid>, StorageE
     for id in expired {
         let mut job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(id))?;
         release(txn, &mut job)?;
-        let reason = if job.attempt > job.max_retries {
+        job.leases_lost += 1;
+        let worker = job.worker.clone().unwrap_or_default();
+        let reason = if job.cancel_requested {
+            job.state = JobState::Cancelled;
+            job.finished_at = Some(now);
+            format!("lease of worker {worker} expired after a cancel request: cancelled")
+        } else if job.leases_lost >= MAX_LEASES_LOST {
             job.state = JobState::Failed;
             job.finished_at = Some(now);
             let message = format!(
-                "lease of worker {} expired on its last attempt",
-                job.worker.as_deref().unwrap_or("?")
+                "lease of worker {worker} expired; the job lost its worker {MAX_LEASES_LOST} times"
             );
             job.error = Some(JobError { kind: FailureKind::HostError, message: message.clone() });
             message
@@ -337,10 +342,7 @@ fn recover(txn: &WriteTransaction, before: Millis) -> Result<Vec<Uuid>, StorageE
             job.state = JobState::Pending;
             job.run_at = now;
             index_waiting(txn, &job)?;
-            format!(
-                "lease of worker {} expired; back to pending",
-                job.worker.as_deref().unwrap_or("?")
-            )
+            format!("lease of worker {worker} expired; back to pending")
         };
         put_job(txn, &job)?;
         journal(txn, &job, Some(JobState::Running), reason)?;
@@ -406,6 +408,8 @@ fn cancel(txn: &WriteTransaction, id: Uuid) -> Result<JobRecord, StorageError> {
             journal(txn, &job, Some(from), "cancelled before it started")?;
         }
         JobState::Running => {
+            job.cancel_requested = true;
+            put_job(txn, &job)?;
             journal(txn, &job, Some(from), "cancel requested")?;
         }
         done => {
@@ -533,10 +537,23 @@ impl Storage for RedbStorage {
     }
 
     async fn recover(&self, before: Millis) -> Result<Vec<Uuid>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let running = txn.open_table(RUNNING)?;
+        let any_expired =
+            running.iter()?.try_fold(false, |found, entry| -> Result<bool, StorageError> {
+                Ok(found || decode::<Lease>(entry?.1.value())?.until < before)
+            })?;
+        if !any_expired {
+            return Ok(Vec::new());
+        }
         self.writer.write(move |txn| recover(txn, before)).await
     }
 
     async fn promote(&self, now: Millis) -> Result<usize, StorageError> {
+        let txn = self.db.begin_read()?;
+        if txn.open_table(SCHEDULED)?.range(..=(now, u128::MAX))?.next().is_none() {
+            return Ok(0);
+        }
         self.writer.write(move |txn| promote(txn, now)).await
     }
 

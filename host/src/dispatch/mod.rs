@@ -1,0 +1,247 @@
+//! Dispatch: claims ready jobs from storage into free worker slots, runs
+//! them on the runtime, writes their output and outcome back, and keeps
+//! their leases alive. Also promotes due scheduled jobs and recovers jobs
+//! whose worker died.
+//!
+//! One loop per host ([`Dispatcher::run`]): promote, recover, claim, then
+//! sleep until woken (an enqueue, a finished job) or the poll interval.
+
+mod output;
+
+use crate::events::{EventBus, JobUpdate};
+use crate::runtime::{CancelToken, FailureKind, JobContext, Outcome, RunReport, Runtime};
+use crate::storage::{ClaimRules, JobRecord, RetryPolicy, Storage, StorageError, now_ms};
+use output::JobOutput;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// How a dispatcher works.
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// This worker's id, recorded on the jobs it runs.
+    pub worker: String,
+    /// Jobs run at once.
+    pub slots: usize,
+    /// Lease length; renewed every third of it while a job runs.
+    pub lease: Duration,
+    /// Longest sleep between looks at storage when nothing wakes the loop.
+    pub poll: Duration,
+    /// How often buffered output is written while a job runs.
+    pub flush: Duration,
+    /// Which failures are retried.
+    pub retry: RetryPolicy,
+    /// Most running jobs per tenant.
+    pub tenant_quota: Option<u32>,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            worker: format!("worker-{}", Uuid::now_v7()),
+            slots: 64,
+            lease: Duration::from_secs(30),
+            poll: Duration::from_millis(100),
+            flush: Duration::from_millis(200),
+            retry: RetryPolicy::default(),
+            tenant_quota: None,
+        }
+    }
+}
+
+/// Runs jobs from storage on the runtime.
+pub struct Dispatcher {
+    storage: Arc<dyn Storage>,
+    runtime: Arc<Runtime>,
+    bus: EventBus,
+    config: DispatchConfig,
+    /// Cancel tokens of the jobs running here.
+    running: Mutex<HashMap<Uuid, CancelToken>>,
+    wake: Notify,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher; nothing runs until [`run`](Self::run).
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        runtime: Arc<Runtime>,
+        bus: EventBus,
+        config: DispatchConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            storage,
+            runtime,
+            bus,
+            config,
+            running: Mutex::default(),
+            wake: Notify::new(),
+        })
+    }
+
+    /// The storage jobs are dispatched from.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// Tells the loop to look for work now (after an enqueue).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Cancels a job: a waiting one at once; a running one cooperatively,
+    /// then hard after its grace period.
+    pub async fn cancel(&self, id: Uuid) -> Result<JobRecord, StorageError> {
+        let job = self.storage.cancel(id).await?;
+        if let Some(token) = self.running.lock().unwrap().get(&id) {
+            token.cancel();
+        }
+        self.publish_state(&job, "cancel");
+        Ok(job)
+    }
+
+    /// The dispatch loop, until `shutdown` resolves. Jobs left running are
+    /// abandoned with their leases, which recovery hands back to the queue.
+    ///
+    /// `recover_all` first returns every job still marked running to the
+    /// queue: right for a single host at start, where any such job belongs
+    /// to a previous process that died.
+    pub async fn run(self: Arc<Self>, recover_all: bool, shutdown: impl Future<Output = ()>) {
+        if recover_all {
+            self.recover(u64::MAX).await;
+        }
+        let renewer = tokio::spawn(self.clone().renew_leases());
+        tokio::pin!(shutdown);
+        loop {
+            let now = now_ms();
+            if let Err(e) = self.storage.promote(now).await {
+                tracing::error!("promoting scheduled jobs: {e}");
+            }
+            self.recover(now).await;
+            self.claim_and_start().await;
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.config.poll) => {}
+            }
+        }
+        renewer.abort();
+    }
+
+    async fn recover(&self, before: u64) {
+        match self.storage.recover(before).await {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::warn!("recovered {} jobs whose lease expired", ids.len())
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("recovering expired leases: {e}"),
+        }
+    }
+
+    async fn claim_and_start(self: &Arc<Self>) {
+        let free = self.config.slots.saturating_sub(self.running.lock().unwrap().len());
+        if free == 0 {
+            return;
+        }
+        let rules = ClaimRules {
+            worker: self.config.worker.clone(),
+            max: free,
+            now: now_ms(),
+            lease_ms: self.config.lease.as_millis() as u64,
+            tenant_quota: self.config.tenant_quota,
+        };
+        let claimed = match self.storage.claim(rules).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::error!("claiming jobs: {e}");
+                return;
+            }
+        };
+        for job in claimed {
+            let cancel = CancelToken::new();
+            self.running.lock().unwrap().insert(job.id, cancel.clone());
+            self.publish_state(&job, "claimed");
+            tokio::spawn(self.clone().run_job(job, cancel));
+        }
+    }
+
+    async fn run_job(self: Arc<Self>, job: JobRecord, cancel: CancelToken) {
+        // A cancel that landed between the claim and the token's insertion.
+        if self.storage.get(job.id).await.is_ok_and(|j| j.cancel_requested) {
+            cancel.cancel();
+        }
+        let report = match self.runtime.registry().get(&job.job) {
+            Ok(plugin) => {
+                let output = Arc::new(JobOutput::new(job.id, job.tenant.clone(), self.bus.clone()));
+                let flusher =
+                    tokio::spawn(self.clone().flush_output(job.id, job.attempt, output.clone()));
+                let context = JobContext {
+                    id: job.id.to_string(),
+                    attempt: job.attempt,
+                    cancel,
+                    observer: output.clone(),
+                };
+                let limits = self.runtime.limits(&job.limits);
+                let report = self.runtime.run(&plugin, context, &job.args, &limits).await;
+                flusher.abort();
+                if let Some(batch) = output.take()
+                    && let Err(e) = self.storage.append_output(job.id, job.attempt, batch).await
+                {
+                    tracing::error!(job = %job.id, "writing output: {e}");
+                }
+                report
+            }
+            Err(e) => RunReport {
+                outcome: Outcome::Failed { kind: FailureKind::HostError, message: e.to_string() },
+                fuel_used: 0,
+                duration: Duration::ZERO,
+                memory_peak: 0,
+            },
+        };
+        match self.storage.finish(job.id, &self.config.worker, report, &self.config.retry).await {
+            Ok(done) => self.publish_state(&done, "finished"),
+            Err(e) => tracing::warn!(job = %job.id, "recording the outcome: {e}"),
+        }
+        self.running.lock().unwrap().remove(&job.id);
+        self.wake.notify_one();
+    }
+
+    /// Writes a running job's buffered output every flush interval.
+    async fn flush_output(self: Arc<Self>, id: Uuid, attempt: u32, output: Arc<JobOutput>) {
+        loop {
+            tokio::time::sleep(self.config.flush).await;
+            if let Some(batch) = output.take()
+                && let Err(e) = self.storage.append_output(id, attempt, batch).await
+            {
+                tracing::error!(job = %id, "writing output: {e}");
+            }
+        }
+    }
+
+    /// Renews the leases of every job running here, three times per lease.
+    async fn renew_leases(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.config.lease / 3).await;
+            let ids: Vec<Uuid> = self.running.lock().unwrap().keys().copied().collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let until = now_ms() + self.config.lease.as_millis() as u64;
+            if let Err(e) = self.storage.renew(&self.config.worker, ids, until).await {
+                tracing::error!("renewing leases: {e}");
+            }
+        }
+    }
+
+    fn publish_state(&self, job: &JobRecord, reason: &str) {
+        let update = JobUpdate::State { state: job.state, reason: reason.to_string() };
+        self.bus.publish(job.id, &job.tenant, update);
+    }
+}

@@ -1,0 +1,252 @@
+//! The dispatcher end to end: real redb storage, the real runtime and real
+//! plugins; jobs go in through storage and come out finished.
+
+use jobhost::dispatch::{DispatchConfig, Dispatcher};
+use jobhost::events::{EventBus, JobUpdate};
+use jobhost::runtime::{FailureKind, LimitOverrides};
+use jobhost::storage::{
+    Backoff, ClaimRules, JobRecord, JobState, NewJob, QueueSettings, RedbStorage, Storage, now_ms,
+};
+use jobhost_tests::TestRuntime;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util_free::Shutdown;
+use uuid::Uuid;
+
+/// A stop signal for the dispatch loop, fired on drop.
+mod tokio_util_free {
+    use std::sync::Arc;
+    use tokio::sync::Notify;
+
+    pub struct Shutdown(pub Arc<Notify>);
+
+    impl Drop for Shutdown {
+        fn drop(&mut self) {
+            self.0.notify_one();
+        }
+    }
+}
+
+struct Host {
+    storage: Arc<RedbStorage>,
+    dispatcher: Arc<Dispatcher>,
+    bus: EventBus,
+    _stop: Shutdown,
+    _dir: tempfile::TempDir,
+}
+
+fn start(config: DispatchConfig) -> Host {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(RedbStorage::open(&dir.path().join("jobhost.redb")).unwrap());
+    start_on(storage, dir, config, false)
+}
+
+fn start_on(
+    storage: Arc<RedbStorage>,
+    dir: tempfile::TempDir,
+    config: DispatchConfig,
+    recover_all: bool,
+) -> Host {
+    let bus = EventBus::default();
+    let runtime = TestRuntime::start().runtime;
+    let dispatcher = Dispatcher::new(storage.clone(), runtime, bus.clone(), config);
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let signal = stop.clone();
+    tokio::spawn(dispatcher.clone().run(recover_all, async move { signal.notified().await }));
+    Host { storage, dispatcher, bus, _stop: Shutdown(stop), _dir: dir }
+}
+
+fn job(plugin: &str, args: &str) -> NewJob {
+    NewJob { tenant: "acme".into(), job: plugin.into(), args: args.into(), ..NewJob::default() }
+}
+
+impl Host {
+    async fn enqueue(&self, new: NewJob) -> Uuid {
+        let id = self.storage.enqueue(new).await.unwrap().job.id;
+        self.dispatcher.wake();
+        id
+    }
+
+    /// Waits until the job is in a terminal state (a minute at most).
+    async fn finished(&self, id: Uuid) -> JobRecord {
+        for _ in 0..1200 {
+            let job = self.storage.get(id).await.unwrap();
+            if job.state.is_terminal() {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("job {id} did not finish: {:?}", self.storage.get(id).await.unwrap());
+    }
+
+    async fn reasons(&self, id: Uuid) -> Vec<String> {
+        self.storage.events(id, 0).await.unwrap().into_iter().map(|e| e.reason).collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_to_completion_with_its_log_and_journal() {
+    let host = start(DispatchConfig::default());
+    let id = host.enqueue(job("examples.hello", r#"{"name":"Ada"}"#)).await;
+    let done = host.finished(id).await;
+    assert_eq!(done.state, JobState::Completed);
+    assert_eq!(done.result.as_deref(), Some(r#"{"greeting":"Hello, Ada!"}"#));
+    assert_eq!(done.attempt, 1);
+    assert!(done.fuel_used > 0 && done.finished_at.is_some());
+    let logs = host.storage.logs(id, 0, 10).await.unwrap();
+    assert_eq!(logs.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(), ["greeting Ada"]);
+    let states: Vec<JobState> =
+        host.storage.events(id, 0).await.unwrap().iter().map(|e| e.state).collect();
+    assert_eq!(states, [JobState::Pending, JobState::Running, JobState::Completed]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_stored_and_streamed_live() {
+    let host = start(DispatchConfig::default());
+    let mut live = host.bus.subscribe();
+    let id = host.enqueue(job("examples.sleep", r#"{"seconds":0.2,"steps":4}"#)).await;
+    let done = host.finished(id).await;
+    assert_eq!(done.progress.unwrap().percent, 100.0, "the latest progress is kept");
+    let mut percents = Vec::new();
+    let mut states = Vec::new();
+    while let Ok(event) = live.try_recv() {
+        if event.job == id {
+            match &event.update {
+                JobUpdate::Progress(p) => percents.push(p.percent),
+                JobUpdate::State { state, .. } => states.push(*state),
+                JobUpdate::Log { .. } => {}
+            }
+        }
+    }
+    assert_eq!(percents, [25.0, 50.0, 75.0, 100.0]);
+    assert_eq!(states, [JobState::Running, JobState::Completed]);
+    assert_eq!(host.storage.logs(id, 0, 100).await.unwrap().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_running_job_and_ends_a_waiting_one() {
+    let host = start(DispatchConfig::default());
+    let running = host.enqueue(job("examples.sleep", r#"{"seconds":30,"steps":300}"#)).await;
+    while host.storage.get(running).await.unwrap().state != JobState::Running {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    host.dispatcher.cancel(running).await.unwrap();
+    let done = host.finished(running).await;
+    assert_eq!(done.state, JobState::Cancelled);
+    assert_eq!(done.error.unwrap().kind, FailureKind::Cancelled);
+
+    host.storage
+        .set_queue("held", QueueSettings { paused: true, concurrency: None })
+        .await
+        .unwrap();
+    let waiting =
+        host.enqueue(NewJob { queue: "held".into(), ..job("examples.hello", "{}") }).await;
+    assert_eq!(host.dispatcher.cancel(waiting).await.unwrap().state, JobState::Cancelled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retriable_failure_is_retried_with_backoff_then_fails() {
+    let host = start(DispatchConfig::default());
+    let id = host
+        .enqueue(NewJob {
+            max_retries: 2,
+            backoff: Backoff { base_ms: 50, max_ms: 1_000 },
+            limits: LimitOverrides { fuel: Some(10_000_000), ..LimitOverrides::default() },
+            ..job("tests.spin", "{}")
+        })
+        .await;
+    let done = host.finished(id).await;
+    assert_eq!(done.state, JobState::Failed);
+    assert_eq!(done.attempt, 3);
+    assert_eq!(done.error.unwrap().kind, FailureKind::FuelExhausted);
+    let reasons = host.reasons(id).await;
+    assert!(reasons.iter().any(|r| r.contains("retry 1 of 2")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("retry 2 of 2")), "{reasons:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_more_jobs_run_at_once_than_there_are_slots() {
+    let host = start(DispatchConfig { slots: 2, ..DispatchConfig::default() });
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(host.enqueue(job("examples.sleep", r#"{"seconds":0.2,"steps":1}"#)).await);
+    }
+    let mut done = Vec::new();
+    for id in ids {
+        done.push(host.finished(id).await);
+    }
+    for job in &done {
+        assert_eq!(job.state, JobState::Completed);
+        // How many jobs were running at the instant this one started.
+        let start = job.started_at.unwrap();
+        let at_once = done
+            .iter()
+            .filter(|other| {
+                other.started_at.unwrap() <= start && start < other.finished_at.unwrap()
+            })
+            .count();
+        assert!(at_once <= 2, "{at_once} jobs ran at once with 2 slots");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_sharing_a_lock_never_overlap() {
+    let host = start(DispatchConfig::default());
+    let locked = || NewJob {
+        lock: Some("devices".into()),
+        ..job("examples.sleep", r#"{"seconds":0.2,"steps":1}"#)
+    };
+    let first = host.enqueue(locked()).await;
+    let second = host.enqueue(locked()).await;
+    let (first, second) = (host.finished(first).await, host.finished(second).await);
+    assert_eq!((first.state, second.state), (JobState::Completed, JobState::Completed));
+    assert!(
+        second.started_at.unwrap() >= first.finished_at.unwrap(),
+        "the second waited for the lock"
+    );
+    assert!(host.storage.locks().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_job_starts_at_its_time() {
+    let host = start(DispatchConfig::default());
+    let run_at = now_ms() + 500;
+    let id = host
+        .enqueue(NewJob { run_at: Some(run_at), ..job("examples.hello", r#"{"name":"later"}"#) })
+        .await;
+    assert_eq!(host.storage.get(id).await.unwrap().state, JobState::Scheduled);
+    let done = host.finished(id).await;
+    assert_eq!(done.state, JobState::Completed);
+    assert!(done.started_at.unwrap() >= run_at);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_of_an_unknown_plugin_fails_naming_it() {
+    let host = start(DispatchConfig::default());
+    let id = host.enqueue(job("acme.missing", "{}")).await;
+    let done = host.finished(id).await;
+    assert_eq!(done.state, JobState::Failed);
+    let error = done.error.unwrap();
+    assert_eq!(error.kind, FailureKind::HostError);
+    assert!(error.message.contains("acme.missing"), "{}", error.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_left_running_by_a_dead_process_is_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(RedbStorage::open(&dir.path().join("jobhost.redb")).unwrap());
+    let id = storage.enqueue(job("examples.hello", r#"{"name":"again"}"#)).await.unwrap().job.id;
+    let dead = ClaimRules {
+        worker: "dead".into(),
+        max: 1,
+        now: now_ms(),
+        lease_ms: 3_600_000,
+        tenant_quota: None,
+    };
+    storage.claim(dead).await.unwrap();
+
+    let host = start_on(storage, dir, DispatchConfig::default(), true);
+    let done = host.finished(id).await;
+    assert_eq!((done.state, done.attempt), (JobState::Completed, 2));
+    assert!(host.reasons(id).await.iter().any(|r| r.contains("lease of worker dead expired")));
+}
