@@ -206,7 +206,10 @@ impl Dispatcher {
             },
         };
         match self.storage.finish(job.id, &self.config.worker, report, &self.config.retry).await {
-            Ok(done) => self.publish_state(&done, "finished"),
+            Ok(done) => {
+                tracing::debug!(job = %done.id, state = done.state.as_str(), "job finished");
+                self.publish_state(&done, "finished");
+            }
             Err(e) => tracing::warn!(job = %job.id, "recording the outcome: {e}"),
         }
         self.running.lock().unwrap().remove(&job.id);
