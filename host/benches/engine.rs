@@ -1,0 +1,171 @@
+//! Engine benchmark: durable enqueue throughput (one in flight vs. many, so
+//! the group commit shows), end-to-end throughput of hello jobs through
+//! storage, dispatch and the runtime, and enqueue-to-start latency.
+//!
+//! `cargo bench -p jobhost --bench engine` (figures in docs/BENCHMARKS.md).
+
+use jobhost::dispatch::{DispatchConfig, Dispatcher};
+use jobhost::events::{EventBus, JobUpdate};
+use jobhost::runtime::{Runtime, RuntimeConfig};
+use jobhost::storage::{JobState, NewJob, RedbStorage, Storage};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const ENQUEUES: usize = 20_000;
+const IN_FLIGHT: usize = 256;
+const SEQUENTIAL_ENQUEUES: usize = 500;
+const END_TO_END_JOBS: usize = 10_000;
+const LATENCY_SAMPLES: usize = 500;
+
+fn hello() -> NewJob {
+    NewJob {
+        tenant: "bench".into(),
+        job: "examples.hello".into(),
+        args: r#"{"name":"bench"}"#.into(),
+        ..NewJob::default()
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    println!("jobhost engine benchmark ({} cores)", std::thread::available_parallelism()?);
+    tokio.block_on(async {
+        enqueue_throughput(1, SEQUENTIAL_ENQUEUES).await?;
+        enqueue_throughput(IN_FLIGHT, ENQUEUES).await?;
+        end_to_end().await?;
+        start_latency().await
+    })
+}
+
+fn open() -> anyhow::Result<(tempfile::TempDir, Arc<RedbStorage>)> {
+    let dir = tempfile::tempdir()?;
+    let storage = Arc::new(RedbStorage::open(&dir.path().join("bench.redb"))?);
+    Ok((dir, storage))
+}
+
+async fn enqueue_throughput(in_flight: usize, total: usize) -> anyhow::Result<()> {
+    let (_dir, storage) = open()?;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..in_flight {
+        let storage = storage.clone();
+        tasks.spawn(async move {
+            for _ in 0..total / in_flight {
+                storage.enqueue(hello()).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    for result in tasks.join_all().await {
+        result?;
+    }
+    let elapsed = started.elapsed();
+    let stats = storage.commit_stats();
+    let (commits, writes) =
+        (stats.commits.load(Ordering::Relaxed), stats.writes.load(Ordering::Relaxed));
+    println!(
+        "durable enqueue, {in_flight:>3} in flight: {:>7.0} jobs/s  ({writes} writes in {commits} commits: mean batch {:.1}, max {})",
+        writes as f64 / elapsed.as_secs_f64(),
+        writes as f64 / commits as f64,
+        stats.max_batch.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+async fn host(storage: Arc<RedbStorage>) -> anyhow::Result<(Arc<Dispatcher>, EventBus)> {
+    let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
+    runtime
+        .registry()
+        .register("examples.hello", &std::fs::read(jobhost_plugin_artifacts::HELLO)?)?;
+    let bus = EventBus::default();
+    let dispatcher = Dispatcher::new(storage, runtime, bus.clone(), DispatchConfig::default());
+    tokio::spawn(dispatcher.clone().run(false, std::future::pending()));
+    Ok((dispatcher, bus))
+}
+
+async fn end_to_end() -> anyhow::Result<()> {
+    let (_dir, storage) = open()?;
+    let (dispatcher, bus) = host(storage.clone()).await?;
+    let mut updates = bus.subscribe();
+    let started = Instant::now();
+    let feeder = {
+        let storage = storage.clone();
+        tokio::spawn(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..64 {
+                let (storage, dispatcher) = (storage.clone(), dispatcher.clone());
+                tasks.spawn(async move {
+                    for _ in 0..END_TO_END_JOBS / 64 {
+                        storage.enqueue(hello()).await.unwrap();
+                        dispatcher.wake();
+                    }
+                });
+            }
+            tasks.join_all().await;
+        })
+    };
+    let expected = END_TO_END_JOBS / 64 * 64;
+    let mut completed = 0;
+    while completed < expected {
+        match updates.recv().await {
+            Ok(event)
+                if matches!(event.update, JobUpdate::State { state: JobState::Completed, .. }) =>
+            {
+                completed += 1;
+            }
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                anyhow::bail!("the benchmark lagged {n} events behind the bus")
+            }
+            Err(e) => anyhow::bail!("bus closed: {e}"),
+        }
+    }
+    feeder.await?;
+    let elapsed = started.elapsed();
+    let stats = storage.commit_stats();
+    let (commits, writes) =
+        (stats.commits.load(Ordering::Relaxed), stats.writes.load(Ordering::Relaxed));
+    println!(
+        "end to end, {expected} hello jobs (enqueue, claim, run, finish): {:>6.0} jobs/s  (mean batch {:.1}, max {})",
+        expected as f64 / elapsed.as_secs_f64(),
+        writes as f64 / commits as f64,
+        stats.max_batch.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+async fn start_latency() -> anyhow::Result<()> {
+    let (_dir, storage) = open()?;
+    let (dispatcher, bus) = host(storage.clone()).await?;
+    let mut updates = bus.subscribe();
+    let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
+    let mut seen = HashSet::new();
+    for _ in 0..LATENCY_SAMPLES {
+        let id = storage.enqueue(hello()).await?.job.id;
+        dispatcher.wake();
+        let acknowledged = Instant::now();
+        loop {
+            let event = updates.recv().await?;
+            if event.job == id
+                && matches!(event.update, JobUpdate::State { state: JobState::Running, .. })
+            {
+                samples.push(acknowledged.elapsed());
+                seen.insert(id);
+                break;
+            }
+        }
+        // Let the job finish so each sample starts from an idle host.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    samples.sort();
+    let pick = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "enqueue-to-start latency, {} idle-host samples: p50 {:.2} ms  p99 {:.2} ms",
+        seen.len(),
+        pick(0.5).as_secs_f64() * 1e3,
+        pick(0.99).as_secs_f64() * 1e3
+    );
+    Ok(())
+}
