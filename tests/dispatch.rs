@@ -250,3 +250,21 @@ async fn a_job_left_running_by_a_dead_process_is_run_again() {
     assert_eq!((done.state, done.attempt), (JobState::Completed, 2));
     assert!(host.reasons(id).await.iter().any(|r| r.contains("lease of worker dead expired")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_past_retention_are_pruned() {
+    let config = DispatchConfig {
+        retention: Some(Duration::from_millis(1)),
+        prune_every: Duration::from_millis(20),
+        ..DispatchConfig::default()
+    };
+    let host = start(config);
+    let id = host.enqueue(job("examples.hello", r#"{"name":"brief"}"#)).await;
+    for _ in 0..1200 {
+        if host.storage.get(id).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {id} was not pruned: {:?}", host.storage.get(id).await);
+}

@@ -297,9 +297,17 @@ async fn a_job_not_started_by_expires_at_expires() {
         .unwrap()
         .job
         .id;
+    db.storage
+        .set_queue("default", QueueSettings { paused: true, concurrency: None })
+        .await
+        .unwrap();
     let late = ClaimRules { now: now_ms() + 5_000, ..rules("w1", 1) };
     assert!(db.storage.claim(late).await.unwrap().is_empty());
-    assert_eq!(db.storage.get(id).await.unwrap().state, JobState::Expired);
+    assert_eq!(
+        db.storage.get(id).await.unwrap().state,
+        JobState::Expired,
+        "even in a paused queue"
+    );
 }
 
 #[tokio::test]
@@ -397,4 +405,146 @@ async fn concurrent_writes_share_commits() {
     assert_eq!(writes, 500);
     assert!(commits < writes, "500 concurrent enqueues took {commits} commits");
     assert_eq!(db.storage.list(&JobFilter::default(), 0, 1).await.unwrap().total, 500);
+}
+
+#[tokio::test]
+async fn retry_makes_a_new_job_linked_both_ways() {
+    let db = open();
+    let id = db
+        .storage
+        .enqueue(NewJob { idempotency_key: Some("once".into()), ..job("original") })
+        .await
+        .unwrap()
+        .job
+        .id;
+    let err = db.storage.retry(id).await.unwrap_err();
+    assert!(
+        matches!(&err, StorageError::Conflict(m) if m.contains("only a finished job")),
+        "{err}"
+    );
+    db.storage.claim(rules("w1", 1)).await.unwrap();
+    db.storage
+        .finish(id, "w1", failed(FailureKind::PluginError), &RetryPolicy::default())
+        .await
+        .unwrap();
+
+    let new = db.storage.retry(id).await.unwrap();
+    assert_ne!(new.id, id);
+    assert_eq!((new.state, new.retry_of, new.attempt), (JobState::Pending, Some(id), 0));
+    assert_eq!((new.args.as_str(), new.name.as_deref()), ("{}", Some("original")));
+    let old = db.storage.get(id).await.unwrap();
+    assert_eq!((old.state, old.retried_by), (JobState::Failed, Some(new.id)));
+    assert_eq!(last_reason(&db.storage, id).await, format!("retried as {}", new.id));
+    let again = db.storage.retry(id).await.unwrap_err();
+    assert!(
+        matches!(&again, StorageError::Conflict(m) if m.contains("already retried")),
+        "{again}"
+    );
+}
+
+#[tokio::test]
+async fn clone_enqueues_the_same_job_with_new_args() {
+    let db = open();
+    let id = db
+        .storage
+        .enqueue(NewJob { priority: 7, queue: "q".into(), ..job("template") })
+        .await
+        .unwrap()
+        .job
+        .id;
+    let copy = db.storage.clone_job(id, Some(r#"{"name":"Bob"}"#.into())).await.unwrap();
+    assert_ne!(copy.id, id);
+    assert_eq!(
+        (copy.args.as_str(), copy.priority, copy.queue.as_str()),
+        (r#"{"name":"Bob"}"#, 7, "q")
+    );
+    assert_eq!(copy.retry_of, None);
+    assert!(matches!(
+        db.storage.clone_job(Uuid::now_v7(), None).await,
+        Err(StorageError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn remove_deletes_a_finished_job_with_its_history() {
+    let db = open();
+    let keyed = NewJob { idempotency_key: Some("k".into()), ..job("doomed") };
+    let id = db.storage.enqueue(keyed.clone()).await.unwrap().job.id;
+    let err = db.storage.remove(id).await.unwrap_err();
+    assert!(matches!(&err, StorageError::Conflict(m) if m.contains("cancel it")), "{err}");
+    db.storage.cancel(id).await.unwrap();
+    db.storage
+        .append_output(
+            id,
+            1,
+            OutputBatch {
+                logs: vec![(now_ms(), LogLevel::Info, "x".into())],
+                ..OutputBatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    db.storage.remove(id).await.unwrap();
+    assert!(matches!(db.storage.get(id).await, Err(StorageError::NotFound(_))));
+    assert!(matches!(db.storage.events(id, 0).await, Err(StorageError::NotFound(_))));
+    assert!(db.storage.enqueue(keyed).await.unwrap().created, "its idempotency key is free again");
+}
+
+#[tokio::test]
+async fn prune_deletes_only_jobs_finished_before_the_cutoff() {
+    let db = open();
+    let old = db.storage.enqueue(job("old")).await.unwrap().job.id;
+    db.storage.cancel(old).await.unwrap();
+    let waiting = db.storage.enqueue(job("waiting")).await.unwrap().job.id;
+    assert_eq!(db.storage.prune(now_ms() - 60_000, 100).await.unwrap(), 0, "nothing is that old");
+    assert_eq!(db.storage.prune(now_ms() + 1, 100).await.unwrap(), 1);
+    assert!(matches!(db.storage.get(old).await, Err(StorageError::NotFound(_))));
+    assert_eq!(
+        db.storage.get(waiting).await.unwrap().state,
+        JobState::Pending,
+        "unfinished jobs stay"
+    );
+}
+
+#[tokio::test]
+async fn queue_stats_count_states_rates_and_stuck_jobs() {
+    let db = open();
+    for name in ["ok-1", "ok-2", "ok-3", "bad"] {
+        db.storage.enqueue(job(name)).await.unwrap();
+    }
+    db.storage
+        .enqueue(NewJob { queue: "other".into(), tenant: "globex".into(), ..job("theirs") })
+        .await
+        .unwrap();
+    db.storage
+        .set_queue("default", QueueSettings { paused: false, concurrency: Some(3) })
+        .await
+        .unwrap();
+    let claimed =
+        db.storage.claim(ClaimRules { tenant_quota: None, ..rules("w1", 3) }).await.unwrap();
+    for job in &claimed[..2] {
+        db.storage.finish(job.id, "w1", completed(), &RetryPolicy::default()).await.unwrap();
+    }
+    db.storage
+        .finish(claimed[2].id, "w1", failed(FailureKind::Trap), &RetryPolicy::default())
+        .await
+        .unwrap();
+    let stuck = db.storage.claim(ClaimRules { lease_ms: 0, ..rules("w1", 1) }).await.unwrap();
+    assert_eq!(stuck.len(), 1);
+
+    let now = now_ms() + 1;
+    let stats = db.storage.queue_stats(Some("acme"), now, 3_600_000, 600_000).await.unwrap();
+    assert_eq!(stats.len(), 1, "another tenant's queue is not shown");
+    let queue = &stats[0];
+    assert_eq!(queue.queue, "default");
+    assert_eq!(queue.settings.concurrency, Some(3));
+    assert_eq!(queue.counts.get("completed"), Some(&2));
+    assert_eq!(queue.counts.get("failed"), Some(&1));
+    assert_eq!(queue.counts.get("running"), Some(&1));
+    assert_eq!(queue.stuck, 1, "the running job's lease expired");
+    assert_eq!(queue.success_rate, Some(2.0 / 3.0));
+    assert!(queue.average_duration_ms.is_some());
+    assert!((queue.throughput_per_minute - 3.0 / 60.0).abs() < 1e-9);
+    let all = db.storage.queue_stats(None, now, 3_600_000, 600_000).await.unwrap();
+    assert_eq!(all.iter().map(|q| q.queue.as_str()).collect::<Vec<_>>(), ["default", "other"]);
 }

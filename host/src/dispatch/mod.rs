@@ -35,6 +35,11 @@ pub struct DispatchConfig {
     pub retry: RetryPolicy,
     /// Most running jobs per tenant.
     pub tenant_quota: Option<u32>,
+    /// Finished jobs older than this are deleted with their logs and
+    /// journal; `None` keeps them forever.
+    pub retention: Option<Duration>,
+    /// How often retention runs.
+    pub prune_every: Duration,
 }
 
 impl Default for DispatchConfig {
@@ -47,6 +52,8 @@ impl Default for DispatchConfig {
             flush: Duration::from_millis(200),
             retry: RetryPolicy::default(),
             tenant_quota: None,
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            prune_every: Duration::from_secs(60),
         }
     }
 }
@@ -119,8 +126,13 @@ impl Dispatcher {
         }
         let renewer = tokio::spawn(self.clone().renew_leases());
         tokio::pin!(shutdown);
+        let mut pruned_at = std::time::Instant::now();
         loop {
             let now = now_ms();
+            if pruned_at.elapsed() >= self.config.prune_every {
+                self.prune(now).await;
+                pruned_at = std::time::Instant::now();
+            }
             if let Err(e) = self.storage.promote(now).await {
                 tracing::error!("promoting scheduled jobs: {e}");
             }
@@ -133,6 +145,29 @@ impl Dispatcher {
             }
         }
         renewer.abort();
+    }
+
+    /// Deletes finished jobs past the retention age, a chunk at a time so
+    /// no single commit grows large.
+    async fn prune(&self, now: u64) {
+        const CHUNK: usize = 1_000;
+        let Some(retention) = self.config.retention else { return };
+        let cutoff = now.saturating_sub(retention.as_millis() as u64);
+        loop {
+            match self.storage.prune(cutoff, CHUNK).await {
+                Ok(count) if count == CHUNK => continue,
+                Ok(count) => {
+                    if count > 0 {
+                        tracing::info!("pruned {count} finished jobs past retention");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!("pruning finished jobs: {e}");
+                    return;
+                }
+            }
+        }
     }
 
     async fn recover(&self, before: u64) {

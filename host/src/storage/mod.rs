@@ -9,13 +9,16 @@
 //! - `schema`: redb tables and key encodings.
 //! - `writer`: the group-commit writer thread.
 //! - `redb`: the operations on redb.
+//! - `queue_stats`: per-queue health, computed from job records.
 
+mod queue_stats;
 mod record;
 mod redb;
 mod schema;
 mod writer;
 
 pub use self::redb::RedbStorage;
+pub use queue_stats::QueueStats;
 pub use record::{
     Backoff, JobError, JobEvent, JobRecord, JobState, LogLine, Millis, NewJob, Progress, now_ms,
 };
@@ -217,6 +220,29 @@ pub trait Storage: Send + Sync {
     async fn locks(&self) -> Result<Vec<(String, Uuid)>, StorageError>;
     /// Releases a lock by hand.
     async fn clear_lock(&self, name: &str) -> Result<(), StorageError>;
+    /// Enqueues a finished job again as a new job, linked both ways
+    /// (`retry_of`, `retried_by`); refused for a job not finished or already
+    /// retried.
+    async fn retry(&self, id: Uuid) -> Result<JobRecord, StorageError>;
+    /// Enqueues a new job with this job's settings and `args` (its own args
+    /// when `None`).
+    async fn clone_job(&self, id: Uuid, args: Option<String>) -> Result<JobRecord, StorageError>;
+    /// Deletes a finished job with its journal and logs; refused for a job
+    /// that is not finished.
+    async fn remove(&self, id: Uuid) -> Result<JobRecord, StorageError>;
+    /// Deletes up to `max` jobs that finished before `finished_before`, with
+    /// their journals and logs (retention). Returns how many.
+    async fn prune(&self, finished_before: Millis, max: usize) -> Result<usize, StorageError>;
+    /// Health of every queue (of `tenant`, or all): counts by state, stuck
+    /// jobs, and over the last `window_ms`: throughput, success rate and
+    /// average duration.
+    async fn queue_stats(
+        &self,
+        tenant: Option<&str>,
+        now: Millis,
+        window_ms: u64,
+        stuck_after_ms: u64,
+    ) -> Result<Vec<QueueStats>, StorageError>;
     /// Group-commit counters.
     fn commit_stats(&self) -> &CommitStats;
 }

@@ -10,11 +10,11 @@ use super::schema::{
 use super::writer::{CommitStats, Writer};
 use super::{
     ClaimRules, Enqueued, JobFilter, JobPage, Lease, MAX_LEASES_LOST, OutputBatch, QueueSettings,
-    RetryPolicy, Storage, StorageError,
+    QueueStats, RetryPolicy, Storage, StorageError,
 };
 use crate::runtime::{FailureKind, Outcome, RunReport};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -210,13 +210,6 @@ fn claim(txn: &WriteTransaction, rules: &ClaimRules) -> Result<Vec<JobRecord>, S
         if claimed.len() >= rules.max {
             break;
         }
-        let queue_settings = settings.get(&queue).cloned().unwrap_or_default();
-        let running_in_queue = by_queue.get(&queue).copied().unwrap_or(0);
-        if queue_settings.paused
-            || queue_settings.concurrency.is_some_and(|limit| running_in_queue >= limit)
-        {
-            continue;
-        }
         let mut job = read_job(&txn.open_table(JOBS)?, pending_key_id(&key))?;
         if job.expires_at.is_some_and(|at| at <= rules.now) {
             txn.open_table(PENDING)?.remove(key.as_slice())?;
@@ -224,6 +217,13 @@ fn claim(txn: &WriteTransaction, rules: &ClaimRules) -> Result<Vec<JobRecord>, S
             job.finished_at = Some(rules.now);
             put_job(txn, &job)?;
             journal(txn, &job, Some(JobState::Pending), "expired: not started before expires_at")?;
+            continue;
+        }
+        let queue_settings = settings.get(&queue).cloned().unwrap_or_default();
+        let running_in_queue = by_queue.get(&queue).copied().unwrap_or(0);
+        if queue_settings.paused
+            || queue_settings.concurrency.is_some_and(|limit| running_in_queue >= limit)
+        {
             continue;
         }
         let tenant_running = by_tenant.get(&job.tenant).copied().unwrap_or(0);
@@ -394,6 +394,109 @@ fn append_output(
     }
     job.metadata.extend(batch.metadata);
     put_job(txn, &job)
+}
+
+/// A new job with `old`'s settings and `args`: what retry and clone enqueue.
+fn resubmission(old: &JobRecord, args: String) -> NewJob {
+    NewJob {
+        tenant: old.tenant.clone(),
+        owner: old.owner.clone(),
+        job: old.job.clone(),
+        plugin_digest: old.plugin_digest.clone(),
+        args,
+        queue: old.queue.clone(),
+        priority: old.priority,
+        run_at: None,
+        expires_at: None,
+        max_retries: old.max_retries,
+        backoff: old.backoff,
+        limits: old.limits,
+        lock: old.lock.clone(),
+        idempotency_key: None,
+        name: old.name.clone(),
+        description: old.description.clone(),
+        tags: old.tags.clone(),
+        metadata: old.metadata.clone(),
+    }
+}
+
+fn retry(txn: &WriteTransaction, id: Uuid) -> Result<JobRecord, StorageError> {
+    let mut old = read_job(&txn.open_table(JOBS)?, id)?;
+    if !old.state.is_terminal() {
+        return Err(StorageError::Conflict(format!(
+            "job {id} is {}: only a finished job can be retried",
+            old.state.as_str()
+        )));
+    }
+    if let Some(newer) = old.retried_by {
+        return Err(StorageError::Conflict(format!("job {id} was already retried as {newer}")));
+    }
+    let mut new = enqueue(txn, resubmission(&old, old.args.clone()))?.job;
+    new.retry_of = Some(old.id);
+    put_job(txn, &new)?;
+    old.retried_by = Some(new.id);
+    put_job(txn, &old)?;
+    journal(txn, &old, Some(old.state), format!("retried as {}", new.id))?;
+    Ok(new)
+}
+
+fn clone_job(
+    txn: &WriteTransaction,
+    id: Uuid,
+    args: Option<String>,
+) -> Result<JobRecord, StorageError> {
+    let old = read_job(&txn.open_table(JOBS)?, id)?;
+    let args = args.unwrap_or_else(|| old.args.clone());
+    Ok(enqueue(txn, resubmission(&old, args))?.job)
+}
+
+/// Deletes a job with its journal, logs and idempotency key.
+fn delete(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
+    let id = job.id.as_u128();
+    txn.open_table(JOBS)?.remove(id)?;
+    txn.open_table(EVENTS)?.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+    txn.open_table(LOGS)?.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+    if let Some(key) = &job.idempotency_key {
+        let mut keys = txn.open_table(IDEMPOTENCY)?;
+        let ours = keys.get((job.tenant.as_str(), key.as_str()))?.is_some_and(|v| v.value() == id);
+        if ours {
+            keys.remove((job.tenant.as_str(), key.as_str()))?;
+        }
+    }
+    Ok(())
+}
+
+fn remove(txn: &WriteTransaction, id: Uuid) -> Result<JobRecord, StorageError> {
+    let job = read_job(&txn.open_table(JOBS)?, id)?;
+    if !job.state.is_terminal() {
+        return Err(StorageError::Conflict(format!(
+            "job {id} is {}: cancel it before removing it",
+            job.state.as_str()
+        )));
+    }
+    delete(txn, &job)?;
+    Ok(job)
+}
+
+fn prune(
+    txn: &WriteTransaction,
+    finished_before: Millis,
+    max: usize,
+) -> Result<usize, StorageError> {
+    let mut old = Vec::new();
+    for entry in txn.open_table(JOBS)?.iter()? {
+        let job: JobRecord = decode(entry?.1.value())?;
+        if job.state.is_terminal() && job.finished_at.is_some_and(|at| at < finished_before) {
+            old.push(job);
+            if old.len() >= max {
+                break;
+            }
+        }
+    }
+    for job in &old {
+        delete(txn, job)?;
+    }
+    Ok(old.len())
 }
 
 fn cancel(txn: &WriteTransaction, id: Uuid) -> Result<JobRecord, StorageError> {
@@ -610,6 +713,57 @@ impl Storage for RedbStorage {
                 Ok(())
             })
             .await
+    }
+
+    async fn retry(&self, id: Uuid) -> Result<JobRecord, StorageError> {
+        self.writer.write(move |txn| retry(txn, id)).await
+    }
+
+    async fn clone_job(&self, id: Uuid, args: Option<String>) -> Result<JobRecord, StorageError> {
+        self.writer.write(move |txn| clone_job(txn, id, args)).await
+    }
+
+    async fn remove(&self, id: Uuid) -> Result<JobRecord, StorageError> {
+        self.writer.write(move |txn| remove(txn, id)).await
+    }
+
+    async fn prune(&self, finished_before: Millis, max: usize) -> Result<usize, StorageError> {
+        self.writer.write(move |txn| prune(txn, finished_before, max)).await
+    }
+
+    async fn queue_stats(
+        &self,
+        tenant: Option<&str>,
+        now: Millis,
+        window_ms: u64,
+        stuck_after_ms: u64,
+    ) -> Result<Vec<QueueStats>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let mut by_queue: BTreeMap<String, QueueStats> = BTreeMap::new();
+        let running = txn.open_table(RUNNING)?;
+        for entry in txn.open_table(JOBS)?.iter()? {
+            let job: JobRecord = decode(entry?.1.value())?;
+            if tenant.is_some_and(|t| t != job.tenant) {
+                continue;
+            }
+            let stats =
+                by_queue.entry(job.queue.clone()).or_insert_with(|| QueueStats::new(&job.queue));
+            let lease_expired = running
+                .get(job.id.as_u128())?
+                .map(|lease| decode::<Lease>(lease.value()))
+                .transpose()?
+                .is_some_and(|lease| lease.until < now);
+            stats.count(&job, now, window_ms, stuck_after_ms, lease_expired);
+        }
+        let settings = txn.open_table(QUEUES)?;
+        let mut all: Vec<QueueStats> = by_queue.into_values().collect();
+        for stats in &mut all {
+            if let Some(value) = settings.get(stats.queue.as_str())? {
+                stats.settings = decode(value.value())?;
+            }
+            stats.finish(window_ms);
+        }
+        Ok(all)
     }
 
     fn commit_stats(&self) -> &CommitStats {

@@ -1,0 +1,88 @@
+//! Per-queue health, as an operator dashboard shows it: how many jobs are in
+//! each state, how many look stuck, and over a recent window how many
+//! finished, how many of those succeeded and how long they took.
+
+use super::QueueSettings;
+use super::record::{JobRecord, JobState, Millis};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Health of one queue.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueStats {
+    /// Queue name.
+    pub queue: String,
+    /// Paused, concurrency.
+    pub settings: QueueSettings,
+    /// Jobs per state (state name → count).
+    pub counts: BTreeMap<&'static str, usize>,
+    /// Running jobs whose lease expired (their worker is gone) plus ready
+    /// jobs that waited longer than the stuck threshold.
+    pub stuck: usize,
+    /// Jobs that finished in the window.
+    pub finished: usize,
+    /// Of those, completed.
+    pub completed: usize,
+    /// Finished jobs per minute over the window.
+    pub throughput_per_minute: f64,
+    /// completed / finished in the window; `None` when nothing finished.
+    pub success_rate: Option<f64>,
+    /// Mean run time (start to finish) of jobs completed in the window.
+    pub average_duration_ms: Option<f64>,
+    #[serde(skip)]
+    total_duration_ms: u64,
+}
+
+impl QueueStats {
+    pub(super) fn new(queue: &str) -> Self {
+        Self {
+            queue: queue.to_string(),
+            settings: QueueSettings::default(),
+            counts: BTreeMap::new(),
+            stuck: 0,
+            finished: 0,
+            completed: 0,
+            throughput_per_minute: 0.0,
+            success_rate: None,
+            average_duration_ms: None,
+            total_duration_ms: 0,
+        }
+    }
+
+    /// Adds one job.
+    pub(super) fn count(
+        &mut self,
+        job: &JobRecord,
+        now: Millis,
+        window_ms: u64,
+        stuck_after_ms: u64,
+        lease_expired: bool,
+    ) {
+        *self.counts.entry(job.state.as_str()).or_default() += 1;
+        let waited_too_long = job.state == JobState::Pending && job.run_at + stuck_after_ms < now;
+        if lease_expired || waited_too_long {
+            self.stuck += 1;
+        }
+        let in_window = job.finished_at.is_some_and(|at| at + window_ms >= now);
+        if in_window && matches!(job.state, JobState::Completed | JobState::Failed) {
+            self.finished += 1;
+            if job.state == JobState::Completed {
+                self.completed += 1;
+                let started = job.started_at.unwrap_or(job.created_at);
+                self.total_duration_ms +=
+                    job.finished_at.unwrap_or(started).saturating_sub(started);
+            }
+        }
+    }
+
+    /// Turns the sums into rates once every job is counted.
+    pub(super) fn finish(&mut self, window_ms: u64) {
+        self.throughput_per_minute = self.finished as f64 * 60_000.0 / window_ms.max(1) as f64;
+        if self.finished > 0 {
+            self.success_rate = Some(self.completed as f64 / self.finished as f64);
+        }
+        if self.completed > 0 {
+            self.average_duration_ms = Some(self.total_duration_ms as f64 / self.completed as f64);
+        }
+    }
+}
