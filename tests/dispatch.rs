@@ -5,7 +5,8 @@ use jobhost::dispatch::{DispatchConfig, Dispatcher};
 use jobhost::events::{EventBus, JobUpdate};
 use jobhost::runtime::{FailureKind, LimitOverrides};
 use jobhost::storage::{
-    Backoff, ClaimRules, JobRecord, JobState, NewJob, QueueSettings, RedbStorage, Storage, now_ms,
+    Backoff, ClaimRules, JobRecord, JobState, NewJob, QueueSettings, RedbStorage, Storage,
+    WorkerMode, now_ms,
 };
 use jobhost_tests::TestRuntime;
 use std::sync::Arc;
@@ -267,4 +268,48 @@ async fn finished_jobs_past_retention_are_pruned() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("job {id} was not pruned: {:?}", host.storage.get(id).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_worker_claims_nothing_until_resumed() {
+    let config = DispatchConfig { lease: Duration::from_millis(300), ..DispatchConfig::default() };
+    let worker = config.worker.clone();
+    let host = start(config);
+    while host.storage.workers().await.unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    host.storage.set_worker_mode(&worker, WorkerMode::Paused).await.unwrap();
+    // Two heartbeats after the change: the worker has learned it.
+    let changed_at = now_ms();
+    for _ in 0..2 {
+        let seen = host.storage.workers().await.unwrap()[0].heartbeat.max(changed_at);
+        while host.storage.workers().await.unwrap()[0].heartbeat <= seen {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let id = host.enqueue(job("examples.hello", r#"{"name":"held"}"#)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        host.storage.get(id).await.unwrap().state,
+        JobState::Pending,
+        "a paused worker claims nothing"
+    );
+    host.storage.set_worker_mode(&worker, WorkerMode::Active).await.unwrap();
+    assert_eq!(host.finished(id).await.state, JobState::Completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_job_runs_on_the_live_worker() {
+    let host = start(DispatchConfig::default());
+    while host.storage.workers().await.unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let copies = host
+        .storage
+        .enqueue_broadcast(job("examples.hello", r#"{"name":"all"}"#), now_ms() - 60_000)
+        .await
+        .unwrap();
+    assert_eq!(copies.len(), 1);
+    host.dispatcher.wake();
+    assert_eq!(host.finished(copies[0].id).await.state, JobState::Completed);
 }

@@ -1,10 +1,11 @@
 //! The durable storage, through its public trait, on a real redb file.
 
 use jobhost::runtime::LogLevel;
-use jobhost::runtime::{FailureKind, Outcome, RunReport};
+use jobhost::runtime::{FailureKind, LimitOverrides, Outcome, RunReport};
 use jobhost::storage::{
-    Backoff, ClaimRules, JobFilter, JobState, MAX_LEASES_LOST, NewJob, OutputBatch, Progress,
-    QueueSettings, RedbStorage, RetryPolicy, Storage, StorageError, now_ms,
+    Backoff, ClaimRules, JobFilter, JobState, MAX_LEASES_LOST, NewJob, OutputBatch, PluginRecord,
+    Progress, QueueSettings, RedbStorage, RetryPolicy, Role, Storage, StorageError, TenantRecord,
+    TokenRecord, WorkerMode, now_ms,
 };
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -547,4 +548,95 @@ async fn queue_stats_count_states_rates_and_stuck_jobs() {
     assert!((queue.throughput_per_minute - 3.0 / 60.0).abs() < 1e-9);
     let all = db.storage.queue_stats(None, now, 3_600_000, 600_000).await.unwrap();
     assert_eq!(all.iter().map(|q| q.queue.as_str()).collect::<Vec<_>>(), ["default", "other"]);
+}
+
+#[tokio::test]
+async fn broadcast_jobs_run_once_on_every_live_worker() {
+    let db = open();
+    let now = now_ms();
+    db.storage.heartbeat("w1", 4, 0, now).await.unwrap();
+    db.storage.heartbeat("w2", 4, 0, now).await.unwrap();
+    db.storage.heartbeat("gone", 4, 0, now - 120_000).await.unwrap();
+    let copies = db.storage.enqueue_broadcast(job("everywhere"), now - 60_000).await.unwrap();
+    let mut pinned: Vec<_> = copies.iter().map(|j| j.pinned_to.clone().unwrap()).collect();
+    pinned.sort();
+    assert_eq!(pinned, ["w1", "w2"], "one copy per live worker");
+    let mine = db.storage.claim(rules("w1", 10)).await.unwrap();
+    assert_eq!(mine.len(), 1, "w1 runs its own copy only");
+    assert_eq!(mine[0].pinned_to.as_deref(), Some("w1"));
+    assert_eq!(db.storage.claim(rules("w2", 10)).await.unwrap().len(), 1);
+    let err = db.storage.enqueue_broadcast(job("nobody"), now + 1).await.unwrap_err();
+    assert!(matches!(err, StorageError::Conflict(_)), "{err}");
+}
+
+#[tokio::test]
+async fn workers_report_heartbeats_and_keep_their_mode() {
+    let db = open();
+    assert_eq!(db.storage.heartbeat("w1", 8, 0, 1_000).await.unwrap(), WorkerMode::Active);
+    db.storage.set_worker_mode("w1", WorkerMode::Draining).await.unwrap();
+    assert_eq!(db.storage.heartbeat("w1", 8, 3, 2_000).await.unwrap(), WorkerMode::Draining);
+    let workers = db.storage.workers().await.unwrap();
+    assert_eq!(workers.len(), 1);
+    let w = &workers[0];
+    assert_eq!(
+        (w.slots, w.running, w.heartbeat, w.started_at, w.mode),
+        (8, 3, 2_000, 1_000, WorkerMode::Draining)
+    );
+    assert!(matches!(
+        db.storage.set_worker_mode("nope", WorkerMode::Paused).await,
+        Err(StorageError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn plugins_are_stored_per_tenant_with_shared_component_bytes() {
+    let db = open();
+    let record = |tenant: &str| PluginRecord {
+        tenant: tenant.into(),
+        name: "examples.hello".into(),
+        digest: "sha256:abc".into(),
+        size: 3,
+        uploaded_at: 1,
+        uploader: "ada".into(),
+        limits: LimitOverrides::default(),
+    };
+    db.storage.put_plugin(record("acme"), b"abc".to_vec()).await.unwrap();
+    db.storage.put_plugin(record("globex"), b"abc".to_vec()).await.unwrap();
+    assert_eq!(db.storage.plugins(Some("acme")).await.unwrap(), [record("acme")]);
+    assert_eq!(db.storage.plugins(None).await.unwrap().len(), 2);
+    db.storage.remove_plugin("acme", "examples.hello").await.unwrap();
+    assert_eq!(db.storage.component("sha256:abc").await.unwrap(), b"abc", "globex still uses it");
+    db.storage.remove_plugin("globex", "examples.hello").await.unwrap();
+    assert!(matches!(db.storage.component("sha256:abc").await, Err(StorageError::NotFound(_))));
+    assert!(matches!(
+        db.storage.remove_plugin("acme", "examples.hello").await,
+        Err(StorageError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn tokens_and_tenants_are_stored() {
+    let db = open();
+    let token = TokenRecord {
+        name: "ci".into(),
+        tenant: "acme".into(),
+        role: Role::Submitter,
+        created_at: 5,
+    };
+    db.storage.put_token("hash-1", token.clone()).await.unwrap();
+    assert_eq!(db.storage.token("hash-1").await.unwrap(), Some(token.clone()));
+    assert_eq!(db.storage.token("hash-2").await.unwrap(), None);
+    assert_eq!(db.storage.tokens().await.unwrap(), [("hash-1".to_string(), token)]);
+    db.storage.remove_token("hash-1").await.unwrap();
+    assert!(matches!(db.storage.remove_token("hash-1").await, Err(StorageError::NotFound(_))));
+
+    assert_eq!(db.storage.tenant("acme").await.unwrap().max_running, None);
+    let quotas = TenantRecord {
+        name: "acme".into(),
+        max_running: Some(2),
+        max_queued: Some(100),
+        ..TenantRecord::default()
+    };
+    db.storage.put_tenant(quotas.clone()).await.unwrap();
+    assert_eq!(db.storage.tenant("acme").await.unwrap(), quotas);
 }

@@ -10,7 +10,9 @@ mod output;
 
 use crate::events::{EventBus, JobUpdate};
 use crate::runtime::{CancelToken, FailureKind, JobContext, Outcome, RunReport, Runtime};
-use crate::storage::{ClaimRules, JobRecord, RetryPolicy, Storage, StorageError, now_ms};
+use crate::storage::{
+    ClaimRules, JobRecord, RetryPolicy, Storage, StorageError, WorkerMode, now_ms,
+};
 use output::JobOutput;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -66,6 +68,8 @@ pub struct Dispatcher {
     config: DispatchConfig,
     /// Cancel tokens of the jobs running here.
     running: Mutex<HashMap<Uuid, CancelToken>>,
+    /// The mode an operator set, as of the last heartbeat.
+    mode: Mutex<WorkerMode>,
     wake: Notify,
 }
 
@@ -89,6 +93,7 @@ impl Dispatcher {
             bus,
             config,
             running: Mutex::default(),
+            mode: Mutex::default(),
             wake: Notify::new(),
         })
     }
@@ -124,7 +129,8 @@ impl Dispatcher {
         if recover_all {
             self.recover(u64::MAX).await;
         }
-        let renewer = tokio::spawn(self.clone().renew_leases());
+        self.heartbeat().await;
+        let renewer = tokio::spawn(self.clone().keep_alive());
         tokio::pin!(shutdown);
         let mut pruned_at = std::time::Instant::now();
         loop {
@@ -182,7 +188,7 @@ impl Dispatcher {
 
     async fn claim_and_start(self: &Arc<Self>) {
         let free = self.config.slots.saturating_sub(self.running.lock().unwrap().len());
-        if free == 0 {
+        if free == 0 || *self.mode.lock().unwrap() != WorkerMode::Active {
             return;
         }
         let rules = ClaimRules {
@@ -263,10 +269,12 @@ impl Dispatcher {
         }
     }
 
-    /// Renews the leases of every job running here, three times per lease.
-    async fn renew_leases(self: Arc<Self>) {
+    /// Three times per lease: renews the leases of every job running here
+    /// and reports this worker alive (learning the mode an operator set).
+    async fn keep_alive(self: Arc<Self>) {
         loop {
             tokio::time::sleep(self.config.lease / 3).await;
+            self.heartbeat().await;
             let ids: Vec<Uuid> = self.running.lock().unwrap().keys().copied().collect();
             if ids.is_empty() {
                 continue;
@@ -275,6 +283,21 @@ impl Dispatcher {
             if let Err(e) = self.storage.renew(&self.config.worker, ids, until).await {
                 tracing::error!("renewing leases: {e}");
             }
+        }
+    }
+
+    async fn heartbeat(&self) {
+        let running = self.running.lock().unwrap().len() as u32;
+        let slots = self.config.slots as u32;
+        match self.storage.heartbeat(&self.config.worker, slots, running, now_ms()).await {
+            Ok(mode) => {
+                let changed = std::mem::replace(&mut *self.mode.lock().unwrap(), mode) != mode;
+                if changed {
+                    tracing::info!(worker = %self.config.worker, ?mode, "worker mode changed");
+                    self.wake();
+                }
+            }
+            Err(e) => tracing::error!("worker heartbeat: {e}"),
         }
     }
 

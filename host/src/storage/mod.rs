@@ -20,7 +20,8 @@ mod writer;
 pub use self::redb::RedbStorage;
 pub use queue_stats::QueueStats;
 pub use record::{
-    Backoff, JobError, JobEvent, JobRecord, JobState, LogLine, Millis, NewJob, Progress, now_ms,
+    Backoff, JobError, JobEvent, JobRecord, JobState, LogLine, Millis, NewJob, PluginRecord,
+    Progress, Role, TenantRecord, TokenRecord, WorkerMode, WorkerRecord, now_ms,
 };
 pub use writer::CommitStats;
 
@@ -243,6 +244,54 @@ pub trait Storage: Send + Sync {
         window_ms: u64,
         stuck_after_ms: u64,
     ) -> Result<Vec<QueueStats>, StorageError>;
+    /// Enqueues one copy of `new` for every worker whose heartbeat is not
+    /// older than `live_after`, each pinned to its worker.
+    async fn enqueue_broadcast(
+        &self,
+        new: NewJob,
+        live_after: Millis,
+    ) -> Result<Vec<JobRecord>, StorageError>;
+    /// Records that `worker` is alive with `slots` and `running` jobs;
+    /// returns the mode an operator set for it.
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        slots: u32,
+        running: u32,
+        now: Millis,
+    ) -> Result<WorkerMode, StorageError>;
+    /// Every worker that ever reported, with its last heartbeat.
+    async fn workers(&self) -> Result<Vec<WorkerRecord>, StorageError>;
+    /// Pauses, drains or resumes a worker.
+    async fn set_worker_mode(
+        &self,
+        worker: &str,
+        mode: WorkerMode,
+    ) -> Result<WorkerRecord, StorageError>;
+    /// Stores a plugin version: its record and its component bytes.
+    async fn put_plugin(
+        &self,
+        record: PluginRecord,
+        component: Vec<u8>,
+    ) -> Result<(), StorageError>;
+    /// Plugins of `tenant` (or all), by tenant and name.
+    async fn plugins(&self, tenant: Option<&str>) -> Result<Vec<PluginRecord>, StorageError>;
+    /// The component bytes of a digest.
+    async fn component(&self, digest: &str) -> Result<Vec<u8>, StorageError>;
+    /// Removes a plugin (and its bytes, when no other plugin uses them).
+    async fn remove_plugin(&self, tenant: &str, name: &str) -> Result<PluginRecord, StorageError>;
+    /// Stores a token under the hash of its secret.
+    async fn put_token(&self, hash: &str, record: TokenRecord) -> Result<(), StorageError>;
+    /// The token with this secret hash.
+    async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StorageError>;
+    /// Every token, by hash.
+    async fn tokens(&self) -> Result<Vec<(String, TokenRecord)>, StorageError>;
+    /// Revokes a token.
+    async fn remove_token(&self, hash: &str) -> Result<(), StorageError>;
+    /// Creates or updates a tenant.
+    async fn put_tenant(&self, record: TenantRecord) -> Result<(), StorageError>;
+    /// A tenant (no quotas if never set).
+    async fn tenant(&self, name: &str) -> Result<TenantRecord, StorageError>;
     /// Group-commit counters.
     fn commit_stats(&self) -> &CommitStats;
 }

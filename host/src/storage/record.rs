@@ -216,6 +216,9 @@ pub struct JobRecord {
     /// Times its worker died (lease expired) while running it.
     #[serde(default)]
     pub leases_lost: u32,
+    /// Only this worker may run it (one copy of a broadcast job).
+    #[serde(default)]
+    pub pinned_to: Option<String>,
 }
 
 impl JobRecord {
@@ -258,6 +261,7 @@ impl JobRecord {
             retried_by: None,
             cancel_requested: false,
             leases_lost: 0,
+            pinned_to: None,
         }
     }
 }
@@ -319,4 +323,94 @@ mod tests {
             (JobState::Pending, now, "default")
         );
     }
+}
+
+/// What a worker is doing, as set by an operator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerMode {
+    /// Claims jobs.
+    #[default]
+    Active,
+    /// Claims nothing until resumed; running jobs go on.
+    Paused,
+    /// Claims nothing, finishes what it runs; for a planned stop.
+    Draining,
+}
+
+/// A worker as it last reported itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    /// Worker id.
+    pub id: String,
+    /// Jobs it runs at once.
+    pub slots: u32,
+    /// Jobs it was running at the heartbeat.
+    pub running: u32,
+    /// Last heartbeat.
+    pub heartbeat: Millis,
+    /// First heartbeat.
+    pub started_at: Millis,
+    /// Set by an operator.
+    pub mode: WorkerMode,
+}
+
+/// A plugin as stored: who uploaded which version, and its default limits.
+/// The component bytes are stored once per digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginRecord {
+    /// Owning tenant.
+    pub tenant: String,
+    /// Qualified name.
+    pub name: String,
+    /// `sha256:` digest of the current version.
+    pub digest: String,
+    /// Component size in bytes.
+    pub size: u64,
+    /// Upload time.
+    pub uploaded_at: Millis,
+    /// Who uploaded it.
+    pub uploader: String,
+    /// Default limits of its jobs.
+    pub limits: LimitOverrides,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, including tokens and tenants.
+    Admin,
+    /// Manage jobs, queues, workers and locks of the tenant.
+    Operator,
+    /// Read everything of the tenant.
+    Viewer,
+    /// Enqueue and see their own jobs.
+    Submitter,
+}
+
+/// An API token, stored by the hash of its secret (never the secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// A name for people ("ci", "ada").
+    pub name: String,
+    /// The tenant it acts for.
+    pub tenant: String,
+    /// What it may do.
+    pub role: Role,
+    /// When it was made.
+    pub created_at: Millis,
+}
+
+/// A tenant and its quotas; `None` is no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// Tenant name.
+    pub name: String,
+    /// Most jobs running at once.
+    pub max_running: Option<u32>,
+    /// Most jobs waiting (scheduled or pending).
+    pub max_queued: Option<u32>,
+    /// Caps on the limits its jobs may ask for.
+    pub max_limits: LimitOverrides,
 }

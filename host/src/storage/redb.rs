@@ -3,9 +3,11 @@
 //! group-commit [`Writer`].
 
 use super::record::{JobError, JobEvent, JobRecord, JobState, LogLine, Millis, NewJob, now_ms};
+use super::record::{PluginRecord, TenantRecord, TokenRecord, WorkerMode, WorkerRecord};
 use super::schema::{
-    EVENTS, IDEMPOTENCY, JOBS, LOCKS, LOGS, PENDING, QUEUES, RUNNING, SCHEDULED, decode, encode,
-    pending_key, pending_key_id, scheduled_key,
+    COMPONENTS, EVENTS, IDEMPOTENCY, JOBS, LOCKS, LOGS, PENDING, PLUGINS, QUEUES, RUNNING,
+    SCHEDULED, TENANTS, TOKENS, WORKERS, decode, encode, pending_key, pending_key_id,
+    scheduled_key,
 };
 use super::writer::{CommitStats, Writer};
 use super::{
@@ -70,6 +72,11 @@ impl RedbStorage {
             txn.open_table(IDEMPOTENCY)?;
             txn.open_table(LOCKS)?;
             txn.open_table(QUEUES)?;
+            txn.open_table(WORKERS)?;
+            txn.open_table(PLUGINS)?;
+            txn.open_table(COMPONENTS)?;
+            txn.open_table(TOKENS)?;
+            txn.open_table(TENANTS)?;
         }
         txn.commit()?;
         let db = Arc::new(db);
@@ -211,6 +218,9 @@ fn claim(txn: &WriteTransaction, rules: &ClaimRules) -> Result<Vec<JobRecord>, S
             break;
         }
         let mut job = read_job(&txn.open_table(JOBS)?, pending_key_id(&key))?;
+        if job.pinned_to.as_ref().is_some_and(|worker| *worker != rules.worker) {
+            continue;
+        }
         if job.expires_at.is_some_and(|at| at <= rules.now) {
             txn.open_table(PENDING)?.remove(key.as_slice())?;
             job.state = JobState::Expired;
@@ -330,6 +340,13 @@ fn recover(txn: &WriteTransaction, before: Millis) -> Result<Vec<Uuid>, StorageE
             job.state = JobState::Cancelled;
             job.finished_at = Some(now);
             format!("lease of worker {worker} expired after a cancel request: cancelled")
+        } else if job.pinned_to.is_some() {
+            job.state = JobState::Failed;
+            job.finished_at = Some(now);
+            let message =
+                format!("lease of worker {worker} expired; a broadcast copy runs nowhere else");
+            job.error = Some(JobError { kind: FailureKind::HostError, message: message.clone() });
+            message
         } else if job.leases_lost >= MAX_LEASES_LOST {
             job.state = JobState::Failed;
             job.finished_at = Some(now);
@@ -497,6 +514,81 @@ fn prune(
         delete(txn, job)?;
     }
     Ok(old.len())
+}
+
+fn enqueue_broadcast(
+    txn: &WriteTransaction,
+    new: NewJob,
+    live_after: Millis,
+) -> Result<Vec<JobRecord>, StorageError> {
+    let mut live = Vec::new();
+    for entry in txn.open_table(WORKERS)?.iter()? {
+        let worker: WorkerRecord = decode(entry?.1.value())?;
+        if worker.heartbeat >= live_after {
+            live.push(worker.id);
+        }
+    }
+    if live.is_empty() {
+        return Err(StorageError::Conflict("no live worker to broadcast to".into()));
+    }
+    let mut copies = Vec::new();
+    for worker in live {
+        let new = NewJob { idempotency_key: None, ..new.clone() };
+        let mut job = enqueue(txn, new)?.job;
+        job.pinned_to = Some(worker);
+        put_job(txn, &job)?;
+        copies.push(job);
+    }
+    Ok(copies)
+}
+
+fn heartbeat(
+    txn: &WriteTransaction,
+    id: &str,
+    slots: u32,
+    running: u32,
+    now: Millis,
+) -> Result<WorkerMode, StorageError> {
+    let mut workers = txn.open_table(WORKERS)?;
+    let known = workers.get(id)?.map(|w| decode::<WorkerRecord>(w.value())).transpose()?;
+    let (started_at, mode) = known.map_or((now, WorkerMode::Active), |w| (w.started_at, w.mode));
+    let record =
+        WorkerRecord { id: id.to_string(), slots, running, heartbeat: now, started_at, mode };
+    workers.insert(id, encode(&record).as_slice())?;
+    Ok(mode)
+}
+
+fn remove_plugin(
+    txn: &WriteTransaction,
+    tenant: &str,
+    name: &str,
+) -> Result<PluginRecord, StorageError> {
+    let mut plugins = txn.open_table(PLUGINS)?;
+    let removed: PluginRecord = match plugins.remove((tenant, name))? {
+        Some(value) => decode(value.value())?,
+        None => return Err(StorageError::NotFound(format!("plugin {name:?}"))),
+    };
+    let mut still_used = false;
+    for entry in plugins.iter()? {
+        let plugin: PluginRecord = decode(entry?.1.value())?;
+        still_used |= plugin.digest == removed.digest;
+    }
+    if !still_used {
+        txn.open_table(COMPONENTS)?.remove(removed.digest.as_str())?;
+    }
+    Ok(removed)
+}
+
+fn read_all<T: serde::de::DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Vec<(String, T)>, StorageError> {
+    table
+        .iter()?
+        .map(|entry| {
+            let (key, value) = entry?;
+            Ok((key.value().to_string(), decode(value.value())?))
+        })
+        .collect()
 }
 
 fn cancel(txn: &WriteTransaction, id: Uuid) -> Result<JobRecord, StorageError> {
@@ -764,6 +856,140 @@ impl Storage for RedbStorage {
             stats.finish(window_ms);
         }
         Ok(all)
+    }
+
+    async fn enqueue_broadcast(
+        &self,
+        new: NewJob,
+        live_after: Millis,
+    ) -> Result<Vec<JobRecord>, StorageError> {
+        self.writer.write(move |txn| enqueue_broadcast(txn, new, live_after)).await
+    }
+
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        slots: u32,
+        running: u32,
+        now: Millis,
+    ) -> Result<WorkerMode, StorageError> {
+        let worker = worker.to_string();
+        self.writer.write(move |txn| heartbeat(txn, &worker, slots, running, now)).await
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerRecord>, StorageError> {
+        let txn = self.db.begin_read()?;
+        Ok(read_all(&txn.open_table(WORKERS)?)?.into_iter().map(|(_, w)| w).collect())
+    }
+
+    async fn set_worker_mode(
+        &self,
+        worker: &str,
+        mode: WorkerMode,
+    ) -> Result<WorkerRecord, StorageError> {
+        let worker = worker.to_string();
+        self.writer
+            .write(move |txn| {
+                let mut workers = txn.open_table(WORKERS)?;
+                let known = workers
+                    .get(worker.as_str())?
+                    .map(|w| decode::<WorkerRecord>(w.value()))
+                    .transpose()?;
+                let mut record =
+                    known.ok_or_else(|| StorageError::NotFound(format!("worker {worker:?}")))?;
+                record.mode = mode;
+                workers.insert(worker.as_str(), encode(&record).as_slice())?;
+                Ok(record)
+            })
+            .await
+    }
+
+    async fn put_plugin(
+        &self,
+        record: PluginRecord,
+        component: Vec<u8>,
+    ) -> Result<(), StorageError> {
+        self.writer
+            .write(move |txn| {
+                txn.open_table(COMPONENTS)?.insert(record.digest.as_str(), component.as_slice())?;
+                let key = (record.tenant.as_str(), record.name.as_str());
+                txn.open_table(PLUGINS)?.insert(key, encode(&record).as_slice())?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn plugins(&self, tenant: Option<&str>) -> Result<Vec<PluginRecord>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let mut all = Vec::new();
+        for entry in txn.open_table(PLUGINS)?.iter()? {
+            let plugin: PluginRecord = decode(entry?.1.value())?;
+            if tenant.is_none_or(|t| t == plugin.tenant) {
+                all.push(plugin);
+            }
+        }
+        Ok(all)
+    }
+
+    async fn component(&self, digest: &str) -> Result<Vec<u8>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let bytes = txn.open_table(COMPONENTS)?.get(digest)?.map(|b| b.value().to_vec());
+        bytes.ok_or_else(|| StorageError::NotFound(format!("component {digest}")))
+    }
+
+    async fn remove_plugin(&self, tenant: &str, name: &str) -> Result<PluginRecord, StorageError> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.writer.write(move |txn| remove_plugin(txn, &tenant, &name)).await
+    }
+
+    async fn put_token(&self, hash: &str, record: TokenRecord) -> Result<(), StorageError> {
+        let hash = hash.to_string();
+        self.writer
+            .write(move |txn| {
+                txn.open_table(TOKENS)?.insert(hash.as_str(), encode(&record).as_slice())?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TOKENS)?;
+        let value = table.get(hash)?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<(String, TokenRecord)>, StorageError> {
+        read_all(&self.db.begin_read()?.open_table(TOKENS)?)
+    }
+
+    async fn remove_token(&self, hash: &str) -> Result<(), StorageError> {
+        let hash = hash.to_string();
+        self.writer
+            .write(move |txn| match txn.open_table(TOKENS)?.remove(hash.as_str())? {
+                Some(_) => Ok(()),
+                None => Err(StorageError::NotFound("token".into())),
+            })
+            .await
+    }
+
+    async fn put_tenant(&self, record: TenantRecord) -> Result<(), StorageError> {
+        self.writer
+            .write(move |txn| {
+                txn.open_table(TENANTS)?
+                    .insert(record.name.as_str(), encode(&record).as_slice())?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn tenant(&self, name: &str) -> Result<TenantRecord, StorageError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TENANTS)?;
+        let value = table.get(name)?;
+        let stored = value.map(|v| decode(v.value())).transpose()?;
+        Ok(stored
+            .unwrap_or_else(|| TenantRecord { name: name.to_string(), ..TenantRecord::default() }))
     }
 
     fn commit_stats(&self) -> &CommitStats {

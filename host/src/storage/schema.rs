@@ -28,6 +28,17 @@ pub(super) const LOCKS: TableDefinition<&str, u128> = TableDefinition::new("lock
 /// Queue name → [`super::QueueSettings`] JSON.
 pub(super) const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
 
+/// Worker id → [`super::record::WorkerRecord`] JSON.
+pub(super) const WORKERS: TableDefinition<&str, &[u8]> = TableDefinition::new("workers");
+/// (tenant, plugin name) → [`super::record::PluginRecord`] JSON.
+pub(super) const PLUGINS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("plugins");
+/// Component digest → component bytes, shared by every upload of them.
+pub(super) const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
+/// Token hash (hex SHA-256 of the secret) → [`super::record::TokenRecord`] JSON.
+pub(super) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+/// Tenant name → [`super::record::TenantRecord`] JSON.
+pub(super) const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+
 /// Key of a pending job: priority descending, then run_at, then id (FIFO).
 pub(super) fn pending_key(job: &JobRecord) -> [u8; 28] {
     let mut key = [0u8; 28];
