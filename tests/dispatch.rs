@@ -313,3 +313,16 @@ async fn a_broadcast_job_runs_on_the_live_worker() {
     host.dispatcher.wake();
     assert_eq!(host.finished(copies[0].id).await.state, JobState::Completed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_job_keeps_its_lease_while_it_runs() {
+    let config = DispatchConfig { lease: Duration::from_millis(900), ..DispatchConfig::default() };
+    let host = start(config);
+    let id = host.enqueue(job("examples.sleep", r#"{"seconds":2.5,"steps":5}"#)).await;
+    let done = host.finished(id).await;
+    assert_eq!((done.state, done.attempt, done.leases_lost), (JobState::Completed, 1, 0));
+    assert!(
+        !host.reasons(id).await.iter().any(|r| r.contains("expired")),
+        "never rescued by mistake"
+    );
+}

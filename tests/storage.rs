@@ -148,6 +148,14 @@ async fn tenants_are_held_to_their_running_quota() {
     let names: Vec<_> =
         db.storage.claim(quota).await.unwrap().into_iter().map(|j| j.name.unwrap()).collect();
     assert_eq!(names, ["acme-1", "globex-1"]);
+
+    let generous =
+        TenantRecord { name: "acme".into(), max_running: Some(3), ..TenantRecord::default() };
+    db.storage.put_tenant(generous).await.unwrap();
+    let quota = ClaimRules { tenant_quota: Some(1), ..rules("w1", 10) };
+    let names: Vec<_> =
+        db.storage.claim(quota).await.unwrap().into_iter().map(|j| j.name.unwrap()).collect();
+    assert_eq!(names, ["acme-2", "acme-3"], "the tenant's own quota wins over the default");
 }
 
 #[tokio::test]

@@ -96,7 +96,8 @@ pub struct ClaimRules {
     pub now: Millis,
     /// Lease length.
     pub lease_ms: u64,
-    /// Most running jobs per tenant; `None` is no quota.
+    /// Most running jobs of a tenant without its own `max_running` in the
+    /// tenants table; `None` is no quota.
     pub tenant_quota: Option<u32>,
 }
 

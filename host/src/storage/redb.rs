@@ -212,6 +212,7 @@ fn claim(txn: &WriteTransaction, rules: &ClaimRules) -> Result<Vec<JobRecord>, S
         .map(|entry| entry.map(|(k, q)| (k.value().to_vec(), q.value().to_string())))
         .collect::<Result<_, _>>()?;
 
+    let mut quotas: HashMap<String, Option<u32>> = HashMap::new();
     let mut claimed = Vec::new();
     for (key, queue) in candidates {
         if claimed.len() >= rules.max {
@@ -237,7 +238,16 @@ fn claim(txn: &WriteTransaction, rules: &ClaimRules) -> Result<Vec<JobRecord>, S
             continue;
         }
         let tenant_running = by_tenant.get(&job.tenant).copied().unwrap_or(0);
-        if rules.tenant_quota.is_some_and(|quota| tenant_running >= quota) {
+        if !quotas.contains_key(&job.tenant) {
+            let tenants = txn.open_table(TENANTS)?;
+            let record = tenants
+                .get(job.tenant.as_str())?
+                .map(|v| decode::<TenantRecord>(v.value()))
+                .transpose()?;
+            quotas.insert(job.tenant.clone(), record.and_then(|t| t.max_running));
+        }
+        let quota = quotas[&job.tenant].or(rules.tenant_quota);
+        if quota.is_some_and(|quota| tenant_running >= quota) {
             continue;
         }
         if let Some(lock) = &job.lock {
