@@ -8,9 +8,10 @@
 //! - `record`: the stored shapes ([`JobRecord`], [`JobEvent`], [`LogLine`]).
 //! - `schema`: redb tables and key encodings.
 //! - `writer`: the group-commit writer thread.
-//! - `redb`: the operations on redb.
+//! - `redb`: the operations on redb; `claim`: the claim walk.
 //! - `queue_stats`: per-queue health, computed from job records.
 
+mod claim;
 mod queue_stats;
 mod record;
 mod redb;

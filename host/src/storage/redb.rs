@@ -2,12 +2,12 @@
 //! transaction (MVCC: they never wait for writes); writes go through the
 //! group-commit [`Writer`].
 
+use super::claim;
 use super::record::{JobError, JobEvent, JobRecord, JobState, LogLine, Millis, NewJob, now_ms};
 use super::record::{PluginRecord, TenantRecord, TokenRecord, WorkerMode, WorkerRecord};
 use super::schema::{
     COMPONENTS, EVENTS, IDEMPOTENCY, JOBS, LOCKS, LOGS, PENDING, PLUGINS, QUEUES, RUNNING,
-    SCHEDULED, TENANTS, TOKENS, WORKERS, decode, encode, pending_key, pending_key_id,
-    scheduled_key,
+    SCHEDULED, TENANTS, TOKENS, WORKERS, decode, encode, pending_key, scheduled_key,
 };
 use super::writer::{CommitStats, Writer};
 use super::{
@@ -16,14 +16,10 @@ use super::{
 };
 use crate::runtime::{FailureKind, Outcome, RunReport};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use uuid::Uuid;
-
-/// Pending entries one claim looks at, at most: bounds the work of a claim
-/// when many ready jobs are blocked (paused queue, held lock).
-const CLAIM_SCAN_LIMIT: usize = 10_000;
 
 /// The embedded storage: one redb file. Clones share it; the file closes
 /// when the last clone is dropped.
@@ -84,7 +80,7 @@ impl RedbStorage {
     }
 }
 
-fn read_job(
+pub(super) fn read_job(
     table: &impl ReadableTable<u128, &'static [u8]>,
     id: Uuid,
 ) -> Result<JobRecord, StorageError> {
@@ -94,14 +90,14 @@ fn read_job(
     }
 }
 
-fn put_job(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
+pub(super) fn put_job(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
     txn.open_table(JOBS)?.insert(job.id.as_u128(), encode(job).as_slice())?;
     Ok(())
 }
 
 /// Appends an event to the job's journal: the transition from `from` to the
 /// job's current state.
-fn journal(
+pub(super) fn journal(
     txn: &WriteTransaction,
     job: &JobRecord,
     from: Option<JobState>,
@@ -190,93 +186,6 @@ fn enqueue(txn: &WriteTransaction, new: NewJob) -> Result<Enqueued, StorageError
     };
     journal(txn, &job, None, reason)?;
     Ok(Enqueued { job, created: true })
-}
-
-fn claim(txn: &WriteTransaction, rules: &ClaimRules) -> Result<Vec<JobRecord>, StorageError> {
-    let mut by_queue: HashMap<String, u32> = HashMap::new();
-    let mut by_tenant: HashMap<String, u32> = HashMap::new();
-    for entry in txn.open_table(RUNNING)?.iter()? {
-        let lease: Lease = decode(entry?.1.value())?;
-        *by_queue.entry(lease.queue).or_default() += 1;
-        *by_tenant.entry(lease.tenant).or_default() += 1;
-    }
-    let mut settings: HashMap<String, QueueSettings> = HashMap::new();
-    for entry in txn.open_table(QUEUES)?.iter()? {
-        let (name, value) = entry?;
-        settings.insert(name.value().to_string(), decode(value.value())?);
-    }
-    let candidates: Vec<(Vec<u8>, String)> = txn
-        .open_table(PENDING)?
-        .iter()?
-        .take(CLAIM_SCAN_LIMIT)
-        .map(|entry| entry.map(|(k, q)| (k.value().to_vec(), q.value().to_string())))
-        .collect::<Result<_, _>>()?;
-
-    let mut quotas: HashMap<String, Option<u32>> = HashMap::new();
-    let mut claimed = Vec::new();
-    for (key, queue) in candidates {
-        if claimed.len() >= rules.max {
-            break;
-        }
-        let mut job = read_job(&txn.open_table(JOBS)?, pending_key_id(&key))?;
-        if job.pinned_to.as_ref().is_some_and(|worker| *worker != rules.worker) {
-            continue;
-        }
-        if job.expires_at.is_some_and(|at| at <= rules.now) {
-            txn.open_table(PENDING)?.remove(key.as_slice())?;
-            job.state = JobState::Expired;
-            job.finished_at = Some(rules.now);
-            put_job(txn, &job)?;
-            journal(txn, &job, Some(JobState::Pending), "expired: not started before expires_at")?;
-            continue;
-        }
-        let queue_settings = settings.get(&queue).cloned().unwrap_or_default();
-        let running_in_queue = by_queue.get(&queue).copied().unwrap_or(0);
-        if queue_settings.paused
-            || queue_settings.concurrency.is_some_and(|limit| running_in_queue >= limit)
-        {
-            continue;
-        }
-        let tenant_running = by_tenant.get(&job.tenant).copied().unwrap_or(0);
-        if !quotas.contains_key(&job.tenant) {
-            let tenants = txn.open_table(TENANTS)?;
-            let record = tenants
-                .get(job.tenant.as_str())?
-                .map(|v| decode::<TenantRecord>(v.value()))
-                .transpose()?;
-            quotas.insert(job.tenant.clone(), record.and_then(|t| t.max_running));
-        }
-        let quota = quotas[&job.tenant].or(rules.tenant_quota);
-        if quota.is_some_and(|quota| tenant_running >= quota) {
-            continue;
-        }
-        if let Some(lock) = &job.lock {
-            let mut locks = txn.open_table(LOCKS)?;
-            if locks.get(lock.as_str())?.is_some() {
-                continue;
-            }
-            locks.insert(lock.as_str(), job.id.as_u128())?;
-        }
-        txn.open_table(PENDING)?.remove(key.as_slice())?;
-        let lease = Lease {
-            worker: rules.worker.clone(),
-            until: rules.now + rules.lease_ms,
-            queue: job.queue.clone(),
-            tenant: job.tenant.clone(),
-        };
-        txn.open_table(RUNNING)?.insert(job.id.as_u128(), encode(&lease).as_slice())?;
-        job.state = JobState::Running;
-        job.attempt += 1;
-        job.started_at = Some(rules.now);
-        job.worker = Some(rules.worker.clone());
-        job.lease_until = Some(lease.until);
-        put_job(txn, &job)?;
-        journal(txn, &job, Some(JobState::Pending), format!("claimed, attempt {}", job.attempt))?;
-        *by_queue.entry(queue).or_default() += 1;
-        *by_tenant.entry(job.tenant.clone()).or_default() += 1;
-        claimed.push(job);
-    }
-    Ok(claimed)
 }
 
 fn finish(
@@ -707,7 +616,7 @@ impl Storage for RedbStorage {
     }
 
     async fn claim(&self, rules: ClaimRules) -> Result<Vec<JobRecord>, StorageError> {
-        self.writer.write(move |txn| claim(txn, &rules)).await
+        self.writer.write(move |txn| claim::claim(txn, &rules)).await
     }
 
     async fn finish(

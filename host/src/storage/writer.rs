@@ -98,19 +98,16 @@ fn run(db: &Database, incoming: &mpsc::Receiver<Apply>, stats: &CommitStats) {
                 Err(_) => break,
             }
         }
-        let size = batch.len() as u64;
-        let committed = commit(db, batch);
-        stats.commits.fetch_add(1, Ordering::Relaxed);
-        stats.writes.fetch_add(size, Ordering::Relaxed);
-        stats.max_batch.fetch_max(size, Ordering::Relaxed);
-        if let Err(e) = committed {
+        if let Err(e) = commit(db, batch, stats) {
             tracing::error!("commit failed: {e}");
         }
     }
 }
 
-/// Applies a batch in one transaction and tells every writer the result.
-fn commit(db: &Database, batch: Vec<Apply>) -> Result<(), StorageError> {
+/// Applies a batch in one transaction, counts it, then tells every writer
+/// the result.
+fn commit(db: &Database, batch: Vec<Apply>, stats: &CommitStats) -> Result<(), StorageError> {
+    let size = batch.len() as u64;
     let txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => {
@@ -123,6 +120,9 @@ fn commit(db: &Database, batch: Vec<Apply>) -> Result<(), StorageError> {
     };
     let replies: Vec<Reply> = batch.into_iter().map(|apply| apply(Ok(&txn))).collect();
     let committed = txn.commit().map_err(|e| StorageError::from(redb::Error::from(e)));
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    stats.writes.fetch_add(size, Ordering::Relaxed);
+    stats.max_batch.fetch_max(size, Ordering::Relaxed);
     for reply in replies {
         reply(committed.clone());
     }
