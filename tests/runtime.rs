@@ -397,3 +397,29 @@ async fn a_cached_plugin_runs() {
         Outcome::Completed { result: r#"{"greeting":"Hello, cache!"}"#.into() }
     );
 }
+
+#[test]
+fn a_tenants_plugins_are_its_own_and_shared_ones_are_everyones() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = runtime_with_cache(cache.path());
+    let registry = runtime.registry();
+    let hello = std::fs::read(jobhost_plugin_artifacts::HELLO).unwrap();
+    let fail = std::fs::read(jobhost_plugin_artifacts::FAIL).unwrap();
+    registry.register("examples.hello", &hello).unwrap();
+    registry.register_for("acme", "acme.private", &fail).unwrap();
+    registry.register_for("acme", "examples.hello", &fail).unwrap();
+
+    assert_eq!(registry.resolve("acme", "acme.private").unwrap().tenant.as_deref(), Some("acme"));
+    assert!(matches!(registry.resolve("globex", "acme.private"), Err(PluginError::NotFound(_))));
+    let shadowed = registry.resolve("acme", "examples.hello").unwrap();
+    assert_eq!(shadowed.digest, jobhost::runtime::digest(&fail), "a tenant's own plugin wins");
+    let shared = registry.resolve("globex", "examples.hello").unwrap();
+    assert_eq!(shared.tenant, None);
+
+    let names = |tenant| registry.list_for(tenant).iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names("acme"), ["acme.private", "examples.hello"]);
+    assert_eq!(names("globex"), ["examples.hello"]);
+    registry.remove_for("acme", "examples.hello").unwrap();
+    assert_eq!(registry.resolve("acme", "examples.hello").unwrap().tenant, None);
+    assert!(matches!(registry.remove_for("globex", "examples.hello"), Err(PluginError::NotFound(_))));
+}

@@ -67,13 +67,13 @@ fn compile_times(name: &str, bytes: &[u8]) -> anyhow::Result<(Duration, Duration
             RuntimeConfig { cache_dir: Some(dir.path().into()), ..RuntimeConfig::default() };
         let runtime = Runtime::new(config.clone())?;
         let started = Instant::now();
-        let plugin = runtime.registry().prepare(name, bytes)?;
+        let plugin = runtime.registry().prepare(None, name, bytes)?;
         cold.push(started.elapsed());
         assert_eq!(plugin.compiled_from, CompiledFrom::Compiler);
 
         let runtime = Runtime::new(config)?;
         let started = Instant::now();
-        let plugin = runtime.registry().prepare(name, bytes)?;
+        let plugin = runtime.registry().prepare(None, name, bytes)?;
         cached.push(started.elapsed());
         assert_eq!(plugin.compiled_from, CompiledFrom::Cache);
     }

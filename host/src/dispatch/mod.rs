@@ -218,7 +218,7 @@ impl Dispatcher {
         if self.storage.get(job.id).await.is_ok_and(|j| j.cancel_requested) {
             cancel.cancel();
         }
-        let report = match self.runtime.registry().get(&job.job) {
+        let report = match self.runtime.registry().resolve(&job.tenant, &job.job) {
             Ok(plugin) => {
                 let output = Arc::new(JobOutput::new(job.id, job.tenant.clone(), self.bus.clone()));
                 let flusher =

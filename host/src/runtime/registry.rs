@@ -17,6 +17,9 @@ const MAX_NAME_LEN: usize = 128;
 
 /// A registered plugin, ready to instantiate.
 pub struct Plugin {
+    /// The tenant that uploaded it; `None` for a shared plugin (loaded from
+    /// the plugins folder at start), which every tenant may run.
+    pub tenant: Option<String>,
     /// Qualified name, such as `acme.reports.monthly`.
     pub name: String,
     /// `sha256:<hex>` of the component bytes: the plugin's version.
@@ -42,13 +45,14 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
-/// Registered plugins by name. Registering under an existing name replaces
-/// the plugin (a new version); jobs already running keep the old one.
+/// Registered plugins by owner and name. Registering under an existing name
+/// replaces the plugin (a new version); jobs already running keep the old
+/// one. A tenant sees its own plugins and the shared ones; its own win.
 pub struct Registry {
     engine: Engine,
     linker: Linker<JobState>,
     cache: Option<CompileCache>,
-    plugins: RwLock<BTreeMap<String, Arc<Plugin>>>,
+    plugins: RwLock<BTreeMap<(Option<String>, String), Arc<Plugin>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -66,17 +70,37 @@ impl Registry {
         Self { engine, linker, cache, plugins: RwLock::default() }
     }
 
-    /// Checks, compiles and registers `bytes` under `name`. CPU-heavy on a
-    /// cache miss: call it from a blocking context.
+    /// Checks, compiles and registers `bytes` as the shared plugin `name`.
+    /// CPU-heavy on a cache miss: call it from a blocking context.
     pub fn register(&self, name: &str, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
-        let plugin = Arc::new(self.prepare(name, bytes)?);
-        self.plugins.write().unwrap().insert(plugin.name.clone(), plugin.clone());
+        self.insert(self.prepare(None, name, bytes)?)
+    }
+
+    /// Like [`register`](Self::register), for one tenant only.
+    pub fn register_for(
+        &self,
+        tenant: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Arc<Plugin>, PluginError> {
+        self.insert(self.prepare(Some(tenant), name, bytes)?)
+    }
+
+    fn insert(&self, plugin: Plugin) -> Result<Arc<Plugin>, PluginError> {
+        let plugin = Arc::new(plugin);
+        let key = (plugin.tenant.clone(), plugin.name.clone());
+        self.plugins.write().unwrap().insert(key, plugin.clone());
         Ok(plugin)
     }
 
     /// Everything [`register`](Self::register) does except making the plugin
     /// visible: name check, header check, compilation, world check.
-    pub fn prepare(&self, name: &str, bytes: &[u8]) -> Result<Plugin, PluginError> {
+    pub fn prepare(
+        &self,
+        tenant: Option<&str>,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Plugin, PluginError> {
         check_name(name)?;
         compile::check_header(bytes)?;
         let digest = compile::digest(bytes);
@@ -91,6 +115,7 @@ impl Registry {
             .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
         let (imports, exports) = interface_names(&self.engine, &component);
         Ok(Plugin {
+            tenant: tenant.map(String::from),
             name: name.to_string(),
             digest,
             size: bytes.len(),
@@ -125,27 +150,52 @@ impl Registry {
             .collect()
     }
 
-    /// The plugin registered under `name`.
+    /// The shared plugin `name`.
     pub fn get(&self, name: &str) -> Result<Arc<Plugin>, PluginError> {
-        self.plugins
-            .read()
-            .unwrap()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| PluginError::NotFound(name.to_string()))
+        self.lookup(&(None, name.to_string()))
     }
 
-    /// Every registered plugin, sorted by name.
+    /// The plugin `name` as `tenant` sees it: its own, else the shared one.
+    pub fn resolve(&self, tenant: &str, name: &str) -> Result<Arc<Plugin>, PluginError> {
+        self.lookup(&(Some(tenant.to_string()), name.to_string())).or_else(|_| self.get(name))
+    }
+
+    fn lookup(&self, key: &(Option<String>, String)) -> Result<Arc<Plugin>, PluginError> {
+        let plugins = self.plugins.read().unwrap();
+        plugins.get(key).cloned().ok_or_else(|| PluginError::NotFound(key.1.clone()))
+    }
+
+    /// Every registered plugin, shared ones first, each group by name.
     pub fn list(&self) -> Vec<Arc<Plugin>> {
         self.plugins.read().unwrap().values().cloned().collect()
     }
 
-    /// Unregisters `name`; running jobs of it finish normally.
-    pub fn remove(&self, name: &str) -> Result<Arc<Plugin>, PluginError> {
+    /// The plugins `tenant` can run, by name: its own, and the shared ones
+    /// it does not shadow.
+    pub fn list_for(&self, tenant: &str) -> Vec<Arc<Plugin>> {
+        let mut visible: BTreeMap<String, Arc<Plugin>> = BTreeMap::new();
+        for plugin in self.list() {
+            match plugin.tenant.as_deref() {
+                None => {
+                    visible.entry(plugin.name.clone()).or_insert(plugin);
+                }
+                Some(owner) if owner == tenant => {
+                    visible.insert(plugin.name.clone(), plugin);
+                }
+                Some(_) => {}
+            }
+        }
+        visible.into_values().collect()
+    }
+
+    /// Unregisters `tenant`'s plugin `name`; running jobs of it finish
+    /// normally. Shared plugins are not removed this way.
+    pub fn remove_for(&self, tenant: &str, name: &str) -> Result<Arc<Plugin>, PluginError> {
+        let key = (Some(tenant.to_string()), name.to_string());
         self.plugins
             .write()
             .unwrap()
-            .remove(name)
+            .remove(&key)
             .ok_or_else(|| PluginError::NotFound(name.to_string()))
     }
 }
