@@ -416,10 +416,14 @@ fn a_tenants_plugins_are_its_own_and_shared_ones_are_everyones() {
     let shared = registry.resolve("globex", "examples.hello").unwrap();
     assert_eq!(shared.tenant, None);
 
-    let names = |tenant| registry.list_for(tenant).iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+    let names =
+        |tenant| registry.list_for(tenant).iter().map(|p| p.name.clone()).collect::<Vec<_>>();
     assert_eq!(names("acme"), ["acme.private", "examples.hello"]);
     assert_eq!(names("globex"), ["examples.hello"]);
     registry.remove_for("acme", "examples.hello").unwrap();
     assert_eq!(registry.resolve("acme", "examples.hello").unwrap().tenant, None);
-    assert!(matches!(registry.remove_for("globex", "examples.hello"), Err(PluginError::NotFound(_))));
+    assert!(matches!(
+        registry.remove_for("globex", "examples.hello"),
+        Err(PluginError::NotFound(_))
+    ));
 }

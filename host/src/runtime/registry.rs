@@ -45,6 +45,9 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
+/// Owning tenant (`None`: shared) and qualified name.
+type PluginKey = (Option<String>, String);
+
 /// Registered plugins by owner and name. Registering under an existing name
 /// replaces the plugin (a new version); jobs already running keep the old
 /// one. A tenant sees its own plugins and the shared ones; its own win.
@@ -52,7 +55,7 @@ pub struct Registry {
     engine: Engine,
     linker: Linker<JobState>,
     cache: Option<CompileCache>,
-    plugins: RwLock<BTreeMap<(Option<String>, String), Arc<Plugin>>>,
+    plugins: RwLock<BTreeMap<PluginKey, Arc<Plugin>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -160,7 +163,7 @@ impl Registry {
         self.lookup(&(Some(tenant.to_string()), name.to_string())).or_else(|_| self.get(name))
     }
 
-    fn lookup(&self, key: &(Option<String>, String)) -> Result<Arc<Plugin>, PluginError> {
+    fn lookup(&self, key: &PluginKey) -> Result<Arc<Plugin>, PluginError> {
         let plugins = self.plugins.read().unwrap();
         plugins.get(key).cloned().ok_or_else(|| PluginError::NotFound(key.1.clone()))
     }
