@@ -1,12 +1,13 @@
 //! The `jobhost` command line: `serve` starts the host with a folder of
 //! plugins; `run` runs one job of one plugin and prints its report.
 
+use crate::api;
 use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::events::EventBus;
 use crate::runtime::{
     CancelToken, JobContext, JobObserver, LimitOverrides, LogLevel, Outcome, Runtime, RuntimeConfig,
 };
-use crate::storage::RedbStorage;
+use crate::storage::{RedbStorage, Storage};
 use anyhow::{Context, bail};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,12 +15,14 @@ use std::time::Duration;
 
 const USAGE: &str = "\
 usage:
-  jobhost serve [--plugins DIR] [--data DIR]
+  jobhost serve [--plugins DIR] [--data DIR] [--listen ADDR]
   jobhost run NAME [ARGS_JSON] [--plugins DIR] [--data DIR]
               [--fuel UNITS] [--wall-time-ms MS] [--memory-mib MIB]
 
-  serve   load every <qualified.name>.wasm of --plugins, then run the jobs stored
-          in DIR/jobhost.redb until Ctrl-C or SIGTERM
+  serve   load every <qualified.name>.wasm of --plugins (shared by all tenants),
+          serve the HTTP API on --listen (default 127.0.0.1:8080) and run the jobs
+          stored in DIR/jobhost.redb until Ctrl-C or SIGTERM. The first start
+          prints an admin token; JOBHOST_ADMIN_TOKEN sets one instead
   run     run one job of plugin NAME with ARGS_JSON (default {}), stream its log
           to stderr, print its report as JSON; exit status 0 only if it completed
 
@@ -53,6 +56,8 @@ pub struct Options {
     pub plugins: PathBuf,
     /// Data folder.
     pub data: PathBuf,
+    /// Address the API listens on.
+    pub listen: String,
 }
 
 impl Command {
@@ -60,7 +65,11 @@ impl Command {
     pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Command> {
         let mut args = args.into_iter();
         let Some(verb) = args.next() else { return Ok(Command::Help) };
-        let mut options = Options { plugins: "plugins".into(), data: "data".into() };
+        let mut options = Options {
+            plugins: "plugins".into(),
+            data: "data".into(),
+            listen: "127.0.0.1:8080".into(),
+        };
         let mut limits = LimitOverrides::default();
         let mut positional = Vec::new();
         while let Some(arg) = args.next() {
@@ -68,6 +77,7 @@ impl Command {
             match arg.as_str() {
                 "--plugins" => options.plugins = value()?.into(),
                 "--data" => options.data = value()?.into(),
+                "--listen" => options.listen = value()?,
                 "--fuel" => limits.fuel = Some(number(&arg, &value()?)?),
                 "--wall-time-ms" => {
                     limits.wall_time = Some(Duration::from_millis(number(&arg, &value()?)?))
@@ -126,22 +136,52 @@ async fn load(options: &Options) -> anyhow::Result<Arc<Runtime>> {
 
 async fn serve(options: Options) -> anyhow::Result<i32> {
     let runtime = load(&options).await?;
-    let names: Vec<String> = runtime.registry().list().iter().map(|p| p.name.clone()).collect();
     let database = options.data.join("jobhost.redb");
-    let storage = Arc::new(
+    let storage: Arc<dyn Storage> = Arc::new(
         RedbStorage::open(&database).with_context(|| format!("opening {}", database.display()))?,
     );
+    load_uploaded_plugins(&storage, &runtime).await?;
+    let admin = std::env::var("JOBHOST_ADMIN_TOKEN").ok().filter(|s| !s.is_empty());
+    if let Some(secret) = api::ensure_admin(storage.as_ref(), admin.as_deref()).await? {
+        eprintln!("first start: admin token (tenant \"default\"), shown once: {secret}");
+    }
+    let bus = EventBus::default();
     let dispatcher =
-        Dispatcher::new(storage, runtime, EventBus::default(), DispatchConfig::default());
+        Dispatcher::new(storage.clone(), runtime.clone(), bus.clone(), DispatchConfig::default());
+    let listener = tokio::net::TcpListener::bind(&options.listen)
+        .await
+        .with_context(|| format!("listening on {}", options.listen))?;
     tracing::info!(
-        "serving {} plugins ({}) from {}; Ctrl-C stops",
-        names.len(),
-        names.join(", "),
+        "serving {} plugins on http://{} from {}; Ctrl-C stops",
+        runtime.registry().list().len(),
+        listener.local_addr()?,
         database.display()
     );
+    let state = Arc::new(api::ApiState { storage, runtime, dispatcher: dispatcher.clone(), bus });
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let api_stop = stop.clone();
+    let api = tokio::spawn(api::serve(listener, state, async move { api_stop.notified().await }));
     dispatcher.run(true, shutdown_signal()).await;
-    tracing::info!("shutting down");
+    stop.notify_one();
+    api.await??;
+    tracing::info!("shut down");
     Ok(0)
+}
+
+/// Registers the plugins tenants uploaded in earlier runs.
+async fn load_uploaded_plugins(
+    storage: &Arc<dyn Storage>,
+    runtime: &Arc<Runtime>,
+) -> anyhow::Result<()> {
+    for record in storage.plugins(None).await? {
+        let bytes = storage.component(&record.digest).await?;
+        let runtime = runtime.clone();
+        tokio::task::spawn_blocking(move || {
+            runtime.registry().register_for(&record.tenant, &record.name, &bytes)
+        })
+        .await??;
+    }
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -14,6 +14,7 @@
 //! - [`events`]: the in-process bus live followers subscribe to.
 //! - [`cli`]: the `jobhost` binary's commands (`serve`, `run`).
 
+pub mod api;
 pub mod cli;
 pub mod dispatch;
 pub mod events;

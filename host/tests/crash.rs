@@ -22,6 +22,8 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_jobhost"))
             .args(["serve", "--plugins", jobhost_plugin_artifacts::EXAMPLES_DIR, "--data"])
             .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("JOBHOST_ADMIN_TOKEN", "crash-test-admin")
             .env("RUST_LOG", "jobhost=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -2,6 +2,8 @@
 //! registered from its freshly built component, and an observer that records
 //! what a job reported, with the time it arrived.
 
+pub mod server;
+
 use jobhost::runtime::{
     CancelToken, JobContext, JobObserver, LimitOverrides, Limits, LogLevel, Plugin, RunReport,
     Runtime, RuntimeConfig,

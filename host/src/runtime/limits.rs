@@ -88,6 +88,27 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// The first limit `overrides` asks for above these caps, named as in
+    /// JSON, with what was asked and the cap; `None` when all fit.
+    pub fn refusal(&self, overrides: &LimitOverrides) -> Option<String> {
+        fn over<T: Ord + std::fmt::Debug>(name: &str, asked: Option<T>, cap: T) -> Option<String> {
+            asked
+                .filter(|a| *a > cap)
+                .map(|a| format!("limits.{name}: {a:?} is over the cap of {cap:?}"))
+        }
+        let o = overrides;
+        over("fuel", o.fuel, self.fuel)
+            .or_else(|| over("wall_time", o.wall_time, self.wall_time))
+            .or_else(|| over("memory_bytes", o.memory_bytes, self.memory_bytes))
+            .or_else(|| over("table_elements", o.table_elements, self.table_elements))
+            .or_else(|| over("log_lines", o.log_lines, self.log_lines))
+            .or_else(|| over("log_bytes", o.log_bytes, self.log_bytes))
+            .or_else(|| over("payload_bytes", o.payload_bytes, self.payload_bytes))
+            .or_else(|| over("cancel_grace", o.cancel_grace, self.cancel_grace))
+    }
+}
+
 /// Durations travel as whole milliseconds in JSON.
 pub(crate) mod millis {
     use serde::{Deserialize, Deserializer, Serializer};

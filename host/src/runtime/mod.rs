@@ -106,6 +106,11 @@ impl Runtime {
         &self.registry
     }
 
+    /// The most any job may ask for.
+    pub fn caps(&self) -> &Limits {
+        &self.caps
+    }
+
     /// The limits of a job asking for `overrides`: defaults, overridden,
     /// capped by the server's caps.
     pub fn limits(&self, overrides: &LimitOverrides) -> Limits {

@@ -1,0 +1,120 @@
+//! Who is calling: a bearer token (or HTTP basic with the token as the
+//! password, for scripts), looked up by the SHA-256 of its secret, so the
+//! database never holds a usable secret. The lookup is by hash, which also
+//! makes the comparison independent of how much of a guess was right.
+
+use super::ApiState;
+use super::error::ApiError;
+use crate::storage::{Role, Storage, TokenRecord, now_ms};
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caller {
+    /// Token name.
+    pub name: String,
+    /// The tenant every object of the request belongs to.
+    pub tenant: String,
+    /// What it may do.
+    pub role: Role,
+}
+
+impl Caller {
+    /// Refuses unless the caller's role is one of `roles` (admin always is).
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if self.role == Role::Admin || roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                format!("the {:?} role may not do this", self.role).to_lowercase(),
+            ))
+        }
+    }
+
+    /// May change jobs it did not submit (everyone but submitters).
+    pub fn sees_all_jobs(&self) -> bool {
+        self.role != Role::Submitter
+    }
+}
+
+/// The stored form of a secret.
+pub fn token_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A new random secret: 244 bits from the OS generator (two UUID v4s).
+pub fn new_secret() -> String {
+    format!("jh_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// Makes sure an admin token exists: `secret` if given (it is stored, hashed,
+/// if not there yet), else a random one on first start. Returns the secret
+/// when one was created here, for the caller to print once.
+pub async fn ensure_admin(
+    storage: &dyn Storage,
+    secret: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    let admin = |secret: &str| {
+        (
+            token_hash(secret),
+            TokenRecord {
+                name: "admin".into(),
+                tenant: "default".into(),
+                role: Role::Admin,
+                created_at: now_ms(),
+            },
+        )
+    };
+    match secret {
+        Some(secret) => {
+            if storage.token(&token_hash(secret)).await?.is_none() {
+                let (hash, record) = admin(secret);
+                storage.put_token(&hash, record).await?;
+            }
+            Ok(None)
+        }
+        None if storage.tokens().await?.is_empty() => {
+            let secret = new_secret();
+            let (hash, record) = admin(&secret);
+            storage.put_token(&hash, record).await?;
+            Ok(Some(secret))
+        }
+        None => Ok(None),
+    }
+}
+
+impl FromRequestParts<Arc<ApiState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(ApiError::unauthorized)?;
+        let secret = if let Some(token) = header.strip_prefix("Bearer ") {
+            token.trim().to_string()
+        } else if let Some(encoded) = header.strip_prefix("Basic ") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(ApiError::unauthorized)?;
+            let (_, password) = decoded.split_once(':').ok_or_else(ApiError::unauthorized)?;
+            password.to_string()
+        } else {
+            return Err(ApiError::unauthorized());
+        };
+        let record =
+            state.storage.token(&token_hash(&secret)).await?.ok_or_else(ApiError::unauthorized)?;
+        Ok(Caller { name: record.name, tenant: record.tenant, role: record.role })
+    }
+}

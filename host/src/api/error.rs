@@ -1,0 +1,108 @@
+//! The one error shape of the API, `{"error":{"code":"…","message":"…"}}`,
+//! and the mapping of every internal error to its status, in one place.
+
+use crate::runtime::PluginError;
+use crate::storage::StorageError;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// An error answer: status, stable code, message for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// What went wrong, naming the field or object.
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    /// 400: the request is malformed; the message names the field.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 401: no or unknown credentials.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token (or basic auth with the token as password) is required",
+        )
+    }
+
+    /// 403: the caller's role does not allow this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404: no such object (for this tenant).
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+
+    /// 409: the object's state does not allow this.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 413: the body or a part of it is too large.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+    }
+
+    /// 422: well-formed, but refused (a component that does not fit).
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", message)
+    }
+
+    /// 500: the host failed; never for a client's mistake.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    /// 503: the host cannot take this now.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::NotFound(what) => ApiError::not_found(what),
+            StorageError::Conflict(message) => ApiError::conflict(message),
+            StorageError::Closed => ApiError::unavailable("the host is shutting down"),
+            other @ (StorageError::Corrupt(_) | StorageError::Backend(_)) => {
+                tracing::error!("storage: {other}");
+                ApiError::internal(other.to_string())
+            }
+        }
+    }
+}
+
+impl From<PluginError> for ApiError {
+    fn from(error: PluginError) -> Self {
+        match error {
+            PluginError::NotFound(name) => ApiError::not_found(format!("plugin {name:?}")),
+            PluginError::InvalidName { .. } => ApiError::bad_request(error.to_string()),
+            PluginError::NotWasm
+            | PluginError::CoreModule
+            | PluginError::Invalid(_)
+            | PluginError::WrongWorld(_) => ApiError::unprocessable(error.to_string()),
+        }
+    }
+}

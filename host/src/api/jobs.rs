@@ -1,0 +1,341 @@
+//! Jobs: enqueue (optionally following it as SSE), list, details, logs,
+//! cancel, retry, clone, remove. Every job belongs to the caller's tenant;
+//! another tenant's job answers exactly like a missing one, and a submitter
+//! sees only the jobs it submitted.
+
+use super::ApiState;
+use super::auth::Caller;
+use super::body::JsonBody;
+use super::error::ApiError;
+use super::plugins::{default_per_page, first_page, offset};
+use super::sse;
+use crate::runtime::LimitOverrides;
+use crate::storage::{Backoff, JobFilter, JobRecord, JobState, NewJob, Role, now_ms};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A job as the API shows it: args and result as JSON, not strings.
+pub(super) fn view(job: &JobRecord) -> Value {
+    let mut value = serde_json::to_value(job).expect("records serialise");
+    let parse =
+        |text: &str| serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()));
+    value["args"] = parse(&job.args);
+    if let Some(result) = &job.result {
+        value["result"] = parse(result);
+    }
+    value
+}
+
+/// The job `id` if the caller may see it; otherwise 404, as if missing.
+pub(super) async fn visible_job(
+    state: &ApiState,
+    caller: &Caller,
+    id: &str,
+) -> Result<JobRecord, ApiError> {
+    let missing = || ApiError::not_found(format!("job {id}"));
+    let id = Uuid::parse_str(id).map_err(|_| missing())?;
+    let job = state.storage.get(id).await.map_err(|_| missing())?;
+    let mine = job.tenant == caller.tenant && (caller.sees_all_jobs() || job.owner == caller.name);
+    if mine { Ok(job) } else { Err(missing()) }
+}
+
+/// The body of `POST /v1/jobs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueRequest {
+    job: String,
+    #[serde(default = "empty_object")]
+    args: Value,
+    #[serde(default)]
+    queue: Option<String>,
+    #[serde(default)]
+    priority: i32,
+    delay_ms: Option<u64>,
+    run_at: Option<u64>,
+    #[serde(default)]
+    max_retries: u32,
+    backoff: Option<Backoff>,
+    #[serde(default)]
+    limits: LimitOverrides,
+    expires_in_ms: Option<u64>,
+    expires_at: Option<u64>,
+    idempotency_key: Option<String>,
+    lock: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    metadata: Map<String, Value>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Map::new())
+}
+
+/// Most retries one job may ask for.
+const MAX_RETRIES: u32 = 100;
+
+fn check_label(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    let ok = !value.is_empty()
+        && value.len() <= max
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{field} must be 1 to {max} letters, digits, '-', '_', '.' or ':', not {value:?}"
+        )))
+    }
+}
+
+impl EnqueueRequest {
+    /// Checks every field and turns the request into a [`NewJob`].
+    fn into_new_job(self, state: &ApiState, caller: &Caller) -> Result<NewJob, ApiError> {
+        let plugin = state.runtime.registry().resolve(&caller.tenant, &self.job)?;
+        if let Some(refusal) = state.runtime.caps().refusal(&self.limits) {
+            return Err(ApiError::bad_request(refusal));
+        }
+        let args = self.args.to_string();
+        let payload_limit = state.runtime.limits(&self.limits).payload_bytes;
+        if args.len() as u64 > payload_limit {
+            return Err(ApiError::too_large(format!(
+                "args of {} bytes are over the {payload_limit}-byte limit",
+                args.len()
+            )));
+        }
+        let now = now_ms();
+        let run_at = match (self.delay_ms, self.run_at) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request("give delay_ms or run_at, not both"));
+            }
+            (Some(delay), None) => Some(now.saturating_add(delay)),
+            (None, at) => at,
+        };
+        let expires_at = match (self.expires_in_ms, self.expires_at) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request("give expires_in_ms or expires_at, not both"));
+            }
+            (Some(within), None) => Some(now.saturating_add(within)),
+            (None, at) => at,
+        };
+        if self.max_retries > MAX_RETRIES {
+            return Err(ApiError::bad_request(format!(
+                "max_retries must be at most {MAX_RETRIES}"
+            )));
+        }
+        let queue = self.queue.unwrap_or_else(|| "default".into());
+        check_label("queue", &queue, 64)?;
+        if let Some(lock) = &self.lock {
+            check_label("lock", lock, 128)?;
+        }
+        if let Some(key) = &self.idempotency_key {
+            check_label("idempotency_key", key, 128)?;
+        }
+        for tag in &self.tags {
+            check_label("tags", tag, 64)?;
+        }
+        Ok(NewJob {
+            tenant: caller.tenant.clone(),
+            owner: caller.name.clone(),
+            job: self.job,
+            plugin_digest: plugin.digest.clone(),
+            args,
+            queue,
+            priority: self.priority,
+            run_at,
+            expires_at,
+            max_retries: self.max_retries,
+            backoff: self.backoff.unwrap_or_default(),
+            limits: self.limits,
+            lock: self.lock,
+            idempotency_key: self.idempotency_key,
+            name: self.name,
+            description: self.description,
+            tags: self.tags,
+            metadata: self.metadata,
+        })
+    }
+}
+
+/// Query of `POST /v1/jobs`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueQuery {
+    #[serde(default)]
+    follow: bool,
+}
+
+/// `POST /v1/jobs`: 202 with the job (200 for a repeated idempotency key),
+/// or with `?follow=true` / `Accept: text/event-stream` the job as SSE.
+pub async fn enqueue(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    query: Result<Query<EnqueueQuery>, axum::extract::rejection::QueryRejection>,
+    JsonBody(request): JsonBody<EnqueueRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Operator, Role::Submitter])?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let new = request.into_new_job(&state, &caller)?;
+    let enqueued = state.storage.enqueue(new).await?;
+    state.dispatcher.wake();
+    let wants_stream = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/event-stream"));
+    if query.follow || wants_stream {
+        return Ok(sse::stream(state, enqueued.job.id, sse::Cursor::default()).into_response());
+    }
+    let status = if enqueued.created { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((status, Json(view(&enqueued.job))).into_response())
+}
+
+/// Query of `GET /v1/jobs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    state: Option<JobState>,
+    queue: Option<String>,
+    job: Option<String>,
+    since: Option<u64>,
+    search: Option<String>,
+    #[serde(default = "first_page")]
+    page: usize,
+    #[serde(default = "default_per_page")]
+    per_page: usize,
+}
+
+/// `GET /v1/jobs?state=&queue=&job=&since=&search=&page=&per_page=`,
+/// newest first, with the total that matched.
+pub async fn list(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let start = offset(query.page, query.per_page)?;
+    let filter = JobFilter {
+        tenant: Some(caller.tenant.clone()),
+        owner: (!caller.sees_all_jobs()).then(|| caller.name.clone()),
+        state: query.state,
+        queue: query.queue,
+        job: query.job,
+        since: query.since,
+        search: query.search,
+    };
+    let page = state.storage.list(&filter, start, query.per_page).await?;
+    let jobs: Vec<Value> = page.jobs.iter().map(view).collect();
+    Ok(Json(
+        json!({ "jobs": jobs, "total": page.total, "page": query.page, "per_page": query.per_page }),
+    ))
+}
+
+/// `GET /v1/jobs/{id}`: the job with its journal and queue position.
+pub async fn details(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let job = visible_job(&state, &caller, &id).await?;
+    let events = state.storage.events(job.id, 0).await?;
+    let position = state.storage.queue_position(job.id).await?;
+    let mut value = view(&job);
+    value["events"] = serde_json::to_value(events).expect("events serialise");
+    value["queue_position"] = json!(position);
+    Ok(Json(value))
+}
+
+/// Query of the log page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default = "default_log_page")]
+    limit: usize,
+}
+
+fn default_log_page() -> usize {
+    500
+}
+
+/// `GET /v1/jobs/{id}/logs?after=&limit=`: lines after line `after`.
+pub async fn logs(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if !(1..=10_000).contains(&query.limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 10000"));
+    }
+    let job = visible_job(&state, &caller, &id).await?;
+    let lines = state.storage.logs(job.id, query.after, query.limit).await?;
+    let next = lines.last().map_or(query.after, |l| l.seq);
+    Ok(Json(json!({ "logs": lines, "next_after": next })))
+}
+
+/// `POST /v1/jobs/{id}/cancel`.
+pub async fn cancel(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Operator, Role::Submitter])?;
+    let job = visible_job(&state, &caller, &id).await?;
+    Ok(Json(view(&state.dispatcher.cancel(job.id).await?)))
+}
+
+/// `POST /v1/jobs/{id}/retry`: a new job, linked both ways to this one.
+pub async fn retry(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(&[Role::Operator, Role::Submitter])?;
+    let job = visible_job(&state, &caller, &id).await?;
+    let new = state.storage.retry(job.id).await?;
+    state.dispatcher.wake();
+    Ok((StatusCode::ACCEPTED, Json(view(&new))))
+}
+
+/// The body of a clone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloneRequest {
+    args: Option<Value>,
+}
+
+/// `POST /v1/jobs/{id}/clone` with optional new `args`.
+pub async fn clone(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<CloneRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(&[Role::Operator, Role::Submitter])?;
+    let job = visible_job(&state, &caller, &id).await?;
+    let new = state.storage.clone_job(job.id, request.args.map(|a| a.to_string())).await?;
+    state.dispatcher.wake();
+    Ok((StatusCode::ACCEPTED, Json(view(&new))))
+}
+
+/// `DELETE /v1/jobs/{id}`: a finished job, with its logs and journal.
+pub async fn remove(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(&[Role::Operator, Role::Submitter])?;
+    let job = visible_job(&state, &caller, &id).await?;
+    state.storage.remove(job.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

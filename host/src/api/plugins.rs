@@ -1,0 +1,159 @@
+//! Plugins: upload a component under a qualified name (checked and compiled
+//! before it is accepted), list, details, remove. A tenant sees its own
+//! plugins and the shared ones the host loaded from its plugins folder.
+
+use super::ApiState;
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::runtime::{Plugin, check_name};
+use crate::storage::{PluginRecord, Role, now_ms};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+fn view(plugin: &Plugin, record: Option<&PluginRecord>) -> Value {
+    json!({
+        "name": plugin.name,
+        "shared": plugin.tenant.is_none(),
+        "digest": plugin.digest,
+        "size": plugin.size,
+        "imports": plugin.imports,
+        "exports": plugin.exports,
+        "uploaded_at": record.map(|r| r.uploaded_at),
+        "uploader": record.map(|r| r.uploader.clone()),
+        "limits": record.map(|r| r.limits),
+    })
+}
+
+/// `POST|PUT /v1/plugins/{name}` with the component as the body.
+pub async fn upload(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(&[Role::Operator])?;
+    check_name(&name)?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("the body must be the component's bytes"));
+    }
+    let runtime = state.runtime.clone();
+    let (tenant, plugin_name, component) = (caller.tenant.clone(), name.clone(), bytes.to_vec());
+    let plugin = tokio::task::spawn_blocking(move || {
+        runtime.registry().register_for(&tenant, &plugin_name, &component).map(|p| (p, component))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("compiling the plugin: {e}")))??;
+    let (plugin, component) = plugin;
+    let record = PluginRecord {
+        tenant: caller.tenant.clone(),
+        name: name.clone(),
+        digest: plugin.digest.clone(),
+        size: plugin.size as u64,
+        uploaded_at: now_ms(),
+        uploader: caller.name.clone(),
+        limits: Default::default(),
+    };
+    state.storage.put_plugin(record.clone(), component).await?;
+    Ok((StatusCode::CREATED, Json(view(&plugin, Some(&record)))))
+}
+
+/// Query of the plugin list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    search: Option<String>,
+    #[serde(default = "first_page")]
+    page: usize,
+    #[serde(default = "default_per_page")]
+    per_page: usize,
+    #[serde(default)]
+    sort: PluginSort,
+}
+
+/// How the plugin list is ordered.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginSort {
+    /// By qualified name.
+    #[default]
+    Name,
+    /// Largest first.
+    Size,
+}
+
+pub(super) fn first_page() -> usize {
+    1
+}
+
+pub(super) fn default_per_page() -> usize {
+    50
+}
+
+/// Checks `page` (from 1) and `per_page` (1..=1000); returns the offset.
+pub(super) fn offset(page: usize, per_page: usize) -> Result<usize, ApiError> {
+    if page == 0 {
+        return Err(ApiError::bad_request("page starts at 1"));
+    }
+    if !(1..=1000).contains(&per_page) {
+        return Err(ApiError::bad_request("per_page must be between 1 and 1000"));
+    }
+    Ok((page - 1) * per_page)
+}
+
+/// `GET /v1/plugins?search=&page=&per_page=&sort=name|size`.
+pub async fn list(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let start = offset(query.page, query.per_page)?;
+    let mut plugins = state.runtime.registry().list_for(&caller.tenant);
+    if let Some(text) = &query.search {
+        let text = text.to_lowercase();
+        plugins.retain(|p| p.name.contains(&text));
+    }
+    if let PluginSort::Size = query.sort {
+        plugins.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.name.cmp(&b.name)));
+    }
+    let records = state.storage.plugins(Some(&caller.tenant)).await?;
+    let total = plugins.len();
+    let page: Vec<Value> = plugins
+        .iter()
+        .skip(start)
+        .take(query.per_page)
+        .map(|p| view(p, records.iter().find(|r| p.tenant.is_some() && r.name == p.name)))
+        .collect();
+    Ok(Json(
+        json!({ "plugins": page, "total": total, "page": query.page, "per_page": query.per_page }),
+    ))
+}
+
+/// `GET /v1/plugins/{name}`.
+pub async fn details(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let plugin = state.runtime.registry().resolve(&caller.tenant, &name)?;
+    let records = state.storage.plugins(Some(&caller.tenant)).await?;
+    let record = records.iter().find(|r| plugin.tenant.is_some() && r.name == name);
+    Ok(Json(view(&plugin, record)))
+}
+
+/// `DELETE /v1/plugins/{name}`: the caller's tenant's own plugin.
+pub async fn remove(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(&[Role::Operator])?;
+    state.runtime.registry().remove_for(&caller.tenant, &name)?;
+    state.storage.remove_plugin(&caller.tenant, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

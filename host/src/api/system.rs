@@ -1,0 +1,29 @@
+//! Health, and the answers for routes and methods that do not exist.
+
+use super::error::ApiError;
+use axum::Json;
+
+/// `GET /v1/health`: no auth, for load balancers.
+pub async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Any unknown path.
+pub async fn no_route() -> ApiError {
+    ApiError::not_found("route")
+}
+
+/// A known path with the wrong method.
+pub async fn no_method() -> ApiError {
+    ApiError::new_method_not_allowed()
+}
+
+impl ApiError {
+    fn new_method_not_allowed() -> Self {
+        ApiError {
+            status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            code: "method_not_allowed",
+            message: "this route does not take that method".into(),
+        }
+    }
+}

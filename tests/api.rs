@@ -1,0 +1,381 @@
+//! The HTTP API end to end: a real server on a loopback port, real HTTP,
+//! real plugins, a real redb file. Walks the seed workflows.
+
+use jobhost::storage::Role;
+use jobhost_tests::server::{ADMIN, SseEvent, TestServer};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {body}"))
+}
+
+fn error_message(body: &Value) -> String {
+    body["error"]["message"].as_str().unwrap().to_string()
+}
+
+async fn enqueue(server: &TestServer, token: &str, body: Value) -> String {
+    let (status, job) = server.call(Method::POST, "/v1/jobs", token, Some(body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    job["id"].as_str().unwrap().to_string()
+}
+
+async fn wait_state(server: &TestServer, token: &str, id: &str, state: &str) -> Value {
+    for _ in 0..1200 {
+        let (status, job) = server.call(Method::GET, &format!("/v1/jobs/{id}"), token, None).await;
+        assert_eq!(status, StatusCode::OK, "{job}");
+        if job["state"] == state {
+            return job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("job {id} never reached {state}");
+}
+
+async fn follow(
+    server: &TestServer,
+    token: &str,
+    id: &str,
+    last_event_id: Option<&str>,
+) -> Vec<SseEvent> {
+    let mut request = server.request(Method::GET, &format!("/v1/jobs/{id}/events"), token);
+    if let Some(last) = last_event_id {
+        request = request.header("Last-Event-ID", last);
+    }
+    TestServer::read_events(request.send().await.unwrap()).await
+}
+
+fn states(events: &[SseEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.event == "state")
+        .map(|e| e.data["state"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_needs_no_token_and_everything_else_does() {
+    let server = TestServer::start().await;
+    let (status, body) = server.call(Method::GET, "/v1/health", "", None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    let (status, body) = server.call(Method::GET, "/v1/jobs", "wrong", None).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let basic = server
+        .request(Method::GET, "/v1/jobs", "")
+        .basic_auth("script", Some(ADMIN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), StatusCode::OK, "basic auth with the token as password");
+    let (status, body) = server.call(Method::GET, "/v1/nowhere", ADMIN, None).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_workflow_from_job_types_to_an_empty_queue() {
+    let server = TestServer::start().await;
+    let token = server.token("seed", "ada", Role::Operator).await;
+
+    // List job types.
+    let (status, plugins) = server.call(Method::GET, "/v1/plugins", &token, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = plugins["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"examples.hello") && names.contains(&"examples.sleep"), "{names:?}");
+
+    // Enqueue with follow: state, log and close events.
+    let response = server
+        .request(Method::POST, "/v1/jobs?follow=true", &token)
+        .json(&json!({"job": "examples.hello", "args": {"name": "Ada"}}))
+        .send()
+        .await
+        .unwrap();
+    let events = TestServer::read_events(response).await;
+    assert_eq!(states(&events), ["pending", "running", "completed"]);
+    assert!(
+        events.iter().any(|e| e.event == "log" && e.data["message"] == "greeting Ada"),
+        "{events:?}"
+    );
+    assert_eq!(events.last().unwrap().event, "close");
+
+    // Details of a past job.
+    let (_, page) = server.call(Method::GET, "/v1/jobs?state=completed", &token, None).await;
+    assert_eq!(page["total"], 1);
+    let hello_id = page["jobs"][0]["id"].as_str().unwrap().to_string();
+    let (_, details) =
+        server.call(Method::GET, &format!("/v1/jobs/{hello_id}"), &token, None).await;
+    assert_eq!(details["result"], json!({"greeting": "Hello, Ada!"}));
+    assert_eq!(details["events"].as_array().unwrap().len(), 3);
+    assert!(details["fuel_used"].as_u64().unwrap() > 0);
+
+    // A current job, in the queue listing; kill it.
+    let id = enqueue(
+        &server,
+        &token,
+        json!({"job": "examples.sleep", "args": {"seconds": 30, "steps": 300}}),
+    )
+    .await;
+    wait_state(&server, &token, &id, "running").await;
+    let (_, running) = server.call(Method::GET, "/v1/jobs?state=running", &token, None).await;
+    assert_eq!(running["jobs"][0]["id"], id.as_str());
+    let (status, _) =
+        server.call(Method::POST, &format!("/v1/jobs/{id}/cancel"), &token, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let killed = wait_state(&server, &token, &id, "cancelled").await;
+    assert_eq!(killed["error"]["kind"], "cancelled");
+
+    // Restart: a new id, the old job journaled and linked.
+    let (status, restarted) =
+        server.call(Method::POST, &format!("/v1/jobs/{id}/retry"), &token, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{restarted}");
+    let new_id = restarted["id"].as_str().unwrap().to_string();
+    assert_ne!(new_id, id);
+    assert_eq!(restarted["retry_of"], id.as_str());
+    let (_, old) = server.call(Method::GET, &format!("/v1/jobs/{id}"), &token, None).await;
+    assert_eq!(old["retried_by"], new_id.as_str());
+    let last_reason = old["events"].as_array().unwrap().last().unwrap()["reason"].clone();
+    assert_eq!(last_reason, format!("retried as {new_id}"));
+
+    // Follow the restarted job's log while it runs, then kill and remove it.
+    wait_state(&server, &token, &new_id, "running").await;
+    let (_, logs) = loop {
+        let answer =
+            server.call(Method::GET, &format!("/v1/jobs/{new_id}/logs"), &token, None).await;
+        if !answer.1["logs"].as_array().unwrap().is_empty() {
+            break answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(logs["logs"][0]["message"], "step 1 of 300");
+    let (status, body) =
+        server.call(Method::DELETE, &format!("/v1/jobs/{new_id}"), &token, None).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "conflict"),
+        "a running job is not removed"
+    );
+    server.call(Method::POST, &format!("/v1/jobs/{new_id}/cancel"), &token, None).await;
+    wait_state(&server, &token, &new_id, "cancelled").await;
+    for job in [&new_id, &id, &hello_id] {
+        let (status, _) =
+            server.call(Method::DELETE, &format!("/v1/jobs/{job}"), &token, None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+
+    // The queue is empty.
+    let (_, all) = server.call(Method::GET, "/v1/jobs", &token, None).await;
+    assert_eq!(all["total"], 0, "{all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_a_finished_job_replays_it_and_last_event_id_resumes() {
+    let server = TestServer::start().await;
+    let token = server.token("replay", "ada", Role::Operator).await;
+    let id = enqueue(
+        &server,
+        &token,
+        json!({"job": "examples.sleep", "args": {"seconds": 0.1, "steps": 2}}),
+    )
+    .await;
+    wait_state(&server, &token, &id, "completed").await;
+    let all = follow(&server, &token, &id, None).await;
+    let with_ids: Vec<&SseEvent> = all.iter().filter(|e| e.id.is_some()).collect();
+    assert_eq!(with_ids.len(), 5, "3 states and 2 log lines: {all:?}");
+    let resumed = follow(&server, &token, &id, with_ids[1].id.as_deref()).await;
+    let resumed_ids: Vec<_> = resumed.iter().filter_map(|e| e.id.clone()).collect();
+    let expected: Vec<_> = with_ids[2..].iter().map(|e| e.id.clone().unwrap()).collect();
+    assert_eq!(resumed_ids, expected, "nothing lost, nothing repeated");
+    let (status, body) = server
+        .request(Method::GET, &format!("/v1/jobs/{id}/events"), &token)
+        .header("Last-Event-ID", "yesterday")
+        .send()
+        .await
+        .map(|r| (r.status(), r))
+        .unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let body: Value = body.json().await.unwrap();
+    assert!(error_message(&body).contains("Last-Event-ID"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_returns_the_same_job() {
+    let server = TestServer::start().await;
+    let token = server.token("idem", "ada", Role::Submitter).await;
+    let body =
+        json!({"job": "examples.hello", "args": {"name": "once"}, "idempotency_key": "order-42"});
+    let first = enqueue(&server, &token, body.clone()).await;
+    let (status, again) = server.call(Method::POST, "/v1/jobs", &token, Some(body)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["id"], first.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_are_uploaded_checked_and_private_to_their_tenant() {
+    let server = TestServer::start().await;
+    let acme = server.token("acme", "ops", Role::Operator).await;
+    let globex = server.token("globex", "ops", Role::Operator).await;
+    let hello = std::fs::read(jobhost_plugin_artifacts::HELLO).unwrap();
+
+    let upload = |token: &str, name: &str, bytes: Vec<u8>| {
+        server.request(Method::POST, &format!("/v1/plugins/{name}"), token).body(bytes).send()
+    };
+    let created = upload(&acme, "acme.greeter", hello.clone()).await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(
+        (created["name"].clone(), created["shared"].clone()),
+        (json!("acme.greeter"), json!(false))
+    );
+    assert_eq!(created["uploader"], "ops");
+
+    let refused = upload(&acme, "acme.junk", b"not wasm".to_vec()).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let refused: Value = refused.json().await.unwrap();
+    assert!(error_message(&refused).contains("not a WebAssembly binary"), "{refused}");
+    let command = std::fs::read(jobhost_plugin_artifacts::COMMAND).unwrap();
+    let wrong: Value = upload(&acme, "acme.command", command).await.unwrap().json().await.unwrap();
+    assert!(error_message(&wrong).contains("jobhost:plugin/job"), "{wrong}");
+    let bad_name = upload(&acme, "Acme", hello.clone()).await.unwrap();
+    assert_eq!(bad_name.status(), StatusCode::BAD_REQUEST);
+
+    let id = enqueue(&server, &acme, json!({"job": "acme.greeter", "args": {"name": "own"}})).await;
+    assert_eq!(
+        wait_state(&server, &acme, &id, "completed").await["result"],
+        json!({"greeting": "Hello, own!"})
+    );
+    let (status, body) = server.call(Method::GET, "/v1/plugins/acme.greeter", &globex, None).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, _) =
+        server.call(Method::POST, "/v1/jobs", &globex, Some(json!({"job": "acme.greeter"}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another tenant's plugin does not exist");
+
+    let (status, _) = server.call(Method::DELETE, "/v1/plugins/acme.greeter", &acme, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = server.call(Method::GET, "/v1/plugins/acme.greeter", &acme, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_jobs_do_not_exist() {
+    let server = TestServer::start().await;
+    let a = server.token("tenant-a", "a", Role::Operator).await;
+    let b = server.token("tenant-b", "b", Role::Operator).await;
+    let id = enqueue(
+        &server,
+        &a,
+        json!({"job": "examples.sleep", "args": {"seconds": 30, "steps": 300}}),
+    )
+    .await;
+    for (method, path) in [
+        (Method::GET, format!("/v1/jobs/{id}")),
+        (Method::GET, format!("/v1/jobs/{id}/events")),
+        (Method::GET, format!("/v1/jobs/{id}/logs")),
+        (Method::POST, format!("/v1/jobs/{id}/cancel")),
+        (Method::POST, format!("/v1/jobs/{id}/retry")),
+        (Method::DELETE, format!("/v1/jobs/{id}")),
+    ] {
+        let (status, body) = server.call(method.clone(), &path, &b, None).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{method} {path}"
+        );
+    }
+    let (_, listed) = server.call(Method::GET, "/v1/jobs", &b, None).await;
+    assert_eq!(listed["total"], 0);
+    let (_, own) = server.call(Method::POST, &format!("/v1/jobs/{id}/cancel"), &a, None).await;
+    assert_eq!(own["id"], id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitter_sees_only_its_own_jobs_and_a_viewer_cannot_enqueue() {
+    let server = TestServer::start().await;
+    let ada = server.token("shop", "ada", Role::Submitter).await;
+    let bob = server.token("shop", "bob", Role::Submitter).await;
+    let viewer = server.token("shop", "eve", Role::Viewer).await;
+    let id =
+        enqueue(&server, &ada, json!({"job": "examples.hello", "args": {"name": "mine"}})).await;
+    let (status, _) = server.call(Method::GET, &format!("/v1/jobs/{id}"), &bob, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = server.call(Method::GET, &format!("/v1/jobs/{id}"), &viewer, None).await;
+    assert_eq!(status, StatusCode::OK, "a viewer sees the tenant's jobs");
+    let (status, body) = server
+        .call(Method::POST, "/v1/jobs", &viewer, Some(json!({"job": "examples.hello"})))
+        .await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_a_status_and_a_message_that_names_the_problem() {
+    let server = TestServer::start().await;
+    let token = server.token("errors", "ada", Role::Operator).await;
+    let cases = [
+        (json!({"job": "examples.hello", "prority": 3}), StatusCode::BAD_REQUEST, "prority"),
+        (json!({"args": {}}), StatusCode::BAD_REQUEST, "job"),
+        (json!({"job": "examples.nothing"}), StatusCode::NOT_FOUND, "examples.nothing"),
+        (
+            json!({"job": "examples.hello", "delay_ms": 5, "run_at": 5}),
+            StatusCode::BAD_REQUEST,
+            "delay_ms",
+        ),
+        (
+            json!({"job": "examples.hello", "limits": {"memory_bytes": 1u64 << 40}}),
+            StatusCode::BAD_REQUEST,
+            "limits.memory_bytes",
+        ),
+        (json!({"job": "examples.hello", "limits": {"fule": 1}}), StatusCode::BAD_REQUEST, "fule"),
+        (json!({"job": "examples.hello", "queue": "no spaces"}), StatusCode::BAD_REQUEST, "queue"),
+        (
+            json!({"job": "examples.hello", "args": {"name": "x".repeat(1 << 20)}}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "args",
+        ),
+    ];
+    for (body, status, named) in cases {
+        let (got, answer) = server.call(Method::POST, "/v1/jobs", &token, Some(body.clone())).await;
+        assert_eq!(got, status, "{answer}");
+        assert!(error_message(&answer).contains(named), "{named}: {answer}");
+    }
+    let huge = "x".repeat(3 << 20);
+    let response =
+        server.request(Method::POST, "/v1/jobs", &token).body(huge).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, _) = server.call(Method::GET, "/v1/jobs?per_page=0", &token, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = server.call(Method::GET, "/v1/jobs/not-a-uuid", &token, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_job_and_a_clone_with_new_args() {
+    let server = TestServer::start().await;
+    let token = server.token("later", "ada", Role::Operator).await;
+    let (_, delayed) = server
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            &token,
+            Some(json!({"job": "examples.hello", "args": {"name": "soon"}, "delay_ms": 300})),
+        )
+        .await;
+    assert_eq!(delayed["state"], "scheduled");
+    let id = delayed["id"].as_str().unwrap();
+    let done = wait_state(&server, &token, id, "completed").await;
+    assert!(done["started_at"].as_u64().unwrap() >= delayed["run_at"].as_u64().unwrap());
+    let (status, copy) = server
+        .call(
+            Method::POST,
+            &format!("/v1/jobs/{id}/clone"),
+            &token,
+            Some(json!({"args": {"name": "copy"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let copy_id = copy["id"].as_str().unwrap();
+    let copied = wait_state(&server, &token, copy_id, "completed").await;
+    assert_eq!(copied["result"], json!({"greeting": "Hello, copy!"}));
+}

@@ -1,0 +1,128 @@
+//! A real API server for tests: storage in a temp dir, the shared runtime,
+//! a dispatcher, and the HTTP API on 127.0.0.1:0, with a small client.
+
+use jobhost::api::{self, ApiState};
+use jobhost::dispatch::{DispatchConfig, Dispatcher};
+use jobhost::events::EventBus;
+use jobhost::storage::{RedbStorage, Role, Storage, TokenRecord};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// The secret of the admin token every test server has.
+pub const ADMIN: &str = "test-admin-secret";
+
+/// A running server; it stops with the test's tokio runtime.
+#[derive(Debug)]
+pub struct TestServer {
+    pub base: String,
+    pub storage: Arc<RedbStorage>,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// One SSE event as a client reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: Value,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(RedbStorage::open(&dir.path().join("jobhost.redb")).unwrap());
+        api::ensure_admin(storage.as_ref(), Some(ADMIN)).await.unwrap();
+        let runtime = crate::TestRuntime::start().runtime;
+        let bus = EventBus::default();
+        let dispatcher = Dispatcher::new(
+            storage.clone(),
+            runtime.clone(),
+            bus.clone(),
+            DispatchConfig::default(),
+        );
+        tokio::spawn(dispatcher.clone().run(false, std::future::pending()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(ApiState { storage: storage.clone(), runtime, dispatcher, bus });
+        tokio::spawn(api::serve(listener, state, std::future::pending()));
+        TestServer { base, storage, client: reqwest::Client::new(), _dir: dir }
+    }
+
+    /// A new token of `role` for `tenant`, named `name`; returns its secret.
+    pub async fn token(&self, tenant: &str, name: &str, role: Role) -> String {
+        let secret = api::new_secret();
+        let record = TokenRecord { name: name.into(), tenant: tenant.into(), role, created_at: 0 };
+        self.storage.put_token(&api::token_hash(&secret), record).await.unwrap();
+        secret
+    }
+
+    /// A request, with `token` as bearer unless it is empty.
+    pub fn request(&self, method: Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, format!("{}{path}", self.base));
+        if token.is_empty() { request } else { request.bearer_auth(token) }
+    }
+
+    /// Sends a JSON request; returns the status and the JSON answer.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.request(method, path, token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Reads an SSE response until its `close` event (or its end).
+    pub async fn read_events(response: reqwest::Response) -> Vec<SseEvent> {
+        assert_eq!(response.status(), StatusCode::OK);
+        let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(content_type.starts_with("text/event-stream"), "{content_type}");
+        let mut response = response;
+        let mut buffer = String::new();
+        let mut events = Vec::new();
+        let reading = async {
+            while let Some(chunk) = response.chunk().await.unwrap() {
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find("\n\n") {
+                    let block: String = buffer.drain(..end + 2).collect();
+                    if let Some(event) = parse_event(&block) {
+                        let closed = event.event == "close";
+                        events.push(event);
+                        if closed {
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(60), reading)
+            .await
+            .expect("the stream closed");
+        events
+    }
+}
+
+fn parse_event(block: &str) -> Option<SseEvent> {
+    let (mut event, mut id, mut data) = (None, None, String::new());
+    for line in block.lines() {
+        if let Some(v) = line.strip_prefix("event:") {
+            event = Some(v.trim().to_string());
+        } else if let Some(v) = line.strip_prefix("id:") {
+            id = Some(v.trim().to_string());
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.trim_start());
+        }
+    }
+    let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
+    event.map(|event| SseEvent { event, id, data })
+}
