@@ -21,15 +21,18 @@ async fn enqueue(server: &TestServer, token: &str, body: Value) -> String {
 }
 
 async fn wait_state(server: &TestServer, token: &str, id: &str, state: &str) -> Value {
+    let mut job = Value::Null;
     for _ in 0..1200 {
-        let (status, job) = server.call(Method::GET, &format!("/v1/jobs/{id}"), token, None).await;
-        assert_eq!(status, StatusCode::OK, "{job}");
+        let (status, answer) =
+            server.call(Method::GET, &format!("/v1/jobs/{id}"), token, None).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        job = answer;
         if job["state"] == state {
             return job;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    panic!("job {id} never reached {state}");
+    panic!("job {id} never reached {state}: {job}");
 }
 
 async fn follow(
@@ -378,4 +381,92 @@ async fn a_delayed_job_and_a_clone_with_new_args() {
     let copy_id = copy["id"].as_str().unwrap();
     let copied = wait_state(&server, &token, copy_id, "completed").await;
     assert_eq!(copied["result"], json!({"greeting": "Hello, copy!"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_pause_and_resume_per_tenant_and_report_health() {
+    let server = TestServer::start().await;
+    let a = server.token("qa", "ops", Role::Operator).await;
+    let b = server.token("qb", "ops", Role::Operator).await;
+    let (status, paused) = server.call(Method::POST, "/v1/queues/reports/pause", &a, None).await;
+    assert_eq!((status, paused["paused"].clone()), (StatusCode::OK, json!(true)));
+    let hello = json!({"job": "examples.hello", "args": {"name": "q"}, "queue": "reports"});
+    let held = enqueue(&server, &a, hello.clone()).await;
+    let other = enqueue(&server, &b, hello).await;
+    wait_state(&server, &b, &other, "completed").await;
+    let (_, job) = server.call(Method::GET, &format!("/v1/jobs/{held}"), &a, None).await;
+    assert_eq!(
+        (job["state"].clone(), job["queue"].clone()),
+        (json!("pending"), json!("reports")),
+        "B's queue is its own"
+    );
+
+    let (_, health) = server.call(Method::GET, "/v1/queues", &a, None).await;
+    let reports = &health["queues"][0];
+    assert_eq!(reports["queue"], "reports");
+    assert_eq!(reports["counts"]["pending"], 1);
+    assert!(
+        reports["alerts"].as_array().unwrap().iter().any(|a| a == "paused with jobs waiting"),
+        "{reports}"
+    );
+
+    server.call(Method::POST, "/v1/queues/reports/resume", &a, None).await;
+    wait_state(&server, &a, &held, "completed").await;
+    let (_, health) = server.call(Method::GET, "/v1/queues", &a, None).await;
+    assert_eq!(health["queues"][0]["success_rate"], 1.0);
+    let (status, body) = server
+        .call(Method::PATCH, "/v1/queues/reports", &a, Some(json!({"concurrency": "many"})))
+        .await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "bad_request"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_lock_is_held_listed_and_cleared_by_hand() {
+    let server = TestServer::start().await;
+    let token = server.token("locks", "ops", Role::Operator).await;
+    let sleeper =
+        json!({"job": "examples.sleep", "args": {"seconds": 30, "steps": 300}, "lock": "devices"});
+    let holder = enqueue(&server, &token, sleeper.clone()).await;
+    wait_state(&server, &token, &holder, "running").await;
+    let waiter = enqueue(
+        &server,
+        &token,
+        json!({"job": "examples.hello", "args": {"name": "l"}, "lock": "devices"}),
+    )
+    .await;
+    let (_, locks) = server.call(Method::GET, "/v1/locks", &token, None).await;
+    assert_eq!(locks["locks"], json!([{"name": "devices", "job": holder}]));
+    let (_, job) = server.call(Method::GET, &format!("/v1/jobs/{waiter}"), &token, None).await;
+    assert_eq!(job["state"], "pending", "waits while the lock is held");
+
+    let (status, _) = server.call(Method::DELETE, "/v1/locks/devices", &token, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    wait_state(&server, &token, &waiter, "completed").await;
+    let (status, body) = server.call(Method::DELETE, "/v1/locks/devices", &token, None).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    server.call(Method::POST, &format!("/v1/jobs/{holder}/cancel"), &token, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_are_listed_and_only_admins_change_them() {
+    let server = TestServer::start().await;
+    let operator = server.token("w", "ops", Role::Operator).await;
+    let workers = loop {
+        let (_, body) = server.call(Method::GET, "/v1/workers", &operator, None).await;
+        if !body["workers"].as_array().unwrap().is_empty() {
+            break body["workers"].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let id = workers[0]["id"].as_str().unwrap();
+    assert_eq!(workers[0]["slots"], 64);
+    let (status, _) =
+        server.call(Method::POST, &format!("/v1/workers/{id}/drain"), &operator, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, worker) =
+        server.call(Method::POST, &format!("/v1/workers/{id}/drain"), ADMIN, None).await;
+    assert_eq!((status, worker["mode"].clone()), (StatusCode::OK, json!("draining")));
+    let (status, _) =
+        server.call(Method::POST, &format!("/v1/workers/{id}/explode"), ADMIN, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

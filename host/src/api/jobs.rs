@@ -20,9 +20,25 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// A job as the API shows it: args and result as JSON, not strings.
+/// Storage names of queues and locks carry the tenant (`tenant/name`), so
+/// one tenant's queue settings and locks never touch another's.
+pub(super) fn scoped(tenant: &str, name: &str) -> String {
+    format!("{tenant}/{name}")
+}
+
+/// The name a client knows, without the tenant.
+pub(super) fn unscoped(name: &str) -> &str {
+    name.split_once('/').map_or(name, |(_, name)| name)
+}
+
+/// A job as the API shows it: args and result as JSON, not strings; queue
+/// and lock as the client named them.
 pub(super) fn view(job: &JobRecord) -> Value {
     let mut value = serde_json::to_value(job).expect("records serialise");
+    value["queue"] = json!(unscoped(&job.queue));
+    if let Some(lock) = &job.lock {
+        value["lock"] = json!(unscoped(lock));
+    }
     let parse =
         |text: &str| serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()));
     value["args"] = parse(&job.args);
@@ -82,7 +98,7 @@ fn empty_object() -> Value {
 /// Most retries one job may ask for.
 const MAX_RETRIES: u32 = 100;
 
-fn check_label(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+pub(super) fn check_label(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     let ok = !value.is_empty()
         && value.len() <= max
         && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
@@ -147,14 +163,14 @@ impl EnqueueRequest {
             job: self.job,
             plugin_digest: plugin.digest.clone(),
             args,
-            queue,
+            queue: scoped(&caller.tenant, &queue),
             priority: self.priority,
             run_at,
             expires_at,
             max_retries: self.max_retries,
             backoff: self.backoff.unwrap_or_default(),
             limits: self.limits,
-            lock: self.lock,
+            lock: self.lock.map(|lock| scoped(&caller.tenant, &lock)),
             idempotency_key: self.idempotency_key,
             name: self.name,
             description: self.description,
@@ -225,7 +241,7 @@ pub async fn list(
         tenant: Some(caller.tenant.clone()),
         owner: (!caller.sees_all_jobs()).then(|| caller.name.clone()),
         state: query.state,
-        queue: query.queue,
+        queue: query.queue.map(|queue| scoped(&caller.tenant, &queue)),
         job: query.job,
         since: query.since,
         search: query.search,

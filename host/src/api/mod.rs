@@ -3,7 +3,8 @@
 //! - `error`: the error shape and the status of every internal error.
 //! - `auth`: bearer and basic tokens, roles, the first admin token.
 //! - `body`: JSON bodies with size limits and errors that name the field.
-//! - `plugins`, `jobs`, `system`: the routes; `sse`: live job streams.
+//! - `plugins`, `jobs`, `queues` (and locks), `workers`, `system`: the
+//!   routes; `sse`: live job streams.
 //!
 //! [`serve`] takes a bound listener and a shutdown future, so tests bind
 //! 127.0.0.1:0 and the binary binds its configured address.
@@ -13,8 +14,10 @@ mod body;
 mod error;
 mod jobs;
 mod plugins;
+mod queues;
 mod sse;
 mod system;
+mod workers;
 
 pub use auth::{Caller, ensure_admin, new_secret, token_hash};
 pub use error::ApiError;
@@ -71,6 +74,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/jobs/{id}/retry", post(jobs::retry))
         .route("/v1/jobs/{id}/clone", post(jobs::clone))
+        .route("/v1/queues", get(queues::list))
+        .route("/v1/queues/{name}", axum::routing::patch(queues::change))
+        .route("/v1/queues/{name}/pause", post(queues::pause))
+        .route("/v1/queues/{name}/resume", post(queues::resume))
+        .route("/v1/locks", get(queues::locks))
+        .route("/v1/locks/{name}", axum::routing::delete(queues::clear_lock))
+        .route("/v1/workers", get(workers::list))
+        .route("/v1/workers/{id}/{action}", post(workers::set_mode))
         .fallback(system::no_route)
         .method_not_allowed_fallback(system::no_method)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY))

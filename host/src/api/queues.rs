@@ -1,0 +1,141 @@
+//! Queues of the caller's tenant: health (counts by state, stuck jobs,
+//! throughput, success rate, average duration, alerts), pause, resume and
+//! concurrency.
+
+use super::ApiState;
+use super::auth::Caller;
+use super::body::JsonBody;
+use super::error::ApiError;
+use super::jobs::{check_label, scoped, unscoped};
+use crate::storage::{QueueStats, Role, now_ms};
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The window health figures are computed over.
+const WINDOW_MS: u64 = 3_600_000;
+/// A ready job waiting longer than this counts as stuck.
+const STUCK_AFTER_MS: u64 = 600_000;
+
+fn view(stats: &QueueStats) -> Value {
+    let mut alerts = Vec::new();
+    if stats.stuck > 0 {
+        alerts.push(format!("{} stuck jobs", stats.stuck));
+    }
+    if stats.success_rate.is_some_and(|rate| rate < 0.9) {
+        alerts.push("success rate below 90 % in the last hour".to_string());
+    }
+    if stats.settings.paused && stats.counts.get("pending").is_some_and(|&n| n > 0) {
+        alerts.push("paused with jobs waiting".to_string());
+    }
+    let mut value = serde_json::to_value(stats).expect("stats serialise");
+    value["queue"] = json!(unscoped(&stats.queue));
+    value["alerts"] = json!(alerts);
+    value
+}
+
+/// `GET /v1/queues`: health of every queue of the tenant.
+pub async fn list(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let stats = state
+        .storage
+        .queue_stats(Some(&caller.tenant), now_ms(), WINDOW_MS, STUCK_AFTER_MS)
+        .await?;
+    Ok(Json(json!({ "queues": stats.iter().map(view).collect::<Vec<_>>() })))
+}
+
+/// What `PATCH /v1/queues/{name}` may change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueChange {
+    paused: Option<bool>,
+    /// `null` removes the limit.
+    #[serde(default, with = "double_option")]
+    concurrency: Option<Option<u32>>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+        Option::<u32>::deserialize(d).map(Some)
+    }
+}
+
+/// `PATCH /v1/queues/{name}` with `{"paused": bool, "concurrency": n|null}`.
+pub async fn change(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(change): JsonBody<QueueChange>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Operator])?;
+    check_label("queue", &name, 64)?;
+    let key = scoped(&caller.tenant, &name);
+    let mut settings = state.storage.queue(&key).await?;
+    if let Some(paused) = change.paused {
+        settings.paused = paused;
+    }
+    if let Some(concurrency) = change.concurrency {
+        settings.concurrency = concurrency;
+    }
+    state.storage.set_queue(&key, settings.clone()).await?;
+    state.dispatcher.wake();
+    Ok(Json(
+        json!({ "queue": name, "paused": settings.paused, "concurrency": settings.concurrency }),
+    ))
+}
+
+/// `POST /v1/queues/{name}/pause`.
+pub async fn pause(
+    state: State<Arc<ApiState>>,
+    caller: Caller,
+    name: Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    change(state, caller, name, JsonBody(QueueChange { paused: Some(true), concurrency: None }))
+        .await
+}
+
+/// `POST /v1/queues/{name}/resume`.
+pub async fn resume(
+    state: State<Arc<ApiState>>,
+    caller: Caller,
+    name: Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    change(state, caller, name, JsonBody(QueueChange { paused: Some(false), concurrency: None }))
+        .await
+}
+
+/// `GET /v1/locks`: the tenant's held locks and the job holding each.
+pub async fn locks(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let prefix = scoped(&caller.tenant, "");
+    let held: Vec<Value> = state
+        .storage
+        .locks()
+        .await?
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(&prefix))
+        .map(|(name, job)| json!({ "name": unscoped(&name), "job": job }))
+        .collect();
+    Ok(Json(json!({ "locks": held })))
+}
+
+/// `DELETE /v1/locks/{name}`: releases a lock by hand.
+pub async fn clear_lock(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    caller.require(&[Role::Operator])?;
+    check_label("lock", &name, 128)?;
+    state.storage.clear_lock(&scoped(&caller.tenant, &name)).await?;
+    state.dispatcher.wake();
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

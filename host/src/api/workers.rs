@@ -1,0 +1,37 @@
+//! Workers of the host (shared by every tenant, so changing them is for
+//! admins): list with slots, running jobs and heartbeat; pause, resume, drain.
+
+use super::ApiState;
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::storage::{Role, WorkerMode};
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// `GET /v1/workers`.
+pub async fn list(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Operator, Role::Viewer])?;
+    Ok(Json(json!({ "workers": state.storage.workers().await? })))
+}
+
+/// `POST /v1/workers/{id}/{pause|resume|drain}`.
+pub async fn set_mode(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[])?;
+    let mode = match action.as_str() {
+        "pause" => WorkerMode::Paused,
+        "resume" => WorkerMode::Active,
+        "drain" => WorkerMode::Draining,
+        other => return Err(ApiError::not_found(format!("worker action {other:?}"))),
+    };
+    let worker = state.storage.set_worker_mode(&id, mode).await?;
+    Ok(Json(json!(worker)))
+}
