@@ -45,6 +45,18 @@ fn open() -> anyhow::Result<(tempfile::TempDir, Arc<RedbStorage>)> {
     Ok((dir, storage))
 }
 
+/// The group-commit figures so far: writes, commits, mean and max batch.
+fn batches(storage: &RedbStorage) -> String {
+    let stats = storage.commit_stats();
+    let (commits, writes) =
+        (stats.commits.load(Ordering::Relaxed), stats.writes.load(Ordering::Relaxed));
+    format!(
+        "{writes} writes in {commits} commits: mean batch {:.1}, max {}",
+        writes as f64 / commits.max(1) as f64,
+        stats.max_batch.load(Ordering::Relaxed)
+    )
+}
+
 async fn enqueue_throughput(in_flight: usize, total: usize) -> anyhow::Result<()> {
     let (_dir, storage) = open()?;
     let started = Instant::now();
@@ -62,14 +74,11 @@ async fn enqueue_throughput(in_flight: usize, total: usize) -> anyhow::Result<()
         result?;
     }
     let elapsed = started.elapsed();
-    let stats = storage.commit_stats();
-    let (commits, writes) =
-        (stats.commits.load(Ordering::Relaxed), stats.writes.load(Ordering::Relaxed));
+    let writes = storage.commit_stats().writes.load(Ordering::Relaxed);
     println!(
-        "durable enqueue, {in_flight:>3} in flight: {:>7.0} jobs/s  ({writes} writes in {commits} commits: mean batch {:.1}, max {})",
+        "durable enqueue, {in_flight:>3} in flight: {:>7.0} jobs/s  ({})",
         writes as f64 / elapsed.as_secs_f64(),
-        writes as f64 / commits as f64,
-        stats.max_batch.load(Ordering::Relaxed)
+        batches(&storage)
     );
     Ok(())
 }
@@ -124,14 +133,10 @@ async fn end_to_end() -> anyhow::Result<()> {
     }
     feeder.await?;
     let elapsed = started.elapsed();
-    let stats = storage.commit_stats();
-    let (commits, writes) =
-        (stats.commits.load(Ordering::Relaxed), stats.writes.load(Ordering::Relaxed));
     println!(
-        "end to end, {expected} hello jobs (enqueue, claim, run, finish): {:>6.0} jobs/s  (mean batch {:.1}, max {})",
+        "end to end, {expected} hello jobs (enqueue, claim, run, finish): {:>6.0} jobs/s  ({})",
         expected as f64 / elapsed.as_secs_f64(),
-        writes as f64 / commits as f64,
-        stats.max_batch.load(Ordering::Relaxed)
+        batches(&storage)
     );
     Ok(())
 }

@@ -5,14 +5,14 @@
 
 use super::ApiState;
 use super::auth::Caller;
-use super::body::JsonBody;
+use super::body::{JsonBody, QueryParams};
 use super::error::ApiError;
 use super::plugins::{default_per_page, first_page, offset};
 use super::sse;
 use crate::runtime::LimitOverrides;
 use crate::storage::{Backoff, JobFilter, JobRecord, JobState, NewJob, Role, now_ms};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -194,11 +194,10 @@ pub async fn enqueue(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     headers: HeaderMap,
-    query: Result<Query<EnqueueQuery>, axum::extract::rejection::QueryRejection>,
+    QueryParams(query): QueryParams<EnqueueQuery>,
     JsonBody(request): JsonBody<EnqueueRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Operator, Role::Submitter])?;
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let new = request.into_new_job(&state, &caller)?;
     let enqueued = state.storage.enqueue(new).await?;
     state.dispatcher.wake();
@@ -233,9 +232,8 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let start = offset(query.page, query.per_page)?;
     let filter = JobFilter {
         tenant: Some(caller.tenant.clone()),
@@ -287,9 +285,8 @@ pub async fn logs(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     Path(id): Path<String>,
-    query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+    QueryParams(query): QueryParams<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if !(1..=10_000).contains(&query.limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 10000"));
     }

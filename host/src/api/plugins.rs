@@ -4,12 +4,13 @@
 
 use super::ApiState;
 use super::auth::Caller;
+use super::body::QueryParams;
 use super::error::ApiError;
 use crate::runtime::{Plugin, check_name};
 use crate::storage::{PluginRecord, Role, now_ms};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -109,9 +110,8 @@ pub(super) fn offset(page: usize, per_page: usize) -> Result<usize, ApiError> {
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let start = offset(query.page, query.per_page)?;
     let mut plugins = state.runtime.registry().list_for(&caller.tenant);
     if let Some(text) = &query.search {
