@@ -1,7 +1,8 @@
 //! Crash test: the real `jobhost serve` binary in a child process runs 500
-//! jobs from its redb file and is killed with SIGKILL at several points while
-//! jobs run. After the last restart every job has completed: none lost, none
-//! left running, and every enqueue acknowledged between the crashes is there.
+//! jobs and is killed with SIGKILL at several points while jobs run; jobs
+//! are enqueued over HTTP while it runs and into its file between crashes.
+//! After the last restart every job has completed: none lost, none left
+//! running, and every acknowledged enqueue is there.
 
 use jobhost::storage::{JobFilter, JobState, NewJob, RedbStorage, Storage};
 use std::io::{BufRead, BufReader};
@@ -11,10 +12,15 @@ use std::sync::mpsc;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// The admin secret the child runs with.
+const TOKEN: &str = "crash-test-admin";
+
 /// A running `jobhost serve`, killed if the test ends early.
 struct Server {
     child: Child,
     finished: mpsc::Receiver<()>,
+    /// `http://127.0.0.1:<port>` the API listens on.
+    base: String,
 }
 
 impl Server {
@@ -23,7 +29,7 @@ impl Server {
             .args(["serve", "--plugins", jobhost_plugin_artifacts::EXAMPLES_DIR, "--data"])
             .arg(data)
             .args(["--listen", "127.0.0.1:0"])
-            .env("JOBHOST_ADMIN_TOKEN", "crash-test-admin")
+            .env("JOBHOST_ADMIN_TOKEN", TOKEN)
             .env("RUST_LOG", "jobhost=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -31,14 +37,45 @@ impl Server {
             .expect("starting jobhost serve");
         let stderr = child.stderr.take().unwrap();
         let (tx, finished) = mpsc::channel();
+        let (address_tx, address) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some((_, rest)) = line.split_once("http://") {
+                    let _ =
+                        address_tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
                 if line.contains("job finished") && tx.send(()).is_err() {
                     break;
                 }
             }
         });
-        Server { child, finished }
+        let address =
+            address.recv_timeout(Duration::from_secs(120)).expect("the server never listened");
+        Server { child, finished, base: format!("http://{address}") }
+    }
+
+    /// Enqueues `count` jobs over HTTP while the server runs; returns the ids
+    /// it acknowledged (202).
+    async fn enqueue_over_http(&self, count: usize) -> Vec<Uuid> {
+        let client = reqwest::Client::new();
+        let mut ids = Vec::new();
+        for i in 0..count {
+            let response = client
+                .post(format!("{}/v1/jobs", self.base))
+                .bearer_auth(TOKEN)
+                .json(&serde_json::json!({
+                    "job": "examples.sleep",
+                    "args": {"seconds": 0.05, "steps": 1},
+                    "name": format!("http {i}"),
+                }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+            let job: serde_json::Value = response.json().await.unwrap();
+            ids.push(Uuid::parse_str(job["id"].as_str().unwrap()).unwrap());
+        }
+        ids
     }
 
     /// Blocks until `count` more jobs finished (two minutes at most).
@@ -98,12 +135,14 @@ async fn no_job_is_lost_when_the_host_is_killed_while_jobs_run() {
     let data = tempfile::tempdir().unwrap();
     let mut acknowledged = enqueue(data.path(), 200).await;
 
-    // Kill while jobs run, at several points, enqueuing more between crashes.
-    for (finished_before_kill, more) in [(40, 100), (80, 100), (1, 100)] {
+    // Kill while jobs run, at several points: each round enqueues over HTTP
+    // while jobs run, and more go into the file while the host is down.
+    for (finished_before_kill, over_http, offline) in [(40, 50, 50), (80, 50, 50), (1, 50, 50)] {
         let server = Server::start(data.path());
+        acknowledged.extend(server.enqueue_over_http(over_http).await);
         server.wait_finished(finished_before_kill);
         server.kill();
-        acknowledged.extend(enqueue(data.path(), more).await);
+        acknowledged.extend(enqueue(data.path(), offline).await);
     }
 
     // Let the last run finish everything that is left, then stop it cleanly.
