@@ -2,38 +2,11 @@
 //! real plugins, a real redb file. Walks the seed workflows.
 
 use jobhost::storage::Role;
-use jobhost_tests::server::{ADMIN, SseEvent, TestServer};
+use jobhost_tests::server::{
+    ADMIN, SseEvent, TestServer, enqueue, error_code, error_message, wait_state,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-fn error_code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {body}"))
-}
-
-fn error_message(body: &Value) -> String {
-    body["error"]["message"].as_str().unwrap().to_string()
-}
-
-async fn enqueue(server: &TestServer, token: &str, body: Value) -> String {
-    let (status, job) = server.call(Method::POST, "/v1/jobs", token, Some(body)).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
-    job["id"].as_str().unwrap().to_string()
-}
-
-async fn wait_state(server: &TestServer, token: &str, id: &str, state: &str) -> Value {
-    let mut job = Value::Null;
-    for _ in 0..1200 {
-        let (status, answer) =
-            server.call(Method::GET, &format!("/v1/jobs/{id}"), token, None).await;
-        assert_eq!(status, StatusCode::OK, "{answer}");
-        job = answer;
-        if job["state"] == state {
-            return job;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("job {id} never reached {state}: {job}");
-}
 
 async fn follow(
     server: &TestServer,

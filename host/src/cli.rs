@@ -157,12 +157,23 @@ async fn serve(options: Options) -> anyhow::Result<i32> {
         listener.local_addr()?,
         database.display()
     );
-    let state = Arc::new(api::ApiState { storage, runtime, dispatcher: dispatcher.clone(), bus });
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let api_stop = stop.clone();
-    let api = tokio::spawn(api::serve(listener, state, async move { api_stop.notified().await }));
-    dispatcher.run(true, shutdown_signal()).await;
-    stop.notify_one();
+    let state =
+        api::ApiState::new(storage, runtime, dispatcher.clone(), bus, api::ApiConfig::default());
+    let stop = tokio::sync::watch::Sender::new(false);
+    let until_stopped = |stop: &tokio::sync::watch::Sender<bool>| {
+        let mut stopped = stop.subscribe();
+        async move {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        }
+    };
+    let api = tokio::spawn(api::serve(listener, state, until_stopped(&stop)));
+    let signalled = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new connections; running jobs get their grace");
+        signalled.send_replace(true);
+    });
+    dispatcher.run(true, until_stopped(&stop)).await;
     api.await??;
     tracing::info!("shut down");
     Ok(0)

@@ -1,13 +1,14 @@
 //! A real API server for tests: storage in a temp dir, the shared runtime,
 //! a dispatcher, and the HTTP API on 127.0.0.1:0, with a small client.
 
-use jobhost::api::{self, ApiState};
+use jobhost::api::{self, ApiConfig, ApiState};
 use jobhost::dispatch::{DispatchConfig, Dispatcher};
 use jobhost::events::EventBus;
 use jobhost::storage::{RedbStorage, Role, Storage, TokenRecord};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
 
 /// The secret of the admin token every test server has.
 pub const ADMIN: &str = "test-admin-secret";
@@ -18,6 +19,8 @@ pub struct TestServer {
     pub base: String,
     pub storage: Arc<RedbStorage>,
     client: reqwest::Client,
+    stop: watch::Sender<bool>,
+    dispatching: Mutex<Option<tokio::task::JoinHandle<()>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -31,23 +34,43 @@ pub struct SseEvent {
 
 impl TestServer {
     pub async fn start() -> TestServer {
+        TestServer::start_with(ApiConfig::default(), DispatchConfig::default()).await
+    }
+
+    pub async fn start_with(config: ApiConfig, dispatch: DispatchConfig) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let storage = Arc::new(RedbStorage::open(&dir.path().join("jobhost.redb")).unwrap());
         api::ensure_admin(storage.as_ref(), Some(ADMIN)).await.unwrap();
         let runtime = crate::TestRuntime::start().runtime;
         let bus = EventBus::default();
-        let dispatcher = Dispatcher::new(
-            storage.clone(),
-            runtime.clone(),
-            bus.clone(),
-            DispatchConfig::default(),
-        );
-        tokio::spawn(dispatcher.clone().run(false, std::future::pending()));
+        let dispatcher = Dispatcher::new(storage.clone(), runtime.clone(), bus.clone(), dispatch);
+        let stop = watch::Sender::new(false);
+        let mut stopped = stop.subscribe();
+        let dispatching = tokio::spawn(dispatcher.clone().run(false, async move {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(ApiState { storage: storage.clone(), runtime, dispatcher, bus });
+        let state = ApiState::new(storage.clone(), runtime, dispatcher, bus, config);
         tokio::spawn(api::serve(listener, state, std::future::pending()));
-        TestServer { base, storage, client: reqwest::Client::new(), _dir: dir }
+        TestServer {
+            base,
+            storage,
+            client: reqwest::Client::new(),
+            stop,
+            dispatching: Mutex::new(Some(dispatching)),
+            _dir: dir,
+        }
+    }
+
+    /// Shuts the dispatcher down (the API keeps serving) and waits until it
+    /// has let its jobs finish or handed them back.
+    pub async fn stop_dispatching(&self) {
+        self.stop.send_replace(true);
+        let dispatching = self.dispatching.lock().unwrap().take();
+        if let Some(dispatching) = dispatching {
+            dispatching.await.unwrap();
+        }
     }
 
     /// A new token of `role` for `tenant`, named `name`; returns its secret.
@@ -110,6 +133,39 @@ impl TestServer {
             .expect("the stream closed");
         events
     }
+}
+
+pub fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {body}"))
+}
+
+pub fn error_message(body: &Value) -> String {
+    body["error"]["message"].as_str().unwrap().to_string()
+}
+
+pub async fn enqueue(server: &TestServer, token: &str, body: Value) -> String {
+    let (status, job) = server.call(Method::POST, "/v1/jobs", token, Some(body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    job["id"].as_str().unwrap().to_string()
+}
+
+pub async fn wait_state(server: &TestServer, token: &str, id: &str, state: &str) -> Value {
+    let mut job = Value::Null;
+    for _ in 0..1200 {
+        let (status, answer) =
+            server.call(Method::GET, &format!("/v1/jobs/{id}"), token, None).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        job = answer;
+        if job["state"] == state {
+            return job;
+        }
+        let finished = ["completed", "failed", "cancelled", "expired"];
+        if finished.contains(&job["state"].as_str().unwrap()) {
+            panic!("job {id} finished {} instead of reaching {state}: {job}", job["state"]);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("job {id} never reached {state}: {job}");
 }
 
 fn parse_event(block: &str) -> Option<SseEvent> {

@@ -47,6 +47,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
 
+    /// 408: the client was too slow sending its request.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "timeout", message)
+    }
+
     /// 409: the object's state does not allow this.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
@@ -60,6 +65,11 @@ impl ApiError {
     /// 422: well-formed, but refused (a component that does not fit).
     pub fn unprocessable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", message)
+    }
+
+    /// 429: the caller is over a quota or a cap.
+    pub fn over_quota(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "over_quota", message)
     }
 
     /// 500: the host failed; never for a client's mistake.
@@ -85,6 +95,7 @@ impl From<StorageError> for ApiError {
         match error {
             StorageError::NotFound(what) => ApiError::not_found(what),
             StorageError::Conflict(message) => ApiError::conflict(message),
+            StorageError::OverQuota(message) => ApiError::over_quota(message),
             StorageError::Closed => ApiError::unavailable("the host is shutting down"),
             other @ (StorageError::Corrupt(_) | StorageError::Backend(_)) => {
                 tracing::error!("storage: {other}");

@@ -10,7 +10,7 @@ use super::error::ApiError;
 use super::plugins::{default_per_page, first_page, offset};
 use super::sse;
 use crate::runtime::LimitOverrides;
-use crate::storage::{Backoff, JobFilter, JobRecord, JobState, NewJob, Role, now_ms};
+use crate::storage::{Backoff, JobFilter, JobRecord, JobState, NewJob, Role, TenantRecord, now_ms};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -95,6 +95,14 @@ fn empty_object() -> Value {
     Value::Object(Map::new())
 }
 
+/// A 503 when this host takes no new jobs (shutting down, paused, draining).
+fn accepting(state: &ApiState) -> Result<(), ApiError> {
+    match state.dispatcher.refusal() {
+        Some(reason) => Err(ApiError::unavailable(format!("{reason}: it takes no new jobs"))),
+        None => Ok(()),
+    }
+}
+
 /// Most retries one job may ask for.
 const MAX_RETRIES: u32 = 100;
 
@@ -113,13 +121,21 @@ pub(super) fn check_label(field: &str, value: &str, max: usize) -> Result<(), Ap
 
 impl EnqueueRequest {
     /// Checks every field and turns the request into a [`NewJob`].
-    fn into_new_job(self, state: &ApiState, caller: &Caller) -> Result<NewJob, ApiError> {
+    fn into_new_job(
+        self,
+        state: &ApiState,
+        caller: &Caller,
+        tenant: &TenantRecord,
+    ) -> Result<NewJob, ApiError> {
         let plugin = state.runtime.registry().resolve(&caller.tenant, &self.job)?;
-        if let Some(refusal) = state.runtime.caps().refusal(&self.limits) {
+        let caps = state.runtime.caps();
+        let tenant_caps = caps.with(&tenant.max_limits, caps);
+        if let Some(refusal) = tenant_caps.refusal(&self.limits) {
             return Err(ApiError::bad_request(refusal));
         }
+        let limits = self.limits.capped(&tenant.max_limits, state.runtime.defaults());
         let args = self.args.to_string();
-        let payload_limit = state.runtime.limits(&self.limits).payload_bytes;
+        let payload_limit = state.runtime.limits(&limits).payload_bytes;
         if args.len() as u64 > payload_limit {
             return Err(ApiError::too_large(format!(
                 "args of {} bytes are over the {payload_limit}-byte limit",
@@ -169,7 +185,7 @@ impl EnqueueRequest {
             expires_at,
             max_retries: self.max_retries,
             backoff: self.backoff.unwrap_or_default(),
-            limits: self.limits,
+            limits,
             lock: self.lock.map(|lock| scoped(&caller.tenant, &lock)),
             idempotency_key: self.idempotency_key,
             name: self.name,
@@ -198,7 +214,9 @@ pub async fn enqueue(
     JsonBody(request): JsonBody<EnqueueRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Operator, Role::Submitter])?;
-    let new = request.into_new_job(&state, &caller)?;
+    accepting(&state)?;
+    let tenant = state.storage.tenant(&caller.tenant).await?;
+    let new = request.into_new_job(&state, &caller, &tenant)?;
     let enqueued = state.storage.enqueue(new).await?;
     state.dispatcher.wake();
     let wants_stream = headers
@@ -206,7 +224,9 @@ pub async fn enqueue(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("text/event-stream"));
     if query.follow || wants_stream {
-        return Ok(sse::stream(state, enqueued.job.id, sse::Cursor::default()).into_response());
+        return Ok(
+            sse::stream(state, &caller, enqueued.job.id, sse::Cursor::default())?.into_response()
+        );
     }
     let status = if enqueued.created { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok((status, Json(view(&enqueued.job))).into_response())
@@ -315,6 +335,7 @@ pub async fn retry(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(&[Role::Operator, Role::Submitter])?;
     let job = visible_job(&state, &caller, &id).await?;
+    accepting(&state)?;
     let new = state.storage.retry(job.id).await?;
     state.dispatcher.wake();
     Ok((StatusCode::ACCEPTED, Json(view(&new))))
@@ -336,6 +357,7 @@ pub async fn clone(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(&[Role::Operator, Role::Submitter])?;
     let job = visible_job(&state, &caller, &id).await?;
+    accepting(&state)?;
     let new = state.storage.clone_job(job.id, request.args.map(|a| a.to_string())).await?;
     state.dispatcher.wake();
     Ok((StatusCode::ACCEPTED, Json(view(&new))))

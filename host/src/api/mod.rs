@@ -3,8 +3,9 @@
 //! - `error`: the error shape and the status of every internal error.
 //! - `auth`: bearer and basic tokens, roles, the first admin token.
 //! - `body`: JSON bodies with size limits and errors that name the field.
+//! - `streams`: caps on open SSE streams; `stats`: stats and /metrics.
 //! - `plugins`, `jobs`, `queues` (and locks), `workers`, `system`: the
-//!   routes; `sse`: live job streams.
+//!   routes; `tokens` and `tenants` for admins; `sse`: live job streams.
 //!
 //! [`serve`] takes a bound listener and a shutdown future, so tests bind
 //! 127.0.0.1:0 and the binary binds its configured address.
@@ -16,7 +17,11 @@ mod jobs;
 mod plugins;
 mod queues;
 mod sse;
+mod stats;
+mod streams;
 mod system;
+mod tenants;
+mod tokens;
 mod workers;
 
 pub use auth::{Caller, ensure_admin, new_secret, token_hash};
@@ -28,13 +33,46 @@ use crate::runtime::Runtime;
 use crate::storage::Storage;
 use axum::Router;
 use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
+use std::time::Duration;
+use streams::Streams;
 use tokio::net::TcpListener;
+use tower_http::timeout::RequestBodyTimeout;
 
 /// Largest JSON body of any route but plugin upload.
 pub const MAX_JSON_BODY: usize = 2 << 20;
 /// Largest component a plugin upload may carry.
 pub const MAX_COMPONENT: usize = 64 << 20;
+
+/// How the server protects itself.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// A client must send its request headers within this time.
+    pub header_timeout: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body_timeout: Duration,
+    /// Open SSE streams on the host, at most.
+    pub max_streams: usize,
+    /// Open SSE streams of one tenant, at most.
+    pub max_streams_per_tenant: usize,
+    /// At shutdown, how long requests in flight get to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_streams: 10_000,
+            max_streams_per_tenant: 2_000,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
 
 /// What every handler can reach.
 pub struct ApiState {
@@ -46,11 +84,32 @@ pub struct ApiState {
     pub dispatcher: Arc<Dispatcher>,
     /// Live updates for followers.
     pub bus: EventBus,
+    /// Timeouts and caps.
+    pub config: ApiConfig,
+    /// Open SSE streams.
+    pub streams: Arc<Streams>,
+    /// When the server started, for uptime.
+    pub started: std::time::Instant,
+}
+
+impl ApiState {
+    /// The state of a server over these parts.
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        runtime: Arc<Runtime>,
+        dispatcher: Arc<Dispatcher>,
+        bus: EventBus,
+        config: ApiConfig,
+    ) -> Arc<ApiState> {
+        let streams = Streams::new(config.max_streams, config.max_streams_per_tenant);
+        let started = std::time::Instant::now();
+        Arc::new(ApiState { storage, runtime, dispatcher, bus, config, streams, started })
+    }
 }
 
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiState").finish_non_exhaustive()
+        f.debug_struct("ApiState").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -80,6 +139,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/queues/{name}/resume", post(queues::resume))
         .route("/v1/locks", get(queues::locks))
         .route("/v1/locks/{name}", axum::routing::delete(queues::clear_lock))
+        .route("/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/v1/tenants", get(tenants::list))
+        .route("/v1/tenants/{name}", get(tenants::details).put(tenants::set))
+        .route("/v1/stats", get(stats::stats))
+        .route("/metrics", get(stats::metrics))
         .route("/v1/workers", get(workers::list))
         .route("/v1/workers/{id}/{action}", post(workers::set_mode))
         .fallback(system::no_route)
@@ -88,11 +153,49 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` until `shutdown` resolves, then stops
+/// accepting, ends SSE streams and gives requests in flight the shutdown
+/// grace to finish.
+///
+/// The accept loop is hyper's own rather than `axum::serve`, for the header
+/// read timeout; the body timeout wraps every request body.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ApiState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let service = RequestBodyTimeout::new(router(state.clone()), state.config.body_timeout);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(state.config.header_timeout);
+    let connections = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait for some
+                    // connections to close rather than spin.
+                    tracing::warn!("accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection: {e}");
+            }
+        });
+    }
+    drop(listener);
+    state.streams.stop_all();
+    if tokio::time::timeout(state.config.shutdown_grace, connections.shutdown()).await.is_err() {
+        tracing::warn!("requests still in flight at the end of the shutdown grace were dropped");
+    }
+    Ok(())
 }

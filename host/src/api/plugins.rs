@@ -4,12 +4,11 @@
 
 use super::ApiState;
 use super::auth::Caller;
-use super::body::QueryParams;
+use super::body::{QueryParams, RawBody};
 use super::error::ApiError;
 use crate::runtime::{Plugin, check_name};
 use crate::storage::{PluginRecord, Role, now_ms};
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -35,7 +34,7 @@ pub async fn upload(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     Path(name): Path<String>,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(&[Role::Operator])?;
     check_name(&name)?;

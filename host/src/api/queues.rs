@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// The window health figures are computed over.
-const WINDOW_MS: u64 = 3_600_000;
+pub(super) const WINDOW_MS: u64 = 3_600_000;
 /// A ready job waiting longer than this counts as stuck.
-const STUCK_AFTER_MS: u64 = 600_000;
+pub(super) const STUCK_AFTER_MS: u64 = 600_000;
 
 fn view(stats: &QueueStats) -> Value {
     let mut alerts = Vec::new();

@@ -7,6 +7,8 @@
 //! Each `state` and `log` event carries the cursor `"<event seq>.<log seq>"`
 //! as its id, so `Last-Event-ID` resumes with nothing lost or repeated, and
 //! following a finished job replays its history, then closes.
+//!
+//! Each stream holds a place in [`super::streams::Streams`] while it is open.
 
 use super::ApiState;
 use super::auth::Caller;
@@ -64,20 +66,29 @@ pub async fn follow(
         })?,
         None => Cursor::default(),
     };
-    Ok(stream(state, job.id, cursor).into_response())
+    Ok(stream(state, &caller, job.id, cursor)?.into_response())
 }
 
-/// The SSE response for job `id` from `cursor` on.
+/// The SSE response for job `id` from `cursor` on, if the caller's tenant
+/// and the host are under their stream caps.
 pub(super) fn stream(
     state: Arc<ApiState>,
+    caller: &Caller,
     id: Uuid,
     cursor: Cursor,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
+    let slot = state.streams.open(&caller.tenant)?;
     let (sender, mut receiver) = mpsc::channel(BUFFER);
-    tokio::spawn(pump(state, id, cursor, sender));
+    tokio::spawn(async move {
+        let _slot = slot;
+        tokio::select! {
+            () = pump(state.clone(), id, cursor, sender) => {}
+            () = state.streams.stopped() => {}
+        }
+    });
     let events =
         futures::stream::poll_fn(move |cx| receiver.poll_recv(cx).map(|event| event.map(Ok)));
-    Sse::new(events).keep_alive(KeepAlive::default())
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
 /// Why a stream ends early.

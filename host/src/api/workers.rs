@@ -33,5 +33,8 @@ pub async fn set_mode(
         other => return Err(ApiError::not_found(format!("worker action {other:?}"))),
     };
     let worker = state.storage.set_worker_mode(&id, mode).await?;
+    if id == state.dispatcher.worker() {
+        state.dispatcher.refresh_mode().await;
+    }
     Ok(Json(json!(worker)))
 }

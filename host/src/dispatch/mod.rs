@@ -15,6 +15,7 @@ use crate::storage::{
 };
 use output::JobOutput;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -42,6 +43,9 @@ pub struct DispatchConfig {
     pub retention: Option<Duration>,
     /// How often retention runs.
     pub prune_every: Duration,
+    /// At shutdown, how long running jobs get to finish before the rest
+    /// are handed back to the queue.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for DispatchConfig {
@@ -56,6 +60,7 @@ impl Default for DispatchConfig {
             tenant_quota: None,
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             prune_every: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -70,6 +75,8 @@ pub struct Dispatcher {
     running: Mutex<HashMap<Uuid, CancelToken>>,
     /// The mode an operator set, as of the last heartbeat.
     mode: Mutex<WorkerMode>,
+    /// Set once shutdown began: nothing more is claimed.
+    stopping: AtomicBool,
     wake: Notify,
 }
 
@@ -94,6 +101,7 @@ impl Dispatcher {
             config,
             running: Mutex::default(),
             mode: Mutex::default(),
+            stopping: AtomicBool::new(false),
             wake: Notify::new(),
         })
     }
@@ -101,6 +109,39 @@ impl Dispatcher {
     /// The storage jobs are dispatched from.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    /// Why this host takes no new work, if it does not: it is shutting
+    /// down, or an operator paused or drained its worker.
+    pub fn refusal(&self) -> Option<String> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Some("the host is shutting down".into());
+        }
+        match *self.mode.lock().unwrap() {
+            WorkerMode::Active => None,
+            WorkerMode::Paused => Some(format!("worker {} is paused", self.config.worker)),
+            WorkerMode::Draining => Some(format!("worker {} is draining", self.config.worker)),
+        }
+    }
+
+    /// Jobs this host runs at once.
+    pub fn slots(&self) -> usize {
+        self.config.slots
+    }
+
+    /// Jobs running here now.
+    pub fn running_count(&self) -> usize {
+        self.running.lock().unwrap().len()
+    }
+
+    /// This host's worker id.
+    pub fn worker(&self) -> &str {
+        &self.config.worker
+    }
+
+    /// Reads the mode an operator set now, rather than at the next heartbeat.
+    pub async fn refresh_mode(&self) {
+        self.heartbeat().await;
     }
 
     /// Tells the loop to look for work now (after an enqueue).
@@ -119,8 +160,10 @@ impl Dispatcher {
         Ok(job)
     }
 
-    /// The dispatch loop, until `shutdown` resolves. Jobs left running are
-    /// abandoned with their leases, which recovery hands back to the queue.
+    /// The dispatch loop, until `shutdown` resolves. Then nothing more is
+    /// claimed, running jobs get the shutdown grace to finish, and the rest
+    /// are handed back to the queue (if the process dies first, their leases
+    /// expire and recovery does the same).
     ///
     /// `recover_all` first returns every job still marked running to the
     /// queue: right for a single host at start, where any such job belongs
@@ -150,7 +193,38 @@ impl Dispatcher {
                 () = tokio::time::sleep(self.config.poll) => {}
             }
         }
+        self.stopping.store(true, Ordering::Relaxed);
+        self.finish_running().await;
         renewer.abort();
+    }
+
+    /// Waits up to the shutdown grace for running jobs, then hands the
+    /// rest back and stops them.
+    async fn finish_running(&self) {
+        let deadline = tokio::time::Instant::now() + self.config.shutdown_grace;
+        let running = || self.running.lock().unwrap().keys().copied().collect::<Vec<Uuid>>();
+        while !running().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+        let left = running();
+        if left.is_empty() {
+            return;
+        }
+        match self.storage.hand_back(&self.config.worker, left).await {
+            Ok(jobs) => {
+                tracing::info!("handed {} running jobs back to the queue", jobs.len());
+                for job in &jobs {
+                    self.publish_state(job, "handed back");
+                }
+            }
+            Err(e) => tracing::error!("handing jobs back (their leases will expire): {e}"),
+        }
+        for token in self.running.lock().unwrap().values() {
+            token.cancel();
+        }
     }
 
     /// Deletes finished jobs past the retention age, a chunk at a time so

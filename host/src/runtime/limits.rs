@@ -109,6 +109,28 @@ impl Limits {
     }
 }
 
+impl LimitOverrides {
+    /// These overrides with a tenant's `caps` filled in wherever nothing was
+    /// asked and the cap is below `defaults`, so a job of the tenant never
+    /// runs above its caps, whatever the defaults become.
+    pub fn capped(&self, caps: &LimitOverrides, defaults: &Limits) -> LimitOverrides {
+        fn fill<T: Ord>(asked: Option<T>, cap: Option<T>, default: T) -> Option<T> {
+            asked.or(cap.filter(|cap| *cap < default))
+        }
+        let (o, c, d) = (self, caps, defaults);
+        LimitOverrides {
+            fuel: fill(o.fuel, c.fuel, d.fuel),
+            wall_time: fill(o.wall_time, c.wall_time, d.wall_time),
+            memory_bytes: fill(o.memory_bytes, c.memory_bytes, d.memory_bytes),
+            table_elements: fill(o.table_elements, c.table_elements, d.table_elements),
+            log_lines: fill(o.log_lines, c.log_lines, d.log_lines),
+            log_bytes: fill(o.log_bytes, c.log_bytes, d.log_bytes),
+            payload_bytes: fill(o.payload_bytes, c.payload_bytes, d.payload_bytes),
+            cancel_grace: fill(o.cancel_grace, c.cancel_grace, d.cancel_grace),
+        }
+    }
+}
+
 /// Durations travel as whole milliseconds in JSON.
 pub(crate) mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -155,6 +177,21 @@ mod tests {
         assert_eq!(limits.fuel, 1_000, "the cap bounds an override");
         assert_eq!(limits.wall_time, Duration::from_millis(250));
         assert_eq!(limits.memory_bytes, Limits::default().memory_bytes);
+    }
+
+    #[test]
+    fn tenant_caps_fill_in_only_below_the_defaults() {
+        let caps = LimitOverrides {
+            fuel: Some(1_000),
+            memory_bytes: Some(u64::MAX),
+            ..LimitOverrides::default()
+        };
+        let asked = LimitOverrides { fuel: Some(10), ..LimitOverrides::default() };
+        let capped = asked.capped(&caps, &Limits::default());
+        assert_eq!(capped.fuel, Some(10), "what was asked stays");
+        assert_eq!(capped.memory_bytes, None, "a cap above the default changes nothing");
+        let capped = LimitOverrides::default().capped(&caps, &Limits::default());
+        assert_eq!(capped.fuel, Some(1_000), "a cap below the default applies");
     }
 
     #[test]

@@ -111,6 +111,11 @@ impl Runtime {
         &self.caps
     }
 
+    /// The limits of a job that asks for nothing.
+    pub fn defaults(&self) -> &Limits {
+        &self.defaults
+    }
+
     /// The limits of a job asking for `overrides`: defaults, overridden,
     /// capped by the server's caps.
     pub fn limits(&self, overrides: &LimitOverrides) -> Limits {

@@ -2,7 +2,7 @@
 //! run_at, FIFO) and take each job the rules allow, in one transaction.
 
 use super::record::{JobRecord, JobState, TenantRecord};
-use super::redb::{journal, put_job, read_job};
+use super::redb::{journal, put_job, read_job, unindex_waiting};
 use super::schema::{
     JOBS, LOCKS, PENDING, QUEUES, RUNNING, TENANTS, decode, encode, pending_key_id,
 };
@@ -98,7 +98,7 @@ impl<'r> Claim<'r> {
             return Ok(());
         }
         if job.expires_at.is_some_and(|at| at <= rules.now) {
-            txn.open_table(PENDING)?.remove(key)?;
+            unindex_waiting(txn, &job)?;
             job.state = JobState::Expired;
             job.finished_at = Some(rules.now);
             put_job(txn, &job)?;
@@ -122,7 +122,7 @@ impl<'r> Claim<'r> {
             }
             locks.insert(lock.as_str(), job.id.as_u128())?;
         }
-        txn.open_table(PENDING)?.remove(key)?;
+        unindex_waiting(txn, &job)?;
         let lease = Lease {
             worker: rules.worker.clone(),
             until: rules.now + rules.lease_ms,

@@ -50,6 +50,9 @@ pub enum StorageError {
     /// The database failed.
     #[error("database error: {0}")]
     Backend(String),
+    /// The tenant is over one of its quotas.
+    #[error("{0}")]
+    OverQuota(String),
     /// The storage was shut down.
     #[error("storage is closed")]
     Closed,
@@ -203,6 +206,11 @@ pub trait Storage: Send + Sync {
     /// `failed` once they lost [`MAX_LEASES_LOST`] leases, `cancelled` if a
     /// cancel was asked for), releasing their locks.
     async fn recover(&self, before: Millis) -> Result<Vec<Uuid>, StorageError>;
+    /// Returns the jobs `ids` still running on `worker` to `pending`, as if
+    /// their attempt never began: a worker that stops gives back what it
+    /// could not finish. Returns the jobs handed back.
+    async fn hand_back(&self, worker: &str, ids: Vec<Uuid>)
+    -> Result<Vec<JobRecord>, StorageError>;
     /// Moves scheduled jobs that are due by `now` to `pending`.
     async fn promote(&self, now: Millis) -> Result<usize, StorageError>;
     /// Appends a running job's output: log lines, latest progress, metadata.
@@ -294,6 +302,10 @@ pub trait Storage: Send + Sync {
     async fn put_tenant(&self, record: TenantRecord) -> Result<(), StorageError>;
     /// A tenant (no quotas if never set).
     async fn tenant(&self, name: &str) -> Result<TenantRecord, StorageError>;
+    /// Every tenant with quotas set.
+    async fn tenants(&self) -> Result<Vec<TenantRecord>, StorageError>;
+    /// Jobs of `tenant` waiting to run (pending or scheduled).
+    async fn waiting(&self, tenant: &str) -> Result<u64, StorageError>;
     /// Group-commit counters.
     fn commit_stats(&self) -> &CommitStats;
 }

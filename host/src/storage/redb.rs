@@ -7,7 +7,8 @@ use super::record::{JobError, JobEvent, JobRecord, JobState, LogLine, Millis, Ne
 use super::record::{PluginRecord, TenantRecord, TokenRecord, WorkerMode, WorkerRecord};
 use super::schema::{
     COMPONENTS, EVENTS, IDEMPOTENCY, JOBS, LOCKS, LOGS, PENDING, PLUGINS, QUEUES, RUNNING,
-    SCHEDULED, TENANTS, TOKENS, WORKERS, decode, encode, pending_key, scheduled_key,
+    SCHEDULED, TENANTS, TOKENS, WAITING, WORKERS, decode, encode, pending_key, pending_key_id,
+    scheduled_key,
 };
 use super::writer::{CommitStats, Writer};
 use super::{
@@ -16,7 +17,7 @@ use super::{
 };
 use crate::runtime::{FailureKind, Outcome, RunReport};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -73,6 +74,7 @@ impl RedbStorage {
             txn.open_table(COMPONENTS)?;
             txn.open_table(TOKENS)?;
             txn.open_table(TENANTS)?;
+            recount_waiting(&txn)?;
         }
         txn.commit()?;
         let db = Arc::new(db);
@@ -119,7 +121,7 @@ pub(super) fn journal(
     Ok(event)
 }
 
-/// Puts a waiting job in the index its state calls for.
+/// Puts a waiting job in the index its state calls for, and counts it.
 fn index_waiting(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
     match job.state {
         JobState::Pending => {
@@ -128,13 +130,13 @@ fn index_waiting(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageE
         JobState::Scheduled => {
             txn.open_table(SCHEDULED)?.insert(scheduled_key(job), ())?;
         }
-        _ => {}
+        _ => return Ok(()),
     }
-    Ok(())
+    count_waiting(txn, &job.tenant, 1)
 }
 
-/// Removes a waiting job from its index.
-fn unindex_waiting(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
+/// Removes a waiting job from its index, and uncounts it.
+pub(super) fn unindex_waiting(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
     match job.state {
         JobState::Pending => {
             txn.open_table(PENDING)?.remove(pending_key(job).as_slice())?;
@@ -142,7 +144,49 @@ fn unindex_waiting(txn: &WriteTransaction, job: &JobRecord) -> Result<(), Storag
         JobState::Scheduled => {
             txn.open_table(SCHEDULED)?.remove(scheduled_key(job))?;
         }
-        _ => {}
+        _ => return Ok(()),
+    }
+    count_waiting(txn, &job.tenant, -1)
+}
+
+fn count_waiting(txn: &WriteTransaction, tenant: &str, delta: i64) -> Result<(), StorageError> {
+    let mut table = txn.open_table(WAITING)?;
+    let count = table.get(tenant)?.map_or(0, |v| v.value()).saturating_add_signed(delta);
+    if count == 0 {
+        table.remove(tenant)?;
+    } else {
+        table.insert(tenant, count)?;
+    }
+    Ok(())
+}
+
+/// Jobs of `tenant` waiting to run.
+fn waiting(
+    table: &impl ReadableTable<&'static str, u64>,
+    tenant: &str,
+) -> Result<u64, StorageError> {
+    Ok(table.get(tenant)?.map_or(0, |v| v.value()))
+}
+
+/// Counts the waiting jobs of every tenant from the indexes, so the counts
+/// are right whatever wrote the file before (an older version, a crash).
+fn recount_waiting(txn: &WriteTransaction) -> Result<(), StorageError> {
+    let mut ids: Vec<u128> = Vec::new();
+    for entry in txn.open_table(PENDING)?.iter()? {
+        ids.push(pending_key_id(entry?.0.value()).as_u128());
+    }
+    for entry in txn.open_table(SCHEDULED)?.iter()? {
+        ids.push(entry?.0.value().1);
+    }
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    let jobs = txn.open_table(JOBS)?;
+    for id in ids {
+        *counts.entry(read_job(&jobs, Uuid::from_u128(id))?.tenant).or_default() += 1;
+    }
+    txn.delete_table(WAITING)?;
+    let mut table = txn.open_table(WAITING)?;
+    for (tenant, count) in counts {
+        table.insert(tenant.as_str(), count)?;
     }
     Ok(())
 }
@@ -173,6 +217,7 @@ fn enqueue(txn: &WriteTransaction, new: NewJob) -> Result<Enqueued, StorageError
             return Ok(Enqueued { job, created: false });
         }
     }
+    check_queued_quota(txn, &new.tenant)?;
     let job = JobRecord::new(new, now_ms());
     put_job(txn, &job)?;
     index_waiting(txn, &job)?;
@@ -186,6 +231,21 @@ fn enqueue(txn: &WriteTransaction, new: NewJob) -> Result<Enqueued, StorageError
     };
     journal(txn, &job, None, reason)?;
     Ok(Enqueued { job, created: true })
+}
+
+/// Refuses a new job of a tenant that has its `max_queued` jobs waiting.
+fn check_queued_quota(txn: &WriteTransaction, tenant: &str) -> Result<(), StorageError> {
+    let Some(record) = txn.open_table(TENANTS)?.get(tenant)?.map(|v| v.value().to_vec()) else {
+        return Ok(());
+    };
+    let Some(max) = decode::<TenantRecord>(&record)?.max_queued else { return Ok(()) };
+    let waiting = waiting(&txn.open_table(WAITING)?, tenant)?;
+    if waiting >= u64::from(max) {
+        return Err(StorageError::OverQuota(format!(
+            "tenant {tenant:?} has {waiting} jobs waiting, its max_queued quota is {max}"
+        )));
+    }
+    Ok(())
 }
 
 fn finish(
@@ -248,43 +308,82 @@ fn recover(txn: &WriteTransaction, before: Millis) -> Result<Vec<Uuid>, StorageE
         })
         .filter_map(Result::transpose)
         .collect::<Result<_, _>>()?;
-    let now = now_ms();
     let mut recovered = Vec::new();
     for id in expired {
-        let mut job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(id))?;
-        release(txn, &mut job)?;
-        job.leases_lost += 1;
-        let worker = job.worker.clone().unwrap_or_default();
-        let reason = if job.cancel_requested {
-            job.state = JobState::Cancelled;
-            job.finished_at = Some(now);
-            format!("lease of worker {worker} expired after a cancel request: cancelled")
-        } else if job.pinned_to.is_some() {
-            job.state = JobState::Failed;
-            job.finished_at = Some(now);
-            let message =
-                format!("lease of worker {worker} expired; a broadcast copy runs nowhere else");
-            job.error = Some(JobError { kind: FailureKind::HostError, message: message.clone() });
-            message
-        } else if job.leases_lost >= MAX_LEASES_LOST {
-            job.state = JobState::Failed;
-            job.finished_at = Some(now);
-            let message = format!(
-                "lease of worker {worker} expired; the job lost its worker {MAX_LEASES_LOST} times"
-            );
-            job.error = Some(JobError { kind: FailureKind::HostError, message: message.clone() });
-            message
-        } else {
-            job.state = JobState::Pending;
-            job.run_at = now;
-            index_waiting(txn, &job)?;
-            format!("lease of worker {worker} expired; back to pending")
-        };
-        put_job(txn, &job)?;
-        journal(txn, &job, Some(JobState::Running), reason)?;
-        recovered.push(job.id);
+        let job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(id))?;
+        recovered.push(take_off_worker(txn, job, Release::LeaseExpired)?.id);
     }
     Ok(recovered)
+}
+
+fn hand_back(
+    txn: &WriteTransaction,
+    worker: &str,
+    ids: &[Uuid],
+) -> Result<Vec<JobRecord>, StorageError> {
+    let mut handed = Vec::new();
+    for id in ids {
+        let job = read_job(&txn.open_table(JOBS)?, *id)?;
+        if job.state == JobState::Running && job.worker.as_deref() == Some(worker) {
+            handed.push(take_off_worker(txn, job, Release::HandedBack)?);
+        }
+    }
+    Ok(handed)
+}
+
+/// Why a running job leaves its worker without an outcome.
+#[derive(Clone, Copy, PartialEq)]
+enum Release {
+    /// The worker died: counts toward [`MAX_LEASES_LOST`].
+    LeaseExpired,
+    /// The worker stopped and gave it back: as if the attempt never began.
+    HandedBack,
+}
+
+/// Takes a running job off its worker: back to pending, or finished when
+/// it must not run again (a cancel was asked, a broadcast copy pinned to
+/// that worker, a job that lost its worker too often).
+fn take_off_worker(
+    txn: &WriteTransaction,
+    mut job: JobRecord,
+    why: Release,
+) -> Result<JobRecord, StorageError> {
+    let now = now_ms();
+    release(txn, &mut job)?;
+    let worker = job.worker.clone().unwrap_or_default();
+    let what = match why {
+        Release::LeaseExpired => {
+            job.leases_lost += 1;
+            format!("lease of worker {worker} expired")
+        }
+        Release::HandedBack => {
+            job.attempt = job.attempt.saturating_sub(1);
+            format!("worker {worker} stopped and handed the job back")
+        }
+    };
+    let mut fail = |message: String| {
+        job.state = JobState::Failed;
+        job.finished_at = Some(now);
+        job.error = Some(JobError { kind: FailureKind::HostError, message: message.clone() });
+        message
+    };
+    let reason = if job.cancel_requested {
+        job.state = JobState::Cancelled;
+        job.finished_at = Some(now);
+        format!("{what} after a cancel request: cancelled")
+    } else if job.pinned_to.is_some() {
+        fail(format!("{what}; a broadcast copy runs nowhere else"))
+    } else if job.leases_lost >= MAX_LEASES_LOST {
+        fail(format!("{what}; the job lost its worker {MAX_LEASES_LOST} times"))
+    } else {
+        job.state = JobState::Pending;
+        job.run_at = now;
+        index_waiting(txn, &job)?;
+        format!("{what}; back to pending")
+    };
+    put_job(txn, &job)?;
+    journal(txn, &job, Some(JobState::Running), reason)?;
+    Ok(job)
 }
 
 fn promote(txn: &WriteTransaction, now: Millis) -> Result<usize, StorageError> {
@@ -293,9 +392,9 @@ fn promote(txn: &WriteTransaction, now: Millis) -> Result<usize, StorageError> {
         .range(..=(now, u128::MAX))?
         .map(|entry| entry.map(|(key, _)| key.value()))
         .collect::<Result<_, _>>()?;
-    for (run_at, id) in &due {
-        txn.open_table(SCHEDULED)?.remove((*run_at, *id))?;
+    for (_, id) in &due {
         let mut job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(*id))?;
+        unindex_waiting(txn, &job)?;
         job.state = JobState::Pending;
         index_waiting(txn, &job)?;
         put_job(txn, &job)?;
@@ -663,6 +762,15 @@ impl Storage for RedbStorage {
         self.writer.write(move |txn| recover(txn, before)).await
     }
 
+    async fn hand_back(
+        &self,
+        worker: &str,
+        ids: Vec<Uuid>,
+    ) -> Result<Vec<JobRecord>, StorageError> {
+        let worker = worker.to_string();
+        self.writer.write(move |txn| hand_back(txn, &worker, &ids)).await
+    }
+
     async fn promote(&self, now: Millis) -> Result<usize, StorageError> {
         let txn = self.db.begin_read()?;
         if txn.open_table(SCHEDULED)?.range(..=(now, u128::MAX))?.next().is_none() {
@@ -909,6 +1017,15 @@ impl Storage for RedbStorage {
         let stored = value.map(|v| decode(v.value())).transpose()?;
         Ok(stored
             .unwrap_or_else(|| TenantRecord { name: name.to_string(), ..TenantRecord::default() }))
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantRecord>, StorageError> {
+        let all = read_all(&self.db.begin_read()?.open_table(TENANTS)?)?;
+        Ok(all.into_iter().map(|(_, record)| record).collect())
+    }
+
+    async fn waiting(&self, tenant: &str) -> Result<u64, StorageError> {
+        waiting(&self.db.begin_read()?.open_table(WAITING)?, tenant)
     }
 
     fn commit_stats(&self) -> &CommitStats {

@@ -38,6 +38,9 @@ pub(super) const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new
 pub(super) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 /// Tenant name → [`super::record::TenantRecord`] JSON.
 pub(super) const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+/// Tenant name → jobs of it waiting (pending or scheduled), kept with the
+/// indexes so a queued-jobs quota costs one read per enqueue.
+pub(super) const WAITING: TableDefinition<&str, u64> = TableDefinition::new("waiting");
 
 /// Key of a pending job: priority descending, then run_at, then id (FIFO).
 pub(super) fn pending_key(job: &JobRecord) -> [u8; 28] {

@@ -1,0 +1,81 @@
+//! Tenants and their quotas: most running jobs, most waiting jobs, caps on
+//! the limits a job may ask for. Admins set them; every caller may read its
+//! own tenant, with how many of its jobs wait.
+
+use super::ApiState;
+use super::auth::Caller;
+use super::body::JsonBody;
+use super::error::ApiError;
+use super::jobs::check_label;
+use crate::runtime::LimitOverrides;
+use crate::storage::TenantRecord;
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The body of `PUT /v1/tenants/{name}`; a missing quota is no limit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quotas {
+    max_running: Option<u32>,
+    max_queued: Option<u32>,
+    #[serde(default)]
+    max_limits: LimitOverrides,
+}
+
+async fn view(state: &ApiState, record: TenantRecord) -> Result<Value, ApiError> {
+    let waiting = state.storage.waiting(&record.name).await?;
+    let mut value = json!(record);
+    value["waiting"] = json!(waiting);
+    Ok(value)
+}
+
+/// `GET /v1/tenants`: tenants with quotas set (admins).
+pub async fn list(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[])?;
+    let mut tenants = Vec::new();
+    for record in state.storage.tenants().await? {
+        tenants.push(view(&state, record).await?);
+    }
+    Ok(Json(json!({ "tenants": tenants })))
+}
+
+/// `GET /v1/tenants/{name}`: admins any, others only their own (404 else).
+pub async fn details(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if name != caller.tenant && caller.require(&[]).is_err() {
+        return Err(ApiError::not_found(format!("tenant {name:?}")));
+    }
+    let record = state.storage.tenant(&name).await?;
+    Ok(Json(view(&state, record).await?))
+}
+
+/// `PUT /v1/tenants/{name}`: sets every quota of the tenant.
+pub async fn set(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(quotas): JsonBody<Quotas>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[])?;
+    check_label("tenant", &name, 64)?;
+    if let Some(refusal) = state.runtime.caps().refusal(&quotas.max_limits) {
+        return Err(ApiError::bad_request(format!("max_{refusal}")));
+    }
+    let record = TenantRecord {
+        name,
+        max_running: quotas.max_running,
+        max_queued: quotas.max_queued,
+        max_limits: quotas.max_limits,
+    };
+    state.storage.put_tenant(record.clone()).await?;
+    Ok(Json(view(&state, record).await?))
+}

@@ -1,0 +1,86 @@
+//! API tokens, for admins: create (the secret is shown once, only its hash
+//! is kept), list, revoke. A token's id is the hash of its secret.
+
+use super::ApiState;
+use super::auth::{Caller, new_secret, token_hash};
+use super::body::JsonBody;
+use super::error::ApiError;
+use super::jobs::check_label;
+use crate::storage::{Role, TokenRecord, now_ms};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The body of `POST /v1/tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    name: String,
+    /// Defaults to the admin's own tenant.
+    tenant: Option<String>,
+    role: Role,
+}
+
+fn view(id: &str, record: &TokenRecord) -> Value {
+    json!({
+        "id": id,
+        "name": record.name,
+        "tenant": record.tenant,
+        "role": record.role,
+        "created_at": record.created_at,
+    })
+}
+
+/// `POST /v1/tokens`: 201 with the new token and its secret, shown once.
+pub async fn create(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    JsonBody(request): JsonBody<NewToken>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(&[])?;
+    check_label("name", &request.name, 64)?;
+    let tenant = request.tenant.unwrap_or(caller.tenant);
+    check_label("tenant", &tenant, 64)?;
+    let record =
+        TokenRecord { name: request.name, tenant, role: request.role, created_at: now_ms() };
+    let secret = new_secret();
+    let id = token_hash(&secret);
+    state.storage.put_token(&id, record.clone()).await?;
+    let mut answer = view(&id, &record);
+    answer["secret"] = json!(secret);
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// `GET /v1/tokens`: every token, without secrets.
+pub async fn list(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[])?;
+    let tokens = state.storage.tokens().await?;
+    let tokens: Vec<Value> = tokens.iter().map(|(id, record)| view(id, record)).collect();
+    Ok(Json(json!({ "tokens": tokens })))
+}
+
+/// `DELETE /v1/tokens/{id}`: revokes a token at once. The last admin token
+/// cannot be revoked, so the host never locks its admins out.
+pub async fn revoke(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(&[])?;
+    let tokens = state.storage.tokens().await?;
+    let Some((_, record)) = tokens.iter().find(|(hash, _)| *hash == id) else {
+        return Err(ApiError::not_found(format!("token {id}")));
+    };
+    let admins = tokens.iter().filter(|(_, r)| r.role == Role::Admin).count();
+    if record.role == Role::Admin && admins == 1 {
+        return Err(ApiError::conflict("this is the last admin token; create another first"));
+    }
+    state.storage.remove_token(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,138 @@
+//! How the server protects itself, over real HTTP: clients that stall are
+//! cut off, SSE streams are capped per tenant and in all, a draining or
+//! stopping host refuses new jobs with 503, and shutdown lets running jobs
+//! finish within a grace time and hands the rest back to the queue.
+
+use jobhost::api::ApiConfig;
+use jobhost::dispatch::DispatchConfig;
+use jobhost::storage::Role;
+use jobhost_tests::server::{ADMIN, TestServer, enqueue, error_code, error_message, wait_state};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Sends `request` on a raw connection, stalls, and returns what the
+/// server answers before it closes the connection.
+async fn stall(server: &TestServer, request: &str) -> String {
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closed the stalled connection")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stalls_on_its_headers_or_body_is_cut_off() {
+    let config = ApiConfig {
+        header_timeout: Duration::from_millis(300),
+        body_timeout: Duration::from_millis(300),
+        ..ApiConfig::default()
+    };
+    let server = TestServer::start_with(config, DispatchConfig::default()).await;
+    let answer = stall(&server, "GET /v1/health HTTP/1.1\r\nHost: x\r\n").await;
+    assert!(!answer.contains("200 OK"), "half a header block is not served: {answer}");
+
+    let head = format!(
+        "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n"
+    );
+    let answer = stall(&server, &format!("{head}{{\"job\": ")).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"timeout\""), "{answer}");
+
+    let (status, _) = server.call(Method::GET, "/v1/health", "", None).await;
+    assert_eq!(status, StatusCode::OK, "the server still serves others");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_streams_are_capped_per_tenant_and_in_all() {
+    let config = ApiConfig { max_streams: 3, max_streams_per_tenant: 2, ..ApiConfig::default() };
+    let server = TestServer::start_with(config, DispatchConfig::default()).await;
+    let a = server.token("a", "ops", Role::Operator).await;
+    let b = server.token("b", "ops", Role::Operator).await;
+    let sleep = json!({"job": "examples.sleep", "args": {"seconds": 30}});
+    let job_a = enqueue(&server, &a, sleep.clone()).await;
+    let job_b = enqueue(&server, &b, sleep).await;
+    let open = |token: &str, job: &str| {
+        server.request(Method::GET, &format!("/v1/jobs/{job}/events"), token).send()
+    };
+
+    let first = open(&a, &job_a).await.unwrap();
+    let _second = open(&a, &job_a).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let third = open(&a, &job_a).await.unwrap();
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: serde_json::Value = third.json().await.unwrap();
+    assert!(error_message(&body).contains("tenant \"a\""), "{body}");
+
+    let _b_first = open(&b, &job_b).await.unwrap();
+    let over = open(&b, &job_b).await.unwrap();
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS, "the host's cap of 3 is reached");
+    let body: serde_json::Value = over.json().await.unwrap();
+    assert_eq!(error_code(&body), "over_quota");
+
+    drop(first);
+    let mut status = StatusCode::TOO_MANY_REQUESTS;
+    for _ in 0..200 {
+        status = open(&b, &job_b).await.unwrap().status();
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, StatusCode::OK, "a closed stream frees its place");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_worker_takes_no_new_jobs_until_resumed() {
+    let server = TestServer::start().await;
+    let ops = server.token("d", "ops", Role::Operator).await;
+    let workers = loop {
+        let (_, body) = server.call(Method::GET, "/v1/workers", &ops, None).await;
+        if !body["workers"].as_array().unwrap().is_empty() {
+            break body["workers"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let worker = workers[0]["id"].as_str().unwrap();
+    server.call(Method::POST, &format!("/v1/workers/{worker}/drain"), ADMIN, None).await;
+    let hello = json!({"job": "examples.hello", "args": {"name": "d"}});
+    let (status, body) = server.call(Method::POST, "/v1/jobs", &ops, Some(hello.clone())).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
+    assert!(error_message(&body).contains("draining"), "{body}");
+    server.call(Method::POST, &format!("/v1/workers/{worker}/resume"), ADMIN, None).await;
+    let id = enqueue(&server, &ops, hello).await;
+    wait_state(&server, &ops, &id, "completed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_short_jobs_finish_and_hands_the_rest_back() {
+    let dispatch = DispatchConfig { shutdown_grace: Duration::from_secs(3), ..Default::default() };
+    let server = TestServer::start_with(ApiConfig::default(), dispatch).await;
+    let ops = server.token("s", "ops", Role::Operator).await;
+    let short =
+        enqueue(&server, &ops, json!({"job": "examples.sleep", "args": {"seconds": 0.5}})).await;
+    let long =
+        enqueue(&server, &ops, json!({"job": "examples.sleep", "args": {"seconds": 600}})).await;
+    wait_state(&server, &ops, &short, "running").await;
+    wait_state(&server, &ops, &long, "running").await;
+
+    server.stop_dispatching().await;
+    let (_, short) = server.call(Method::GET, &format!("/v1/jobs/{short}"), &ops, None).await;
+    assert_eq!(short["state"], "completed", "{short}");
+    let (_, long) = server.call(Method::GET, &format!("/v1/jobs/{long}"), &ops, None).await;
+    assert_eq!(long["state"], "pending", "handed back: {long}");
+    assert_eq!(long["attempt"], 0, "a handed-back run does not use an attempt");
+    let last = long["events"].as_array().unwrap().last().unwrap().clone();
+    assert!(last["reason"].as_str().unwrap().contains("handed the job back"), "{last}");
+
+    let (status, body) =
+        server.call(Method::POST, "/v1/jobs", &ops, Some(json!({"job": "examples.hello"}))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(error_message(&body).contains("shutting down"), "{body}");
+}
