@@ -451,3 +451,38 @@ async fn workers_are_listed_and_only_admins_change_them() {
         server.call(Method::POST, &format!("/v1/workers/{id}/explode"), ADMIN, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_route_the_server_serves() {
+    let server = TestServer::start().await;
+    let (status, doc) = server.call(Method::GET, "/v1/openapi.json", "", None).await;
+    assert_eq!(status, StatusCode::OK, "no token needed");
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let schemas = &doc["components"]["schemas"];
+    assert!(schemas["EnqueueRequest"]["properties"]["idempotency_key"].is_object(), "{schemas}");
+    assert!(schemas["JobRecord"]["properties"]["fuel_used"].is_object());
+    assert!(schemas["ErrorBody"].is_object());
+    assert_eq!(doc["components"]["securitySchemes"]["token"]["scheme"], "bearer");
+
+    let paths = doc["paths"].as_object().unwrap();
+    for route in ["/v1/jobs", "/v1/jobs/{id}/events", "/v1/tenants/{name}", "/metrics"] {
+        assert!(paths.contains_key(route), "{route} is documented");
+    }
+    // Every documented path and method is served: none is an unknown route
+    // or a method the router does not take.
+    let mut checked = 0;
+    for (path, item) in paths {
+        let concrete =
+            path.replace("{id}", "x").replace("{name}", "x").replace("{action}", "pause");
+        for method in item.as_object().unwrap().keys() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let (status, body) = server.call(method.clone(), &concrete, ADMIN, None).await;
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}: {body}");
+            let unknown =
+                status == StatusCode::NOT_FOUND && error_message(&body) == "route not found";
+            assert!(!unknown, "{method} {path} is documented but not served");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "only {checked} operations documented");
+}

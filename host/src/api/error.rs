@@ -6,6 +6,8 @@ use crate::storage::StorageError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// An error answer: status, stable code, message for a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,9 +85,26 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code: bad_request, unauthorized, forbidden,
+    /// not_found, conflict, timeout, too_large, unprocessable, over_quota,
+    /// unavailable, internal.
+    code: &'static str,
+    /// What went wrong, naming the field or object.
+    message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
         (self.status, Json(body)).into_response()
     }
 }

@@ -6,11 +6,13 @@
 use super::ApiState;
 use super::auth::Caller;
 use super::body::{JsonBody, QueryParams};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::plugins::{default_per_page, first_page, offset};
 use super::sse;
 use crate::runtime::LimitOverrides;
-use crate::storage::{Backoff, JobFilter, JobRecord, JobState, NewJob, Role, TenantRecord, now_ms};
+use crate::storage::{
+    Backoff, JobFilter, JobRecord, JobState, LogLine, NewJob, Role, TenantRecord, now_ms,
+};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -18,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// Storage names of queues and locks carry the tenant (`tenant/name`), so
@@ -62,11 +65,14 @@ pub(super) async fn visible_job(
 }
 
 /// The body of `POST /v1/jobs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueRequest {
+    /// Qualified plugin name.
     job: String,
+    /// JSON args for the job (default `{}`).
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     args: Value,
     #[serde(default)]
     queue: Option<String>,
@@ -88,6 +94,7 @@ pub struct EnqueueRequest {
     #[serde(default)]
     tags: Vec<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     metadata: Map<String, Value>,
 }
 
@@ -197,15 +204,18 @@ impl EnqueueRequest {
 }
 
 /// Query of `POST /v1/jobs`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueQuery {
+    /// Stream the job as SSE until it finishes.
     #[serde(default)]
     follow: bool,
 }
 
 /// `POST /v1/jobs`: 202 with the job (200 for a repeated idempotency key),
 /// or with `?follow=true` / `Accept: text/event-stream` the job as SSE.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", params(EnqueueQuery), request_body = EnqueueRequest, responses((status = 202, description = "enqueued", body = JobRecord), (status = 200, description = "the job of a repeated idempotency key", body = JobRecord), (status = "2XX", description = "with follow or Accept: text/event-stream, the job as SSE", content_type = "text/event-stream"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn enqueue(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -233,7 +243,8 @@ pub async fn enqueue(
 }
 
 /// Query of `GET /v1/jobs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     state: Option<JobState>,
@@ -249,6 +260,7 @@ pub struct ListQuery {
 
 /// `GET /v1/jobs?state=&queue=&job=&since=&search=&page=&per_page=`,
 /// newest first, with the total that matched.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery), responses((status = 200, description = "a page of jobs, newest first, with the total"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -272,6 +284,7 @@ pub async fn list(
 }
 
 /// `GET /v1/jobs/{id}`: the job with its journal and queue position.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 200, description = "the job with events and queue_position", body = JobRecord), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn details(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -287,7 +300,8 @@ pub async fn details(
 }
 
 /// Query of the log page.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     #[serde(default)]
@@ -301,6 +315,7 @@ fn default_log_page() -> usize {
 }
 
 /// `GET /v1/jobs/{id}/logs?after=&limit=`: lines after line `after`.
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(("id" = String, Path, description = "job id"), LogQuery), responses((status = 200, description = "log lines after `after`, and next_after", body = Vec<LogLine>), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn logs(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -317,6 +332,7 @@ pub async fn logs(
 }
 
 /// `POST /v1/jobs/{id}/cancel`.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 200, description = "cancelled, or asked to stop", body = JobRecord), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -328,6 +344,7 @@ pub async fn cancel(
 }
 
 /// `POST /v1/jobs/{id}/retry`: a new job, linked both ways to this one.
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 202, description = "a new job linked to this one", body = JobRecord), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn retry(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -342,13 +359,16 @@ pub async fn retry(
 }
 
 /// The body of a clone.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloneRequest {
+    /// New args; the original job's when missing.
+    #[schema(value_type = Option<Object>)]
     args: Option<Value>,
 }
 
 /// `POST /v1/jobs/{id}/clone` with optional new `args`.
+#[utoipa::path(post, path = "/v1/jobs/{id}/clone", tag = "jobs", params(("id" = String, Path, description = "job id")), request_body = CloneRequest, responses((status = 202, description = "a copy, optionally with new args", body = JobRecord), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn clone(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -364,6 +384,7 @@ pub async fn clone(
 }
 
 /// `DELETE /v1/jobs/{id}`: a finished job, with its logs and journal.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 204, description = "removed with its logs and journal"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn remove(
     State(state): State<Arc<ApiState>>,
     caller: Caller,

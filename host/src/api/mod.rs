@@ -3,7 +3,8 @@
 //! - `error`: the error shape and the status of every internal error.
 //! - `auth`: bearer and basic tokens, roles, the first admin token.
 //! - `body`: JSON bodies with size limits and errors that name the field.
-//! - `streams`: caps on open SSE streams; `stats`: stats and /metrics.
+//! - `streams`: caps on open SSE streams; `stats`: stats and /metrics;
+//!   `openapi`: the OpenAPI document, generated from the handlers.
 //! - `plugins`, `jobs`, `queues` (and locks), `workers`, `system`: the
 //!   routes; `tokens` and `tenants` for admins; `sse`: live job streams.
 //!
@@ -14,6 +15,7 @@ mod auth;
 mod body;
 mod error;
 mod jobs;
+mod openapi;
 mod plugins;
 mod queues;
 mod sse;
@@ -32,7 +34,7 @@ use crate::events::EventBus;
 use crate::runtime::Runtime;
 use crate::storage::Storage;
 use axum::Router;
-use axum::routing::{get, post};
+use axum::extract::DefaultBodyLimit;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -41,6 +43,9 @@ use std::time::Duration;
 use streams::Streams;
 use tokio::net::TcpListener;
 use tower_http::timeout::RequestBodyTimeout;
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 /// Largest JSON body of any route but plugin upload.
 pub const MAX_JSON_BODY: usize = 2 << 20;
@@ -113,43 +118,43 @@ impl std::fmt::Debug for ApiState {
     }
 }
 
-/// Every route.
+/// Every route, and the OpenAPI document generated from the same handlers.
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
-        .route("/v1/health", get(system::health))
-        .route("/v1/plugins", get(plugins::list))
-        .route(
-            "/v1/plugins/{name}",
-            get(plugins::details)
-                .post(plugins::upload)
-                .put(plugins::upload)
-                .delete(plugins::remove)
-                .layer(axum::extract::DefaultBodyLimit::max(MAX_COMPONENT)),
+    let (router, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(system::health))
+        .routes(routes!(openapi::document))
+        .routes(routes!(plugins::list))
+        .routes(
+            routes!(plugins::details, plugins::upload, plugins::remove)
+                .layer(DefaultBodyLimit::max(MAX_COMPONENT)),
         )
-        .route("/v1/jobs", get(jobs::list).post(jobs::enqueue))
-        .route("/v1/jobs/{id}", get(jobs::details).delete(jobs::remove))
-        .route("/v1/jobs/{id}/events", get(sse::follow))
-        .route("/v1/jobs/{id}/logs", get(jobs::logs))
-        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/v1/jobs/{id}/retry", post(jobs::retry))
-        .route("/v1/jobs/{id}/clone", post(jobs::clone))
-        .route("/v1/queues", get(queues::list))
-        .route("/v1/queues/{name}", axum::routing::patch(queues::change))
-        .route("/v1/queues/{name}/pause", post(queues::pause))
-        .route("/v1/queues/{name}/resume", post(queues::resume))
-        .route("/v1/locks", get(queues::locks))
-        .route("/v1/locks/{name}", axum::routing::delete(queues::clear_lock))
-        .route("/v1/tokens", get(tokens::list).post(tokens::create))
-        .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
-        .route("/v1/tenants", get(tenants::list))
-        .route("/v1/tenants/{name}", get(tenants::details).put(tenants::set))
-        .route("/v1/stats", get(stats::stats))
-        .route("/metrics", get(stats::metrics))
-        .route("/v1/workers", get(workers::list))
-        .route("/v1/workers/{id}/{action}", post(workers::set_mode))
+        .routes(routes!(jobs::list, jobs::enqueue))
+        .routes(routes!(jobs::details, jobs::remove))
+        .routes(routes!(sse::follow))
+        .routes(routes!(jobs::logs))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::retry))
+        .routes(routes!(jobs::clone))
+        .routes(routes!(queues::list))
+        .routes(routes!(queues::change))
+        .routes(routes!(queues::pause))
+        .routes(routes!(queues::resume))
+        .routes(routes!(queues::locks))
+        .routes(routes!(queues::clear_lock))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(tenants::list))
+        .routes(routes!(tenants::details, tenants::set))
+        .routes(routes!(stats::stats))
+        .routes(routes!(stats::metrics))
+        .routes(routes!(workers::list))
+        .routes(routes!(workers::set_mode))
+        .split_for_parts();
+    openapi::DOCUMENT.get_or_init(|| document.to_pretty_json().expect("the document serialises"));
+    router
         .fallback(system::no_route)
         .method_not_allowed_fallback(system::no_method)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(state)
 }
 

@@ -5,7 +5,7 @@
 use super::ApiState;
 use super::auth::Caller;
 use super::body::{QueryParams, RawBody};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::runtime::{Plugin, check_name};
 use crate::storage::{PluginRecord, Role, now_ms};
 use axum::Json;
@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
 
 fn view(plugin: &Plugin, record: Option<&PluginRecord>) -> Value {
     json!({
@@ -30,6 +31,7 @@ fn view(plugin: &Plugin, record: Option<&PluginRecord>) -> Value {
 }
 
 /// `POST|PUT /v1/plugins/{name}` with the component as the body.
+#[utoipa::path(method(post, put), path = "/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path, description = "qualified name, e.g. acme.reports.monthly")), request_body(content = Vec<u8>, content_type = "application/wasm", description = "the component"), responses((status = 201, description = "checked, compiled and stored: a new version"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn upload(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -63,7 +65,8 @@ pub async fn upload(
 }
 
 /// Query of the plugin list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     search: Option<String>,
@@ -76,7 +79,7 @@ pub struct ListQuery {
 }
 
 /// How the plugin list is ordered.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PluginSort {
     /// By qualified name.
@@ -106,6 +109,7 @@ pub(super) fn offset(page: usize, per_page: usize) -> Result<usize, ApiError> {
 }
 
 /// `GET /v1/plugins?search=&page=&per_page=&sort=name|size`.
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", params(ListQuery), responses((status = 200, description = "a page of plugins"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -134,6 +138,7 @@ pub async fn list(
 }
 
 /// `GET /v1/plugins/{name}`.
+#[utoipa::path(get, path = "/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path, description = "qualified name")), responses((status = 200, description = "imports, exports, size, digest, limits, upload time and uploader"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn details(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -146,6 +151,7 @@ pub async fn details(
 }
 
 /// `DELETE /v1/plugins/{name}`: the caller's tenant's own plugin.
+#[utoipa::path(delete, path = "/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path, description = "qualified name")), responses((status = 204, description = "removed"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn remove(
     State(state): State<Arc<ApiState>>,
     caller: Caller,

@@ -5,7 +5,7 @@
 use super::ApiState;
 use super::auth::Caller;
 use super::body::JsonBody;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::jobs::{check_label, scoped, unscoped};
 use crate::storage::{QueueStats, Role, now_ms};
 use axum::Json;
@@ -13,6 +13,7 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 /// The window health figures are computed over.
 pub(super) const WINDOW_MS: u64 = 3_600_000;
@@ -37,6 +38,7 @@ fn view(stats: &QueueStats) -> Value {
 }
 
 /// `GET /v1/queues`: health of every queue of the tenant.
+#[utoipa::path(get, path = "/v1/queues", tag = "queues", responses((status = 200, description = "health of every queue of the tenant"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -49,12 +51,13 @@ pub async fn list(
 }
 
 /// What `PATCH /v1/queues/{name}` may change.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueChange {
     paused: Option<bool>,
     /// `null` removes the limit.
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<u32>)]
     concurrency: Option<Option<u32>>,
 }
 
@@ -67,6 +70,7 @@ mod double_option {
 }
 
 /// `PATCH /v1/queues/{name}` with `{"paused": bool, "concurrency": n|null}`.
+#[utoipa::path(patch, path = "/v1/queues/{name}", tag = "queues", params(("name" = String, Path, description = "queue")), request_body = QueueChange, responses((status = 200, description = "the queue settings"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn change(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -91,6 +95,7 @@ pub async fn change(
 }
 
 /// `POST /v1/queues/{name}/pause`.
+#[utoipa::path(post, path = "/v1/queues/{name}/pause", tag = "queues", params(("name" = String, Path, description = "queue")), responses((status = 200, description = "paused"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn pause(
     state: State<Arc<ApiState>>,
     caller: Caller,
@@ -101,6 +106,7 @@ pub async fn pause(
 }
 
 /// `POST /v1/queues/{name}/resume`.
+#[utoipa::path(post, path = "/v1/queues/{name}/resume", tag = "queues", params(("name" = String, Path, description = "queue")), responses((status = 200, description = "resumed"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn resume(
     state: State<Arc<ApiState>>,
     caller: Caller,
@@ -111,6 +117,7 @@ pub async fn resume(
 }
 
 /// `GET /v1/locks`: the tenant's held locks and the job holding each.
+#[utoipa::path(get, path = "/v1/locks", tag = "queues", responses((status = 200, description = "held locks and their jobs"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn locks(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -128,6 +135,7 @@ pub async fn locks(
 }
 
 /// `DELETE /v1/locks/{name}`: releases a lock by hand.
+#[utoipa::path(delete, path = "/v1/locks/{name}", tag = "queues", params(("name" = String, Path, description = "lock")), responses((status = 204, description = "released"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn clear_lock(
     State(state): State<Arc<ApiState>>,
     caller: Caller,

@@ -4,7 +4,7 @@
 
 use super::ApiState;
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::queues::{STUCK_AFTER_MS, WINDOW_MS};
 use crate::storage::{QueueStats, now_ms};
 use axum::Json;
@@ -33,6 +33,7 @@ fn host(state: &ApiState) -> Value {
 
 /// `GET /v1/stats`: the tenant's jobs by state and its last hour (finished,
 /// completed, success rate), with this host's capacity.
+#[utoipa::path(get, path = "/v1/stats", tag = "system", responses((status = 200, description = "the tenant's jobs by state and last hour, this host's capacity"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn stats(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -67,6 +68,7 @@ pub async fn stats(
 }
 
 /// `GET /metrics`: Prometheus text, every tenant and queue (admins).
+#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text", content_type = "text/plain"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn metrics(
     State(state): State<Arc<ApiState>>,
     caller: Caller,

@@ -4,6 +4,7 @@ use super::error::ApiError;
 use axum::Json;
 
 /// `GET /v1/health`: no auth, for load balancers.
+#[utoipa::path(get, path = "/v1/health", tag = "system", security(), responses((status = 200, description = "the server is up")))]
 pub async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }

@@ -5,7 +5,7 @@
 use super::ApiState;
 use super::auth::Caller;
 use super::body::JsonBody;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::jobs::check_label;
 use crate::runtime::LimitOverrides;
 use crate::storage::TenantRecord;
@@ -14,9 +14,10 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 /// The body of `PUT /v1/tenants/{name}`; a missing quota is no limit.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Quotas {
     max_running: Option<u32>,
@@ -33,6 +34,7 @@ async fn view(state: &ApiState, record: TenantRecord) -> Result<Value, ApiError>
 }
 
 /// `GET /v1/tenants`: tenants with quotas set (admins).
+#[utoipa::path(get, path = "/v1/tenants", tag = "admin", responses((status = 200, description = "tenants with quotas"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -46,6 +48,7 @@ pub async fn list(
 }
 
 /// `GET /v1/tenants/{name}`: admins any, others only their own (404 else).
+#[utoipa::path(get, path = "/v1/tenants/{name}", tag = "admin", params(("name" = String, Path, description = "tenant")), responses((status = 200, description = "quotas and waiting jobs", body = TenantRecord), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn details(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -59,6 +62,7 @@ pub async fn details(
 }
 
 /// `PUT /v1/tenants/{name}`: sets every quota of the tenant.
+#[utoipa::path(put, path = "/v1/tenants/{name}", tag = "admin", params(("name" = String, Path, description = "tenant")), request_body = Quotas, responses((status = 200, description = "the tenant", body = TenantRecord), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn set(
     State(state): State<Arc<ApiState>>,
     caller: Caller,

@@ -4,7 +4,7 @@
 use super::ApiState;
 use super::auth::{Caller, new_secret, token_hash};
 use super::body::JsonBody;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::jobs::check_label;
 use crate::storage::{Role, TokenRecord, now_ms};
 use axum::Json;
@@ -13,9 +13,10 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 /// The body of `POST /v1/tokens`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     name: String,
@@ -35,6 +36,7 @@ fn view(id: &str, record: &TokenRecord) -> Value {
 }
 
 /// `POST /v1/tokens`: 201 with the new token and its secret, shown once.
+#[utoipa::path(post, path = "/v1/tokens", tag = "admin", request_body = NewToken, responses((status = 201, description = "the token with its secret, shown once"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn create(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -55,6 +57,7 @@ pub async fn create(
 }
 
 /// `GET /v1/tokens`: every token, without secrets.
+#[utoipa::path(get, path = "/v1/tokens", tag = "admin", responses((status = 200, description = "every token, without secrets"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -67,6 +70,7 @@ pub async fn list(
 
 /// `DELETE /v1/tokens/{id}`: revokes a token at once. The last admin token
 /// cannot be revoked, so the host never locks its admins out.
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "admin", params(("id" = String, Path, description = "token id")), responses((status = 204, description = "revoked"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn revoke(
     State(state): State<Arc<ApiState>>,
     caller: Caller,

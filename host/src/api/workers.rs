@@ -3,7 +3,7 @@
 
 use super::ApiState;
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::storage::{Role, WorkerMode};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// `GET /v1/workers`.
+#[utoipa::path(get, path = "/v1/workers", tag = "workers", responses((status = 200, description = "workers with slots, running jobs and heartbeat"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -20,6 +21,7 @@ pub async fn list(
 }
 
 /// `POST /v1/workers/{id}/{pause|resume|drain}`.
+#[utoipa::path(post, path = "/v1/workers/{id}/{action}", tag = "workers", params(("id" = String, Path, description = "worker id"), ("action" = String, Path, description = "pause, resume or drain")), responses((status = 200, description = "the worker"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn set_mode(
     State(state): State<Arc<ApiState>>,
     caller: Caller,

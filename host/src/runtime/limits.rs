@@ -45,13 +45,14 @@ impl Default for Limits {
 }
 
 /// A partial set of limits: what a plugin or a job asks to change.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     /// See [`Limits::fuel`].
     pub fuel: Option<u64>,
-    /// See [`Limits::wall_time`].
+    /// See [`Limits::wall_time`]; milliseconds.
     #[serde(default, with = "opt_millis")]
+    #[schema(value_type = Option<u64>)]
     pub wall_time: Option<Duration>,
     /// See [`Limits::memory_bytes`].
     pub memory_bytes: Option<u64>,
@@ -63,8 +64,9 @@ pub struct LimitOverrides {
     pub log_bytes: Option<u64>,
     /// See [`Limits::payload_bytes`].
     pub payload_bytes: Option<u64>,
-    /// See [`Limits::cancel_grace`].
+    /// See [`Limits::cancel_grace`]; milliseconds.
     #[serde(default, with = "opt_millis")]
+    #[schema(value_type = Option<u64>)]
     pub cancel_grace: Option<Duration>,
 }
 

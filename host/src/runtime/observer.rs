@@ -6,7 +6,19 @@ use serde::{Deserialize, Serialize};
 
 /// Severity of a log line, from the guest's `log` or its stdout (`Info`) and
 /// stderr (`Error`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     /// Very detailed tracing.

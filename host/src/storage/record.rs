@@ -4,6 +4,7 @@
 
 use crate::runtime::{FailureKind, LimitOverrides, LogLevel};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// Milliseconds since the Unix epoch.
@@ -18,7 +19,7 @@ pub fn now_ms() -> Millis {
 }
 
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Waiting for its `run_at`.
@@ -59,7 +60,7 @@ impl JobState {
 
 /// Exponential backoff between attempts: `base * 2^(attempt-1)`, capped at
 /// `max`, with up to 25 % random jitter so retries of many jobs spread out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Backoff {
     /// Delay before the first retry, in ms.
@@ -84,7 +85,7 @@ impl Backoff {
 }
 
 /// The last progress a job reported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Progress {
     /// 0..=100.
     pub percent: f32,
@@ -93,7 +94,7 @@ pub struct Progress {
 }
 
 /// Why a job failed: the runtime's failure kind and a message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobError {
     /// What kind of failure.
     pub kind: FailureKind,
@@ -143,7 +144,7 @@ pub struct NewJob {
 }
 
 /// Everything stored about one job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobRecord {
     /// UUID v7: time-ordered, so ids sort by creation.
     pub id: Uuid,
@@ -155,7 +156,8 @@ pub struct JobRecord {
     pub job: String,
     /// Plugin version.
     pub plugin_digest: String,
-    /// JSON args.
+    /// JSON args (the API shows them as JSON, not a string).
+    #[schema(value_type = Object)]
     pub args: String,
     /// Queue.
     pub queue: String,
@@ -192,10 +194,12 @@ pub struct JobRecord {
     /// Labels.
     pub tags: Vec<String>,
     /// Client and job metadata.
+    #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// Latest progress.
     pub progress: Option<Progress>,
-    /// JSON result when completed.
+    /// JSON result when completed (shown as JSON by the API).
+    #[schema(value_type = Option<Object>)]
     pub result: Option<String>,
     /// Failure of the latest attempt.
     pub error: Option<JobError>,
@@ -267,7 +271,7 @@ impl JobRecord {
 }
 
 /// One entry of a job's journal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobEvent {
     /// Position in the job's journal, from 1; SSE uses it as the event id.
     pub seq: u64,
@@ -284,7 +288,7 @@ pub struct JobEvent {
 }
 
 /// One line of a job's log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LogLine {
     /// Position in the job's log, from 1.
     pub seq: u64,
@@ -326,7 +330,7 @@ mod tests {
 }
 
 /// What a worker is doing, as set by an operator.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkerMode {
     /// Claims jobs.
@@ -376,7 +380,7 @@ pub struct PluginRecord {
 }
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Everything, including tokens and tenants.
@@ -403,7 +407,7 @@ pub struct TokenRecord {
 }
 
 /// A tenant and its quotas; `None` is no limit.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TenantRecord {
     /// Tenant name.
     pub name: String,
