@@ -102,14 +102,18 @@ enum Stop {
 
 async fn pump(state: Arc<ApiState>, id: Uuid, mut cursor: Cursor, sender: mpsc::Sender<Event>) {
     let mut bus = state.bus.subscribe();
+    // Whether the job finished shows in the journal events replayed; the job
+    // record is read only at first and when the bus is quiet, so a thousand
+    // followers of a busy job cost one journal and log read each per update.
+    let mut quiet = true;
     loop {
-        if replay(&state, id, &mut cursor, &sender).await.is_err() {
-            return;
+        let Ok(mut finished) = replay(&state, id, &mut cursor, &sender).await else { return };
+        if quiet && !finished {
+            finished = match state.storage.get(id).await {
+                Ok(job) => job.state.is_terminal(),
+                Err(_) => return,
+            };
         }
-        let finished = match state.storage.get(id).await {
-            Ok(job) => job.state.is_terminal(),
-            Err(_) => return,
-        };
         if finished {
             // The terminal event is the job's last write: one more read
             // after seeing it catches everything before it.
@@ -121,19 +125,22 @@ async fn pump(state: Arc<ApiState>, id: Uuid, mut cursor: Cursor, sender: mpsc::
             }
             return;
         }
-        if wait_for_job(&mut bus, id, &sender).await.is_err() {
-            return;
-        }
+        quiet = match wait_for_job(&mut bus, id, &sender).await {
+            Ok(woke) => woke == Woke::Quiet,
+            Err(_) => return,
+        };
     }
 }
 
-/// Sends everything storage has after `cursor`, oldest first.
+/// Sends everything storage has after `cursor`, oldest first; says
+/// whether that included the job's terminal state.
 async fn replay(
     state: &ApiState,
     id: Uuid,
     cursor: &mut Cursor,
     sender: &mpsc::Sender<Event>,
-) -> Result<(), Stop> {
+) -> Result<bool, Stop> {
+    let mut finished = false;
     loop {
         let events = state.storage.events(id, cursor.events).await.map_err(|_| Stop::Storage)?;
         let logs =
@@ -143,6 +150,7 @@ async fn replay(
             let event = match item {
                 Item::State(event) => {
                     cursor.events = event.seq;
+                    finished |= event.state.is_terminal();
                     Event::default().event("state").id(cursor.id()).json_data(&event)
                 }
                 Item::Log(line) => {
@@ -153,7 +161,7 @@ async fn replay(
             send(sender, event.expect("records serialise"))?;
         }
         if !more_logs {
-            return Ok(());
+            return Ok(finished);
         }
     }
 }
@@ -177,18 +185,27 @@ fn merge(events: Vec<JobEvent>, logs: Vec<LogLine>) -> Vec<Item> {
     merged
 }
 
+/// What ended a wait for the bus.
+#[derive(PartialEq)]
+enum Woke {
+    /// Something happened to the job (or the bus lagged: maybe it did).
+    Notice,
+    /// Nothing for `POLL`.
+    Quiet,
+}
+
 /// Waits until the bus says something happened to job `id` (forwarding its
 /// progress, which only lives on the bus), or `POLL` passes.
 async fn wait_for_job(
     bus: &mut broadcast::Receiver<Arc<crate::events::JobEventNotice>>,
     id: Uuid,
     sender: &mpsc::Sender<Event>,
-) -> Result<(), Stop> {
+) -> Result<Woke, Stop> {
     let deadline = tokio::time::sleep(POLL);
     tokio::pin!(deadline);
     loop {
         tokio::select! {
-            () = &mut deadline => return Ok(()),
+            () = &mut deadline => return Ok(Woke::Quiet),
             () = sender.closed() => return Err(Stop::Follower),
             notice = bus.recv() => match notice {
                 Ok(notice) if notice.job == id => match &notice.update {
@@ -196,10 +213,10 @@ async fn wait_for_job(
                         let event = Event::default().event("progress").json_data(progress);
                         send(sender, event.expect("progress serialises"))?;
                     }
-                    JobUpdate::State { .. } | JobUpdate::Log { .. } => return Ok(()),
+                    JobUpdate::State { .. } | JobUpdate::Log { .. } => return Ok(Woke::Notice),
                 },
                 Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => return Ok(()),
+                Err(broadcast::error::RecvError::Lagged(_)) => return Ok(Woke::Notice),
                 Err(broadcast::error::RecvError::Closed) => return Err(Stop::Storage),
             },
         }
