@@ -486,3 +486,60 @@ async fn the_openapi_document_describes_every_route_the_server_serves() {
     }
     assert!(checked >= 30, "only {checked} operations documented");
 }
+
+/// A webhook receiver on 127.0.0.1:0 that answers with `statuses` in turn
+/// (then 200) and passes on every body it gets.
+async fn webhook_receiver(
+    statuses: Vec<u16>,
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    use axum::extract::State;
+    use std::sync::{Arc, Mutex};
+    type Receiver = (Mutex<Vec<u16>>, tokio::sync::mpsc::UnboundedSender<Value>);
+    async fn receive(
+        State(receiver): State<Arc<Receiver>>,
+        axum::Json(body): axum::Json<Value>,
+    ) -> axum::http::StatusCode {
+        receiver.1.send(body).unwrap();
+        let mut statuses = receiver.0.lock().unwrap();
+        let status = if statuses.is_empty() { 200 } else { statuses.remove(0) };
+        axum::http::StatusCode::from_u16(status).unwrap()
+    }
+    let (sender, bodies) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(Arc::new((Mutex::new(statuses), sender)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, bodies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_is_posted_to_its_callback_url_retried_until_accepted() {
+    let server = TestServer::start().await;
+    let token = server.token("hooks", "ada", Role::Operator).await;
+    let (url, mut bodies) = webhook_receiver(vec![500, 503]).await;
+    let body = json!({"job": "examples.hello", "args": {"name": "hook"}, "callback_url": url});
+    let id = enqueue(&server, &token, body).await;
+    let mut received = Vec::new();
+    for _ in 0..3 {
+        let body = tokio::time::timeout(std::time::Duration::from_secs(30), bodies.recv())
+            .await
+            .expect("the webhook arrives, and is retried after a failure")
+            .unwrap();
+        received.push(body);
+    }
+    for body in &received {
+        assert_eq!((body["id"].as_str(), &body["state"]), (Some(id.as_str()), &json!("completed")));
+        assert_eq!(body["result"], json!({"greeting": "Hello, hook!"}));
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(bodies.try_recv().is_err(), "a 2xx answer ends the deliveries");
+
+    for bad in ["https://example.test/hook", "ftp://x/y", "not a url"] {
+        let body = json!({"job": "examples.hello", "callback_url": bad});
+        let (status, answer) = server.call(Method::POST, "/v1/jobs", &token, Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(error_message(&answer).contains("callback_url"), "{answer}");
+    }
+}

@@ -166,6 +166,7 @@ async fn serve(options: Options) -> anyhow::Result<i32> {
             let _ = stopped.wait_for(|stopped| *stopped).await;
         }
     };
+    tokio::spawn(api::webhooks::deliver(state.storage.clone(), until_stopped(&stop)));
     let api = tokio::spawn(api::serve(listener, state, until_stopped(&stop)));
     let signalled = stop.clone();
     tokio::spawn(async move {

@@ -51,6 +51,7 @@ impl TestServer {
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(api::webhooks::deliver(storage.clone(), std::future::pending()));
         let state = ApiState::new(storage.clone(), runtime, dispatcher, bus, config);
         tokio::spawn(api::serve(listener, state, std::future::pending()));
         TestServer {

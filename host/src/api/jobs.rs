@@ -96,6 +96,9 @@ pub struct EnqueueRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     metadata: Map<String, Value>,
+    /// An `http://` URL that receives the final job record (POST, JSON)
+    /// once the job finishes; retried with backoff until it answers 2xx.
+    callback_url: Option<String>,
 }
 
 fn empty_object() -> Value {
@@ -180,6 +183,9 @@ impl EnqueueRequest {
         for tag in &self.tags {
             check_label("tags", tag, 64)?;
         }
+        if let Some(url) = &self.callback_url {
+            super::webhooks::check_url(url)?;
+        }
         Ok(NewJob {
             tenant: caller.tenant.clone(),
             owner: caller.name.clone(),
@@ -199,6 +205,7 @@ impl EnqueueRequest {
             description: self.description,
             tags: self.tags,
             metadata: self.metadata,
+            callback_url: self.callback_url,
         })
     }
 }

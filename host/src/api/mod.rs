@@ -4,7 +4,8 @@
 //! - `auth`: bearer and basic tokens, roles, the first admin token.
 //! - `body`: JSON bodies with size limits and errors that name the field.
 //! - `streams`: caps on open SSE streams; `stats`: stats and /metrics;
-//!   `openapi`: the OpenAPI document, generated from the handlers.
+//!   `openapi`: the OpenAPI document, generated from the handlers;
+//!   `webhooks`: completion webhooks.
 //! - `plugins`, `jobs`, `queues` (and locks), `workers`, `system`: the
 //!   routes; `tokens` and `tenants` for admins; `sse`: live job streams.
 //!
@@ -24,6 +25,7 @@ mod streams;
 mod system;
 mod tenants;
 mod tokens;
+pub mod webhooks;
 mod workers;
 
 pub use auth::{Caller, ensure_admin, new_secret, token_hash};

@@ -58,6 +58,18 @@ pub enum StorageError {
     Closed,
 }
 
+/// A completion webhook waiting to be sent: written in the transaction that
+/// finishes a job with a `callback_url`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Callback {
+    /// When it is due.
+    pub due: Millis,
+    /// The finished job.
+    pub job: Uuid,
+    /// Deliveries tried so far.
+    pub attempts: u32,
+}
+
 /// The answer to an enqueue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Enqueued {
@@ -304,6 +316,15 @@ pub trait Storage: Send + Sync {
     async fn tenant(&self, name: &str) -> Result<TenantRecord, StorageError>;
     /// Every tenant with quotas set.
     async fn tenants(&self) -> Result<Vec<TenantRecord>, StorageError>;
+    /// Completion webhooks due by `now`, oldest first, at most `max`.
+    async fn due_callbacks(&self, now: Millis, max: usize) -> Result<Vec<Callback>, StorageError>;
+    /// Takes a webhook off the outbox: delivered or given up (`None`), or
+    /// due again at `retry_at` with one more attempt counted.
+    async fn callback_done(
+        &self,
+        callback: Callback,
+        retry_at: Option<Millis>,
+    ) -> Result<(), StorageError>;
     /// Jobs of `tenant` waiting to run (pending or scheduled).
     async fn waiting(&self, tenant: &str) -> Result<u64, StorageError>;
     /// Group-commit counters.

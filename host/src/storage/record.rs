@@ -141,6 +141,8 @@ pub struct NewJob {
     pub tags: Vec<String>,
     /// Client metadata; the job's own `set-metadata` values are added to it.
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// URL that receives the final job record once the job finishes.
+    pub callback_url: Option<String>,
 }
 
 /// Everything stored about one job.
@@ -223,6 +225,9 @@ pub struct JobRecord {
     /// Only this worker may run it (one copy of a broadcast job).
     #[serde(default)]
     pub pinned_to: Option<String>,
+    /// URL that receives the final job record once the job finishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 impl JobRecord {
@@ -266,6 +271,7 @@ impl JobRecord {
             cancel_requested: false,
             leases_lost: 0,
             pinned_to: None,
+            callback_url: new.callback_url,
         }
     }
 }

@@ -6,14 +6,14 @@ use super::claim;
 use super::record::{JobError, JobEvent, JobRecord, JobState, LogLine, Millis, NewJob, now_ms};
 use super::record::{PluginRecord, TenantRecord, TokenRecord, WorkerMode, WorkerRecord};
 use super::schema::{
-    COMPONENTS, EVENTS, IDEMPOTENCY, JOBS, LOCKS, LOGS, PENDING, PLUGINS, QUEUES, RUNNING,
-    SCHEDULED, TENANTS, TOKENS, WAITING, WORKERS, decode, encode, pending_key, pending_key_id,
-    scheduled_key,
+    CALLBACKS, COMPONENTS, EVENTS, IDEMPOTENCY, JOBS, LOCKS, LOGS, PENDING, PLUGINS, QUEUES,
+    RUNNING, SCHEDULED, TENANTS, TOKENS, WAITING, WORKERS, decode, encode, pending_key,
+    pending_key_id, scheduled_key,
 };
 use super::writer::{CommitStats, Writer};
 use super::{
-    ClaimRules, Enqueued, JobFilter, JobPage, Lease, MAX_LEASES_LOST, OutputBatch, QueueSettings,
-    QueueStats, RetryPolicy, Storage, StorageError,
+    Callback, ClaimRules, Enqueued, JobFilter, JobPage, Lease, MAX_LEASES_LOST, OutputBatch,
+    QueueSettings, QueueStats, RetryPolicy, Storage, StorageError,
 };
 use crate::runtime::{FailureKind, Outcome, RunReport};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
@@ -74,6 +74,7 @@ impl RedbStorage {
             txn.open_table(COMPONENTS)?;
             txn.open_table(TOKENS)?;
             txn.open_table(TENANTS)?;
+            txn.open_table(CALLBACKS)?;
             recount_waiting(&txn)?;
         }
         txn.commit()?;
@@ -118,6 +119,11 @@ pub(super) fn journal(
         reason: reason.into(),
     };
     events.insert((id, seq), encode(&event).as_slice())?;
+    // Every way of finishing passes here, in the transaction that finishes
+    // the job, so no completion webhook can be lost.
+    if job.state.is_terminal() && from != Some(job.state) && job.callback_url.is_some() {
+        txn.open_table(CALLBACKS)?.insert((event.at, id), 0)?;
+    }
     Ok(event)
 }
 
@@ -452,6 +458,7 @@ fn resubmission(old: &JobRecord, args: String) -> NewJob {
         description: old.description.clone(),
         tags: old.tags.clone(),
         metadata: old.metadata.clone(),
+        callback_url: old.callback_url.clone(),
     }
 }
 
@@ -1022,6 +1029,37 @@ impl Storage for RedbStorage {
     async fn tenants(&self) -> Result<Vec<TenantRecord>, StorageError> {
         let all = read_all(&self.db.begin_read()?.open_table(TENANTS)?)?;
         Ok(all.into_iter().map(|(_, record)| record).collect())
+    }
+
+    async fn due_callbacks(&self, now: Millis, max: usize) -> Result<Vec<Callback>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CALLBACKS)?;
+        table
+            .range(..=(now, u128::MAX))?
+            .take(max)
+            .map(|entry| {
+                let (key, attempts) = entry?;
+                let (due, id) = key.value();
+                Ok(Callback { due, job: Uuid::from_u128(id), attempts: attempts.value() })
+            })
+            .collect()
+    }
+
+    async fn callback_done(
+        &self,
+        callback: Callback,
+        retry_at: Option<Millis>,
+    ) -> Result<(), StorageError> {
+        self.writer
+            .write(move |txn| {
+                let mut table = txn.open_table(CALLBACKS)?;
+                table.remove((callback.due, callback.job.as_u128()))?;
+                if let Some(at) = retry_at {
+                    table.insert((at, callback.job.as_u128()), callback.attempts + 1)?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn waiting(&self, tenant: &str) -> Result<u64, StorageError> {

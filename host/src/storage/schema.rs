@@ -38,6 +38,8 @@ pub(super) const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new
 pub(super) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 /// Tenant name → [`super::record::TenantRecord`] JSON.
 pub(super) const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+/// (due time, job id) → delivery attempts made. Completion webhooks to send.
+pub(super) const CALLBACKS: TableDefinition<(u64, u128), u32> = TableDefinition::new("callbacks");
 /// Tenant name → jobs of it waiting (pending or scheduled), kept with the
 /// indexes so a queued-jobs quota costs one read per enqueue.
 pub(super) const WAITING: TableDefinition<&str, u64> = TableDefinition::new("waiting");
