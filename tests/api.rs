@@ -543,3 +543,31 @@ async fn a_finished_job_is_posted_to_its_callback_url_retried_until_accepted() {
         assert!(error_message(&answer).contains("callback_url"), "{answer}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_job_is_retried_with_backoff_then_fails() {
+    let server = TestServer::start().await;
+    let token = server.token("retries", "ada", Role::Operator).await;
+    let body = json!({
+        "job": "examples.fail",
+        "args": {"panic": true},
+        "max_retries": 2,
+        "backoff": {"base_ms": 200, "max_ms": 2000},
+    });
+    let id = enqueue(&server, &token, body).await;
+    let job = wait_state(&server, &token, &id, "failed").await;
+    assert_eq!(job["attempt"], 3, "{job}");
+    assert_eq!(job["error"]["kind"], "trap", "a trap is retried by default");
+    let events = job["events"].as_array().unwrap();
+    let mut retries = 0;
+    for (i, event) in events.iter().enumerate() {
+        let reason = event["reason"].as_str().unwrap();
+        let Some((_, delay)) = reason.split_once(" in ") else { continue };
+        let delay: u64 = delay.trim_end_matches(" ms").parse().unwrap();
+        let next_claim = events[i..].iter().find(|e| e["state"] == "running").unwrap();
+        let waited = next_claim["at"].as_u64().unwrap() - event["at"].as_u64().unwrap();
+        assert!(delay >= 100 && waited >= delay, "{reason}: ran again after {waited} ms");
+        retries += 1;
+    }
+    assert_eq!(retries, 2, "{events:?}");
+}
