@@ -648,3 +648,28 @@ async fn tokens_and_tenants_are_stored() {
     db.storage.put_tenant(quotas.clone()).await.unwrap();
     assert_eq!(db.storage.tenant("acme").await.unwrap(), quotas);
 }
+
+#[tokio::test]
+async fn the_queued_quota_counts_waiting_jobs_and_survives_a_restart() {
+    let db = open();
+    let quota =
+        TenantRecord { name: "acme".into(), max_queued: Some(2), ..TenantRecord::default() };
+    db.storage.put_tenant(quota).await.unwrap();
+    db.storage.enqueue(job("now")).await.unwrap();
+    let later = NewJob { run_at: Some(now_ms() + 3_600_000), ..job("later") };
+    db.storage.enqueue(later).await.unwrap();
+    assert_eq!(db.storage.waiting("acme").await.unwrap(), 2, "pending and scheduled both wait");
+    let over = db.storage.enqueue(job("third")).await;
+    assert!(matches!(over, Err(StorageError::OverQuota(ref m)) if m.contains("max_queued")));
+    let other = NewJob { tenant: "other".into(), ..job("theirs") };
+    db.storage.enqueue(other).await.unwrap();
+
+    drop(db.storage);
+    let storage = RedbStorage::open(&db.dir.path().join("jobhost.redb")).unwrap();
+    assert_eq!(storage.waiting("acme").await.unwrap(), 2, "the count outlives the process");
+    assert!(storage.enqueue(job("after restart")).await.is_err());
+    let claimed = storage.claim(rules("w1", 10)).await.unwrap();
+    assert_eq!(claimed.len(), 2, "acme's ready job and other's");
+    assert_eq!(storage.waiting("acme").await.unwrap(), 1, "a claimed job no longer waits");
+    storage.enqueue(job("fits again")).await.unwrap();
+}

@@ -16,9 +16,18 @@ use std::sync::Arc;
 use utoipa::ToSchema;
 
 /// The window health figures are computed over.
-pub(super) const WINDOW_MS: u64 = 3_600_000;
+const WINDOW_MS: u64 = 3_600_000;
 /// A ready job waiting longer than this counts as stuck.
-pub(super) const STUCK_AFTER_MS: u64 = 600_000;
+const STUCK_AFTER_MS: u64 = 600_000;
+
+/// Health of the queues of `tenant` (of every tenant for `None`) over the
+/// last hour: the one window the queue list, stats and metrics share.
+pub(super) async fn health(
+    state: &ApiState,
+    tenant: Option<&str>,
+) -> Result<Vec<QueueStats>, ApiError> {
+    Ok(state.storage.queue_stats(tenant, now_ms(), WINDOW_MS, STUCK_AFTER_MS).await?)
+}
 
 fn view(stats: &QueueStats) -> Value {
     let mut alerts = Vec::new();
@@ -43,10 +52,7 @@ pub async fn list(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let stats = state
-        .storage
-        .queue_stats(Some(&caller.tenant), now_ms(), WINDOW_MS, STUCK_AFTER_MS)
-        .await?;
+    let stats = health(&state, Some(&caller.tenant)).await?;
     Ok(Json(json!({ "queues": stats.iter().map(view).collect::<Vec<_>>() })))
 }
 

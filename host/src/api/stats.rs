@@ -5,8 +5,8 @@
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::queues::{STUCK_AFTER_MS, WINDOW_MS};
-use crate::storage::{QueueStats, now_ms};
+use super::queues::health;
+use crate::storage::QueueStats;
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
@@ -38,10 +38,7 @@ pub async fn stats(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let queues = state
-        .storage
-        .queue_stats(Some(&caller.tenant), now_ms(), WINDOW_MS, STUCK_AFTER_MS)
-        .await?;
+    let queues = health(&state, Some(&caller.tenant)).await?;
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let (mut finished, mut completed, mut stuck) = (0, 0, 0);
     for queue in &queues {
@@ -74,7 +71,7 @@ pub async fn metrics(
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(&[])?;
-    let queues = state.storage.queue_stats(None, now_ms(), WINDOW_MS, STUCK_AFTER_MS).await?;
+    let queues = health(&state, None).await?;
     let text = render(&state, &queues);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }

@@ -75,6 +75,7 @@ impl RedbStorage {
             txn.open_table(TOKENS)?;
             txn.open_table(TENANTS)?;
             txn.open_table(CALLBACKS)?;
+            txn.open_table(WAITING)?;
             recount_waiting(&txn)?;
         }
         txn.commit()?;
@@ -174,9 +175,17 @@ fn waiting(
     Ok(table.get(tenant)?.map_or(0, |v| v.value()))
 }
 
-/// Counts the waiting jobs of every tenant from the indexes, so the counts
-/// are right whatever wrote the file before (an older version, a crash).
+/// Counts the waiting jobs of every tenant from the indexes when the file
+/// has waiting jobs but no counts: it was written before the counts were
+/// kept. After that the index helpers keep them in the same transactions as
+/// the indexes, so they stay right through any crash and an open costs
+/// nothing.
 fn recount_waiting(txn: &WriteTransaction) -> Result<(), StorageError> {
+    let nothing_waits =
+        txn.open_table(PENDING)?.is_empty()? && txn.open_table(SCHEDULED)?.is_empty()?;
+    if nothing_waits || !txn.open_table(WAITING)?.is_empty()? {
+        return Ok(());
+    }
     let mut ids: Vec<u128> = Vec::new();
     for entry in txn.open_table(PENDING)?.iter()? {
         ids.push(pending_key_id(entry?.0.value()).as_u128());
@@ -189,7 +198,6 @@ fn recount_waiting(txn: &WriteTransaction) -> Result<(), StorageError> {
     for id in ids {
         *counts.entry(read_job(&jobs, Uuid::from_u128(id))?.tenant).or_default() += 1;
     }
-    txn.delete_table(WAITING)?;
     let mut table = txn.open_table(WAITING)?;
     for (tenant, count) in counts {
         table.insert(tenant.as_str(), count)?;
