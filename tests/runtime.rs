@@ -248,7 +248,7 @@ async fn memhog_hits_the_memory_limit_and_the_host_stays_bounded() {
 async fn memhog_below_the_limit_completes() {
     let host = TestRuntime::start();
     let ran = host.run("tests.memhog", r#"{"max_mib":8}"#, limits()).await;
-    assert_eq!(ran.result(), json!({"mib": 8}));
+    assert_eq!(ran.result()["mib"], 8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,8 @@ use jobhost::runtime::LogLevel;
 use jobhost::runtime::{FailureKind, LimitOverrides, Outcome, RunReport};
 use jobhost::storage::{
     Backoff, ClaimRules, JobFilter, JobState, MAX_LEASES_LOST, NewJob, OutputBatch, PluginRecord,
-    Progress, QueueSettings, RedbStorage, RetryPolicy, Role, Storage, StorageError, TenantRecord,
-    TokenRecord, WorkerMode, now_ms,
+    Progress, QueueSettings, RedbStorage, Resubmit, RetryPolicy, Role, Storage, StorageError,
+    TenantRecord, TokenRecord, WorkerMode, now_ms,
 };
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -344,7 +344,7 @@ async fn output_is_appended_and_logs_page() {
     let batch = OutputBatch {
         logs,
         progress: Some(Progress { percent: 40.0, message: Some("reading".into()) }),
-        metadata: vec![("rows".into(), serde_json::json!(12))],
+        metadata: [("rows".to_string(), serde_json::json!(12))].into(),
     };
     db.storage.append_output(id, 1, batch).await.unwrap();
     let more = OutputBatch {
@@ -360,7 +360,27 @@ async fn output_is_appended_and_logs_page() {
     assert_eq!((tail.len(), tail[0].seq, tail[0].level), (1, 6, LogLevel::Warn));
     let job = db.storage.get(id).await.unwrap();
     assert_eq!(job.progress.unwrap().percent, 40.0);
-    assert_eq!(job.metadata["rows"], 12);
+    assert_eq!(job.plugin_metadata["rows"], 12);
+    assert!(job.metadata.is_empty(), "the client's metadata is its own");
+}
+
+#[tokio::test]
+async fn metadata_a_job_sets_is_bounded_over_all_its_batches() {
+    use jobhost::runtime::{MAX_METADATA_BYTES, MAX_METADATA_KEYS};
+    let db = open();
+    let id = db.storage.enqueue(job("greedy")).await.unwrap().job.id;
+    for round in 0..3 {
+        let metadata = (0..MAX_METADATA_KEYS)
+            .map(|i| (format!("key-{round}-{i}"), serde_json::json!("x".repeat(1000))))
+            .collect();
+        let batch = OutputBatch { metadata, ..OutputBatch::default() };
+        db.storage.append_output(id, 1, batch).await.unwrap();
+    }
+    let job = db.storage.get(id).await.unwrap();
+    assert_eq!(job.plugin_metadata.len(), MAX_METADATA_KEYS);
+    let bytes: usize = job.plugin_metadata.iter().map(|(k, v)| k.len() + v.to_string().len()).sum();
+    assert!(bytes <= MAX_METADATA_BYTES, "{bytes}");
+    assert!(job.plugin_metadata.contains_key("key-0-0"), "the first keys stay");
 }
 
 #[tokio::test]
@@ -426,7 +446,7 @@ async fn retry_makes_a_new_job_linked_both_ways() {
         .unwrap()
         .job
         .id;
-    let err = db.storage.retry(id).await.unwrap_err();
+    let err = db.storage.retry(id, Resubmit::default()).await.unwrap_err();
     assert!(
         matches!(&err, StorageError::Conflict(m) if m.contains("only a finished job")),
         "{err}"
@@ -437,14 +457,14 @@ async fn retry_makes_a_new_job_linked_both_ways() {
         .await
         .unwrap();
 
-    let new = db.storage.retry(id).await.unwrap();
+    let new = db.storage.retry(id, Resubmit::default()).await.unwrap();
     assert_ne!(new.id, id);
     assert_eq!((new.state, new.retry_of, new.attempt), (JobState::Pending, Some(id), 0));
     assert_eq!((new.args.as_str(), new.name.as_deref()), ("{}", Some("original")));
     let old = db.storage.get(id).await.unwrap();
     assert_eq!((old.state, old.retried_by), (JobState::Failed, Some(new.id)));
     assert_eq!(last_reason(&db.storage, id).await, format!("retried as {}", new.id));
-    let again = db.storage.retry(id).await.unwrap_err();
+    let again = db.storage.retry(id, Resubmit::default()).await.unwrap_err();
     assert!(
         matches!(&again, StorageError::Conflict(m) if m.contains("already retried")),
         "{again}"
@@ -461,7 +481,11 @@ async fn clone_enqueues_the_same_job_with_new_args() {
         .unwrap()
         .job
         .id;
-    let copy = db.storage.clone_job(id, Some(r#"{"name":"Bob"}"#.into())).await.unwrap();
+    let copy = db
+        .storage
+        .clone_job(id, Resubmit { args: Some(r#"{"name":"Bob"}"#.into()), ..Resubmit::default() })
+        .await
+        .unwrap();
     assert_ne!(copy.id, id);
     assert_eq!(
         (copy.args.as_str(), copy.priority, copy.queue.as_str()),
@@ -469,7 +493,7 @@ async fn clone_enqueues_the_same_job_with_new_args() {
     );
     assert_eq!(copy.retry_of, None);
     assert!(matches!(
-        db.storage.clone_job(Uuid::now_v7(), None).await,
+        db.storage.clone_job(Uuid::now_v7(), Resubmit::default()).await,
         Err(StorageError::NotFound(_))
     ));
 }

@@ -5,7 +5,7 @@
 
 use super::ApiState;
 use super::error::ApiError;
-use crate::storage::{Role, Storage, TokenRecord, now_ms};
+use crate::storage::{JobRecord, Role, Storage, TokenRecord, now_ms};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -39,6 +39,12 @@ impl Caller {
     /// May change jobs it did not submit (everyone but submitters).
     pub fn sees_all_jobs(&self) -> bool {
         self.role != Role::Submitter
+    }
+
+    /// Whether `job` exists for this caller: its tenant's, and its own
+    /// unless the caller sees every job of the tenant.
+    pub fn may_see(&self, job: &JobRecord) -> bool {
+        job.tenant == self.tenant && (self.sees_all_jobs() || job.owner == self.name)
     }
 }
 
@@ -86,6 +92,41 @@ pub async fn ensure_admin(
         }
         None => Ok(None),
     }
+}
+
+/// Callers whose role was checked before anything else of the request is
+/// read, the body included: a caller without the role gets its 403 before
+/// it can hold the connection open with a slow body.
+macro_rules! permission {
+    ($(#[$doc:meta] $name:ident: $($role:ident),*;)*) => {$(
+        #[$doc]
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name(pub Caller);
+
+        impl FromRequestParts<Arc<ApiState>> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &Arc<ApiState>,
+            ) -> Result<Self, ApiError> {
+                let caller = Caller::from_request_parts(parts, state).await?;
+                caller.require(&[$(Role::$role),*])?;
+                Ok($name(caller))
+            }
+        }
+    )*};
+}
+
+permission! {
+    /// May enqueue and change jobs: operators and submitters (and admins).
+    CanSubmit: Operator, Submitter;
+    /// May manage the tenant's plugins, queues and locks.
+    CanOperate: Operator;
+    /// May read the tenant's workers and health: operators and viewers.
+    CanView: Operator, Viewer;
+    /// May administer the host: tokens, tenants, workers, metrics.
+    CanAdminister: ;
 }
 
 impl FromRequestParts<Arc<ApiState>> for Caller {

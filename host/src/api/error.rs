@@ -64,6 +64,11 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
     }
 
+    /// 415: the body is not of a type the route takes.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)
+    }
+
     /// 422: well-formed, but refused (a component that does not fit).
     pub fn unprocessable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", message)
@@ -95,7 +100,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code: bad_request, unauthorized, forbidden,
-    /// not_found, conflict, timeout, too_large, unprocessable, over_quota,
+    /// not_found, conflict, timeout, too_large, unsupported_media_type,
+    /// unprocessable, over_quota,
     /// unavailable, internal.
     code: &'static str,
     /// What went wrong, naming the field or object.

@@ -4,21 +4,23 @@
 //! sees only the jobs it submitted.
 
 use super::ApiState;
-use super::auth::Caller;
+use super::auth::{Caller, CanSubmit};
 use super::body::{JsonBody, QueryParams};
 use super::error::{ApiError, ErrorBody};
 use super::plugins::{default_per_page, first_page, offset};
 use super::sse;
 use crate::runtime::LimitOverrides;
 use crate::storage::{
-    Backoff, JobFilter, JobRecord, JobState, LogLine, NewJob, Role, TenantRecord, now_ms,
+    Backoff, JobFilter, JobRecord, JobState, LogLine, NewJob, Resubmit, TenantRecord, now_ms,
 };
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -38,6 +40,9 @@ pub(super) fn unscoped(name: &str) -> &str {
 /// and lock as the client named them.
 pub(super) fn view(job: &JobRecord) -> Value {
     let mut value = serde_json::to_value(job).expect("records serialise");
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("fingerprint");
+    }
     value["queue"] = json!(unscoped(&job.queue));
     if let Some(lock) = &job.lock {
         value["lock"] = json!(unscoped(lock));
@@ -60,12 +65,11 @@ pub(super) async fn visible_job(
     let missing = || ApiError::not_found(format!("job {id}"));
     let id = Uuid::parse_str(id).map_err(|_| missing())?;
     let job = state.storage.get(id).await.map_err(|_| missing())?;
-    let mine = job.tenant == caller.tenant && (caller.sees_all_jobs() || job.owner == caller.name);
-    if mine { Ok(job) } else { Err(missing()) }
+    if caller.may_see(&job) { Ok(job) } else { Err(missing()) }
 }
 
 /// The body of `POST /v1/jobs`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueRequest {
     /// Qualified plugin name.
@@ -115,6 +119,54 @@ fn accepting(state: &ApiState) -> Result<(), ApiError> {
 
 /// Most retries one job may ask for.
 const MAX_RETRIES: u32 = 100;
+/// Longest backoff a job may ask for between attempts: a week.
+const MAX_BACKOFF_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Bounds on what a client attaches to a job for people and filters.
+const MAX_NAME: usize = 256;
+const MAX_DESCRIPTION: usize = 4 << 10;
+const MAX_TAGS: usize = 32;
+const MAX_METADATA_KEYS: usize = 64;
+const MAX_METADATA_BYTES: usize = 64 << 10;
+
+/// Checks the labels a client attaches to a job.
+pub(super) fn check_labels(
+    name: Option<&str>,
+    description: Option<&str>,
+    tags: &[String],
+    metadata: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    let too_long = |field: &str, text: Option<&str>, max: usize| match text {
+        Some(text) if text.len() > max => Err(ApiError::bad_request(format!(
+            "{field} must be at most {max} bytes, not {}",
+            text.len()
+        ))),
+        _ => Ok(()),
+    };
+    too_long("name", name, MAX_NAME)?;
+    too_long("description", description, MAX_DESCRIPTION)?;
+    if tags.len() > MAX_TAGS {
+        return Err(ApiError::bad_request(format!(
+            "a job may have at most {MAX_TAGS} tags, not {}",
+            tags.len()
+        )));
+    }
+    for tag in tags {
+        check_label("tags", tag, 64)?;
+    }
+    if metadata.len() > MAX_METADATA_KEYS {
+        return Err(ApiError::bad_request(format!(
+            "metadata may have at most {MAX_METADATA_KEYS} keys, not {}",
+            metadata.len()
+        )));
+    }
+    let bytes = Value::Object(metadata.clone()).to_string().len();
+    if bytes > MAX_METADATA_BYTES {
+        return Err(ApiError::too_large(format!(
+            "metadata of {bytes} bytes is over the {MAX_METADATA_BYTES}-byte limit"
+        )));
+    }
+    Ok(())
+}
 
 pub(super) fn check_label(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     let ok = !value.is_empty()
@@ -130,6 +182,22 @@ pub(super) fn check_label(field: &str, value: &str, max: usize) -> Result<(), Ap
 }
 
 impl EnqueueRequest {
+    /// One short digest per field as the server understood it (defaults
+    /// filled in), so the same request always has the same fingerprint.
+    fn fingerprint(&self) -> BTreeMap<String, String> {
+        let Value::Object(fields) = serde_json::to_value(self).expect("requests serialise") else {
+            unreachable!("a struct serialises to an object")
+        };
+        fields
+            .into_iter()
+            .filter(|(field, _)| field != "idempotency_key")
+            .map(|(field, value)| {
+                let digest = Sha256::digest(value.to_string().as_bytes());
+                (field, hex::encode(&digest[..8]))
+            })
+            .collect()
+    }
+
     /// Checks every field and turns the request into a [`NewJob`].
     fn into_new_job(
         self,
@@ -137,6 +205,8 @@ impl EnqueueRequest {
         caller: &Caller,
         tenant: &TenantRecord,
     ) -> Result<NewJob, ApiError> {
+        let fingerprint =
+            if self.idempotency_key.is_some() { self.fingerprint() } else { BTreeMap::new() };
         let plugin = state.runtime.registry().resolve(&caller.tenant, &self.job)?;
         let caps = state.runtime.caps();
         let tenant_caps = caps.with(&tenant.max_limits, caps);
@@ -180,13 +250,24 @@ impl EnqueueRequest {
         if let Some(key) = &self.idempotency_key {
             check_label("idempotency_key", key, 128)?;
         }
-        for tag in &self.tags {
-            check_label("tags", tag, 64)?;
+        check_labels(
+            self.name.as_deref(),
+            self.description.as_deref(),
+            &self.tags,
+            &self.metadata,
+        )?;
+        let backoff = self.backoff.unwrap_or_default();
+        if backoff.base_ms > backoff.max_ms || backoff.max_ms > MAX_BACKOFF_MS {
+            return Err(ApiError::bad_request(format!(
+                "backoff needs base_ms <= max_ms <= {MAX_BACKOFF_MS}, not {} and {}",
+                backoff.base_ms, backoff.max_ms
+            )));
         }
         if let Some(url) = &self.callback_url {
             super::webhooks::check_url(url)?;
         }
         Ok(NewJob {
+            fingerprint,
             tenant: caller.tenant.clone(),
             owner: caller.name.clone(),
             job: self.job,
@@ -197,7 +278,7 @@ impl EnqueueRequest {
             run_at,
             expires_at,
             max_retries: self.max_retries,
-            backoff: self.backoff.unwrap_or_default(),
+            backoff,
             limits,
             lock: self.lock.map(|lock| scoped(&caller.tenant, &lock)),
             idempotency_key: self.idempotency_key,
@@ -225,16 +306,19 @@ pub struct EnqueueQuery {
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", params(EnqueueQuery), request_body = EnqueueRequest, responses((status = 202, description = "enqueued", body = JobRecord), (status = 200, description = "the job of a repeated idempotency key", body = JobRecord), (status = "2XX", description = "with follow or Accept: text/event-stream, the job as SSE", content_type = "text/event-stream"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn enqueue(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    CanSubmit(caller): CanSubmit,
     headers: HeaderMap,
     QueryParams(query): QueryParams<EnqueueQuery>,
     JsonBody(request): JsonBody<EnqueueRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Operator, Role::Submitter])?;
     accepting(&state)?;
     let tenant = state.storage.tenant(&caller.tenant).await?;
     let new = request.into_new_job(&state, &caller, &tenant)?;
+    let fingerprint = new.fingerprint.clone();
     let enqueued = state.storage.enqueue(new).await?;
+    if !enqueued.created {
+        same_request(&caller, &enqueued.job, &fingerprint)?;
+    }
     state.dispatcher.wake();
     let wants_stream = headers
         .get(header::ACCEPT)
@@ -247,6 +331,40 @@ pub async fn enqueue(
     }
     let status = if enqueued.created { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok((status, Json(view(&enqueued.job))).into_response())
+}
+
+/// An idempotency key that matched an existing job answers with that job
+/// only for the same request from a caller who may see it; anything else
+/// is a 409, so no caller receives a job it may not see or believes new
+/// work was queued when it was not.
+fn same_request(
+    caller: &Caller,
+    existing: &JobRecord,
+    fingerprint: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    let key = existing.idempotency_key.as_deref().unwrap_or_default();
+    if !caller.may_see(existing) {
+        return Err(ApiError::conflict(format!(
+            "idempotency key {key:?} is already used by another job of this tenant; choose another key"
+        )));
+    }
+    // Jobs stored before fingerprints were kept have none to compare.
+    if existing.fingerprint.is_empty() {
+        return Ok(());
+    }
+    let differing: Vec<&str> = fingerprint
+        .iter()
+        .filter(|(field, digest)| existing.fingerprint.get(*field) != Some(digest))
+        .map(|(field, _)| field.as_str())
+        .collect();
+    if differing.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::conflict(format!(
+        "idempotency key {key:?} was used for job {} with a different {}; use a new key for new work",
+        existing.id,
+        differing.join(", ")
+    )))
 }
 
 /// Query of `GET /v1/jobs`.
@@ -342,10 +460,9 @@ pub async fn logs(
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 200, description = "cancelled, or asked to stop", body = JobRecord), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    CanSubmit(caller): CanSubmit,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(&[Role::Operator, Role::Submitter])?;
     let job = visible_job(&state, &caller, &id).await?;
     Ok(Json(view(&state.dispatcher.cancel(job.id).await?)))
 }
@@ -354,15 +471,38 @@ pub async fn cancel(
 #[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 202, description = "a new job linked to this one", body = JobRecord), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn retry(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    CanSubmit(caller): CanSubmit,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    caller.require(&[Role::Operator, Role::Submitter])?;
     let job = visible_job(&state, &caller, &id).await?;
     accepting(&state)?;
-    let new = state.storage.retry(job.id).await?;
+    let changes = resubmit(&state, &job, None).await?;
+    let new = state.storage.retry(job.id, changes).await?;
     state.dispatcher.wake();
     Ok((StatusCode::ACCEPTED, Json(view(&new))))
+}
+
+/// What a copy of `job` changes: its limits lowered to the tenant's caps
+/// of today, and new `args` checked against the size limit like an
+/// enqueue's.
+async fn resubmit(
+    state: &ApiState,
+    job: &JobRecord,
+    args: Option<String>,
+) -> Result<Resubmit, ApiError> {
+    let tenant = state.storage.tenant(&job.tenant).await?;
+    let limits = job
+        .limits
+        .lowered_to(&tenant.max_limits)
+        .capped(&tenant.max_limits, state.runtime.defaults());
+    let payload_limit = state.runtime.limits(&limits).payload_bytes;
+    let size = args.as_ref().map_or(job.args.len(), String::len);
+    if size as u64 > payload_limit {
+        return Err(ApiError::too_large(format!(
+            "args of {size} bytes are over the {payload_limit}-byte limit"
+        )));
+    }
+    Ok(Resubmit { args, limits: Some(limits) })
 }
 
 /// The body of a clone.
@@ -378,14 +518,14 @@ pub struct CloneRequest {
 #[utoipa::path(post, path = "/v1/jobs/{id}/clone", tag = "jobs", params(("id" = String, Path, description = "job id")), request_body = CloneRequest, responses((status = 202, description = "a copy, optionally with new args", body = JobRecord), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn clone(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    CanSubmit(caller): CanSubmit,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<CloneRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    caller.require(&[Role::Operator, Role::Submitter])?;
     let job = visible_job(&state, &caller, &id).await?;
     accepting(&state)?;
-    let new = state.storage.clone_job(job.id, request.args.map(|a| a.to_string())).await?;
+    let changes = resubmit(&state, &job, request.args.map(|args| args.to_string())).await?;
+    let new = state.storage.clone_job(job.id, changes).await?;
     state.dispatcher.wake();
     Ok((StatusCode::ACCEPTED, Json(view(&new))))
 }
@@ -394,10 +534,9 @@ pub async fn clone(
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 204, description = "removed with its logs and journal"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn remove(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    CanSubmit(caller): CanSubmit,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(&[Role::Operator, Role::Submitter])?;
     let job = visible_job(&state, &caller, &id).await?;
     state.storage.remove(job.id).await?;
     Ok(StatusCode::NO_CONTENT)

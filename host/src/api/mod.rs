@@ -14,6 +14,7 @@
 
 mod auth;
 mod body;
+mod caps;
 mod error;
 mod jobs;
 mod openapi;
@@ -29,6 +30,7 @@ pub mod webhooks;
 mod workers;
 
 pub use auth::{Caller, ensure_admin, new_secret, token_hash};
+use caps::{Caps, Over};
 pub use error::ApiError;
 
 use crate::dispatch::Dispatcher;
@@ -44,7 +46,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use streams::Streams;
 use tokio::net::TcpListener;
-use tower_http::timeout::RequestBodyTimeout;
 use utoipa::OpenApi;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
@@ -59,8 +60,14 @@ pub const MAX_COMPONENT: usize = 64 << 20;
 pub struct ApiConfig {
     /// A client must send its request headers within this time.
     pub header_timeout: Duration,
-    /// Longest wait for the next piece of a request body.
+    /// A request body must arrive whole within this time, however it
+    /// trickles (408 otherwise).
     pub body_timeout: Duration,
+    /// Open connections on the host, at most; one over is answered 503 and
+    /// closed.
+    pub max_connections: usize,
+    /// Open connections from one client address, at most.
+    pub max_connections_per_address: usize,
     /// Open SSE streams on the host, at most.
     pub max_streams: usize,
     /// Open SSE streams of one tenant, at most.
@@ -74,6 +81,8 @@ impl Default for ApiConfig {
         Self {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            max_connections_per_address: 2_000,
             max_streams: 10_000,
             max_streams_per_tenant: 2_000,
             shutdown_grace: Duration::from_secs(10),
@@ -165,22 +174,23 @@ pub fn router(state: Arc<ApiState>) -> Router {
 /// grace to finish.
 ///
 /// The accept loop is hyper's own rather than `axum::serve`, for the header
-/// read timeout; the body timeout wraps every request body.
+/// read timeout and the connection caps.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ApiState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let service = RequestBodyTimeout::new(router(state.clone()), state.config.body_timeout);
+    let service = router(state.clone());
+    let caps = Caps::new(state.config.max_connections, state.config.max_connections_per_address);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(state.config.header_timeout);
     let connections = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, most likely: wait for some
                     // connections to close rather than spin.
@@ -190,10 +200,18 @@ pub async fn serve(
                 }
             },
         };
+        let slot = match caps.open(&peer.ip()) {
+            Ok(slot) => slot,
+            Err(over) => {
+                tokio::spawn(refuse_connection(stream, over));
+                continue;
+            }
+        };
         let connection =
             http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
         let connection = connections.watch(connection);
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = connection.await {
                 tracing::debug!("connection: {e}");
             }
@@ -205,4 +223,23 @@ pub async fn serve(
         tracing::warn!("requests still in flight at the end of the shutdown grace were dropped");
     }
     Ok(())
+}
+
+/// Answers a connection over a cap with a 503 naming the cap, without
+/// reading its request, and closes it.
+async fn refuse_connection(mut stream: tokio::net::TcpStream, over: Over) {
+    use tokio::io::AsyncWriteExt;
+    let message = match over {
+        Over::Total(max) => format!("the host has its maximum of {max} open connections"),
+        Over::Key(max) => format!("this address has its maximum of {max} open connections"),
+    };
+    let body = serde_json::json!({ "error": { "code": "unavailable", "message": message } });
+    let body = body.to_string();
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let write = stream.write_all(response.as_bytes());
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }

@@ -3,11 +3,11 @@
 //! plugins and the shared ones the host loaded from its plugins folder.
 
 use super::ApiState;
-use super::auth::Caller;
+use super::auth::{Caller, CanOperate};
 use super::body::{QueryParams, RawBody};
 use super::error::{ApiError, ErrorBody};
 use crate::runtime::{Plugin, check_name};
-use crate::storage::{PluginRecord, Role, now_ms};
+use crate::storage::{PluginRecord, now_ms};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -34,11 +34,10 @@ fn view(plugin: &Plugin, record: Option<&PluginRecord>) -> Value {
 #[utoipa::path(method(post, put), path = "/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path, description = "qualified name, e.g. acme.reports.monthly")), request_body(content = Vec<u8>, content_type = "application/wasm", description = "the component"), responses((status = 201, description = "checked, compiled and stored: a new version"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn upload(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    CanOperate(caller): CanOperate,
     Path(name): Path<String>,
     RawBody(bytes): RawBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    caller.require(&[Role::Operator])?;
     check_name(&name)?;
     if bytes.is_empty() {
         return Err(ApiError::bad_request("the body must be the component's bytes"));
@@ -154,10 +153,9 @@ pub async fn details(
 #[utoipa::path(delete, path = "/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path, description = "qualified name")), responses((status = 204, description = "removed"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn remove(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    CanOperate(caller): CanOperate,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(&[Role::Operator])?;
     state.runtime.registry().remove_for(&caller.tenant, &name)?;
     state.storage.remove_plugin(&caller.tenant, &name).await?;
     Ok(StatusCode::NO_CONTENT)

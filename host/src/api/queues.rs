@@ -3,11 +3,11 @@
 //! concurrency.
 
 use super::ApiState;
-use super::auth::Caller;
+use super::auth::{Caller, CanOperate};
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use super::jobs::{check_label, scoped, unscoped};
-use crate::storage::{QueueStats, Role, now_ms};
+use crate::storage::{QueueStats, now_ms};
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
@@ -79,11 +79,10 @@ mod double_option {
 #[utoipa::path(patch, path = "/v1/queues/{name}", tag = "queues", params(("name" = String, Path, description = "queue")), request_body = QueueChange, responses((status = 200, description = "the queue settings"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn change(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    CanOperate(caller): CanOperate,
     Path(name): Path<String>,
     JsonBody(change): JsonBody<QueueChange>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(&[Role::Operator])?;
     check_label("queue", &name, 64)?;
     let key = scoped(&caller.tenant, &name);
     let mut settings = state.storage.queue(&key).await?;
@@ -104,7 +103,7 @@ pub async fn change(
 #[utoipa::path(post, path = "/v1/queues/{name}/pause", tag = "queues", params(("name" = String, Path, description = "queue")), responses((status = 200, description = "paused"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn pause(
     state: State<Arc<ApiState>>,
-    caller: Caller,
+    caller: CanOperate,
     name: Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     change(state, caller, name, JsonBody(QueueChange { paused: Some(true), concurrency: None }))
@@ -115,7 +114,7 @@ pub async fn pause(
 #[utoipa::path(post, path = "/v1/queues/{name}/resume", tag = "queues", params(("name" = String, Path, description = "queue")), responses((status = 200, description = "resumed"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn resume(
     state: State<Arc<ApiState>>,
-    caller: Caller,
+    caller: CanOperate,
     name: Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     change(state, caller, name, JsonBody(QueueChange { paused: Some(false), concurrency: None }))
@@ -144,10 +143,9 @@ pub async fn locks(
 #[utoipa::path(delete, path = "/v1/locks/{name}", tag = "queues", params(("name" = String, Path, description = "lock")), responses((status = 204, description = "released"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn clear_lock(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    CanOperate(caller): CanOperate,
     Path(name): Path<String>,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    caller.require(&[Role::Operator])?;
     check_label("lock", &name, 128)?;
     state.storage.clear_lock(&scoped(&caller.tenant, &name)).await?;
     state.dispatcher.wake();

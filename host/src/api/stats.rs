@@ -3,7 +3,7 @@
 //! in the Prometheus text format, for admins.
 
 use super::ApiState;
-use super::auth::Caller;
+use super::auth::{Caller, CanAdminister};
 use super::error::{ApiError, ErrorBody};
 use super::queues::health;
 use crate::storage::QueueStats;
@@ -68,9 +68,8 @@ pub async fn stats(
 #[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text", content_type = "text/plain"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn metrics(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    _: CanAdminister,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require(&[])?;
     let queues = health(&state, None).await?;
     let text = render(&state, &queues);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))

@@ -3,7 +3,7 @@
 //! own tenant, with how many of its jobs wait.
 
 use super::ApiState;
-use super::auth::Caller;
+use super::auth::{Caller, CanAdminister};
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use super::jobs::check_label;
@@ -21,6 +21,7 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct Quotas {
     max_running: Option<u32>,
+    /// `null` or missing: the host's default (100,000).
     max_queued: Option<u32>,
     #[serde(default)]
     max_limits: LimitOverrides,
@@ -30,6 +31,7 @@ async fn view(state: &ApiState, record: TenantRecord) -> Result<Value, ApiError>
     let waiting = state.storage.waiting(&record.name).await?;
     let mut value = json!(record);
     value["waiting"] = json!(waiting);
+    value["queued_quota"] = json!(record.queued_quota());
     Ok(value)
 }
 
@@ -37,9 +39,8 @@ async fn view(state: &ApiState, record: TenantRecord) -> Result<Value, ApiError>
 #[utoipa::path(get, path = "/v1/tenants", tag = "admin", responses((status = 200, description = "tenants with quotas"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    _: CanAdminister,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(&[])?;
     let mut tenants = Vec::new();
     for record in state.storage.tenants().await? {
         tenants.push(view(&state, record).await?);
@@ -65,11 +66,10 @@ pub async fn details(
 #[utoipa::path(put, path = "/v1/tenants/{name}", tag = "admin", params(("name" = String, Path, description = "tenant")), request_body = Quotas, responses((status = 200, description = "the tenant", body = TenantRecord), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn set(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    _: CanAdminister,
     Path(name): Path<String>,
     JsonBody(quotas): JsonBody<Quotas>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(&[])?;
     check_label("tenant", &name, 64)?;
     if let Some(refusal) = state.runtime.caps().refusal(&quotas.max_limits) {
         return Err(ApiError::bad_request(format!("max_{refusal}")));

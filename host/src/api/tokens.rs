@@ -2,7 +2,7 @@
 //! is kept), list, revoke. A token's id is the hash of its secret.
 
 use super::ApiState;
-use super::auth::{Caller, new_secret, token_hash};
+use super::auth::{CanAdminister, new_secret, token_hash};
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use super::jobs::check_label;
@@ -39,10 +39,9 @@ fn view(id: &str, record: &TokenRecord) -> Value {
 #[utoipa::path(post, path = "/v1/tokens", tag = "admin", request_body = NewToken, responses((status = 201, description = "the token with its secret, shown once"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn create(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    CanAdminister(caller): CanAdminister,
     JsonBody(request): JsonBody<NewToken>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    caller.require(&[])?;
     check_label("name", &request.name, 64)?;
     let tenant = request.tenant.unwrap_or(caller.tenant);
     check_label("tenant", &tenant, 64)?;
@@ -60,9 +59,8 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/tokens", tag = "admin", responses((status = 200, description = "every token, without secrets"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    _: CanAdminister,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(&[])?;
     let tokens = state.storage.tokens().await?;
     let tokens: Vec<Value> = tokens.iter().map(|(id, record)| view(id, record)).collect();
     Ok(Json(json!({ "tokens": tokens })))
@@ -73,10 +71,9 @@ pub async fn list(
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "admin", params(("id" = String, Path, description = "token id")), responses((status = 204, description = "revoked"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn revoke(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    _: CanAdminister,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(&[])?;
     let tokens = state.storage.tokens().await?;
     let Some((_, record)) = tokens.iter().find(|(hash, _)| *hash == id) else {
         return Err(ApiError::not_found(format!("token {id}")));

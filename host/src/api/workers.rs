@@ -2,9 +2,9 @@
 //! admins): list with slots, running jobs and heartbeat; pause, resume, drain.
 
 use super::ApiState;
-use super::auth::Caller;
+use super::auth::{CanAdminister, CanView};
 use super::error::{ApiError, ErrorBody};
-use crate::storage::{Role, WorkerMode};
+use crate::storage::WorkerMode;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
@@ -12,11 +12,7 @@ use std::sync::Arc;
 
 /// `GET /v1/workers`.
 #[utoipa::path(get, path = "/v1/workers", tag = "workers", responses((status = 200, description = "workers with slots, running jobs and heartbeat"), (status = "4XX", description = "error", body = ErrorBody)))]
-pub async fn list(
-    State(state): State<Arc<ApiState>>,
-    caller: Caller,
-) -> Result<Json<Value>, ApiError> {
-    caller.require(&[Role::Operator, Role::Viewer])?;
+pub async fn list(State(state): State<Arc<ApiState>>, _: CanView) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "workers": state.storage.workers().await? })))
 }
 
@@ -24,10 +20,9 @@ pub async fn list(
 #[utoipa::path(post, path = "/v1/workers/{id}/{action}", tag = "workers", params(("id" = String, Path, description = "worker id"), ("action" = String, Path, description = "pause, resume or drain")), responses((status = 200, description = "the worker"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn set_mode(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    _: CanAdminister,
     Path((id, action)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(&[])?;
     let mode = match action.as_str() {
         "pause" => WorkerMode::Paused,
         "resume" => WorkerMode::Active,

@@ -43,6 +43,6 @@ impl JobObserver for JobOutput {
     }
 
     fn metadata(&self, key: &str, value: serde_json::Value) {
-        self.pending.lock().unwrap().metadata.push((key.to_string(), value));
+        self.pending.lock().unwrap().metadata.insert(key.to_string(), value);
     }
 }

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 /// A partial stdout/stderr line longer than this is logged as it stands,
 /// so a guest that never prints a newline cannot hold memory hostage.
 const MAX_PARTIAL_LINE: usize = 16 << 10;
+/// Longest panic text kept for the job's error.
+const MAX_PANIC: usize = 4 << 10;
 
 /// Which standard stream a guest wrote to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,10 @@ struct Inner {
     dropped: u64,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
+    /// The text of a Rust panic the guest printed on stderr, and whether
+    /// its lines are still coming.
+    panic: Option<String>,
+    in_panic: bool,
 }
 
 impl JobLog {
@@ -48,6 +54,8 @@ impl JobLog {
             dropped: 0,
             stdout: Vec::new(),
             stderr: Vec::new(),
+            panic: None,
+            in_panic: false,
         };
         Self { inner: Arc::new(Mutex::new(inner)) }
     }
@@ -70,6 +78,12 @@ impl JobLog {
         if inner.buffer(stream).len() > MAX_PARTIAL_LINE {
             inner.flush_line(stream);
         }
+    }
+
+    /// What the guest's panic said (`panicked at src/lib.rs:3:5: boom`),
+    /// if it printed one: the job's error names it instead of a backtrace.
+    pub(crate) fn panic_message(&self) -> Option<String> {
+        self.inner.lock().unwrap().panic.clone()
     }
 
     /// Logs unterminated output and, if lines were dropped, one warning that
@@ -97,7 +111,36 @@ impl Inner {
         let bytes = std::mem::take(self.buffer(stream));
         if !bytes.is_empty() {
             let text = String::from_utf8_lossy(&bytes);
-            self.line(stream.level(), text.trim_end_matches('\r'));
+            let text = text.trim_end_matches('\r');
+            if stream == GuestStream::Stderr {
+                self.watch_panic(text);
+            }
+            self.line(stream.level(), text);
+        }
+    }
+
+    /// Keeps the text of a Rust panic as std prints it: a line
+    /// `thread '…' panicked at FILE:LINE:COL:`, the message, then `note: …`.
+    fn watch_panic(&mut self, line: &str) {
+        if let Some((_, place)) = line.split_once(" panicked at ") {
+            self.panic = Some(format!("panicked at {place}"));
+            self.in_panic = true;
+        } else if line.starts_with("note: ") {
+            self.in_panic = false;
+        } else if self.in_panic
+            && let Some(panic) = &mut self.panic
+            && panic.len() < MAX_PANIC
+        {
+            let separator = if panic.ends_with(':') { " " } else { "\n" };
+            panic.push_str(separator);
+            panic.push_str(line);
+            if panic.len() > MAX_PANIC {
+                let mut end = MAX_PANIC;
+                while !panic.is_char_boundary(end) {
+                    end -= 1;
+                }
+                panic.truncate(end);
+            }
         }
     }
 
@@ -144,6 +187,19 @@ mod tests {
             (LogLevel::Info, "three"),
         ];
         assert_eq!(got, expected.map(|(l, m)| (l, m.to_string())));
+    }
+
+    #[test]
+    fn keeps_the_text_of_a_panic_even_past_the_budget() {
+        let lines = Arc::new(Lines::default());
+        let log = JobLog::new(lines.clone(), 0, 1000);
+        log.write(GuestStream::Stdout, b"thread 'x' panicked at fake.rs:1:1:\nnot on stderr\n");
+        assert_eq!(log.panic_message(), None);
+        log.write(GuestStream::Stderr, b"\nthread '<unnamed>' panicked at src/lib.rs:16:9:\n");
+        log.write(GuestStream::Stderr, b"mail server down\nnote: run with `RUST_BACKTRACE=1`\n");
+        log.write(GuestStream::Stderr, b"later output\n");
+        let expected = "panicked at src/lib.rs:16:9: mail server down";
+        assert_eq!(log.panic_message().as_deref(), Some(expected));
     }
 
     #[test]

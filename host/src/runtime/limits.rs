@@ -133,6 +133,30 @@ impl LimitOverrides {
     }
 }
 
+impl LimitOverrides {
+    /// These overrides lowered to `caps` wherever they ask for more: a copy
+    /// of an old job runs within the tenant's caps of today.
+    pub fn lowered_to(&self, caps: &LimitOverrides) -> LimitOverrides {
+        fn low<T: Ord>(asked: Option<T>, cap: Option<T>) -> Option<T> {
+            match (asked, cap) {
+                (Some(asked), Some(cap)) => Some(asked.min(cap)),
+                (asked, _) => asked,
+            }
+        }
+        let (o, c) = (self, caps);
+        LimitOverrides {
+            fuel: low(o.fuel, c.fuel),
+            wall_time: low(o.wall_time, c.wall_time),
+            memory_bytes: low(o.memory_bytes, c.memory_bytes),
+            table_elements: low(o.table_elements, c.table_elements),
+            log_lines: low(o.log_lines, c.log_lines),
+            log_bytes: low(o.log_bytes, c.log_bytes),
+            payload_bytes: low(o.payload_bytes, c.payload_bytes),
+            cancel_grace: low(o.cancel_grace, c.cancel_grace),
+        }
+    }
+}
+
 /// Durations travel as whole milliseconds in JSON.
 pub(crate) mod millis {
     use serde::{Deserialize, Deserializer, Serializer};

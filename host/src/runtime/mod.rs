@@ -30,7 +30,7 @@ pub use limits::{LimitOverrides, Limits};
 pub use observer::{IgnoreOutput, JobObserver, LogLevel};
 pub use outcome::{FailureKind, Outcome, RunReport};
 pub use registry::{Plugin, Registry, check_name};
-pub use sandbox::JobContext;
+pub use sandbox::{JobContext, MAX_METADATA_BYTES, MAX_METADATA_KEYS};
 
 use std::path::PathBuf;
 use std::sync::Arc;

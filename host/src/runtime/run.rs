@@ -8,6 +8,7 @@
 
 use super::cancel::CancelToken;
 use super::limits::Limits;
+use super::observer::LogLevel;
 use super::outcome::{FailureKind, Outcome, RunReport};
 use super::registry::Plugin;
 use super::sandbox::{self, JobContext, JobState};
@@ -62,6 +63,13 @@ pub(crate) async fn run(
     };
 
     let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    // The guest's own stack goes to its log, for its author; the job's
+    // error stays one line, and never shows the host's stack.
+    if let Ok(Err(error)) = &finished
+        && let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>()
+    {
+        store.data().log.line(LogLevel::Error, &format!("wasm backtrace:\n{backtrace}"));
+    }
     store.data().log.finish();
     let outcome = classify(finished, &store, &cancel, limits);
     RunReport {
@@ -111,7 +119,13 @@ fn classify(
                     FuelExhausted,
                     format!("fuel budget of {} units exhausted", limits.fuel),
                 ),
-                Some(_) => Outcome::failed(Trap, format!("{error:?}")),
+                Some(trap) => {
+                    let message = match store.data().log.panic_message() {
+                        Some(panic) => format!("{panic} ({trap})"),
+                        None => trap.to_string(),
+                    };
+                    Outcome::failed(Trap, message)
+                }
                 None => Outcome::failed(HostError, format!("{error:#}")),
             }
         }

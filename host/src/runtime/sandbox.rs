@@ -15,6 +15,11 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 /// Bounds on what one metadata value may cost the host.
 const MAX_METADATA_KEY: usize = 128;
 const MAX_METADATA_VALUE: usize = 64 << 10;
+/// Metadata keys a job may set, over all its attempts.
+pub const MAX_METADATA_KEYS: usize = 64;
+/// Bytes of metadata (keys and JSON values) a job may hold, over all its
+/// attempts: a guest cannot grow its record, and every read of it, past this.
+pub const MAX_METADATA_BYTES: usize = 256 << 10;
 /// Longest progress message kept; longer ones are cut.
 const MAX_PROGRESS_MESSAGE: usize = 1 << 10;
 /// Wasm instances, memories and tables one job may create. A component
@@ -47,6 +52,8 @@ pub(crate) struct JobState {
     pub(crate) memory: MemoryBudget,
     pub(crate) log: JobLog,
     job: JobContext,
+    /// Size of each metadata entry this run set, against the caps.
+    metadata: std::collections::HashMap<String, usize>,
 }
 
 /// Enforces the memory and table limits and remembers why one tripped.
@@ -78,7 +85,14 @@ pub(crate) fn new_store(engine: &Engine, job: JobContext, limits: &Limits) -> St
         peak: 0,
         exceeded: None,
     };
-    let state = JobState { wasi, table: ResourceTable::new(), memory, log, job };
+    let state = JobState {
+        wasi,
+        table: ResourceTable::new(),
+        memory,
+        log,
+        job,
+        metadata: Default::default(),
+    };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.memory);
     store.set_fuel(limits.fuel).expect("fuel is enabled on the engine");
@@ -172,6 +186,18 @@ impl context::Host for JobState {
         }
         let value =
             serde_json::from_str(&json).map_err(|e| format!("metadata is not JSON: {e}"))?;
+        let size = key.len() + json.len();
+        let replaced = self.metadata.get(&key).copied();
+        if replaced.is_none() && self.metadata.len() >= MAX_METADATA_KEYS {
+            return Err(format!("a job may set at most {MAX_METADATA_KEYS} metadata keys"));
+        }
+        let total: usize = self.metadata.values().sum::<usize>() - replaced.unwrap_or(0) + size;
+        if total > MAX_METADATA_BYTES {
+            return Err(format!(
+                "metadata of a job may hold at most {MAX_METADATA_BYTES} bytes; this would make {total}"
+            ));
+        }
+        self.metadata.insert(key.clone(), size);
         self.job.observer.metadata(&key, value);
         Ok(())
     }

@@ -102,7 +102,13 @@ impl<'r> Claim<'r> {
             job.state = JobState::Expired;
             job.finished_at = Some(rules.now);
             put_job(txn, &job)?;
-            journal(txn, &job, Some(JobState::Pending), "expired: not started before expires_at")?;
+            journal(
+                txn,
+                &job,
+                Some(JobState::Pending),
+                rules.now,
+                "expired: not started before expires_at",
+            )?;
             return Ok(());
         }
         let settings = self.queues.get(&queue).cloned().unwrap_or_default();
@@ -136,7 +142,13 @@ impl<'r> Claim<'r> {
         job.worker = Some(rules.worker.clone());
         job.lease_until = Some(lease.until);
         put_job(txn, &job)?;
-        journal(txn, &job, Some(JobState::Pending), format!("claimed, attempt {}", job.attempt))?;
+        journal(
+            txn,
+            &job,
+            Some(JobState::Pending),
+            rules.now,
+            format!("claimed, attempt {}", job.attempt),
+        )?;
         *self.running_by_queue.entry(queue).or_default() += 1;
         *self.running_by_tenant.entry(job.tenant.clone()).or_default() += 1;
         self.claimed.push(job);

@@ -124,8 +124,18 @@ pub struct OutputBatch {
     pub logs: Vec<(Millis, LogLevel, String)>,
     /// Latest progress, if it changed.
     pub progress: Option<Progress>,
-    /// Metadata set by the job.
-    pub metadata: Vec<(String, serde_json::Value)>,
+    /// Metadata set by the job, the latest value of each key.
+    pub metadata: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// What changes when a job is enqueued again (retry, clone); `None` keeps
+/// the old job's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resubmit {
+    /// New JSON args.
+    pub args: Option<String>,
+    /// Limits, lowered to the tenant's caps of today by the caller.
+    pub limits: Option<crate::runtime::LimitOverrides>,
 }
 
 /// What a job list is filtered by; `None` matches everything.
@@ -243,13 +253,12 @@ pub trait Storage: Send + Sync {
     async fn locks(&self) -> Result<Vec<(String, Uuid)>, StorageError>;
     /// Releases a lock by hand.
     async fn clear_lock(&self, name: &str) -> Result<(), StorageError>;
-    /// Enqueues a finished job again as a new job, linked both ways
-    /// (`retry_of`, `retried_by`); refused for a job not finished or already
-    /// retried.
-    async fn retry(&self, id: Uuid) -> Result<JobRecord, StorageError>;
-    /// Enqueues a new job with this job's settings and `args` (its own args
-    /// when `None`).
-    async fn clone_job(&self, id: Uuid, args: Option<String>) -> Result<JobRecord, StorageError>;
+    /// Enqueues a finished job again as a new job with `changes`, linked
+    /// both ways (`retry_of`, `retried_by`); refused for a job not finished
+    /// or already retried.
+    async fn retry(&self, id: Uuid, changes: Resubmit) -> Result<JobRecord, StorageError>;
+    /// Enqueues a new job with this job's settings and `changes`.
+    async fn clone_job(&self, id: Uuid, changes: Resubmit) -> Result<JobRecord, StorageError>;
     /// Deletes a finished job with its journal and logs; refused for a job
     /// that is not finished.
     async fn remove(&self, id: Uuid) -> Result<JobRecord, StorageError>;

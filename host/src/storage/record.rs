@@ -4,6 +4,7 @@
 
 use crate::runtime::{FailureKind, LimitOverrides, LogLevel};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -80,7 +81,7 @@ impl Backoff {
     pub fn delay_ms(&self, attempt: u32) -> u64 {
         let exponent = attempt.saturating_sub(1).min(32);
         let delay = self.base_ms.saturating_mul(1u64 << exponent).min(self.max_ms);
-        delay + fastrand::u64(0..=delay / 4)
+        delay.saturating_add(fastrand::u64(0..=delay / 4))
     }
 }
 
@@ -139,10 +140,14 @@ pub struct NewJob {
     pub description: Option<String>,
     /// Labels to filter by.
     pub tags: Vec<String>,
-    /// Client metadata; the job's own `set-metadata` values are added to it.
+    /// Client metadata. What the job sets itself goes to
+    /// [`JobRecord::plugin_metadata`], so a guest cannot overwrite it.
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// URL that receives the final job record once the job finishes.
     pub callback_url: Option<String>,
+    /// One digest per field of the request that carried the idempotency
+    /// key, so the same key with another body can be told apart.
+    pub fingerprint: BTreeMap<String, String>,
 }
 
 /// Everything stored about one job.
@@ -195,9 +200,15 @@ pub struct JobRecord {
     pub description: Option<String>,
     /// Labels.
     pub tags: Vec<String>,
-    /// Client and job metadata.
+    /// Metadata the client set.
     #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Metadata the job set with `set-metadata`, kept apart from the
+    /// client's and bounded by [`crate::runtime::MAX_METADATA_KEYS`] and
+    /// [`crate::runtime::MAX_METADATA_BYTES`].
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub plugin_metadata: serde_json::Map<String, serde_json::Value>,
     /// Latest progress.
     pub progress: Option<Progress>,
     /// JSON result when completed (shown as JSON by the API).
@@ -228,6 +239,10 @@ pub struct JobRecord {
     /// URL that receives the final job record once the job finishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
+    /// Digests of the enqueue request's fields (see [`NewJob::fingerprint`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(ignore)]
+    pub fingerprint: BTreeMap<String, String>,
 }
 
 impl JobRecord {
@@ -260,6 +275,7 @@ impl JobRecord {
             description: new.description,
             tags: new.tags,
             metadata: new.metadata,
+            plugin_metadata: Default::default(),
             progress: None,
             result: None,
             error: None,
@@ -272,7 +288,34 @@ impl JobRecord {
             leases_lost: 0,
             pinned_to: None,
             callback_url: new.callback_url,
+            fingerprint: new.fingerprint,
         }
+    }
+}
+
+impl JobRecord {
+    /// Adds what the job set with `set-metadata`, within the per-job caps
+    /// over all attempts; returns the keys left out.
+    pub fn add_plugin_metadata(
+        &mut self,
+        entries: impl IntoIterator<Item = (String, serde_json::Value)>,
+    ) -> Vec<String> {
+        use crate::runtime::{MAX_METADATA_BYTES, MAX_METADATA_KEYS};
+        let size = |key: &str, value: &serde_json::Value| key.len() + value.to_string().len();
+        let mut total: usize = self.plugin_metadata.iter().map(|(k, v)| size(k, v)).sum();
+        let mut left_out = Vec::new();
+        for (key, value) in entries {
+            let replaced = self.plugin_metadata.get(&key).map(|old| size(&key, old));
+            let after = total - replaced.unwrap_or(0) + size(&key, &value);
+            let too_many = replaced.is_none() && self.plugin_metadata.len() >= MAX_METADATA_KEYS;
+            if too_many || after > MAX_METADATA_BYTES {
+                left_out.push(key);
+                continue;
+            }
+            total = after;
+            self.plugin_metadata.insert(key, value);
+        }
+        left_out
     }
 }
 
@@ -320,6 +363,8 @@ mod tests {
             assert!((400..=500).contains(&backoff.delay_ms(3)));
             assert!((1_000..=1_250).contains(&backoff.delay_ms(30)));
         }
+        let huge = Backoff { base_ms: u64::MAX, max_ms: u64::MAX };
+        assert!(huge.delay_ms(40) >= u64::MAX / 2, "saturates instead of wrapping");
     }
 
     #[test]
@@ -412,14 +457,26 @@ pub struct TokenRecord {
     pub created_at: Millis,
 }
 
-/// A tenant and its quotas; `None` is no limit.
+impl TenantRecord {
+    /// Jobs a tenant may have waiting when no quota was set for it: a
+    /// runaway client fills its own queue, not the host's disk.
+    pub const DEFAULT_MAX_QUEUED: u32 = 100_000;
+
+    /// The `max_queued` quota in force.
+    pub fn queued_quota(&self) -> u32 {
+        self.max_queued.unwrap_or(Self::DEFAULT_MAX_QUEUED)
+    }
+}
+
+/// A tenant and its quotas; `None` is no limit (but see `max_queued`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TenantRecord {
     /// Tenant name.
     pub name: String,
     /// Most jobs running at once.
     pub max_running: Option<u32>,
-    /// Most jobs waiting (scheduled or pending).
+    /// Most jobs waiting (scheduled or pending); `None` is
+    /// [`TenantRecord::DEFAULT_MAX_QUEUED`].
     pub max_queued: Option<u32>,
     /// Caps on the limits its jobs may ask for.
     pub max_limits: LimitOverrides,

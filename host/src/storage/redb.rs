@@ -13,7 +13,7 @@ use super::schema::{
 use super::writer::{CommitStats, Writer};
 use super::{
     Callback, ClaimRules, Enqueued, JobFilter, JobPage, Lease, MAX_LEASES_LOST, OutputBatch,
-    QueueSettings, QueueStats, RetryPolicy, Storage, StorageError,
+    QueueSettings, QueueStats, Resubmit, RetryPolicy, Storage, StorageError,
 };
 use crate::runtime::{FailureKind, Outcome, RunReport};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
@@ -100,11 +100,13 @@ pub(super) fn put_job(txn: &WriteTransaction, job: &JobRecord) -> Result<(), Sto
 }
 
 /// Appends an event to the job's journal: the transition from `from` to the
-/// job's current state.
+/// job's current state, at `at` (the time the transition was decided, so
+/// the journal and the times it explains agree).
 pub(super) fn journal(
     txn: &WriteTransaction,
     job: &JobRecord,
     from: Option<JobState>,
+    at: Millis,
     reason: impl Into<String>,
 ) -> Result<JobEvent, StorageError> {
     let mut events = txn.open_table(EVENTS)?;
@@ -113,7 +115,7 @@ pub(super) fn journal(
     let seq = last.map_or(0, |(key, _)| key.value().1) + 1;
     let event = JobEvent {
         seq,
-        at: now_ms(),
+        at,
         state: job.state,
         from,
         worker: job.worker.clone(),
@@ -243,16 +245,17 @@ fn enqueue(txn: &WriteTransaction, new: NewJob) -> Result<Enqueued, StorageError
         JobState::Scheduled => format!("enqueued to run at {}", job.run_at),
         _ => "enqueued".to_string(),
     };
-    journal(txn, &job, None, reason)?;
+    journal(txn, &job, None, job.created_at, reason)?;
     Ok(Enqueued { job, created: true })
 }
 
 /// Refuses a new job of a tenant that has its `max_queued` jobs waiting.
 fn check_queued_quota(txn: &WriteTransaction, tenant: &str) -> Result<(), StorageError> {
-    let Some(record) = txn.open_table(TENANTS)?.get(tenant)?.map(|v| v.value().to_vec()) else {
-        return Ok(());
+    let record = txn.open_table(TENANTS)?.get(tenant)?.map(|v| v.value().to_vec());
+    let max = match record {
+        Some(record) => decode::<TenantRecord>(&record)?.queued_quota(),
+        None => TenantRecord::DEFAULT_MAX_QUEUED,
     };
-    let Some(max) = decode::<TenantRecord>(&record)?.max_queued else { return Ok(()) };
     let waiting = waiting(&txn.open_table(WAITING)?, tenant)?;
     if waiting >= u64::from(max) {
         return Err(StorageError::OverQuota(format!(
@@ -307,7 +310,7 @@ fn finish(
         }
     };
     put_job(txn, &job)?;
-    journal(txn, &job, Some(JobState::Running), reason)?;
+    journal(txn, &job, Some(JobState::Running), now, reason)?;
     Ok(job)
 }
 
@@ -396,7 +399,7 @@ fn take_off_worker(
         format!("{what}; back to pending")
     };
     put_job(txn, &job)?;
-    journal(txn, &job, Some(JobState::Running), reason)?;
+    journal(txn, &job, Some(JobState::Running), now, reason)?;
     Ok(job)
 }
 
@@ -412,7 +415,7 @@ fn promote(txn: &WriteTransaction, now: Millis) -> Result<usize, StorageError> {
         job.state = JobState::Pending;
         index_waiting(txn, &job)?;
         put_job(txn, &job)?;
-        journal(txn, &job, Some(JobState::Scheduled), "due")?;
+        journal(txn, &job, Some(JobState::Scheduled), now, "due")?;
     }
     Ok(due.len())
 }
@@ -441,25 +444,29 @@ fn append_output(
     if let Some(progress) = batch.progress {
         job.progress = Some(progress);
     }
-    job.metadata.extend(batch.metadata);
+    let left_out = job.add_plugin_metadata(batch.metadata);
+    if !left_out.is_empty() {
+        tracing::warn!(job = %id, "metadata over the job's caps left out: {left_out:?}");
+    }
     put_job(txn, &job)
 }
 
-/// A new job with `old`'s settings and `args`: what retry and clone enqueue.
-fn resubmission(old: &JobRecord, args: String) -> NewJob {
+/// A new job with `old`'s settings and `changes`: what retry and clone
+/// enqueue.
+fn resubmission(old: &JobRecord, changes: Resubmit) -> NewJob {
     NewJob {
         tenant: old.tenant.clone(),
         owner: old.owner.clone(),
         job: old.job.clone(),
         plugin_digest: old.plugin_digest.clone(),
-        args,
+        args: changes.args.unwrap_or_else(|| old.args.clone()),
         queue: old.queue.clone(),
         priority: old.priority,
         run_at: None,
         expires_at: None,
         max_retries: old.max_retries,
         backoff: old.backoff,
-        limits: old.limits,
+        limits: changes.limits.unwrap_or(old.limits),
         lock: old.lock.clone(),
         idempotency_key: None,
         name: old.name.clone(),
@@ -467,10 +474,11 @@ fn resubmission(old: &JobRecord, args: String) -> NewJob {
         tags: old.tags.clone(),
         metadata: old.metadata.clone(),
         callback_url: old.callback_url.clone(),
+        fingerprint: Default::default(),
     }
 }
 
-fn retry(txn: &WriteTransaction, id: Uuid) -> Result<JobRecord, StorageError> {
+fn retry(txn: &WriteTransaction, id: Uuid, changes: Resubmit) -> Result<JobRecord, StorageError> {
     let mut old = read_job(&txn.open_table(JOBS)?, id)?;
     if !old.state.is_terminal() {
         return Err(StorageError::Conflict(format!(
@@ -481,23 +489,22 @@ fn retry(txn: &WriteTransaction, id: Uuid) -> Result<JobRecord, StorageError> {
     if let Some(newer) = old.retried_by {
         return Err(StorageError::Conflict(format!("job {id} was already retried as {newer}")));
     }
-    let mut new = enqueue(txn, resubmission(&old, old.args.clone()))?.job;
+    let mut new = enqueue(txn, resubmission(&old, changes))?.job;
     new.retry_of = Some(old.id);
     put_job(txn, &new)?;
     old.retried_by = Some(new.id);
     put_job(txn, &old)?;
-    journal(txn, &old, Some(old.state), format!("retried as {}", new.id))?;
+    journal(txn, &old, Some(old.state), new.created_at, format!("retried as {}", new.id))?;
     Ok(new)
 }
 
 fn clone_job(
     txn: &WriteTransaction,
     id: Uuid,
-    args: Option<String>,
+    changes: Resubmit,
 ) -> Result<JobRecord, StorageError> {
     let old = read_job(&txn.open_table(JOBS)?, id)?;
-    let args = args.unwrap_or_else(|| old.args.clone());
-    Ok(enqueue(txn, resubmission(&old, args))?.job)
+    Ok(enqueue(txn, resubmission(&old, changes))?.job)
 }
 
 /// Deletes a job with its journal, logs and idempotency key.
@@ -631,14 +638,15 @@ fn cancel(txn: &WriteTransaction, id: Uuid) -> Result<JobRecord, StorageError> {
         JobState::Scheduled | JobState::Pending => {
             unindex_waiting(txn, &job)?;
             job.state = JobState::Cancelled;
-            job.finished_at = Some(now_ms());
+            let now = now_ms();
+            job.finished_at = Some(now);
             put_job(txn, &job)?;
-            journal(txn, &job, Some(from), "cancelled before it started")?;
+            journal(txn, &job, Some(from), now, "cancelled before it started")?;
         }
         JobState::Running => {
             job.cancel_requested = true;
             put_job(txn, &job)?;
-            journal(txn, &job, Some(from), "cancel requested")?;
+            journal(txn, &job, Some(from), now_ms(), "cancel requested")?;
         }
         done => {
             return Err(StorageError::Conflict(format!("job {id} is already {}", done.as_str())));
@@ -849,12 +857,12 @@ impl Storage for RedbStorage {
             .await
     }
 
-    async fn retry(&self, id: Uuid) -> Result<JobRecord, StorageError> {
-        self.writer.write(move |txn| retry(txn, id)).await
+    async fn retry(&self, id: Uuid, changes: Resubmit) -> Result<JobRecord, StorageError> {
+        self.writer.write(move |txn| retry(txn, id, changes)).await
     }
 
-    async fn clone_job(&self, id: Uuid, args: Option<String>) -> Result<JobRecord, StorageError> {
-        self.writer.write(move |txn| clone_job(txn, id, args)).await
+    async fn clone_job(&self, id: Uuid, changes: Resubmit) -> Result<JobRecord, StorageError> {
+        self.writer.write(move |txn| clone_job(txn, id, changes)).await
     }
 
     async fn remove(&self, id: Uuid) -> Result<JobRecord, StorageError> {
