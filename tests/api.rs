@@ -1,7 +1,7 @@
 //! The HTTP API end to end: a real server on a loopback port, real HTTP,
 //! real plugins, a real redb file. Walks the seed workflows.
 
-use jobhost::storage::Role;
+use jobhost::jobs::Role;
 use jobhost_tests::server::{
     ADMIN, SseEvent, TestServer, enqueue, error_code, error_message, wait_state,
 };

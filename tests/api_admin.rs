@@ -1,7 +1,7 @@
 //! Admin routes over real HTTP: tokens, tenants and their quotas (429 over
 //! a quota, limits capped per tenant), stats and Prometheus metrics.
 
-use jobhost::storage::Role;
+use jobhost::jobs::Role;
 use jobhost_tests::server::{ADMIN, TestServer, enqueue, error_code, error_message, wait_state};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

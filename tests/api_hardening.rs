@@ -3,9 +3,7 @@
 //! stopping host refuses new jobs with 503, and shutdown lets running jobs
 //! finish within a grace time and hands the rest back to the queue.
 
-use jobhost::api::ApiConfig;
-use jobhost::dispatch::DispatchConfig;
-use jobhost::storage::Role;
+use jobhost::jobs::Role;
 use jobhost_tests::server::{ADMIN, TestServer, enqueue, error_code, error_message, wait_state};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -28,12 +26,11 @@ async fn stall(server: &TestServer, request: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stalls_on_its_headers_or_body_is_cut_off() {
-    let config = ApiConfig {
-        header_timeout: Duration::from_millis(300),
-        body_timeout: Duration::from_millis(300),
-        ..ApiConfig::default()
-    };
-    let server = TestServer::start_with(config, DispatchConfig::default()).await;
+    let server = TestServer::start_with(|config| {
+        config.header_timeout_ms = 300;
+        config.body_timeout_ms = 300;
+    })
+    .await;
     let answer = stall(&server, "GET /v1/health HTTP/1.1\r\nHost: x\r\n").await;
     assert!(!answer.contains("200 OK"), "half a header block is not served: {answer}");
 
@@ -51,8 +48,11 @@ async fn a_client_that_stalls_on_its_headers_or_body_is_cut_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_streams_are_capped_per_tenant_and_in_all() {
-    let config = ApiConfig { max_streams: 3, max_streams_per_tenant: 2, ..ApiConfig::default() };
-    let server = TestServer::start_with(config, DispatchConfig::default()).await;
+    let server = TestServer::start_with(|config| {
+        config.max_streams = 3;
+        config.max_streams_per_tenant = 2;
+    })
+    .await;
     let a = server.token("a", "ops", Role::Operator).await;
     let b = server.token("b", "ops", Role::Operator).await;
     let sleep = json!({"job": "examples.sleep", "args": {"seconds": 30}});
@@ -112,8 +112,7 @@ async fn a_draining_worker_takes_no_new_jobs_until_resumed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_short_jobs_finish_and_hands_the_rest_back() {
-    let dispatch = DispatchConfig { shutdown_grace: Duration::from_secs(3), ..Default::default() };
-    let server = TestServer::start_with(ApiConfig::default(), dispatch).await;
+    let server = TestServer::start_with(|config| config.shutdown_grace_ms = 3_000).await;
     let ops = server.token("s", "ops", Role::Operator).await;
     let short =
         enqueue(&server, &ops, json!({"job": "examples.sleep", "args": {"seconds": 0.5}})).await;

@@ -4,10 +4,7 @@
 //! that must not grow without bound, bodies that must not hold connections,
 //! and connection floods that must not shut other clients out.
 
-use jobhost::api::ApiConfig;
-use jobhost::dispatch::DispatchConfig;
-use jobhost::runtime::{MAX_METADATA_BYTES, MAX_METADATA_KEYS};
-use jobhost::storage::Role;
+use jobhost::jobs::{MAX_METADATA_BYTES, MAX_METADATA_KEYS, Role};
 use jobhost_tests::server::{ADMIN, TestServer, enqueue, error_code, error_message, wait_state};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -223,12 +220,11 @@ async fn read_all(stream: &mut tokio::net::TcpStream) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_bodies_and_connection_floods_cannot_shut_others_out() {
-    let config = ApiConfig {
-        body_timeout: Duration::from_secs(1),
-        max_connections_per_address: 8,
-        ..ApiConfig::default()
-    };
-    let server = TestServer::start_with(config, DispatchConfig::default()).await;
+    let server = TestServer::start_with(|config| {
+        config.body_timeout_ms = 1_000;
+        config.max_connections_per_address = 8;
+    })
+    .await;
     let viewer = server.token("acme", "watcher", Role::Viewer).await;
     let other = server.token("globex", "gus", Role::Submitter).await;
 

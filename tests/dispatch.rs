@@ -1,70 +1,45 @@
-//! The dispatcher end to end: real redb storage, the real runtime and real
-//! plugins; jobs go in through storage and come out finished.
+//! The dispatcher and the background services end to end, in a host built
+//! by `Host::start`: real redb storage, the real runtime and real plugins;
+//! jobs go in through storage and come out finished.
 
-use jobhost::dispatch::{DispatchConfig, Dispatcher};
-use jobhost::events::{EventBus, JobUpdate};
-use jobhost::runtime::{FailureKind, LimitOverrides};
-use jobhost::storage::{
-    Backoff, ClaimRules, JobRecord, JobState, NewJob, QueueSettings, RedbStorage, Storage,
-    WorkerMode, now_ms,
+use jobhost::config::Config;
+use jobhost::events::JobUpdate;
+use jobhost::host::Host;
+use jobhost::jobs::{
+    Backoff, FailureKind, JobRecord, JobState, LimitOverrides, NewJob, QueueSettings, WorkerMode,
+    now_ms,
 };
-use jobhost_tests::TestRuntime;
+use jobhost::storage::{ClaimRules, JobStore, RedbStorage, Storage};
+use jobhost_tests::server::test_config;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util_free::Shutdown;
 use uuid::Uuid;
 
-/// A stop signal for the dispatch loop, fired on drop.
-mod tokio_util_free {
-    use std::sync::Arc;
-    use tokio::sync::Notify;
-
-    pub struct Shutdown(pub Arc<Notify>);
-
-    impl Drop for Shutdown {
-        fn drop(&mut self) {
-            self.0.notify_one();
-        }
-    }
-}
-
-struct Host {
-    storage: Arc<RedbStorage>,
-    dispatcher: Arc<Dispatcher>,
-    bus: EventBus,
-    _stop: Shutdown,
+struct TestHost {
+    host: Host,
+    storage: Arc<dyn Storage>,
     _dir: tempfile::TempDir,
 }
 
-fn start(config: DispatchConfig) -> Host {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(RedbStorage::open(&dir.path().join("jobhost.redb")).unwrap());
-    start_on(storage, dir, config, false)
+async fn start(change: impl FnOnce(&mut Config)) -> TestHost {
+    start_in(tempfile::tempdir().unwrap(), change).await
 }
 
-fn start_on(
-    storage: Arc<RedbStorage>,
-    dir: tempfile::TempDir,
-    config: DispatchConfig,
-    recover_all: bool,
-) -> Host {
-    let bus = EventBus::default();
-    let runtime = TestRuntime::start().runtime;
-    let dispatcher = Dispatcher::new(storage.clone(), runtime, bus.clone(), config);
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let signal = stop.clone();
-    tokio::spawn(dispatcher.clone().run(recover_all, async move { signal.notified().await }));
-    Host { storage, dispatcher, bus, _stop: Shutdown(stop), _dir: dir }
+async fn start_in(dir: tempfile::TempDir, change: impl FnOnce(&mut Config)) -> TestHost {
+    let mut config = test_config(dir.path());
+    change(&mut config);
+    let host = Host::start(config).await.unwrap();
+    TestHost { storage: host.storage().clone(), host, _dir: dir }
 }
 
 fn job(plugin: &str, args: &str) -> NewJob {
     NewJob { tenant: "acme".into(), job: plugin.into(), args: args.into(), ..NewJob::default() }
 }
 
-impl Host {
+impl TestHost {
     async fn enqueue(&self, new: NewJob) -> Uuid {
-        let id = self.storage.enqueue(new).await.unwrap().job.id;
-        self.dispatcher.wake();
+        let id = self.storage.enqueue(new, now_ms()).await.unwrap().job.id;
+        self.host.dispatcher().wake();
         id
     }
 
@@ -87,7 +62,7 @@ impl Host {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_runs_to_completion_with_its_log_and_journal() {
-    let host = start(DispatchConfig::default());
+    let host = start(|_| {}).await;
     let id = host.enqueue(job("examples.hello", r#"{"name":"Ada"}"#)).await;
     let done = host.finished(id).await;
     assert_eq!(done.state, JobState::Completed);
@@ -103,8 +78,8 @@ async fn a_job_runs_to_completion_with_its_log_and_journal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_is_stored_and_streamed_live() {
-    let host = start(DispatchConfig::default());
-    let mut live = host.bus.subscribe();
+    let host = start(|_| {}).await;
+    let mut live = host.host.bus().subscribe();
     let id = host.enqueue(job("examples.sleep", r#"{"seconds":0.2,"steps":4}"#)).await;
     let done = host.finished(id).await;
     assert_eq!(done.progress.unwrap().percent, 100.0, "the latest progress is kept");
@@ -126,12 +101,12 @@ async fn progress_is_stored_and_streamed_live() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_a_running_job_and_ends_a_waiting_one() {
-    let host = start(DispatchConfig::default());
+    let host = start(|_| {}).await;
     let running = host.enqueue(job("examples.sleep", r#"{"seconds":30,"steps":300}"#)).await;
     while host.storage.get(running).await.unwrap().state != JobState::Running {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    host.dispatcher.cancel(running).await.unwrap();
+    host.host.dispatcher().cancel(running).await.unwrap();
     let done = host.finished(running).await;
     assert_eq!(done.state, JobState::Cancelled);
     assert_eq!(done.error.unwrap().kind, FailureKind::Cancelled);
@@ -142,12 +117,12 @@ async fn cancel_stops_a_running_job_and_ends_a_waiting_one() {
         .unwrap();
     let waiting =
         host.enqueue(NewJob { queue: "held".into(), ..job("examples.hello", "{}") }).await;
-    assert_eq!(host.dispatcher.cancel(waiting).await.unwrap().state, JobState::Cancelled);
+    assert_eq!(host.host.dispatcher().cancel(waiting).await.unwrap().state, JobState::Cancelled);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retriable_failure_is_retried_with_backoff_then_fails() {
-    let host = start(DispatchConfig::default());
+    let host = start(|_| {}).await;
     let id = host
         .enqueue(NewJob {
             max_retries: 2,
@@ -167,7 +142,7 @@ async fn a_retriable_failure_is_retried_with_backoff_then_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_more_jobs_run_at_once_than_there_are_slots() {
-    let host = start(DispatchConfig { slots: 2, ..DispatchConfig::default() });
+    let host = start(|config| config.slots = 2).await;
     let mut ids = Vec::new();
     for _ in 0..5 {
         ids.push(host.enqueue(job("examples.sleep", r#"{"seconds":0.2,"steps":1}"#)).await);
@@ -192,7 +167,7 @@ async fn no_more_jobs_run_at_once_than_there_are_slots() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_sharing_a_lock_never_overlap() {
-    let host = start(DispatchConfig::default());
+    let host = start(|_| {}).await;
     let locked = || NewJob {
         lock: Some("devices".into()),
         ..job("examples.sleep", r#"{"seconds":0.2,"steps":1}"#)
@@ -210,7 +185,7 @@ async fn jobs_sharing_a_lock_never_overlap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_job_starts_at_its_time() {
-    let host = start(DispatchConfig::default());
+    let host = start(|_| {}).await;
     let run_at = now_ms() + 500;
     let id = host
         .enqueue(NewJob { run_at: Some(run_at), ..job("examples.hello", r#"{"name":"later"}"#) })
@@ -223,7 +198,7 @@ async fn a_delayed_job_starts_at_its_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_of_an_unknown_plugin_fails_naming_it() {
-    let host = start(DispatchConfig::default());
+    let host = start(|_| {}).await;
     let id = host.enqueue(job("acme.missing", "{}")).await;
     let done = host.finished(id).await;
     assert_eq!(done.state, JobState::Failed);
@@ -235,18 +210,15 @@ async fn a_job_of_an_unknown_plugin_fails_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_left_running_by_a_dead_process_is_run_again() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(RedbStorage::open(&dir.path().join("jobhost.redb")).unwrap());
-    let id = storage.enqueue(job("examples.hello", r#"{"name":"again"}"#)).await.unwrap().job.id;
-    let dead = ClaimRules {
-        worker: "dead".into(),
-        max: 1,
-        now: now_ms(),
-        lease_ms: 3_600_000,
-        tenant_quota: None,
+    let id = {
+        let storage = RedbStorage::open(&dir.path().join("jobhost.redb")).unwrap();
+        let hello = job("examples.hello", r#"{"name":"again"}"#);
+        let id = storage.enqueue(hello, now_ms()).await.unwrap().job.id;
+        let dead = ClaimRules { worker: "dead".into(), max: 1, now: now_ms(), lease_ms: 3_600_000 };
+        storage.claim(dead).await.unwrap();
+        id
     };
-    storage.claim(dead).await.unwrap();
-
-    let host = start_on(storage, dir, DispatchConfig::default(), true);
+    let host = start_in(dir, |_| {}).await;
     let done = host.finished(id).await;
     assert_eq!((done.state, done.attempt), (JobState::Completed, 2));
     assert!(host.reasons(id).await.iter().any(|r| r.contains("lease of worker dead expired")));
@@ -254,12 +226,11 @@ async fn a_job_left_running_by_a_dead_process_is_run_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_jobs_past_retention_are_pruned() {
-    let config = DispatchConfig {
-        retention: Some(Duration::from_millis(1)),
-        prune_every: Duration::from_millis(20),
-        ..DispatchConfig::default()
-    };
-    let host = start(config);
+    let host = start(|config| {
+        config.retention_s = 1;
+        config.prune_every_s = 1;
+    })
+    .await;
     let id = host.enqueue(job("examples.hello", r#"{"name":"brief"}"#)).await;
     for _ in 0..1200 {
         if host.storage.get(id).await.is_err() {
@@ -272,9 +243,12 @@ async fn finished_jobs_past_retention_are_pruned() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_worker_claims_nothing_until_resumed() {
-    let config = DispatchConfig { lease: Duration::from_millis(300), ..DispatchConfig::default() };
-    let worker = config.worker.clone();
-    let host = start(config);
+    let worker = "paused-worker".to_string();
+    let host = start(|config| {
+        config.lease_ms = 300;
+        config.worker = Some(worker.clone());
+    })
+    .await;
     while host.storage.workers().await.unwrap().is_empty() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -300,24 +274,23 @@ async fn a_paused_worker_claims_nothing_until_resumed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broadcast_job_runs_on_the_live_worker() {
-    let host = start(DispatchConfig::default());
+    let host = start(|_| {}).await;
     while host.storage.workers().await.unwrap().is_empty() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let copies = host
         .storage
-        .enqueue_broadcast(job("examples.hello", r#"{"name":"all"}"#), now_ms() - 60_000)
+        .enqueue_broadcast(job("examples.hello", r#"{"name":"all"}"#), now_ms() - 60_000, now_ms())
         .await
         .unwrap();
     assert_eq!(copies.len(), 1);
-    host.dispatcher.wake();
+    host.host.dispatcher().wake();
     assert_eq!(host.finished(copies[0].id).await.state, JobState::Completed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_job_keeps_its_lease_while_it_runs() {
-    let config = DispatchConfig { lease: Duration::from_millis(900), ..DispatchConfig::default() };
-    let host = start(config);
+    let host = start(|config| config.lease_ms = 900).await;
     let id = host.enqueue(job("examples.sleep", r#"{"seconds":2.5,"steps":5}"#)).await;
     let done = host.finished(id).await;
     assert_eq!((done.state, done.attempt, done.leases_lost), (JobState::Completed, 1, 0));

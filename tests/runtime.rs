@@ -1,10 +1,8 @@
 //! The sandboxed runtime, end to end: real components built from `plugins/`,
 //! run by the real engine under real limits.
 
-use jobhost::runtime::{
-    CancelToken, CompiledFrom, FailureKind, LimitOverrides, LogLevel, Outcome, PluginError,
-    RuntimeConfig,
-};
+use jobhost::jobs::{FailureKind, LimitOverrides, LogLevel, Outcome};
+use jobhost::runtime::{CancelToken, CompiledFrom, PluginError, RuntimeConfig};
 use jobhost_tests::{Ran, TestRuntime, resident_bytes, runtime_with_cache};
 use serde_json::json;
 use std::time::Duration;

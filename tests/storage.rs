@@ -1,13 +1,17 @@
 //! The durable storage, through its public trait, on a real redb file.
 
-use jobhost::runtime::LogLevel;
-use jobhost::runtime::{FailureKind, LimitOverrides, Outcome, RunReport};
-use jobhost::storage::{
-    Backoff, ClaimRules, JobFilter, JobState, MAX_LEASES_LOST, NewJob, OutputBatch, PluginRecord,
-    Progress, QueueSettings, RedbStorage, Resubmit, RetryPolicy, Role, Storage, StorageError,
+use jobhost::jobs::LogLevel;
+use jobhost::jobs::RetryPolicy;
+use jobhost::jobs::rules::MAX_LEASES_LOST;
+use jobhost::jobs::{
+    Backoff, JobState, NewJob, PluginRecord, Progress, QueueSettings, Role, TenantDefaults,
     TenantRecord, TokenRecord, WorkerMode, now_ms,
 };
-use std::sync::atomic::Ordering;
+use jobhost::jobs::{FailureKind, LimitOverrides, Outcome, RunReport};
+use jobhost::storage::AdminStore;
+use jobhost::storage::{
+    ClaimRules, Finishing, JobFilter, JobStore, OutputBatch, RedbStorage, Resubmit, StorageError,
+};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -34,7 +38,12 @@ fn job(name: &str) -> NewJob {
 }
 
 fn rules(worker: &str, max: usize) -> ClaimRules {
-    ClaimRules { worker: worker.into(), max, now: now_ms(), lease_ms: 30_000, tenant_quota: None }
+    ClaimRules { worker: worker.into(), max, now: now_ms(), lease_ms: 30_000 }
+}
+
+fn finishing(worker: &str, report: RunReport, policy: &RetryPolicy) -> Finishing {
+    let policy = policy.clone();
+    Finishing { worker: worker.into(), report, policy, now: now_ms(), random: 0 }
 }
 
 fn report(outcome: Outcome) -> RunReport {
@@ -60,7 +69,7 @@ async fn last_reason(storage: &RedbStorage, id: Uuid) -> String {
 #[tokio::test]
 async fn an_enqueued_job_is_durable_and_journaled() {
     let db = open();
-    let enqueued = db.storage.enqueue(job("first")).await.unwrap();
+    let enqueued = db.storage.enqueue(job("first"), now_ms()).await.unwrap();
     assert!(enqueued.created);
     assert_eq!(enqueued.job.state, JobState::Pending);
     let id = enqueued.job.id;
@@ -80,7 +89,7 @@ async fn claims_follow_priority_then_run_at_then_fifo() {
     let db = open();
     for (name, priority) in [("low", -1), ("first", 0), ("second", 0), ("urgent", 10), ("third", 0)]
     {
-        db.storage.enqueue(NewJob { priority, ..job(name) }).await.unwrap();
+        db.storage.enqueue(NewJob { priority, ..job(name) }, now_ms()).await.unwrap();
     }
     assert_eq!(claim_names(&db.storage, 10).await, ["urgent", "first", "second", "third", "low"]);
     assert!(claim_names(&db.storage, 10).await.is_empty(), "a claimed job is not claimed again");
@@ -89,7 +98,7 @@ async fn claims_follow_priority_then_run_at_then_fifo() {
 #[tokio::test]
 async fn claimed_jobs_run_under_a_lease_and_are_journaled() {
     let db = open();
-    let id = db.storage.enqueue(job("leased")).await.unwrap().job.id;
+    let id = db.storage.enqueue(job("leased"), now_ms()).await.unwrap().job.id;
     let claimed = db.storage.claim(rules("worker-7", 1)).await.unwrap();
     assert_eq!(claimed[0].id, id);
     let stored = db.storage.get(id).await.unwrap();
@@ -107,8 +116,11 @@ async fn claimed_jobs_run_under_a_lease_and_are_journaled() {
 async fn delayed_jobs_wait_until_due() {
     let db = open();
     let now = now_ms();
-    let later =
-        db.storage.enqueue(NewJob { run_at: Some(now + 60_000), ..job("later") }).await.unwrap();
+    let later = db
+        .storage
+        .enqueue(NewJob { run_at: Some(now + 60_000), ..job("later") }, now_ms())
+        .await
+        .unwrap();
     assert_eq!(later.job.state, JobState::Scheduled);
     assert!(claim_names(&db.storage, 10).await.is_empty());
     assert_eq!(db.storage.promote(now + 1_000).await.unwrap(), 0);
@@ -121,9 +133,12 @@ async fn delayed_jobs_wait_until_due() {
 async fn paused_queues_and_queue_concurrency_are_honoured() {
     let db = open();
     for name in ["a1", "a2", "a3"] {
-        db.storage.enqueue(NewJob { queue: "reports".into(), ..job(name) }).await.unwrap();
+        db.storage
+            .enqueue(NewJob { queue: "reports".into(), ..job(name) }, now_ms())
+            .await
+            .unwrap();
     }
-    db.storage.enqueue(job("other")).await.unwrap();
+    db.storage.enqueue(job("other"), now_ms()).await.unwrap();
     db.storage
         .set_queue("reports", QueueSettings { paused: true, concurrency: None })
         .await
@@ -140,21 +155,36 @@ async fn paused_queues_and_queue_concurrency_are_honoured() {
 #[tokio::test]
 async fn tenants_are_held_to_their_running_quota() {
     let db = open();
+    let defaults = TenantDefaults { max_running: Some(1), ..TenantDefaults::default() };
+    let db = TestDb { storage: db.storage.with_tenant_defaults(defaults), dir: db.dir };
     for name in ["acme-1", "acme-2", "acme-3"] {
-        db.storage.enqueue(job(name)).await.unwrap();
+        db.storage.enqueue(job(name), now_ms()).await.unwrap();
     }
-    db.storage.enqueue(NewJob { tenant: "globex".into(), ..job("globex-1") }).await.unwrap();
-    let quota = ClaimRules { tenant_quota: Some(1), ..rules("w1", 10) };
-    let names: Vec<_> =
-        db.storage.claim(quota).await.unwrap().into_iter().map(|j| j.name.unwrap()).collect();
+    db.storage
+        .enqueue(NewJob { tenant: "globex".into(), ..job("globex-1") }, now_ms())
+        .await
+        .unwrap();
+    let names: Vec<_> = db
+        .storage
+        .claim(rules("w1", 10))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.name.unwrap())
+        .collect();
     assert_eq!(names, ["acme-1", "globex-1"]);
 
     let generous =
         TenantRecord { name: "acme".into(), max_running: Some(3), ..TenantRecord::default() };
     db.storage.put_tenant(generous).await.unwrap();
-    let quota = ClaimRules { tenant_quota: Some(1), ..rules("w1", 10) };
-    let names: Vec<_> =
-        db.storage.claim(quota).await.unwrap().into_iter().map(|j| j.name.unwrap()).collect();
+    let names: Vec<_> = db
+        .storage
+        .claim(rules("w1", 10))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.name.unwrap())
+        .collect();
     assert_eq!(names, ["acme-2", "acme-3"], "the tenant's own quota wins over the default");
 }
 
@@ -162,13 +192,13 @@ async fn tenants_are_held_to_their_running_quota() {
 async fn a_named_lock_is_held_while_running_and_can_be_cleared() {
     let db = open();
     let locked = |name| NewJob { lock: Some("devices".into()), ..job(name) };
-    let first = db.storage.enqueue(locked("first")).await.unwrap().job.id;
-    db.storage.enqueue(locked("second")).await.unwrap();
-    db.storage.enqueue(job("free")).await.unwrap();
+    let first = db.storage.enqueue(locked("first"), now_ms()).await.unwrap().job.id;
+    db.storage.enqueue(locked("second"), now_ms()).await.unwrap();
+    db.storage.enqueue(job("free"), now_ms()).await.unwrap();
     assert_eq!(claim_names(&db.storage, 10).await, ["first", "free"]);
     assert_eq!(db.storage.locks().await.unwrap(), [("devices".to_string(), first)]);
 
-    db.storage.finish(first, "w1", completed(), &RetryPolicy::default()).await.unwrap();
+    db.storage.finish(first, finishing("w1", completed(), &RetryPolicy::default())).await.unwrap();
     assert!(db.storage.locks().await.unwrap().is_empty(), "finishing releases the lock");
     assert_eq!(claim_names(&db.storage, 10).await, ["second"]);
 
@@ -185,11 +215,11 @@ async fn an_idempotency_key_returns_the_existing_job_per_tenant() {
         idempotency_key: Some("k-1".into()),
         ..job("keyed")
     };
-    let first = db.storage.enqueue(keyed("acme")).await.unwrap();
-    let again = db.storage.enqueue(keyed("acme")).await.unwrap();
+    let first = db.storage.enqueue(keyed("acme"), now_ms()).await.unwrap();
+    let again = db.storage.enqueue(keyed("acme"), now_ms()).await.unwrap();
     assert!(first.created && !again.created);
     assert_eq!(first.job.id, again.job.id);
-    let other = db.storage.enqueue(keyed("globex")).await.unwrap();
+    let other = db.storage.enqueue(keyed("globex"), now_ms()).await.unwrap();
     assert!(other.created, "keys are per tenant");
     assert_eq!(db.storage.list(&JobFilter::default(), 0, 10).await.unwrap().total, 2);
 }
@@ -200,7 +230,7 @@ async fn retriable_failures_are_retried_with_backoff_until_max_retries() {
     let backoff = Backoff { base_ms: 60_000, max_ms: 600_000 };
     let id = db
         .storage
-        .enqueue(NewJob { max_retries: 1, backoff, ..job("flaky") })
+        .enqueue(NewJob { max_retries: 1, backoff, ..job("flaky") }, now_ms())
         .await
         .unwrap()
         .job
@@ -209,7 +239,7 @@ async fn retriable_failures_are_retried_with_backoff_until_max_retries() {
     let before = now_ms();
     let retried = db
         .storage
-        .finish(id, "w1", failed(FailureKind::Timeout), &RetryPolicy::default())
+        .finish(id, finishing("w1", failed(FailureKind::Timeout), &RetryPolicy::default()))
         .await
         .unwrap();
     assert_eq!(retried.state, JobState::Scheduled);
@@ -227,7 +257,7 @@ async fn retriable_failures_are_retried_with_backoff_until_max_retries() {
     assert_eq!(again[0].attempt, 2);
     let last = db
         .storage
-        .finish(id, "w1", failed(FailureKind::Timeout), &RetryPolicy::default())
+        .finish(id, finishing("w1", failed(FailureKind::Timeout), &RetryPolicy::default()))
         .await
         .unwrap();
     assert_eq!(last.state, JobState::Failed, "attempts are used up");
@@ -241,27 +271,49 @@ async fn plugin_errors_and_cancels_are_not_retried() {
         (FailureKind::PluginError, JobState::Failed),
         (FailureKind::Cancelled, JobState::Cancelled),
     ] {
-        let id = db.storage.enqueue(NewJob { max_retries: 5, ..job("once") }).await.unwrap().job.id;
+        let id = db
+            .storage
+            .enqueue(NewJob { max_retries: 5, ..job("once") }, now_ms())
+            .await
+            .unwrap()
+            .job
+            .id;
         db.storage.claim(rules("w1", 1)).await.unwrap();
-        let done =
-            db.storage.finish(id, "w1", failed(kind), &RetryPolicy::default()).await.unwrap();
+        let done = db
+            .storage
+            .finish(id, finishing("w1", failed(kind), &RetryPolicy::default()))
+            .await
+            .unwrap();
         assert_eq!(done.state, state);
         assert!(done.finished_at.is_some());
     }
     let everything = RetryPolicy { retriable: vec![FailureKind::Cancelled] };
-    let id = db.storage.enqueue(NewJob { max_retries: 5, ..job("cancel") }).await.unwrap().job.id;
+    let id = db
+        .storage
+        .enqueue(NewJob { max_retries: 5, ..job("cancel") }, now_ms())
+        .await
+        .unwrap()
+        .job
+        .id;
     db.storage.claim(rules("w1", 1)).await.unwrap();
-    let done =
-        db.storage.finish(id, "w1", failed(FailureKind::Cancelled), &everything).await.unwrap();
+    let done = db
+        .storage
+        .finish(id, finishing("w1", failed(FailureKind::Cancelled), &everything))
+        .await
+        .unwrap();
     assert_eq!(done.state, JobState::Cancelled, "cancelled is never retried, whatever the policy");
 }
 
 #[tokio::test]
 async fn a_worker_that_lost_its_lease_cannot_finish_the_job() {
     let db = open();
-    let id = db.storage.enqueue(job("contested")).await.unwrap().job.id;
+    let id = db.storage.enqueue(job("contested"), now_ms()).await.unwrap().job.id;
     db.storage.claim(rules("w1", 1)).await.unwrap();
-    let err = db.storage.finish(id, "w2", completed(), &RetryPolicy::default()).await.unwrap_err();
+    let err = db
+        .storage
+        .finish(id, finishing("w2", completed(), &RetryPolicy::default()))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StorageError::Conflict(_)), "{err}");
     assert_eq!(db.storage.get(id).await.unwrap().state, JobState::Running);
 }
@@ -270,8 +322,8 @@ async fn a_worker_that_lost_its_lease_cannot_finish_the_job() {
 async fn expired_leases_are_recovered_and_renewed_ones_are_not() {
     let db = open();
     let short = |name| NewJob { max_retries: 1, ..job(name) };
-    let renewed = db.storage.enqueue(short("renewed")).await.unwrap().job.id;
-    let lost = db.storage.enqueue(short("lost")).await.unwrap().job.id;
+    let renewed = db.storage.enqueue(short("renewed"), now_ms()).await.unwrap().job.id;
+    let lost = db.storage.enqueue(short("lost"), now_ms()).await.unwrap().job.id;
     let now = now_ms();
     db.storage.claim(ClaimRules { lease_ms: 1_000, now, ..rules("w1", 2) }).await.unwrap();
     db.storage.renew("w1", vec![renewed], now + 60_000).await.unwrap();
@@ -301,7 +353,7 @@ async fn a_job_not_started_by_expires_at_expires() {
     let db = open();
     let id = db
         .storage
-        .enqueue(NewJob { expires_at: Some(now_ms() + 1_000), ..job("stale") })
+        .enqueue(NewJob { expires_at: Some(now_ms() + 1_000), ..job("stale") }, now_ms())
         .await
         .unwrap()
         .job
@@ -322,16 +374,16 @@ async fn a_job_not_started_by_expires_at_expires() {
 #[tokio::test]
 async fn cancel_ends_a_waiting_job_and_flags_a_running_one() {
     let db = open();
-    let waiting = db.storage.enqueue(job("waiting")).await.unwrap().job.id;
-    let cancelled = db.storage.cancel(waiting).await.unwrap();
+    let waiting = db.storage.enqueue(job("waiting"), now_ms()).await.unwrap().job.id;
+    let cancelled = db.storage.cancel(waiting, now_ms()).await.unwrap();
     assert_eq!(cancelled.state, JobState::Cancelled);
     assert!(claim_names(&db.storage, 10).await.is_empty(), "a cancelled job is never claimed");
-    let err = db.storage.cancel(waiting).await.unwrap_err();
+    let err = db.storage.cancel(waiting, now_ms()).await.unwrap_err();
     assert_eq!(err, StorageError::Conflict(format!("job {waiting} is already cancelled")));
 
-    let running = db.storage.enqueue(job("running")).await.unwrap().job.id;
+    let running = db.storage.enqueue(job("running"), now_ms()).await.unwrap().job.id;
     db.storage.claim(rules("w1", 1)).await.unwrap();
-    assert_eq!(db.storage.cancel(running).await.unwrap().state, JobState::Running);
+    assert_eq!(db.storage.cancel(running, now_ms()).await.unwrap().state, JobState::Running);
     let reason = last_reason(&db.storage, running).await;
     assert_eq!(reason, "cancel requested");
 }
@@ -339,7 +391,7 @@ async fn cancel_ends_a_waiting_job_and_flags_a_running_one() {
 #[tokio::test]
 async fn output_is_appended_and_logs_page() {
     let db = open();
-    let id = db.storage.enqueue(job("chatty")).await.unwrap().job.id;
+    let id = db.storage.enqueue(job("chatty"), now_ms()).await.unwrap().job.id;
     let logs = (1..=5).map(|i| (now_ms(), LogLevel::Info, format!("line {i}"))).collect();
     let batch = OutputBatch {
         logs,
@@ -366,9 +418,9 @@ async fn output_is_appended_and_logs_page() {
 
 #[tokio::test]
 async fn metadata_a_job_sets_is_bounded_over_all_its_batches() {
-    use jobhost::runtime::{MAX_METADATA_BYTES, MAX_METADATA_KEYS};
+    use jobhost::jobs::{MAX_METADATA_BYTES, MAX_METADATA_KEYS};
     let db = open();
-    let id = db.storage.enqueue(job("greedy")).await.unwrap().job.id;
+    let id = db.storage.enqueue(job("greedy"), now_ms()).await.unwrap().job.id;
     for round in 0..3 {
         let metadata = (0..MAX_METADATA_KEYS)
             .map(|i| (format!("key-{round}-{i}"), serde_json::json!("x".repeat(1000))))
@@ -387,10 +439,10 @@ async fn metadata_a_job_sets_is_bounded_over_all_its_batches() {
 async fn lists_filter_page_and_count() {
     let db = open();
     for i in 0..5 {
-        db.storage.enqueue(job(&format!("report {i}"))).await.unwrap();
+        db.storage.enqueue(job(&format!("report {i}")), now_ms()).await.unwrap();
     }
     db.storage
-        .enqueue(NewJob { tenant: "globex".into(), queue: "q2".into(), ..job("theirs") })
+        .enqueue(NewJob { tenant: "globex".into(), queue: "q2".into(), ..job("theirs") }, now_ms())
         .await
         .unwrap();
     let acme = JobFilter { tenant: Some("acme".into()), ..JobFilter::default() };
@@ -413,7 +465,7 @@ async fn queue_position_counts_the_jobs_ahead() {
     let db = open();
     let mut ids = Vec::new();
     for i in 0..3 {
-        ids.push(db.storage.enqueue(job(&format!("j{i}"))).await.unwrap().job.id);
+        ids.push(db.storage.enqueue(job(&format!("j{i}")), now_ms()).await.unwrap().job.id);
     }
     assert_eq!(db.storage.queue_position(ids[2]).await.unwrap(), Some(2));
     db.storage.claim(rules("w1", 1)).await.unwrap();
@@ -424,13 +476,13 @@ async fn queue_position_counts_the_jobs_ahead() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_share_commits() {
     let db = open();
-    let enqueues = (0..500).map(|i| db.storage.enqueue(job(&format!("bulk {i}"))));
+    let enqueues = (0..500).map(|i| db.storage.enqueue(job(&format!("bulk {i}")), now_ms()));
     for enqueued in futures::future::join_all(enqueues).await {
         enqueued.unwrap();
     }
-    let stats = db.storage.commit_stats();
-    let (commits, writes) =
-        (stats.commits.load(Ordering::Relaxed), stats.writes.load(Ordering::Relaxed));
+    let counters = db.storage.counters();
+    let counter = |name: &str| counters.iter().find(|(n, _)| *n == name).unwrap().1;
+    let (commits, writes) = (counter("commits_total"), counter("writes_total"));
     assert_eq!(writes, 500);
     assert!(commits < writes, "500 concurrent enqueues took {commits} commits");
     assert_eq!(db.storage.list(&JobFilter::default(), 0, 1).await.unwrap().total, 500);
@@ -441,30 +493,30 @@ async fn retry_makes_a_new_job_linked_both_ways() {
     let db = open();
     let id = db
         .storage
-        .enqueue(NewJob { idempotency_key: Some("once".into()), ..job("original") })
+        .enqueue(NewJob { idempotency_key: Some("once".into()), ..job("original") }, now_ms())
         .await
         .unwrap()
         .job
         .id;
-    let err = db.storage.retry(id, Resubmit::default()).await.unwrap_err();
+    let err = db.storage.retry(id, Resubmit::default(), now_ms()).await.unwrap_err();
     assert!(
         matches!(&err, StorageError::Conflict(m) if m.contains("only a finished job")),
         "{err}"
     );
     db.storage.claim(rules("w1", 1)).await.unwrap();
     db.storage
-        .finish(id, "w1", failed(FailureKind::PluginError), &RetryPolicy::default())
+        .finish(id, finishing("w1", failed(FailureKind::PluginError), &RetryPolicy::default()))
         .await
         .unwrap();
 
-    let new = db.storage.retry(id, Resubmit::default()).await.unwrap();
+    let new = db.storage.retry(id, Resubmit::default(), now_ms()).await.unwrap();
     assert_ne!(new.id, id);
     assert_eq!((new.state, new.retry_of, new.attempt), (JobState::Pending, Some(id), 0));
     assert_eq!((new.args.as_str(), new.name.as_deref()), ("{}", Some("original")));
     let old = db.storage.get(id).await.unwrap();
     assert_eq!((old.state, old.retried_by), (JobState::Failed, Some(new.id)));
     assert_eq!(last_reason(&db.storage, id).await, format!("retried as {}", new.id));
-    let again = db.storage.retry(id, Resubmit::default()).await.unwrap_err();
+    let again = db.storage.retry(id, Resubmit::default(), now_ms()).await.unwrap_err();
     assert!(
         matches!(&again, StorageError::Conflict(m) if m.contains("already retried")),
         "{again}"
@@ -476,14 +528,18 @@ async fn clone_enqueues_the_same_job_with_new_args() {
     let db = open();
     let id = db
         .storage
-        .enqueue(NewJob { priority: 7, queue: "q".into(), ..job("template") })
+        .enqueue(NewJob { priority: 7, queue: "q".into(), ..job("template") }, now_ms())
         .await
         .unwrap()
         .job
         .id;
     let copy = db
         .storage
-        .clone_job(id, Resubmit { args: Some(r#"{"name":"Bob"}"#.into()), ..Resubmit::default() })
+        .clone_job(
+            id,
+            Resubmit { args: Some(r#"{"name":"Bob"}"#.into()), ..Resubmit::default() },
+            now_ms(),
+        )
         .await
         .unwrap();
     assert_ne!(copy.id, id);
@@ -493,7 +549,7 @@ async fn clone_enqueues_the_same_job_with_new_args() {
     );
     assert_eq!(copy.retry_of, None);
     assert!(matches!(
-        db.storage.clone_job(Uuid::now_v7(), Resubmit::default()).await,
+        db.storage.clone_job(Uuid::now_v7(), Resubmit::default(), now_ms()).await,
         Err(StorageError::NotFound(_))
     ));
 }
@@ -502,10 +558,10 @@ async fn clone_enqueues_the_same_job_with_new_args() {
 async fn remove_deletes_a_finished_job_with_its_history() {
     let db = open();
     let keyed = NewJob { idempotency_key: Some("k".into()), ..job("doomed") };
-    let id = db.storage.enqueue(keyed.clone()).await.unwrap().job.id;
+    let id = db.storage.enqueue(keyed.clone(), now_ms()).await.unwrap().job.id;
     let err = db.storage.remove(id).await.unwrap_err();
     assert!(matches!(&err, StorageError::Conflict(m) if m.contains("cancel it")), "{err}");
-    db.storage.cancel(id).await.unwrap();
+    db.storage.cancel(id, now_ms()).await.unwrap();
     db.storage
         .append_output(
             id,
@@ -520,15 +576,18 @@ async fn remove_deletes_a_finished_job_with_its_history() {
     db.storage.remove(id).await.unwrap();
     assert!(matches!(db.storage.get(id).await, Err(StorageError::NotFound(_))));
     assert!(matches!(db.storage.events(id, 0).await, Err(StorageError::NotFound(_))));
-    assert!(db.storage.enqueue(keyed).await.unwrap().created, "its idempotency key is free again");
+    assert!(
+        db.storage.enqueue(keyed, now_ms()).await.unwrap().created,
+        "its idempotency key is free again"
+    );
 }
 
 #[tokio::test]
 async fn prune_deletes_only_jobs_finished_before_the_cutoff() {
     let db = open();
-    let old = db.storage.enqueue(job("old")).await.unwrap().job.id;
-    db.storage.cancel(old).await.unwrap();
-    let waiting = db.storage.enqueue(job("waiting")).await.unwrap().job.id;
+    let old = db.storage.enqueue(job("old"), now_ms()).await.unwrap().job.id;
+    db.storage.cancel(old, now_ms()).await.unwrap();
+    let waiting = db.storage.enqueue(job("waiting"), now_ms()).await.unwrap().job.id;
     assert_eq!(db.storage.prune(now_ms() - 60_000, 100).await.unwrap(), 0, "nothing is that old");
     assert_eq!(db.storage.prune(now_ms() + 1, 100).await.unwrap(), 1);
     assert!(matches!(db.storage.get(old).await, Err(StorageError::NotFound(_))));
@@ -543,23 +602,28 @@ async fn prune_deletes_only_jobs_finished_before_the_cutoff() {
 async fn queue_stats_count_states_rates_and_stuck_jobs() {
     let db = open();
     for name in ["ok-1", "ok-2", "ok-3", "bad"] {
-        db.storage.enqueue(job(name)).await.unwrap();
+        db.storage.enqueue(job(name), now_ms()).await.unwrap();
     }
     db.storage
-        .enqueue(NewJob { queue: "other".into(), tenant: "globex".into(), ..job("theirs") })
+        .enqueue(
+            NewJob { queue: "other".into(), tenant: "globex".into(), ..job("theirs") },
+            now_ms(),
+        )
         .await
         .unwrap();
     db.storage
         .set_queue("default", QueueSettings { paused: false, concurrency: Some(3) })
         .await
         .unwrap();
-    let claimed =
-        db.storage.claim(ClaimRules { tenant_quota: None, ..rules("w1", 3) }).await.unwrap();
+    let claimed = db.storage.claim(rules("w1", 3)).await.unwrap();
     for job in &claimed[..2] {
-        db.storage.finish(job.id, "w1", completed(), &RetryPolicy::default()).await.unwrap();
+        db.storage
+            .finish(job.id, finishing("w1", completed(), &RetryPolicy::default()))
+            .await
+            .unwrap();
     }
     db.storage
-        .finish(claimed[2].id, "w1", failed(FailureKind::Trap), &RetryPolicy::default())
+        .finish(claimed[2].id, finishing("w1", failed(FailureKind::Trap), &RetryPolicy::default()))
         .await
         .unwrap();
     let stuck = db.storage.claim(ClaimRules { lease_ms: 0, ..rules("w1", 1) }).await.unwrap();
@@ -589,7 +653,8 @@ async fn broadcast_jobs_run_once_on_every_live_worker() {
     db.storage.heartbeat("w1", 4, 0, now).await.unwrap();
     db.storage.heartbeat("w2", 4, 0, now).await.unwrap();
     db.storage.heartbeat("gone", 4, 0, now - 120_000).await.unwrap();
-    let copies = db.storage.enqueue_broadcast(job("everywhere"), now - 60_000).await.unwrap();
+    let copies =
+        db.storage.enqueue_broadcast(job("everywhere"), now - 60_000, now_ms()).await.unwrap();
     let mut pinned: Vec<_> = copies.iter().map(|j| j.pinned_to.clone().unwrap()).collect();
     pinned.sort();
     assert_eq!(pinned, ["w1", "w2"], "one copy per live worker");
@@ -597,7 +662,7 @@ async fn broadcast_jobs_run_once_on_every_live_worker() {
     assert_eq!(mine.len(), 1, "w1 runs its own copy only");
     assert_eq!(mine[0].pinned_to.as_deref(), Some("w1"));
     assert_eq!(db.storage.claim(rules("w2", 10)).await.unwrap().len(), 1);
-    let err = db.storage.enqueue_broadcast(job("nobody"), now + 1).await.unwrap_err();
+    let err = db.storage.enqueue_broadcast(job("nobody"), now + 1, now_ms()).await.unwrap_err();
     assert!(matches!(err, StorageError::Conflict(_)), "{err}");
 }
 
@@ -679,21 +744,21 @@ async fn the_queued_quota_counts_waiting_jobs_and_survives_a_restart() {
     let quota =
         TenantRecord { name: "acme".into(), max_queued: Some(2), ..TenantRecord::default() };
     db.storage.put_tenant(quota).await.unwrap();
-    db.storage.enqueue(job("now")).await.unwrap();
+    db.storage.enqueue(job("now"), now_ms()).await.unwrap();
     let later = NewJob { run_at: Some(now_ms() + 3_600_000), ..job("later") };
-    db.storage.enqueue(later).await.unwrap();
+    db.storage.enqueue(later, now_ms()).await.unwrap();
     assert_eq!(db.storage.waiting("acme").await.unwrap(), 2, "pending and scheduled both wait");
-    let over = db.storage.enqueue(job("third")).await;
+    let over = db.storage.enqueue(job("third"), now_ms()).await;
     assert!(matches!(over, Err(StorageError::OverQuota(ref m)) if m.contains("max_queued")));
     let other = NewJob { tenant: "other".into(), ..job("theirs") };
-    db.storage.enqueue(other).await.unwrap();
+    db.storage.enqueue(other, now_ms()).await.unwrap();
 
     drop(db.storage);
     let storage = RedbStorage::open(&db.dir.path().join("jobhost.redb")).unwrap();
     assert_eq!(storage.waiting("acme").await.unwrap(), 2, "the count outlives the process");
-    assert!(storage.enqueue(job("after restart")).await.is_err());
+    assert!(storage.enqueue(job("after restart"), now_ms()).await.is_err());
     let claimed = storage.claim(rules("w1", 10)).await.unwrap();
     assert_eq!(claimed.len(), 2, "acme's ready job and other's");
     assert_eq!(storage.waiting("acme").await.unwrap(), 1, "a claimed job no longer waits");
-    storage.enqueue(job("fits again")).await.unwrap();
+    storage.enqueue(job("fits again"), now_ms()).await.unwrap();
 }

@@ -5,13 +5,9 @@
 //!
 //! `cargo bench -p jobhost --bench api` (figures in docs/BENCHMARKS.md).
 
-use jobhost::api::{self, ApiConfig, ApiState};
-use jobhost::dispatch::{DispatchConfig, Dispatcher};
-use jobhost::events::EventBus;
-use jobhost::runtime::{Runtime, RuntimeConfig};
-use jobhost::storage::RedbStorage;
+use jobhost::config::Config;
+use jobhost::host::Host;
 use serde_json::json;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "bench-admin-secret";
@@ -22,7 +18,8 @@ fn main() -> anyhow::Result<()> {
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     println!("jobhost API benchmark ({} cores)", std::thread::available_parallelism()?);
     tokio.block_on(async {
-        let (base, _dir) = start().await?;
+        let (host, _dir) = start().await?;
+        let base = format!("http://{}", host.addr());
         enqueue_rate(&base, 1).await?;
         enqueue_rate(&base, 64).await?;
         drain(&base).await?;
@@ -30,24 +27,18 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// A server with hello and sleep on 127.0.0.1:0; returns its base URL.
-async fn start() -> anyhow::Result<(String, tempfile::TempDir)> {
+/// A host built the way `jobhost serve` builds one, with the examples, on
+/// 127.0.0.1:0.
+async fn start() -> anyhow::Result<(Host, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
-    let storage = Arc::new(RedbStorage::open(&dir.path().join("bench.redb"))?);
-    api::ensure_admin(storage.as_ref(), Some(TOKEN)).await?;
-    let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
-    let registry = runtime.registry();
-    registry.register("examples.hello", &std::fs::read(jobhost_plugin_artifacts::HELLO)?)?;
-    registry.register("examples.sleep", &std::fs::read(jobhost_plugin_artifacts::SLEEP)?)?;
-    let bus = EventBus::default();
-    let dispatcher =
-        Dispatcher::new(storage.clone(), runtime.clone(), bus.clone(), DispatchConfig::default());
-    tokio::spawn(dispatcher.clone().run(false, std::future::pending()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let state = ApiState::new(storage, runtime, dispatcher, bus, ApiConfig::default());
-    tokio::spawn(api::serve(listener, state, std::future::pending()));
-    Ok((base, dir))
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data: dir.path().to_path_buf(),
+        plugins: vec![jobhost_plugin_artifacts::EXAMPLES_DIR.into()],
+        admin_token: Some(TOKEN.into()),
+        ..Config::default()
+    };
+    Ok((Host::start(config).await?, dir))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

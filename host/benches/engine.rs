@@ -4,13 +4,13 @@
 //!
 //! `cargo bench -p jobhost --bench engine` (figures in docs/BENCHMARKS.md).
 
-use jobhost::dispatch::{DispatchConfig, Dispatcher};
-use jobhost::events::{EventBus, JobUpdate};
-use jobhost::runtime::{Runtime, RuntimeConfig};
-use jobhost::storage::{JobState, NewJob, RedbStorage, Storage};
+use jobhost::config::Config;
+use jobhost::events::JobUpdate;
+use jobhost::host::Host;
+use jobhost::jobs::{JobState, NewJob, now_ms};
+use jobhost::storage::{JobStore, RedbStorage};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const ENQUEUES: usize = 20_000;
@@ -45,15 +45,18 @@ fn open() -> anyhow::Result<(tempfile::TempDir, Arc<RedbStorage>)> {
     Ok((dir, storage))
 }
 
+/// A storage counter by name.
+fn counter(storage: &dyn JobStore, name: &str) -> u64 {
+    storage.counters().into_iter().find(|(n, _)| *n == name).map_or(0, |(_, value)| value)
+}
+
 /// The group-commit figures so far: writes, commits, mean and max batch.
-fn batches(storage: &RedbStorage) -> String {
-    let stats = storage.commit_stats();
-    let (commits, writes) =
-        (stats.commits.load(Ordering::Relaxed), stats.writes.load(Ordering::Relaxed));
+fn batches(storage: &dyn JobStore) -> String {
+    let (commits, writes) = (counter(storage, "commits_total"), counter(storage, "writes_total"));
     format!(
         "{writes} writes in {commits} commits: mean batch {:.1}, max {}",
         writes as f64 / commits.max(1) as f64,
-        stats.max_batch.load(Ordering::Relaxed)
+        counter(storage, "largest_commit_writes")
     )
 }
 
@@ -65,7 +68,7 @@ async fn enqueue_throughput(in_flight: usize, total: usize) -> anyhow::Result<()
         let storage = storage.clone();
         tasks.spawn(async move {
             for _ in 0..total / in_flight {
-                storage.enqueue(hello()).await?;
+                storage.enqueue(hello(), now_ms()).await?;
             }
             anyhow::Ok(())
         });
@@ -74,30 +77,31 @@ async fn enqueue_throughput(in_flight: usize, total: usize) -> anyhow::Result<()
         result?;
     }
     let elapsed = started.elapsed();
-    let writes = storage.commit_stats().writes.load(Ordering::Relaxed);
+    let writes = counter(storage.as_ref(), "writes_total");
     println!(
         "durable enqueue, {in_flight:>3} in flight: {:>7.0} jobs/s  ({})",
         writes as f64 / elapsed.as_secs_f64(),
-        batches(&storage)
+        batches(storage.as_ref())
     );
     Ok(())
 }
 
-async fn host(storage: Arc<RedbStorage>) -> anyhow::Result<(Arc<Dispatcher>, EventBus)> {
-    let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
-    runtime
-        .registry()
-        .register("examples.hello", &std::fs::read(jobhost_plugin_artifacts::HELLO)?)?;
-    let bus = EventBus::default();
-    let dispatcher = Dispatcher::new(storage, runtime, bus.clone(), DispatchConfig::default());
-    tokio::spawn(dispatcher.clone().run(false, std::future::pending()));
-    Ok((dispatcher, bus))
+/// A host built the way `jobhost serve` builds one, with the examples.
+async fn host(dir: &tempfile::TempDir) -> anyhow::Result<Host> {
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data: dir.path().to_path_buf(),
+        plugins: vec![jobhost_plugin_artifacts::EXAMPLES_DIR.into()],
+        ..Config::default()
+    };
+    Host::start(config).await
 }
 
 async fn end_to_end() -> anyhow::Result<()> {
-    let (_dir, storage) = open()?;
-    let (dispatcher, bus) = host(storage.clone()).await?;
-    let mut updates = bus.subscribe();
+    let dir = tempfile::tempdir()?;
+    let host = host(&dir).await?;
+    let (storage, dispatcher) = (host.storage().clone(), host.dispatcher().clone());
+    let mut updates = host.bus().subscribe();
     let started = Instant::now();
     let feeder = {
         let storage = storage.clone();
@@ -107,7 +111,7 @@ async fn end_to_end() -> anyhow::Result<()> {
                 let (storage, dispatcher) = (storage.clone(), dispatcher.clone());
                 tasks.spawn(async move {
                     for _ in 0..END_TO_END_JOBS / 64 {
-                        storage.enqueue(hello()).await.unwrap();
+                        storage.enqueue(hello(), now_ms()).await.unwrap();
                         dispatcher.wake();
                     }
                 });
@@ -136,19 +140,20 @@ async fn end_to_end() -> anyhow::Result<()> {
     println!(
         "end to end, {expected} hello jobs (enqueue, claim, run, finish): {:>6.0} jobs/s  ({})",
         expected as f64 / elapsed.as_secs_f64(),
-        batches(&storage)
+        batches(storage.as_ref())
     );
     Ok(())
 }
 
 async fn start_latency() -> anyhow::Result<()> {
-    let (_dir, storage) = open()?;
-    let (dispatcher, bus) = host(storage.clone()).await?;
-    let mut updates = bus.subscribe();
+    let dir = tempfile::tempdir()?;
+    let host = host(&dir).await?;
+    let (storage, dispatcher) = (host.storage().clone(), host.dispatcher().clone());
+    let mut updates = host.bus().subscribe();
     let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
     let mut seen = HashSet::new();
     for _ in 0..LATENCY_SAMPLES {
-        let id = storage.enqueue(hello()).await?.job.id;
+        let id = storage.enqueue(hello(), now_ms()).await?.job.id;
         dispatcher.wake();
         let acknowledged = Instant::now();
         loop {

@@ -4,9 +4,9 @@
 //!
 //! `cargo bench -p jobhost --bench runtime` (figures in docs/BENCHMARKS.md).
 
+use jobhost::jobs::{LimitOverrides, Outcome};
 use jobhost::runtime::{
-    CancelToken, CompiledFrom, IgnoreOutput, JobContext, LimitOverrides, Outcome, Plugin, Runtime,
-    RuntimeConfig,
+    CancelToken, CompiledFrom, IgnoreOutput, JobContext, Plugin, Runtime, RuntimeConfig,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};

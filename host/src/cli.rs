@@ -1,199 +1,102 @@
-//! The `jobhost` command line: `serve` starts the host with a folder of
-//! plugins; `run` runs one job of one plugin and prints its report.
+//! The `jobhost` command line: `serve` starts a host ([`Host::start`]) with
+//! the settings of [`Config`]; `run` runs one job of one plugin and prints
+//! its report. Both take every setting of the config, so `run --fuel 5`
+//! runs the job with that default fuel.
 
-use crate::api;
-use crate::dispatch::{DispatchConfig, Dispatcher};
-use crate::events::EventBus;
-use crate::runtime::{
-    CancelToken, JobContext, JobObserver, LimitOverrides, LogLevel, Outcome, Runtime, RuntimeConfig,
-};
-use crate::storage::{RedbStorage, Storage};
-use anyhow::{Context, bail};
-use std::path::PathBuf;
+use crate::config::{Config, LogFormat};
+use crate::host::Host;
+use crate::jobs::{LogLevel, Outcome};
+use crate::runtime::{CancelToken, JobContext, JobObserver, Runtime};
+use anyhow::Context;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::sync::Arc;
-use std::time::Duration;
 
-const USAGE: &str = "\
-usage:
-  jobhost serve [--plugins DIR] [--data DIR] [--listen ADDR]
-  jobhost run NAME [ARGS_JSON] [--plugins DIR] [--data DIR]
-              [--fuel UNITS] [--wall-time-ms MS] [--memory-mib MIB]
+/// A job server for WebAssembly jobs.
+#[derive(Debug, Parser)]
+#[command(name = "jobhost", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-  serve   load every <qualified.name>.wasm of --plugins (shared by all tenants),
-          serve the HTTP API on --listen (default 127.0.0.1:8080) and run the jobs
-          stored in DIR/jobhost.redb until Ctrl-C or SIGTERM. The first start
-          prints an admin token; JOBHOST_ADMIN_TOKEN sets one instead
-  run     run one job of plugin NAME with ARGS_JSON (default {}), stream its log
-          to stderr, print its report as JSON; exit status 0 only if it completed
-
-  --plugins DIR   folder of components (default: plugins)
-  --data DIR      data folder; compiled components are cached in DIR/cache (default: data)";
-
-/// A parsed command line.
-#[derive(Debug, PartialEq)]
-pub enum Command {
-    /// Start the host.
-    Serve(Options),
-    /// Run one job and exit.
-    Run {
-        /// Common options.
-        options: Options,
-        /// The plugin's qualified name.
-        name: String,
-        /// JSON args.
-        args: String,
-        /// Limits asked for on the command line.
-        limits: LimitOverrides,
+/// What to do.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API and run the jobs stored in DATA/jobhost.redb,
+    /// until Ctrl-C or SIGTERM.
+    Serve {
+        #[command(flatten)]
+        config: Config,
     },
-    /// Print usage.
-    Help,
+    /// Run one job of plugin NAME at once, without a server: its log goes
+    /// to stderr, its report to stdout as JSON; exit status 0 only if it
+    /// completed.
+    Run {
+        /// The plugin's qualified name (a component of the plugin folders).
+        name: String,
+        /// The job's args, as JSON.
+        #[arg(default_value = "{}")]
+        args: String,
+        #[command(flatten)]
+        config: Config,
+    },
 }
 
-/// Options shared by every command.
-#[derive(Debug, PartialEq)]
-pub struct Options {
-    /// Folder of `<qualified name>.wasm` components.
-    pub plugins: PathBuf,
-    /// Data folder.
-    pub data: PathBuf,
-    /// Address the API listens on.
-    pub listen: String,
+/// A parsed command line with its settings resolved (flags, environment,
+/// config file, defaults).
+#[derive(Debug)]
+pub struct Invocation {
+    config: Config,
+    run: Option<(String, String)>,
 }
 
-impl Command {
-    /// Parses arguments (without the program name).
-    pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Command> {
-        let mut args = args.into_iter();
-        let Some(verb) = args.next() else { return Ok(Command::Help) };
-        let mut options = Options {
-            plugins: "plugins".into(),
-            data: "data".into(),
-            listen: "127.0.0.1:8080".into(),
+impl Invocation {
+    /// Parses the process's arguments; `--help` and errors exit here, as
+    /// clap prints them.
+    pub fn from_args() -> anyhow::Result<Invocation> {
+        Self::from_matches(&Cli::command().get_matches())
+    }
+
+    /// Parses `args` (the program name first).
+    pub fn parse(args: &[&str]) -> anyhow::Result<Invocation> {
+        Self::from_matches(&Cli::command().try_get_matches_from(args)?)
+    }
+
+    fn from_matches(matches: &ArgMatches) -> anyhow::Result<Invocation> {
+        let cli = Cli::from_arg_matches(matches)?;
+        let (_, sub) = matches.subcommand().context("a command is required")?;
+        let config = Config::from_matches(sub)?;
+        let run = match cli.command {
+            Command::Serve { .. } => None,
+            Command::Run { name, args, .. } => Some((name, args)),
         };
-        let mut limits = LimitOverrides::default();
-        let mut positional = Vec::new();
-        while let Some(arg) = args.next() {
-            let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
-            match arg.as_str() {
-                "--plugins" => options.plugins = value()?.into(),
-                "--data" => options.data = value()?.into(),
-                "--listen" => options.listen = value()?,
-                "--fuel" => limits.fuel = Some(number(&arg, &value()?)?),
-                "--wall-time-ms" => {
-                    limits.wall_time = Some(Duration::from_millis(number(&arg, &value()?)?))
-                }
-                "--memory-mib" => limits.memory_bytes = Some(number::<u64>(&arg, &value()?)? << 20),
-                "-h" | "--help" => return Ok(Command::Help),
-                flag if flag.starts_with("--") => bail!("unknown option {flag}\n\n{USAGE}"),
-                _ => positional.push(arg),
-            }
-        }
-        match (verb.as_str(), positional.as_slice()) {
-            ("serve", []) => Ok(Command::Serve(options)),
-            ("run", [name]) => {
-                Ok(Command::Run { options, name: name.clone(), args: "{}".into(), limits })
-            }
-            ("run", [name, args]) => {
-                Ok(Command::Run { options, name: name.clone(), args: args.clone(), limits })
-            }
-            ("help" | "-h" | "--help", _) => Ok(Command::Help),
-            _ => bail!("unexpected arguments\n\n{USAGE}"),
-        }
+        Ok(Invocation { config, run })
+    }
+
+    /// How the log is to be written.
+    pub fn log_format(&self) -> LogFormat {
+        self.config.log_format
     }
 
     /// Runs the command; returns the process exit status.
     pub async fn execute(self) -> anyhow::Result<i32> {
-        match self {
-            Command::Help => {
-                println!("{USAGE}");
-                Ok(0)
-            }
-            Command::Serve(options) => serve(options).await,
-            Command::Run { options, name, args, limits } => {
-                run(options, &name, &args, &limits).await
-            }
+        match self.run {
+            None => serve(self.config).await,
+            Some((name, args)) => run(self.config, &name, &args).await,
         }
     }
 }
 
-fn number<T: std::str::FromStr>(flag: &str, value: &str) -> anyhow::Result<T> {
-    value.parse().ok().with_context(|| format!("{flag} takes a whole number, not {value:?}"))
-}
-
-/// Builds the runtime and registers every plugin of the folder.
-async fn load(options: &Options) -> anyhow::Result<Arc<Runtime>> {
-    let config =
-        RuntimeConfig { cache_dir: Some(options.data.join("cache")), ..RuntimeConfig::default() };
-    let runtime = Arc::new(Runtime::new(config)?);
-    let loader = runtime.clone();
-    let dir = options.plugins.clone();
-    let plugins = tokio::task::spawn_blocking(move || loader.registry().load_dir(&dir)).await??;
-    for plugin in &plugins {
-        tracing::info!(name = %plugin.name, digest = %plugin.digest, size = plugin.size, from = ?plugin.compiled_from, "plugin loaded");
-    }
-    Ok(runtime)
-}
-
-async fn serve(options: Options) -> anyhow::Result<i32> {
-    let runtime = load(&options).await?;
-    let database = options.data.join("jobhost.redb");
-    let storage: Arc<dyn Storage> = Arc::new(
-        RedbStorage::open(&database).with_context(|| format!("opening {}", database.display()))?,
-    );
-    load_uploaded_plugins(&storage, &runtime).await?;
-    let admin = std::env::var("JOBHOST_ADMIN_TOKEN").ok().filter(|s| !s.is_empty());
-    if let Some(secret) = api::ensure_admin(storage.as_ref(), admin.as_deref()).await? {
+async fn serve(config: Config) -> anyhow::Result<i32> {
+    let host = Host::start(config).await?;
+    if let Some(secret) = host.admin_secret() {
         eprintln!("first start: admin token (tenant \"default\"), shown once: {secret}");
     }
-    let bus = EventBus::default();
-    let dispatcher =
-        Dispatcher::new(storage.clone(), runtime.clone(), bus.clone(), DispatchConfig::default());
-    let listener = tokio::net::TcpListener::bind(&options.listen)
-        .await
-        .with_context(|| format!("listening on {}", options.listen))?;
-    tracing::info!(
-        "serving {} plugins on http://{} from {}; Ctrl-C stops",
-        runtime.registry().list().len(),
-        listener.local_addr()?,
-        database.display()
-    );
-    let state =
-        api::ApiState::new(storage, runtime, dispatcher.clone(), bus, api::ApiConfig::default());
-    let stop = tokio::sync::watch::Sender::new(false);
-    let until_stopped = |stop: &tokio::sync::watch::Sender<bool>| {
-        let mut stopped = stop.subscribe();
-        async move {
-            let _ = stopped.wait_for(|stopped| *stopped).await;
-        }
-    };
-    tokio::spawn(api::webhooks::deliver(state.storage.clone(), until_stopped(&stop)));
-    let api = tokio::spawn(api::serve(listener, state, until_stopped(&stop)));
-    let signalled = stop.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: no new connections; running jobs get their grace");
-        signalled.send_replace(true);
-    });
-    dispatcher.run(true, until_stopped(&stop)).await;
-    api.await??;
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new connections; running jobs get their grace");
+    host.stop().await?;
     tracing::info!("shut down");
     Ok(0)
-}
-
-/// Registers the plugins tenants uploaded in earlier runs.
-async fn load_uploaded_plugins(
-    storage: &Arc<dyn Storage>,
-    runtime: &Arc<Runtime>,
-) -> anyhow::Result<()> {
-    for record in storage.plugins(None).await? {
-        let bytes = storage.component(&record.digest).await?;
-        let runtime = runtime.clone();
-        tokio::task::spawn_blocking(move || {
-            runtime.registry().register_for(&record.tenant, &record.name, &bytes)
-        })
-        .await??;
-    }
-    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -206,13 +109,12 @@ async fn shutdown_signal() {
     }
 }
 
-async fn run(
-    options: Options,
-    name: &str,
-    args: &str,
-    limits: &LimitOverrides,
-) -> anyhow::Result<i32> {
-    let runtime = load(&options).await?;
+async fn run(config: Config, name: &str, args: &str) -> anyhow::Result<i32> {
+    let runtime = Arc::new(Runtime::new(config.runtime())?);
+    for dir in config.plugins.clone() {
+        let loader = runtime.clone();
+        tokio::task::spawn_blocking(move || loader.registry().load_dir(&dir)).await??;
+    }
     let plugin = runtime.registry().get(name)?;
     let cancel = CancelToken::new();
     let job = JobContext {
@@ -227,7 +129,7 @@ async fn run(
             cancel.cancel();
         }
     });
-    let limits = runtime.limits(limits);
+    let limits = runtime.limits(&Default::default());
     let report = runtime.run(&plugin, job, args, &limits).await;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(if matches!(report.outcome, Outcome::Completed { .. }) { 0 } else { 1 })
@@ -252,27 +154,20 @@ impl JobObserver for PrintOutput {
 mod tests {
     use super::*;
 
-    fn parse(line: &str) -> anyhow::Result<Command> {
-        Command::parse(line.split_whitespace().map(String::from))
+    #[test]
+    fn run_takes_a_name_args_and_any_setting() {
+        let line = ["jobhost", "run", "examples.hello", "{}", "--fuel", "5", "--plugins", "p"];
+        let invocation = Invocation::parse(&line).unwrap();
+        assert_eq!(invocation.run, Some(("examples.hello".into(), "{}".into())));
+        assert_eq!(invocation.config.fuel, 5);
+        assert_eq!(invocation.config.plugins, [std::path::PathBuf::from("p")]);
     }
 
     #[test]
-    fn parses_run_with_limits() {
-        let Command::Run { name, args, limits, options } =
-            parse("run examples.hello {} --fuel 5 --wall-time-ms 100 --plugins p").unwrap()
-        else {
-            panic!("not a run");
-        };
-        assert_eq!((name.as_str(), args.as_str()), ("examples.hello", "{}"));
-        assert_eq!(limits.fuel, Some(5));
-        assert_eq!(limits.wall_time, Some(Duration::from_millis(100)));
-        assert_eq!(options.plugins, PathBuf::from("p"));
-    }
-
-    #[test]
-    fn rejects_bad_input_by_name() {
-        assert!(parse("run x --fuel lots").unwrap_err().to_string().contains("--fuel"));
-        assert!(parse("serve --bogus").unwrap_err().to_string().contains("--bogus"));
-        assert!(parse("run").is_err());
+    fn bad_input_is_refused_by_name() {
+        let error = |line: &[&str]| Invocation::parse(line).unwrap_err().to_string();
+        assert!(error(&["jobhost", "run", "x", "--fuel", "lots"]).contains("--fuel"));
+        assert!(error(&["jobhost", "serve", "--bogus"]).contains("--bogus"));
+        assert!(Invocation::parse(&["jobhost", "run"]).is_err());
     }
 }

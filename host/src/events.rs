@@ -3,8 +3,8 @@
 //! history is in storage; the bus is only "what is happening now", so a
 //! follower that lags too far is told so and reads the rest from storage.
 
-use crate::runtime::LogLevel;
-use crate::storage::{JobState, Millis, Progress};
+use crate::jobs::LogLevel;
+use crate::jobs::{JobState, Millis, Progress};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 use uuid::Uuid;

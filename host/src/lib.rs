@@ -16,7 +16,11 @@
 
 pub mod api;
 pub mod cli;
+pub mod config;
 pub mod dispatch;
 pub mod events;
+pub mod host;
+pub mod jobs;
 pub mod runtime;
+pub mod services;
 pub mod storage;

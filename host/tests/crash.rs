@@ -4,7 +4,8 @@
 //! After the last restart every job has completed: none lost, none left
 //! running, and every acknowledged enqueue is there.
 
-use jobhost::storage::{JobFilter, JobState, NewJob, RedbStorage, Storage};
+use jobhost::jobs::{JobState, NewJob, now_ms};
+use jobhost::storage::{JobFilter, JobStore, RedbStorage};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -119,7 +120,7 @@ async fn enqueue(data: &Path, count: usize) -> Vec<Uuid> {
             name: Some(format!("crash {i}")),
             ..NewJob::default()
         };
-        ids.push(storage.enqueue(job).await.unwrap().job.id);
+        ids.push(storage.enqueue(job, now_ms()).await.unwrap().job.id);
     }
     ids
 }

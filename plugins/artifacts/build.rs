@@ -7,7 +7,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Plugin crate (a folder of `plugins/`) and the qualified name it is served under.
+/// Plugin crate (a folder of `plugins/`) and the qualified name it is served
+/// under. The first part of the name is the folder its component lands in:
+/// `examples` (what the README serves), `tests` (misbehaving guests),
+/// `invalid` (components a host must refuse).
 const PLUGINS: &[(&str, &str)] = &[
     ("hello", "examples.hello"),
     ("sleep", "examples.sleep"),
@@ -15,7 +18,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("wordcount", "examples.wordcount"),
     ("spin", "tests.spin"),
     ("memhog", "tests.memhog"),
-    ("command", "tests.command"),
+    ("command", "invalid.command"),
 ];
 
 const TARGET: &str = "wasm32-wasip2";
@@ -54,8 +57,6 @@ fn main() {
     }
 
     let components = out_dir.join("components");
-    let examples = components.join("examples");
-    fs::create_dir_all(&examples).unwrap();
     let mut code = String::from(
         "/// Every plugin: (qualified name, path of its component).\n\
          pub const ALL: &[(&str, &str)] = &[\n",
@@ -63,7 +64,8 @@ fn main() {
     let mut consts = String::new();
     for (krate, name) in PLUGINS {
         let built = target_dir.join(TARGET).join("release").join(format!("{krate}.wasm"));
-        let folder = if name.starts_with("examples.") { &examples } else { &components };
+        let folder = components.join(name.split('.').next().unwrap());
+        fs::create_dir_all(&folder).unwrap();
         let served = folder.join(format!("{name}.wasm"));
         copy_if_changed(&built, &served);
         code.push_str(&format!("    ({name:?}, {:?}),\n", served.display().to_string()));
@@ -78,8 +80,11 @@ fn main() {
     code.push_str(&format!(
         "/// The folder of the `examples.*` components, as `<qualified name>.wasm`:\n\
          /// what `jobhost serve` loads in the README's run command.\n\
-         pub const EXAMPLES_DIR: &str = {:?};\n",
-        examples.display().to_string()
+         pub const EXAMPLES_DIR: &str = {:?};\n\
+         /// The folder of the `tests.*` components (misbehaving guests).\n\
+         pub const TESTS_DIR: &str = {:?};\n",
+        components.join("examples").display().to_string(),
+        components.join("tests").display().to_string()
     ));
     fs::write(out_dir.join("components.rs"), code).unwrap();
 }

@@ -4,10 +4,8 @@
 
 pub mod server;
 
-use jobhost::runtime::{
-    CancelToken, JobContext, JobObserver, LimitOverrides, Limits, LogLevel, Plugin, RunReport,
-    Runtime, RuntimeConfig,
-};
+use jobhost::jobs::{LimitOverrides, Limits, LogLevel, RunReport};
+use jobhost::runtime::{CancelToken, JobContext, JobObserver, Plugin, Runtime, RuntimeConfig};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -24,12 +22,12 @@ static SHARED: OnceLock<Arc<Runtime>> = OnceLock::new();
 impl TestRuntime {
     /// The shared runtime, with generous caps (so tests may ask for big
     /// budgets) and every plugin of `jobhost_plugin_artifacts::ALL` but the
-    /// deliberately wrong `tests.command` registered.
+    /// deliberately wrong `invalid.*` ones registered.
     pub fn start() -> TestRuntime {
         let runtime = SHARED.get_or_init(|| {
             let runtime = Runtime::new(RuntimeConfig { cache_dir: None, ..config() }).unwrap();
             for (name, path) in jobhost_plugin_artifacts::ALL {
-                if *name != "tests.command" {
+                if !name.starts_with("invalid.") {
                     runtime.registry().register(name, &std::fs::read(path).unwrap()).unwrap();
                 }
             }
@@ -86,9 +84,7 @@ impl Ran {
     /// The result JSON of a completed run; panics with the outcome otherwise.
     pub fn result(&self) -> serde_json::Value {
         match &self.report.outcome {
-            jobhost::runtime::Outcome::Completed { result } => {
-                serde_json::from_str(result).unwrap()
-            }
+            jobhost::jobs::Outcome::Completed { result } => serde_json::from_str(result).unwrap(),
             other => panic!("expected completed, got {other:?}"),
         }
     }

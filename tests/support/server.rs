@@ -1,26 +1,49 @@
-//! A real API server for tests: storage in a temp dir, the shared runtime,
-//! a dispatcher, and the HTTP API on 127.0.0.1:0, with a small client.
+//! A real host for tests, started by `Host::start` like the binary's: its
+//! data in a temp dir, the example and test plugins, the HTTP API on
+//! 127.0.0.1:0, and a small client.
 
-use jobhost::api::{self, ApiConfig, ApiState};
-use jobhost::dispatch::{DispatchConfig, Dispatcher};
-use jobhost::events::EventBus;
-use jobhost::storage::{RedbStorage, Role, Storage, TokenRecord};
+use jobhost::api;
+use jobhost::config::Config;
+use jobhost::host::Host;
+use jobhost::jobs::{Role, TokenRecord};
+use jobhost::storage::Storage;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::Mutex;
 
 /// The secret of the admin token every test server has.
 pub const ADMIN: &str = "test-admin-secret";
+
+/// The settings of a test host on `data`: every example and test plugin,
+/// compiled components shared by all tests (one cache for the process),
+/// loopback on any port, a known admin token, and caps high enough for the
+/// limit tests.
+pub fn test_config(data: &Path) -> Config {
+    Config {
+        listen: "127.0.0.1:0".into(),
+        data: data.to_path_buf(),
+        plugins: vec![
+            jobhost_plugin_artifacts::EXAMPLES_DIR.into(),
+            jobhost_plugin_artifacts::TESTS_DIR.into(),
+        ],
+        cache: Some(std::env::temp_dir().join("jobhost-test-cache")),
+        admin_token: Some(ADMIN.into()),
+        pool_slots: 16,
+        max_fuel: u64::MAX,
+        max_wall_time_ms: 3_600_000,
+        ..Config::default()
+    }
+}
 
 /// A running server; it stops with the test's tokio runtime.
 #[derive(Debug)]
 pub struct TestServer {
     pub base: String,
-    pub storage: Arc<RedbStorage>,
+    pub storage: Arc<dyn Storage>,
+    host: Mutex<Host>,
     client: reqwest::Client,
-    stop: watch::Sender<bool>,
-    dispatching: Mutex<Option<tokio::task::JoinHandle<()>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -34,32 +57,20 @@ pub struct SseEvent {
 
 impl TestServer {
     pub async fn start() -> TestServer {
-        TestServer::start_with(ApiConfig::default(), DispatchConfig::default()).await
+        TestServer::start_with(|_| {}).await
     }
 
-    pub async fn start_with(config: ApiConfig, dispatch: DispatchConfig) -> TestServer {
+    /// A server whose settings `change` adjusts from [`test_config`].
+    pub async fn start_with(change: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Arc::new(RedbStorage::open(&dir.path().join("jobhost.redb")).unwrap());
-        api::ensure_admin(storage.as_ref(), Some(ADMIN)).await.unwrap();
-        let runtime = crate::TestRuntime::start().runtime;
-        let bus = EventBus::default();
-        let dispatcher = Dispatcher::new(storage.clone(), runtime.clone(), bus.clone(), dispatch);
-        let stop = watch::Sender::new(false);
-        let mut stopped = stop.subscribe();
-        let dispatching = tokio::spawn(dispatcher.clone().run(false, async move {
-            let _ = stopped.wait_for(|stopped| *stopped).await;
-        }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(api::webhooks::deliver(storage.clone(), std::future::pending()));
-        let state = ApiState::new(storage.clone(), runtime, dispatcher, bus, config);
-        tokio::spawn(api::serve(listener, state, std::future::pending()));
+        let mut config = test_config(dir.path());
+        change(&mut config);
+        let host = Host::start(config).await.unwrap();
         TestServer {
-            base,
-            storage,
+            base: format!("http://{}", host.addr()),
+            storage: host.storage().clone(),
+            host: Mutex::new(host),
             client: reqwest::Client::new(),
-            stop,
-            dispatching: Mutex::new(Some(dispatching)),
             _dir: dir,
         }
     }
@@ -67,11 +78,7 @@ impl TestServer {
     /// Shuts the dispatcher down (the API keeps serving) and waits until it
     /// has let its jobs finish or handed them back.
     pub async fn stop_dispatching(&self) {
-        self.stop.send_replace(true);
-        let dispatching = self.dispatching.lock().unwrap().take();
-        if let Some(dispatching) = dispatching {
-            dispatching.await.unwrap();
-        }
+        self.host.lock().await.stop_dispatching().await;
     }
 
     /// A new token of `role` for `tenant`, named `name`; returns its secret.

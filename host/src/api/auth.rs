@@ -5,7 +5,8 @@
 
 use super::ApiState;
 use super::error::ApiError;
-use crate::storage::{JobRecord, Role, Storage, TokenRecord, now_ms};
+use crate::jobs::{JobRecord, Millis, Role, TokenRecord};
+use crate::storage::Storage;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -64,6 +65,7 @@ pub fn new_secret() -> String {
 pub async fn ensure_admin(
     storage: &dyn Storage,
     secret: Option<&str>,
+    now: Millis,
 ) -> anyhow::Result<Option<String>> {
     let admin = |secret: &str| {
         (
@@ -72,7 +74,7 @@ pub async fn ensure_admin(
                 name: "admin".into(),
                 tenant: "default".into(),
                 role: Role::Admin,
-                created_at: now_ms(),
+                created_at: now,
             },
         )
     };

@@ -9,10 +9,9 @@ use super::body::{JsonBody, QueryParams};
 use super::error::{ApiError, ErrorBody};
 use super::plugins::{default_per_page, first_page, offset};
 use super::sse;
-use crate::runtime::LimitOverrides;
-use crate::storage::{
-    Backoff, JobFilter, JobRecord, JobState, LogLine, NewJob, Resubmit, TenantRecord, now_ms,
-};
+use crate::jobs::LimitOverrides;
+use crate::jobs::{Backoff, JobRecord, JobState, LogLine, NewJob, TenantRecord};
+use crate::storage::{JobFilter, Resubmit};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -38,7 +37,7 @@ pub(super) fn unscoped(name: &str) -> &str {
 
 /// A job as the API shows it: args and result as JSON, not strings; queue
 /// and lock as the client named them.
-pub(super) fn view(job: &JobRecord) -> Value {
+pub fn view(job: &JobRecord) -> Value {
     let mut value = serde_json::to_value(job).expect("records serialise");
     if let Some(fields) = value.as_object_mut() {
         fields.remove("fingerprint");
@@ -222,7 +221,7 @@ impl EnqueueRequest {
                 args.len()
             )));
         }
-        let now = now_ms();
+        let now = state.clock.now();
         let run_at = match (self.delay_ms, self.run_at) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::bad_request("give delay_ms or run_at, not both"));
@@ -264,7 +263,7 @@ impl EnqueueRequest {
             )));
         }
         if let Some(url) = &self.callback_url {
-            super::webhooks::check_url(url)?;
+            crate::services::webhooks::check_url(url).map_err(ApiError::bad_request)?;
         }
         Ok(NewJob {
             fingerprint,
@@ -315,7 +314,7 @@ pub async fn enqueue(
     let tenant = state.storage.tenant(&caller.tenant).await?;
     let new = request.into_new_job(&state, &caller, &tenant)?;
     let fingerprint = new.fingerprint.clone();
-    let enqueued = state.storage.enqueue(new).await?;
+    let enqueued = state.storage.enqueue(new, state.clock.now()).await?;
     if !enqueued.created {
         same_request(&caller, &enqueued.job, &fingerprint)?;
     }
@@ -477,7 +476,7 @@ pub async fn retry(
     let job = visible_job(&state, &caller, &id).await?;
     accepting(&state)?;
     let changes = resubmit(&state, &job, None).await?;
-    let new = state.storage.retry(job.id, changes).await?;
+    let new = state.storage.retry(job.id, changes, state.clock.now()).await?;
     state.dispatcher.wake();
     Ok((StatusCode::ACCEPTED, Json(view(&new))))
 }
@@ -525,7 +524,7 @@ pub async fn clone(
     let job = visible_job(&state, &caller, &id).await?;
     accepting(&state)?;
     let changes = resubmit(&state, &job, request.args.map(|args| args.to_string())).await?;
-    let new = state.storage.clone_job(job.id, changes).await?;
+    let new = state.storage.clone_job(job.id, changes, state.clock.now()).await?;
     state.dispatcher.wake();
     Ok((StatusCode::ACCEPTED, Json(view(&new))))
 }

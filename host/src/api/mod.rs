@@ -3,9 +3,9 @@
 //! - `error`: the error shape and the status of every internal error.
 //! - `auth`: bearer and basic tokens, roles, the first admin token.
 //! - `body`: JSON bodies with size limits and errors that name the field.
-//! - `streams`: caps on open SSE streams; `stats`: stats and /metrics;
-//!   `openapi`: the OpenAPI document, generated from the handlers;
-//!   `webhooks`: completion webhooks.
+//! - `caps`: counted places per key and in all; `streams`: SSE streams
+//!   capped with it; `stats`: stats and /metrics; `openapi`: the OpenAPI
+//!   document, generated from the handlers.
 //! - `plugins`, `jobs`, `queues` (and locks), `workers`, `system`: the
 //!   routes; `tokens` and `tenants` for admins; `sse`: live job streams.
 //!
@@ -26,15 +26,16 @@ mod streams;
 mod system;
 mod tenants;
 mod tokens;
-pub mod webhooks;
 mod workers;
 
 pub use auth::{Caller, ensure_admin, new_secret, token_hash};
 use caps::{Caps, Over};
 pub use error::ApiError;
+pub use jobs::view as job_view;
 
 use crate::dispatch::Dispatcher;
 use crate::events::EventBus;
+use crate::jobs::{Clock, TenantDefaults};
 use crate::runtime::Runtime;
 use crate::storage::Storage;
 use axum::Router;
@@ -74,6 +75,8 @@ pub struct ApiConfig {
     pub max_streams_per_tenant: usize,
     /// At shutdown, how long requests in flight get to finish.
     pub shutdown_grace: Duration,
+    /// Quotas of tenants that set none, as the tenant routes show them.
+    pub tenant_defaults: TenantDefaults,
 }
 
 impl Default for ApiConfig {
@@ -86,6 +89,7 @@ impl Default for ApiConfig {
             max_streams: 10_000,
             max_streams_per_tenant: 2_000,
             shutdown_grace: Duration::from_secs(10),
+            tenant_defaults: TenantDefaults::default(),
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct ApiState {
     pub streams: Arc<Streams>,
     /// When the server started, for uptime.
     pub started: std::time::Instant,
+    /// What "now" is for every request.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl ApiState {
@@ -115,11 +121,12 @@ impl ApiState {
         runtime: Arc<Runtime>,
         dispatcher: Arc<Dispatcher>,
         bus: EventBus,
+        clock: Arc<dyn Clock>,
         config: ApiConfig,
     ) -> Arc<ApiState> {
         let streams = Streams::new(config.max_streams, config.max_streams_per_tenant);
         let started = std::time::Instant::now();
-        Arc::new(ApiState { storage, runtime, dispatcher, bus, config, streams, started })
+        Arc::new(ApiState { storage, runtime, dispatcher, bus, config, streams, started, clock })
     }
 }
 

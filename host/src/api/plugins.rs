@@ -6,8 +6,8 @@ use super::ApiState;
 use super::auth::{Caller, CanOperate};
 use super::body::{QueryParams, RawBody};
 use super::error::{ApiError, ErrorBody};
+use crate::jobs::PluginRecord;
 use crate::runtime::{Plugin, check_name};
-use crate::storage::{PluginRecord, now_ms};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -55,7 +55,7 @@ pub async fn upload(
         name: name.clone(),
         digest: plugin.digest.clone(),
         size: plugin.size as u64,
-        uploaded_at: now_ms(),
+        uploaded_at: state.clock.now(),
         uploader: caller.name.clone(),
         limits: Default::default(),
     };

@@ -7,7 +7,7 @@ use super::auth::{Caller, CanOperate};
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use super::jobs::{check_label, scoped, unscoped};
-use crate::storage::{QueueStats, now_ms};
+use crate::storage::QueueStats;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
@@ -26,7 +26,7 @@ pub(super) async fn health(
     state: &ApiState,
     tenant: Option<&str>,
 ) -> Result<Vec<QueueStats>, ApiError> {
-    Ok(state.storage.queue_stats(tenant, now_ms(), WINDOW_MS, STUCK_AFTER_MS).await?)
+    Ok(state.storage.queue_stats(tenant, state.clock.now(), WINDOW_MS, STUCK_AFTER_MS).await?)
 }
 
 fn view(stats: &QueueStats) -> Value {

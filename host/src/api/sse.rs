@@ -15,7 +15,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::jobs::visible_job;
 use crate::events::JobUpdate;
-use crate::storage::{JobEvent, LogLine};
+use crate::jobs::{JobEvent, LogLine};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};

@@ -15,20 +15,20 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// What this host has and does now.
 fn host(state: &ApiState) -> Value {
-    let commits = state.storage.commit_stats();
-    json!({
+    let mut host = json!({
         "worker": state.dispatcher.worker(),
         "slots": state.dispatcher.slots(),
         "running": state.dispatcher.running_count(),
         "open_streams": state.streams.count(),
         "uptime_s": state.started.elapsed().as_secs(),
-        "commits": commits.commits.load(Ordering::Relaxed),
-        "writes": commits.writes.load(Ordering::Relaxed),
-    })
+    });
+    for (name, value) in state.storage.counters() {
+        host[name] = json!(value);
+    }
+    host
 }
 
 /// `GET /v1/stats`: the tenant's jobs by state and its last hour (finished,
@@ -117,7 +117,6 @@ fn render(state: &ApiState, queues: &[QueueStats]) -> String {
         "Jobs that completed in the last hour.",
         per_queue(&|q| q.completed.to_string()),
     );
-    let commits = state.storage.commit_stats();
     let host = [
         ("jobhost_worker_slots", "gauge", "Jobs this host runs at once.", state.dispatcher.slots()),
         (
@@ -128,18 +127,6 @@ fn render(state: &ApiState, queues: &[QueueStats]) -> String {
         ),
         ("jobhost_open_streams", "gauge", "Open SSE streams.", state.streams.count()),
         (
-            "jobhost_commits_total",
-            "counter",
-            "Database commits.",
-            commits.commits.load(Ordering::Relaxed) as usize,
-        ),
-        (
-            "jobhost_writes_total",
-            "counter",
-            "Writes committed (batched into commits).",
-            commits.writes.load(Ordering::Relaxed) as usize,
-        ),
-        (
             "jobhost_uptime_seconds",
             "gauge",
             "Seconds since the server started.",
@@ -148,6 +135,11 @@ fn render(state: &ApiState, queues: &[QueueStats]) -> String {
     ];
     for (name, kind, help, value) in host {
         family(name, kind, help, vec![(String::new(), value.to_string())]);
+    }
+    for (name, value) in state.storage.counters() {
+        let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+        let help = "Kept by the storage backend.";
+        family(&format!("jobhost_{name}"), kind, help, vec![(String::new(), value.to_string())]);
     }
     out
 }

@@ -7,8 +7,8 @@ use super::auth::{Caller, CanAdminister};
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use super::jobs::check_label;
-use crate::runtime::LimitOverrides;
-use crate::storage::TenantRecord;
+use crate::jobs::LimitOverrides;
+use crate::jobs::TenantRecord;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
@@ -31,7 +31,7 @@ async fn view(state: &ApiState, record: TenantRecord) -> Result<Value, ApiError>
     let waiting = state.storage.waiting(&record.name).await?;
     let mut value = json!(record);
     value["waiting"] = json!(waiting);
-    value["queued_quota"] = json!(record.queued_quota());
+    value["queued_quota"] = json!(record.queued_quota(&state.config.tenant_defaults));
     Ok(value)
 }
 

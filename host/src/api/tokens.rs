@@ -6,7 +6,7 @@ use super::auth::{CanAdminister, new_secret, token_hash};
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use super::jobs::check_label;
-use crate::storage::{Role, TokenRecord, now_ms};
+use crate::jobs::{Role, TokenRecord};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -45,8 +45,12 @@ pub async fn create(
     check_label("name", &request.name, 64)?;
     let tenant = request.tenant.unwrap_or(caller.tenant);
     check_label("tenant", &tenant, 64)?;
-    let record =
-        TokenRecord { name: request.name, tenant, role: request.role, created_at: now_ms() };
+    let record = TokenRecord {
+        name: request.name,
+        tenant,
+        role: request.role,
+        created_at: state.clock.now(),
+    };
     let secret = new_secret();
     let id = token_hash(&secret);
     state.storage.put_token(&id, record.clone()).await?;

@@ -4,7 +4,7 @@
 use super::ApiState;
 use super::auth::{CanAdminister, CanView};
 use super::error::{ApiError, ErrorBody};
-use crate::storage::WorkerMode;
+use crate::jobs::WorkerMode;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
@@ -31,7 +31,7 @@ pub async fn set_mode(
     };
     let worker = state.storage.set_worker_mode(&id, mode).await?;
     if id == state.dispatcher.worker() {
-        state.dispatcher.refresh_mode().await;
+        state.dispatcher.heartbeat().await;
     }
     Ok(Json(json!(worker)))
 }

@@ -1,18 +1,19 @@
 //! Dispatch: claims ready jobs from storage into free worker slots, runs
 //! them on the runtime, writes their output and outcome back, and keeps
-//! their leases alive. Also promotes due scheduled jobs and recovers jobs
-//! whose worker died.
+//! their leases alive. What each outcome means for the job is the model's
+//! rule ([`crate::jobs::rules::finished`]); the dispatcher reports it.
 //!
-//! One loop per host ([`Dispatcher::run`]): promote, recover, claim, then
-//! sleep until woken (an enqueue, a finished job) or the poll interval.
+//! One loop per host ([`Dispatcher::run`]): claim, then sleep until woken
+//! (an enqueue, a finished job, a service that made jobs ready) or the poll
+//! interval. Promotion, recovery, retention and heartbeats are services of
+//! their own (`crate::services`).
 
 mod output;
 
 use crate::events::{EventBus, JobUpdate};
-use crate::runtime::{CancelToken, FailureKind, JobContext, Outcome, RunReport, Runtime};
-use crate::storage::{
-    ClaimRules, JobRecord, RetryPolicy, Storage, StorageError, WorkerMode, now_ms,
-};
+use crate::jobs::{Clock, FailureKind, JobRecord, Outcome, RetryPolicy, RunReport, WorkerMode};
+use crate::runtime::{CancelToken, JobContext, Runtime};
+use crate::storage::{ClaimRules, Finishing, Storage, StorageError};
 use output::JobOutput;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,13 +37,6 @@ pub struct DispatchConfig {
     pub flush: Duration,
     /// Which failures are retried.
     pub retry: RetryPolicy,
-    /// Most running jobs per tenant.
-    pub tenant_quota: Option<u32>,
-    /// Finished jobs older than this are deleted with their logs and
-    /// journal; `None` keeps them forever.
-    pub retention: Option<Duration>,
-    /// How often retention runs.
-    pub prune_every: Duration,
     /// At shutdown, how long running jobs get to finish before the rest
     /// are handed back to the queue.
     pub shutdown_grace: Duration,
@@ -57,9 +51,6 @@ impl Default for DispatchConfig {
             poll: Duration::from_millis(100),
             flush: Duration::from_millis(200),
             retry: RetryPolicy::default(),
-            tenant_quota: None,
-            retention: Some(Duration::from_secs(7 * 24 * 3600)),
-            prune_every: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -70,6 +61,7 @@ pub struct Dispatcher {
     storage: Arc<dyn Storage>,
     runtime: Arc<Runtime>,
     bus: EventBus,
+    clock: Arc<dyn Clock>,
     config: DispatchConfig,
     /// Cancel tokens of the jobs running here.
     running: Mutex<HashMap<Uuid, CancelToken>>,
@@ -92,23 +84,20 @@ impl Dispatcher {
         storage: Arc<dyn Storage>,
         runtime: Arc<Runtime>,
         bus: EventBus,
+        clock: Arc<dyn Clock>,
         config: DispatchConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
             storage,
             runtime,
             bus,
+            clock,
             config,
             running: Mutex::default(),
             mode: Mutex::default(),
             stopping: AtomicBool::new(false),
             wake: Notify::new(),
         })
-    }
-
-    /// The storage jobs are dispatched from.
-    pub fn storage(&self) -> &Arc<dyn Storage> {
-        &self.storage
     }
 
     /// Why this host takes no new work, if it does not: it is shutting
@@ -139,9 +128,9 @@ impl Dispatcher {
         &self.config.worker
     }
 
-    /// Reads the mode an operator set now, rather than at the next heartbeat.
-    pub async fn refresh_mode(&self) {
-        self.heartbeat().await;
+    /// How long a lease lasts; the heartbeat renews it every third of that.
+    pub fn lease(&self) -> Duration {
+        self.config.lease
     }
 
     /// Tells the loop to look for work now (after an enqueue).
@@ -152,7 +141,7 @@ impl Dispatcher {
     /// Cancels a job: a waiting one at once; a running one cooperatively,
     /// then hard after its grace period.
     pub async fn cancel(&self, id: Uuid) -> Result<JobRecord, StorageError> {
-        let job = self.storage.cancel(id).await?;
+        let job = self.storage.cancel(id, self.clock.now()).await?;
         if let Some(token) = self.running.lock().unwrap().get(&id) {
             token.cancel();
         }
@@ -164,28 +153,10 @@ impl Dispatcher {
     /// claimed, running jobs get the shutdown grace to finish, and the rest
     /// are handed back to the queue (if the process dies first, their leases
     /// expire and recovery does the same).
-    ///
-    /// `recover_all` first returns every job still marked running to the
-    /// queue: right for a single host at start, where any such job belongs
-    /// to a previous process that died.
-    pub async fn run(self: Arc<Self>, recover_all: bool, shutdown: impl Future<Output = ()>) {
-        if recover_all {
-            self.recover(u64::MAX).await;
-        }
+    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         self.heartbeat().await;
-        let renewer = tokio::spawn(self.clone().keep_alive());
         tokio::pin!(shutdown);
-        let mut pruned_at = std::time::Instant::now();
         loop {
-            let now = now_ms();
-            if pruned_at.elapsed() >= self.config.prune_every {
-                self.prune(now).await;
-                pruned_at = std::time::Instant::now();
-            }
-            if let Err(e) = self.storage.promote(now).await {
-                tracing::error!("promoting scheduled jobs: {e}");
-            }
-            self.recover(now).await;
             self.claim_and_start().await;
             tokio::select! {
                 () = &mut shutdown => break,
@@ -195,7 +166,6 @@ impl Dispatcher {
         }
         self.stopping.store(true, Ordering::Relaxed);
         self.finish_running().await;
-        renewer.abort();
     }
 
     /// Waits up to the shutdown grace for running jobs, then hands the
@@ -213,7 +183,7 @@ impl Dispatcher {
         if left.is_empty() {
             return;
         }
-        match self.storage.hand_back(&self.config.worker, left).await {
+        match self.storage.hand_back(&self.config.worker, left, self.clock.now()).await {
             Ok(jobs) => {
                 tracing::info!("handed {} running jobs back to the queue", jobs.len());
                 for job in &jobs {
@@ -227,39 +197,6 @@ impl Dispatcher {
         }
     }
 
-    /// Deletes finished jobs past the retention age, a chunk at a time so
-    /// no single commit grows large.
-    async fn prune(&self, now: u64) {
-        const CHUNK: usize = 1_000;
-        let Some(retention) = self.config.retention else { return };
-        let cutoff = now.saturating_sub(retention.as_millis() as u64);
-        loop {
-            match self.storage.prune(cutoff, CHUNK).await {
-                Ok(count) if count == CHUNK => continue,
-                Ok(count) => {
-                    if count > 0 {
-                        tracing::info!("pruned {count} finished jobs past retention");
-                    }
-                    return;
-                }
-                Err(e) => {
-                    tracing::error!("pruning finished jobs: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    async fn recover(&self, before: u64) {
-        match self.storage.recover(before).await {
-            Ok(ids) if !ids.is_empty() => {
-                tracing::warn!("recovered {} jobs whose lease expired", ids.len())
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!("recovering expired leases: {e}"),
-        }
-    }
-
     async fn claim_and_start(self: &Arc<Self>) {
         let free = self.config.slots.saturating_sub(self.running.lock().unwrap().len());
         if free == 0 || *self.mode.lock().unwrap() != WorkerMode::Active {
@@ -268,9 +205,8 @@ impl Dispatcher {
         let rules = ClaimRules {
             worker: self.config.worker.clone(),
             max: free,
-            now: now_ms(),
+            now: self.clock.now(),
             lease_ms: self.config.lease.as_millis() as u64,
-            tenant_quota: self.config.tenant_quota,
         };
         let claimed = match self.storage.claim(rules).await {
             Ok(claimed) => claimed,
@@ -320,7 +256,14 @@ impl Dispatcher {
                 memory_peak: 0,
             },
         };
-        match self.storage.finish(job.id, &self.config.worker, report, &self.config.retry).await {
+        let finishing = Finishing {
+            worker: self.config.worker.clone(),
+            report,
+            policy: self.config.retry.clone(),
+            now: self.clock.now(),
+            random: fastrand::u64(..),
+        };
+        match self.storage.finish(job.id, finishing).await {
             Ok(done) => {
                 tracing::debug!(job = %done.id, state = done.state.as_str(), "job finished");
                 self.publish_state(&done, "finished");
@@ -343,27 +286,13 @@ impl Dispatcher {
         }
     }
 
-    /// Three times per lease: renews the leases of every job running here
-    /// and reports this worker alive (learning the mode an operator set).
-    async fn keep_alive(self: Arc<Self>) {
-        loop {
-            tokio::time::sleep(self.config.lease / 3).await;
-            self.heartbeat().await;
-            let ids: Vec<Uuid> = self.running.lock().unwrap().keys().copied().collect();
-            if ids.is_empty() {
-                continue;
-            }
-            let until = now_ms() + self.config.lease.as_millis() as u64;
-            if let Err(e) = self.storage.renew(&self.config.worker, ids, until).await {
-                tracing::error!("renewing leases: {e}");
-            }
-        }
-    }
-
-    async fn heartbeat(&self) {
-        let running = self.running.lock().unwrap().len() as u32;
+    /// Reports this worker alive (learning the mode an operator set) and
+    /// renews the leases of every job running here.
+    pub async fn heartbeat(&self) {
+        let running: Vec<Uuid> = self.running.lock().unwrap().keys().copied().collect();
         let slots = self.config.slots as u32;
-        match self.storage.heartbeat(&self.config.worker, slots, running, now_ms()).await {
+        let now = self.clock.now();
+        match self.storage.heartbeat(&self.config.worker, slots, running.len() as u32, now).await {
             Ok(mode) => {
                 let changed = std::mem::replace(&mut *self.mode.lock().unwrap(), mode) != mode;
                 if changed {
@@ -372,6 +301,13 @@ impl Dispatcher {
                 }
             }
             Err(e) => tracing::error!("worker heartbeat: {e}"),
+        }
+        if running.is_empty() {
+            return;
+        }
+        let until = now + self.config.lease.as_millis() as u64;
+        if let Err(e) = self.storage.renew(&self.config.worker, running, until).await {
+            tracing::error!("renewing leases: {e}");
         }
     }
 

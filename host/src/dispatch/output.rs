@@ -3,8 +3,10 @@
 //! kept, earlier ones coalesced).
 
 use crate::events::{EventBus, JobUpdate};
-use crate::runtime::{JobObserver, LogLevel};
-use crate::storage::{OutputBatch, Progress, now_ms};
+use crate::jobs::LogLevel;
+use crate::jobs::{Progress, now_ms};
+use crate::runtime::JobObserver;
+use crate::storage::OutputBatch;
 use std::sync::Mutex;
 use uuid::Uuid;
 

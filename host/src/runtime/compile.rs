@@ -86,7 +86,8 @@ impl CompileCache {
     /// half-written entry under the real name.
     fn store(&self, component: &Component, path: &Path) -> anyhow::Result<()> {
         let serialized = component.serialize()?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let unique = uuid::Uuid::new_v4().simple();
+        let tmp = path.with_extension(format!("tmp{}-{unique}", std::process::id()));
         std::fs::write(&tmp, serialized)?;
         std::fs::rename(&tmp, path)?;
         Ok(())

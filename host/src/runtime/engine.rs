@@ -1,7 +1,7 @@
 //! The one wasmtime [`Engine`] of the host, and the epoch ticker that gives
 //! running guests their chance to yield.
 
-use super::limits::Limits;
+use crate::jobs::Limits;
 use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 

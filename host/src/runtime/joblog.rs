@@ -1,7 +1,8 @@
 //! The job log of one run: guest `log` calls and stdout/stderr lines, bounded
 //! by the job's line and byte limits, forwarded to the observer.
 
-use super::observer::{JobObserver, LogLevel};
+use super::observer::JobObserver;
+use crate::jobs::LogLevel;
 use std::sync::{Arc, Mutex};
 
 /// A partial stdout/stderr line longer than this is logged as it stands,

@@ -6,7 +6,10 @@
 //! - `sandbox`: the per-job store (WASI without ambient capabilities, memory
 //!   limiter) and the `context` host imports.
 //! - `joblog` and `output`: the bounded job log fed by `log` and stdout/stderr.
-//! - `run`: one run from instantiation to [`Outcome`].
+//! - `run`: one run from instantiation to [`crate::jobs::Outcome`].
+//!
+//! The plain data it speaks (limits, outcomes, log levels) lives in
+//! [`crate::jobs`], so storage and the API never depend on wasmtime.
 
 mod bindings;
 mod cancel;
@@ -14,9 +17,7 @@ mod compile;
 mod engine;
 mod error;
 mod joblog;
-mod limits;
 mod observer;
-mod outcome;
 mod output;
 mod registry;
 mod run;
@@ -26,11 +27,11 @@ pub use cancel::CancelToken;
 use compile::CompileCache;
 pub use compile::{CompiledFrom, digest};
 pub use error::PluginError;
-pub use limits::{LimitOverrides, Limits};
-pub use observer::{IgnoreOutput, JobObserver, LogLevel};
-pub use outcome::{FailureKind, Outcome, RunReport};
+pub use observer::{IgnoreOutput, JobObserver};
 pub use registry::{Plugin, Registry, check_name};
-pub use sandbox::{JobContext, MAX_METADATA_BYTES, MAX_METADATA_KEYS};
+pub use sandbox::JobContext;
+
+use crate::jobs::{LimitOverrides, Limits, RunReport};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -124,7 +125,7 @@ impl Runtime {
 
     /// Runs `plugin` once with JSON `args`, after waiting for a pool slot.
     /// Never fails: every way the run can end, including host trouble, is an
-    /// [`Outcome`] in the report.
+    /// [`crate::jobs::Outcome`] in the report.
     pub async fn run(
         &self,
         plugin: &Plugin,

@@ -2,36 +2,7 @@
 //! synchronously from host imports, so implementations must be quick: hand
 //! the value to a channel or buffer, never block on I/O.
 
-use serde::{Deserialize, Serialize};
-
-/// Severity of a log line, from the guest's `log` or its stdout (`Info`) and
-/// stderr (`Error`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    /// Very detailed tracing.
-    Trace,
-    /// Debugging detail.
-    Debug,
-    /// Normal information, and guest stdout.
-    Info,
-    /// Something unexpected the job survived.
-    Warn,
-    /// Failures, and guest stderr (where panics are printed).
-    Error,
-}
+use crate::jobs::LogLevel;
 
 /// Receives what a job reports while it runs. Log lines arrive already
 /// bounded by the job's limits; progress arrives clamped to 0..=100.

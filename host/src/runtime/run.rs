@@ -7,11 +7,9 @@
 //! a guest blocked in a host call (a WASI sleep) is stopped the same way.
 
 use super::cancel::CancelToken;
-use super::limits::Limits;
-use super::observer::LogLevel;
-use super::outcome::{FailureKind, Outcome, RunReport};
 use super::registry::Plugin;
 use super::sandbox::{self, JobContext, JobState};
+use crate::jobs::{FailureKind, Limits, LogLevel, Outcome, RunReport};
 use std::time::Instant;
 use wasmtime::{Engine, Store};
 

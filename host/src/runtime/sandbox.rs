@@ -4,9 +4,9 @@
 use super::bindings::context;
 use super::cancel::CancelToken;
 use super::joblog::{GuestStream, JobLog};
-use super::limits::Limits;
-use super::observer::{JobObserver, LogLevel};
+use super::observer::JobObserver;
 use super::output::GuestOutput;
+use crate::jobs::{Limits, LogLevel, MAX_METADATA_BYTES, MAX_METADATA_KEYS};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
@@ -15,11 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 /// Bounds on what one metadata value may cost the host.
 const MAX_METADATA_KEY: usize = 128;
 const MAX_METADATA_VALUE: usize = 64 << 10;
-/// Metadata keys a job may set, over all its attempts.
-pub const MAX_METADATA_KEYS: usize = 64;
-/// Bytes of metadata (keys and JSON values) a job may hold, over all its
-/// attempts: a guest cannot grow its record, and every read of it, past this.
-pub const MAX_METADATA_BYTES: usize = 256 << 10;
+
 /// Longest progress message kept; longer ones are cut.
 const MAX_PROGRESS_MESSAGE: usize = 1 << 10;
 /// Wasm instances, memories and tables one job may create. A component

@@ -1,39 +1,27 @@
-//! Durable storage of jobs: records, queue indexes, the events journal, logs,
-//! locks, idempotency keys and queue settings.
+//! Durable storage of jobs and of what admins manage, behind three traits
+//! split by concern: [`JobStore`] (jobs, queues, locks: the hot path),
+//! [`AdminStore`] (workers, plugins, tokens, tenants) and [`OutboxStore`]
+//! (completion webhooks). [`Storage`] is all three, what the host holds.
 //!
-//! The rest of the host talks to the [`Storage`] trait, so a PostgreSQL
-//! backend can sit beside the embedded default, [`RedbStorage`] (one redb file
-//! in the data directory, writes through a group-commit writer).
+//! Storage persists what the job model decides ([`crate::jobs::rules`]) and
+//! owns no policy: every operation that changes a job reads the record,
+//! asks the rule, and writes the [`crate::jobs::Transition`] with its
+//! indexes and journal in one transaction. Time comes in as a parameter.
 //!
-//! - `record`: the stored shapes ([`JobRecord`], [`JobEvent`], [`LogLine`]).
-//! - `schema`: redb tables and key encodings.
-//! - `writer`: the group-commit writer thread.
-//! - `redb`: the operations on redb; `claim`: the claim walk.
+//! - `redb/`: the embedded default, [`RedbStorage`], one redb file.
 //! - `queue_stats`: per-queue health, computed from job records.
 
-mod claim;
 mod queue_stats;
-mod record;
 mod redb;
-mod schema;
-mod writer;
 
 pub use self::redb::RedbStorage;
 pub use queue_stats::QueueStats;
-pub use record::{
-    Backoff, JobError, JobEvent, JobRecord, JobState, LogLine, Millis, NewJob, PluginRecord,
-    Progress, Role, TenantRecord, TokenRecord, WorkerMode, WorkerRecord, now_ms,
+
+use crate::jobs::{
+    JobEvent, JobRecord, JobState, LogLevel, LogLine, Millis, NewJob, PluginRecord, Progress,
+    QueueSettings, RetryPolicy, RunReport, TenantRecord, TokenRecord, WorkerMode, WorkerRecord,
 };
-pub use writer::CommitStats;
-
-use crate::runtime::{FailureKind, LogLevel, RunReport};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-/// A job whose worker died this many times fails instead of going back to
-/// the queue: it is probably what kills its workers. A lost lease does not
-/// use up one of the job's retries, since the job itself did not fail.
-pub const MAX_LEASES_LOST: u32 = 3;
 
 /// Why a storage operation did not happen. The API maps these to statuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,28 +67,6 @@ pub struct Enqueued {
     pub created: bool,
 }
 
-/// The lease of a running job, kept in the running index.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Lease {
-    /// Worker holding it.
-    pub worker: String,
-    /// Recovery requeues the job after this.
-    pub until: Millis,
-    /// The job's queue, for concurrency limits.
-    pub queue: String,
-    /// The job's tenant, for quotas.
-    pub tenant: String,
-}
-
-/// Per-queue settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueSettings {
-    /// A paused queue keeps its jobs but starts none.
-    pub paused: bool,
-    /// Most jobs of the queue running at once; `None` is no limit.
-    pub concurrency: Option<u32>,
-}
-
 /// How claims are made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimRules {
@@ -112,9 +78,6 @@ pub struct ClaimRules {
     pub now: Millis,
     /// Lease length.
     pub lease_ms: u64,
-    /// Most running jobs of a tenant without its own `max_running` in the
-    /// tenants table; `None` is no quota.
-    pub tenant_quota: Option<u32>,
 }
 
 /// Output of a running job, batched by the engine.
@@ -135,7 +98,7 @@ pub struct Resubmit {
     /// New JSON args.
     pub args: Option<String>,
     /// Limits, lowered to the tenant's caps of today by the caller.
-    pub limits: Option<crate::runtime::LimitOverrides>,
+    pub limits: Option<crate::jobs::LimitOverrides>,
 }
 
 /// What a job list is filtered by; `None` matches everything.
@@ -157,6 +120,28 @@ pub struct JobFilter {
     pub search: Option<String>,
 }
 
+impl JobFilter {
+    /// Whether `job` is one the filter asks for.
+    pub fn matches(&self, job: &JobRecord) -> bool {
+        let eq =
+            |wanted: &Option<String>, value: &str| wanted.as_deref().is_none_or(|w| w == value);
+        eq(&self.tenant, &job.tenant)
+            && eq(&self.owner, &job.owner)
+            && eq(&self.queue, &job.queue)
+            && eq(&self.job, &job.job)
+            && self.state.is_none_or(|state| state == job.state)
+            && self.since.is_none_or(|since| job.created_at >= since)
+            && self.search.as_deref().is_none_or(|text| {
+                let text = text.to_lowercase();
+                let has = |s: &str| s.to_lowercase().contains(&text);
+                has(&job.job)
+                    || job.name.as_deref().is_some_and(has)
+                    || job.description.as_deref().is_some_and(has)
+                    || job.tags.iter().any(|t| has(t))
+            })
+    }
+}
+
 /// One page of a list, with the total that matched.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobPage {
@@ -166,34 +151,31 @@ pub struct JobPage {
     pub total: usize,
 }
 
-/// How a run's failure is treated.
+/// How a run ended, for [`JobStore::finish`]: the rule it is decided by
+/// gets the worker's report, the policy, the time and a random number for
+/// the backoff's jitter.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
-    /// Failure kinds worth another attempt. `cancelled` is never retried.
-    pub retriable: Vec<FailureKind>,
+pub struct Finishing {
+    /// The worker that ran it; refused if it no longer holds the job.
+    pub worker: String,
+    /// How the run ended.
+    pub report: RunReport,
+    /// Which failures are retried.
+    pub policy: RetryPolicy,
+    /// The time of the outcome.
+    pub now: Millis,
+    /// Picks the retry's jitter.
+    pub random: u64,
 }
 
-impl Default for RetryPolicy {
-    /// Everything but the job's own error and cancellation: those would fail
-    /// the same way again or were asked for.
-    fn default() -> Self {
-        use FailureKind::*;
-        Self { retriable: vec![Trap, FuelExhausted, Timeout, MemoryLimit, HostError] }
-    }
-}
-
-impl RetryPolicy {
-    fn retries(&self, kind: FailureKind) -> bool {
-        kind != FailureKind::Cancelled && self.retriable.contains(&kind)
-    }
-}
-
-/// The storage the engine and the API use.
+/// Jobs, their queues and locks: what enqueue, dispatch and the job routes
+/// use. Every change of a job goes through a rule of [`crate::jobs::rules`].
 #[async_trait::async_trait]
-pub trait Storage: Send + Sync {
-    /// Writes a new job (`scheduled` or `pending`) with its index entry and
-    /// first event, or returns the job of a repeated idempotency key.
-    async fn enqueue(&self, new: NewJob) -> Result<Enqueued, StorageError>;
+pub trait JobStore: Send + Sync {
+    /// Writes a new job (`scheduled` or `pending`) created at `now`, with
+    /// its index entry and first event, or returns the job of a repeated
+    /// idempotency key; refused over the tenant's `max_queued`.
+    async fn enqueue(&self, new: NewJob, now: Millis) -> Result<Enqueued, StorageError>;
     /// One job.
     async fn get(&self, id: Uuid) -> Result<JobRecord, StorageError>;
     /// A page of jobs matching `filter`, newest first.
@@ -209,30 +191,27 @@ pub trait Storage: Send + Sync {
     async fn logs(&self, id: Uuid, after: u64, limit: usize) -> Result<Vec<LogLine>, StorageError>;
     /// How many ready jobs would be claimed before this pending one.
     async fn queue_position(&self, id: Uuid) -> Result<Option<usize>, StorageError>;
-    /// Claims ready jobs in order (priority, run_at, FIFO), skipping paused
-    /// or full queues, tenants at quota and held locks; expires those past
-    /// `expires_at`. Each claimed job is `running` with a lease.
+    /// Claims ready jobs in order (priority, run_at, FIFO) as the claim rule
+    /// allows, expiring those past `expires_at`. Each claimed job is
+    /// `running` with a lease.
     async fn claim(&self, rules: ClaimRules) -> Result<Vec<JobRecord>, StorageError>;
-    /// Records how a claimed job's run ended: `completed`, a retry with
-    /// backoff, or `failed`/`cancelled`. Refused if `worker` lost the lease.
-    async fn finish(
-        &self,
-        id: Uuid,
-        worker: &str,
-        report: RunReport,
-        policy: &RetryPolicy,
-    ) -> Result<JobRecord, StorageError>;
+    /// Records how a claimed job's run ended, as the outcome rule decides;
+    /// refused if the worker lost the job.
+    async fn finish(&self, id: Uuid, finishing: Finishing) -> Result<JobRecord, StorageError>;
     /// Extends the leases `worker` holds on `ids` to `until`.
     async fn renew(&self, worker: &str, ids: Vec<Uuid>, until: Millis) -> Result<(), StorageError>;
-    /// Returns jobs whose lease ended before `before` to `pending` (or
-    /// `failed` once they lost [`MAX_LEASES_LOST`] leases, `cancelled` if a
-    /// cancel was asked for), releasing their locks.
-    async fn recover(&self, before: Millis) -> Result<Vec<Uuid>, StorageError>;
+    /// Takes the jobs whose lease ended before `now` off their dead workers
+    /// (the lost-worker rule: back to pending, or finished).
+    async fn recover(&self, now: Millis) -> Result<Vec<Uuid>, StorageError>;
     /// Returns the jobs `ids` still running on `worker` to `pending`, as if
     /// their attempt never began: a worker that stops gives back what it
     /// could not finish. Returns the jobs handed back.
-    async fn hand_back(&self, worker: &str, ids: Vec<Uuid>)
-    -> Result<Vec<JobRecord>, StorageError>;
+    async fn hand_back(
+        &self,
+        worker: &str,
+        ids: Vec<Uuid>,
+        now: Millis,
+    ) -> Result<Vec<JobRecord>, StorageError>;
     /// Moves scheduled jobs that are due by `now` to `pending`.
     async fn promote(&self, now: Millis) -> Result<usize, StorageError>;
     /// Appends a running job's output: log lines, latest progress, metadata.
@@ -242,23 +221,24 @@ pub trait Storage: Send + Sync {
         attempt: u32,
         batch: OutputBatch,
     ) -> Result<(), StorageError>;
-    /// Cancels a job: a waiting one at once; a running one gets a "cancel
-    /// requested" event and stays `running` until its run ends.
-    async fn cancel(&self, id: Uuid) -> Result<JobRecord, StorageError>;
-    /// Sets a queue's settings.
-    async fn set_queue(&self, name: &str, settings: QueueSettings) -> Result<(), StorageError>;
-    /// A queue's settings (the default for a queue never set).
-    async fn queue(&self, name: &str) -> Result<QueueSettings, StorageError>;
-    /// Locks held, with the job holding each.
-    async fn locks(&self) -> Result<Vec<(String, Uuid)>, StorageError>;
-    /// Releases a lock by hand.
-    async fn clear_lock(&self, name: &str) -> Result<(), StorageError>;
+    /// Cancels a job as the cancel rule says.
+    async fn cancel(&self, id: Uuid, now: Millis) -> Result<JobRecord, StorageError>;
     /// Enqueues a finished job again as a new job with `changes`, linked
     /// both ways (`retry_of`, `retried_by`); refused for a job not finished
     /// or already retried.
-    async fn retry(&self, id: Uuid, changes: Resubmit) -> Result<JobRecord, StorageError>;
+    async fn retry(
+        &self,
+        id: Uuid,
+        changes: Resubmit,
+        now: Millis,
+    ) -> Result<JobRecord, StorageError>;
     /// Enqueues a new job with this job's settings and `changes`.
-    async fn clone_job(&self, id: Uuid, changes: Resubmit) -> Result<JobRecord, StorageError>;
+    async fn clone_job(
+        &self,
+        id: Uuid,
+        changes: Resubmit,
+        now: Millis,
+    ) -> Result<JobRecord, StorageError>;
     /// Deletes a finished job with its journal and logs; refused for a job
     /// that is not finished.
     async fn remove(&self, id: Uuid) -> Result<JobRecord, StorageError>;
@@ -281,7 +261,26 @@ pub trait Storage: Send + Sync {
         &self,
         new: NewJob,
         live_after: Millis,
+        now: Millis,
     ) -> Result<Vec<JobRecord>, StorageError>;
+    /// Jobs of `tenant` waiting to run (pending or scheduled).
+    async fn waiting(&self, tenant: &str) -> Result<u64, StorageError>;
+    /// Sets a queue's settings.
+    async fn set_queue(&self, name: &str, settings: QueueSettings) -> Result<(), StorageError>;
+    /// A queue's settings (the default for a queue never set).
+    async fn queue(&self, name: &str) -> Result<QueueSettings, StorageError>;
+    /// Locks held, with the job holding each.
+    async fn locks(&self) -> Result<Vec<(String, Uuid)>, StorageError>;
+    /// Releases a lock by hand.
+    async fn clear_lock(&self, name: &str) -> Result<(), StorageError>;
+    /// Figures of the backend for stats and metrics, as (name, value); a
+    /// name ending in `_total` only grows (commits, writes committed).
+    fn counters(&self) -> Vec<(&'static str, u64)>;
+}
+
+/// What admins manage: workers, plugins, tokens, tenants.
+#[async_trait::async_trait]
+pub trait AdminStore: Send + Sync {
     /// Records that `worker` is alive with `slots` and `running` jobs;
     /// returns the mode an operator set for it.
     async fn heartbeat(
@@ -325,6 +324,12 @@ pub trait Storage: Send + Sync {
     async fn tenant(&self, name: &str) -> Result<TenantRecord, StorageError>;
     /// Every tenant with quotas set.
     async fn tenants(&self) -> Result<Vec<TenantRecord>, StorageError>;
+}
+
+/// The outbox of completion webhooks, written with the finishing
+/// transition of a job that names a `callback_url`.
+#[async_trait::async_trait]
+pub trait OutboxStore: Send + Sync {
     /// Completion webhooks due by `now`, oldest first, at most `max`.
     async fn due_callbacks(&self, now: Millis, max: usize) -> Result<Vec<Callback>, StorageError>;
     /// Takes a webhook off the outbox: delivered or given up (`None`), or
@@ -334,8 +339,9 @@ pub trait Storage: Send + Sync {
         callback: Callback,
         retry_at: Option<Millis>,
     ) -> Result<(), StorageError>;
-    /// Jobs of `tenant` waiting to run (pending or scheduled).
-    async fn waiting(&self, tenant: &str) -> Result<u64, StorageError>;
-    /// Group-commit counters.
-    fn commit_stats(&self) -> &CommitStats;
 }
+
+/// Everything the host stores: one backend implementing the three traits.
+pub trait Storage: JobStore + AdminStore + OutboxStore + std::fmt::Debug {}
+
+impl<T: JobStore + AdminStore + OutboxStore + std::fmt::Debug> Storage for T {}

@@ -2,8 +2,7 @@
 //! each state, how many look stuck, and over a recent window how many
 //! finished, how many of those succeeded and how long they took.
 
-use super::QueueSettings;
-use super::record::{JobRecord, JobState, Millis};
+use crate::jobs::{JobRecord, JobState, Millis, QueueSettings};
 use serde::Serialize;
 use std::collections::BTreeMap;
 

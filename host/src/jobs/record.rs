@@ -2,11 +2,17 @@
 //! its log lines. Records are plain serde types, so every backend stores the
 //! same shape.
 
-use crate::runtime::{FailureKind, LimitOverrides, LogLevel};
+use super::{FailureKind, LimitOverrides, LogLevel};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
+
+/// Metadata keys a job may set itself, over all its attempts.
+pub const MAX_METADATA_KEYS: usize = 64;
+/// Bytes of metadata (keys and JSON values) a job may hold, over all its
+/// attempts: a guest cannot grow its record, and every read of it, past this.
+pub const MAX_METADATA_BYTES: usize = 256 << 10;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;
@@ -77,11 +83,13 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// The delay after attempt number `attempt` (1 = the first run) failed.
-    pub fn delay_ms(&self, attempt: u32) -> u64 {
+    /// The delay after attempt number `attempt` (1 = the first run)
+    /// failed; `random` (any number, from the caller's generator) picks the
+    /// jitter, so the rule itself stays a pure function.
+    pub fn delay_ms(&self, attempt: u32, random: u64) -> u64 {
         let exponent = attempt.saturating_sub(1).min(32);
         let delay = self.base_ms.saturating_mul(1u64 << exponent).min(self.max_ms);
-        delay.saturating_add(fastrand::u64(0..=delay / 4))
+        delay.saturating_add(random % (delay / 4 + 1))
     }
 }
 
@@ -204,8 +212,8 @@ pub struct JobRecord {
     #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// Metadata the job set with `set-metadata`, kept apart from the
-    /// client's and bounded by [`crate::runtime::MAX_METADATA_KEYS`] and
-    /// [`crate::runtime::MAX_METADATA_BYTES`].
+    /// client's and bounded by [`MAX_METADATA_KEYS`] and
+    /// [`MAX_METADATA_BYTES`].
     #[serde(default)]
     #[schema(value_type = Object)]
     pub plugin_metadata: serde_json::Map<String, serde_json::Value>,
@@ -246,12 +254,12 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
-    /// A record for `new`, created at `now` with a fresh id.
-    pub fn new(new: NewJob, now: Millis) -> JobRecord {
+    /// A record for `new` with id `id` (a UUID v7), created at `now`.
+    pub fn new(new: NewJob, id: Uuid, now: Millis) -> JobRecord {
         let run_at = new.run_at.unwrap_or(now).max(now);
         let state = if run_at > now { JobState::Scheduled } else { JobState::Pending };
         JobRecord {
-            id: Uuid::now_v7(),
+            id,
             tenant: new.tenant,
             owner: new.owner,
             job: new.job,
@@ -300,7 +308,6 @@ impl JobRecord {
         &mut self,
         entries: impl IntoIterator<Item = (String, serde_json::Value)>,
     ) -> Vec<String> {
-        use crate::runtime::{MAX_METADATA_BYTES, MAX_METADATA_KEYS};
         let size = |key: &str, value: &serde_json::Value| key.len() + value.to_string().len();
         let mut total: usize = self.plugin_metadata.iter().map(|(k, v)| size(k, v)).sum();
         let mut left_out = Vec::new();
@@ -358,126 +365,30 @@ mod tests {
     #[test]
     fn backoff_grows_exponentially_with_bounded_jitter_and_a_cap() {
         let backoff = Backoff { base_ms: 100, max_ms: 1_000 };
-        for _ in 0..100 {
-            assert!((100..=125).contains(&backoff.delay_ms(1)));
-            assert!((400..=500).contains(&backoff.delay_ms(3)));
-            assert!((1_000..=1_250).contains(&backoff.delay_ms(30)));
+        for random in [0, 1, 24, 25, 26, u64::MAX] {
+            assert!((100..=125).contains(&backoff.delay_ms(1, random)));
+            assert!((400..=500).contains(&backoff.delay_ms(3, random)));
+            assert!((1_000..=1_250).contains(&backoff.delay_ms(30, random)));
         }
+        assert_eq!((backoff.delay_ms(1, 0), backoff.delay_ms(1, 25)), (100, 125));
         let huge = Backoff { base_ms: u64::MAX, max_ms: u64::MAX };
-        assert!(huge.delay_ms(40) >= u64::MAX / 2, "saturates instead of wrapping");
+        assert_eq!(huge.delay_ms(40, u64::MAX), u64::MAX, "saturates instead of wrapping");
     }
 
     #[test]
     fn a_future_run_at_schedules_and_queue_defaults() {
         let now = 1_000;
-        let later = JobRecord::new(NewJob { run_at: Some(5_000), ..NewJob::default() }, now);
+        let later = JobRecord::new(
+            NewJob { run_at: Some(5_000), ..NewJob::default() },
+            Uuid::now_v7(),
+            now,
+        );
         assert_eq!((later.state, later.run_at), (JobState::Scheduled, 5_000));
-        let past = JobRecord::new(NewJob { run_at: Some(10), ..NewJob::default() }, now);
+        let past =
+            JobRecord::new(NewJob { run_at: Some(10), ..NewJob::default() }, Uuid::now_v7(), now);
         assert_eq!(
             (past.state, past.run_at, past.queue.as_str()),
             (JobState::Pending, now, "default")
         );
     }
-}
-
-/// What a worker is doing, as set by an operator.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum WorkerMode {
-    /// Claims jobs.
-    #[default]
-    Active,
-    /// Claims nothing until resumed; running jobs go on.
-    Paused,
-    /// Claims nothing, finishes what it runs; for a planned stop.
-    Draining,
-}
-
-/// A worker as it last reported itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkerRecord {
-    /// Worker id.
-    pub id: String,
-    /// Jobs it runs at once.
-    pub slots: u32,
-    /// Jobs it was running at the heartbeat.
-    pub running: u32,
-    /// Last heartbeat.
-    pub heartbeat: Millis,
-    /// First heartbeat.
-    pub started_at: Millis,
-    /// Set by an operator.
-    pub mode: WorkerMode,
-}
-
-/// A plugin as stored: who uploaded which version, and its default limits.
-/// The component bytes are stored once per digest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PluginRecord {
-    /// Owning tenant.
-    pub tenant: String,
-    /// Qualified name.
-    pub name: String,
-    /// `sha256:` digest of the current version.
-    pub digest: String,
-    /// Component size in bytes.
-    pub size: u64,
-    /// Upload time.
-    pub uploaded_at: Millis,
-    /// Who uploaded it.
-    pub uploader: String,
-    /// Default limits of its jobs.
-    pub limits: LimitOverrides,
-}
-
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Everything, including tokens and tenants.
-    Admin,
-    /// Manage jobs, queues, workers and locks of the tenant.
-    Operator,
-    /// Read everything of the tenant.
-    Viewer,
-    /// Enqueue and see their own jobs.
-    Submitter,
-}
-
-/// An API token, stored by the hash of its secret (never the secret).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TokenRecord {
-    /// A name for people ("ci", "ada").
-    pub name: String,
-    /// The tenant it acts for.
-    pub tenant: String,
-    /// What it may do.
-    pub role: Role,
-    /// When it was made.
-    pub created_at: Millis,
-}
-
-impl TenantRecord {
-    /// Jobs a tenant may have waiting when no quota was set for it: a
-    /// runaway client fills its own queue, not the host's disk.
-    pub const DEFAULT_MAX_QUEUED: u32 = 100_000;
-
-    /// The `max_queued` quota in force.
-    pub fn queued_quota(&self) -> u32 {
-        self.max_queued.unwrap_or(Self::DEFAULT_MAX_QUEUED)
-    }
-}
-
-/// A tenant and its quotas; `None` is no limit (but see `max_queued`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct TenantRecord {
-    /// Tenant name.
-    pub name: String,
-    /// Most jobs running at once.
-    pub max_running: Option<u32>,
-    /// Most jobs waiting (scheduled or pending); `None` is
-    /// [`TenantRecord::DEFAULT_MAX_QUEUED`].
-    pub max_queued: Option<u32>,
-    /// Caps on the limits its jobs may ask for.
-    pub max_limits: LimitOverrides,
 }

@@ -1,10 +1,10 @@
-//! The redb tables and their key encodings. Values are JSON of the records in
-//! `record.rs`; keys are laid out so that a range scan yields the order the
+//! The redb tables and their key encodings. Values are JSON of the records
+//! of [`crate::jobs`]; keys are laid out so that a range scan yields the order the
 //! engine needs.
 
 use super::StorageError;
-use super::record::{JobRecord, Millis};
-use redb::TableDefinition;
+use crate::jobs::{JobRecord, Millis};
+use ::redb::TableDefinition;
 use serde::{Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
@@ -16,27 +16,27 @@ pub(super) const PENDING: TableDefinition<&[u8], &str> = TableDefinition::new("p
 pub(super) const SCHEDULED: TableDefinition<(u64, u128), ()> = TableDefinition::new("scheduled");
 /// id → [`super::Lease`] JSON. Jobs being run, with their lease.
 pub(super) const RUNNING: TableDefinition<u128, &[u8]> = TableDefinition::new("running");
-/// (id, seq) → [`super::record::JobEvent`] JSON. The journal.
+/// (id, seq) → [`crate::jobs::JobEvent`] JSON. The journal.
 pub(super) const EVENTS: TableDefinition<(u128, u64), &[u8]> = TableDefinition::new("events");
-/// (id, seq) → [`super::record::LogLine`] JSON.
+/// (id, seq) → [`crate::jobs::LogLine`] JSON.
 pub(super) const LOGS: TableDefinition<(u128, u64), &[u8]> = TableDefinition::new("logs");
 /// (tenant, key) → job id.
 pub(super) const IDEMPOTENCY: TableDefinition<(&str, &str), u128> =
     TableDefinition::new("idempotency");
 /// Lock name → id of the job holding it.
 pub(super) const LOCKS: TableDefinition<&str, u128> = TableDefinition::new("locks");
-/// Queue name → [`super::QueueSettings`] JSON.
+/// Queue name → [`crate::jobs::QueueSettings`] JSON.
 pub(super) const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
 
-/// Worker id → [`super::record::WorkerRecord`] JSON.
+/// Worker id → [`crate::jobs::WorkerRecord`] JSON.
 pub(super) const WORKERS: TableDefinition<&str, &[u8]> = TableDefinition::new("workers");
-/// (tenant, plugin name) → [`super::record::PluginRecord`] JSON.
+/// (tenant, plugin name) → [`crate::jobs::PluginRecord`] JSON.
 pub(super) const PLUGINS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("plugins");
 /// Component digest → component bytes, shared by every upload of them.
 pub(super) const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
-/// Token hash (hex SHA-256 of the secret) → [`super::record::TokenRecord`] JSON.
+/// Token hash (hex SHA-256 of the secret) → [`crate::jobs::TokenRecord`] JSON.
 pub(super) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
-/// Tenant name → [`super::record::TenantRecord`] JSON.
+/// Tenant name → [`crate::jobs::TenantRecord`] JSON.
 pub(super) const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 /// (due time, job id) → delivery attempts made. Completion webhooks to send.
 pub(super) const CALLBACKS: TableDefinition<(u64, u128), u32> = TableDefinition::new("callbacks");
@@ -78,12 +78,13 @@ pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::record::NewJob;
+    use crate::jobs::NewJob;
 
     #[test]
     fn pending_keys_sort_by_priority_then_time_then_fifo() {
         let job = |priority, run_at| {
-            let mut job = JobRecord::new(NewJob { priority, ..NewJob::default() }, 0);
+            let mut job =
+                JobRecord::new(NewJob { priority, ..NewJob::default() }, Uuid::now_v7(), 0);
             job.run_at = run_at;
             job
         };

@@ -1,4 +1,4 @@
-//! How a run ended. Each way a job can fail has its own kind, so callers
+//! How a run ended, and the severity of what a job logs on the way. Each way a job can fail has its own kind, so callers
 //! (retry policy, the API, a user reading the job) can branch on it.
 
 use serde::{Deserialize, Serialize};
@@ -91,4 +91,33 @@ pub struct RunReport {
     pub duration: Duration,
     /// Largest total linear memory the guest held, in bytes.
     pub memory_peak: u64,
+}
+
+/// Severity of a log line, from the guest's `log` or its stdout (`Info`) and
+/// stderr (`Error`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Very detailed tracing.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal information, and guest stdout.
+    Info,
+    /// Something unexpected the job survived.
+    Warn,
+    /// Failures, and guest stderr (where panics are printed).
+    Error,
 }

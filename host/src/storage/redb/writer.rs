@@ -4,7 +4,7 @@
 //! holds its change is durable.
 
 use super::StorageError;
-use redb::{Database, WriteTransaction};
+use ::redb::{Database, WriteTransaction};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;

@@ -1,13 +1,14 @@
 //! Claiming ready jobs: walk the pending index in claim order (priority,
-//! run_at, FIFO) and take each job the rules allow, in one transaction.
+//! run_at, FIFO) and take each job the claim rule allows, in one
+//! transaction.
 
-use super::record::{JobRecord, JobState, TenantRecord};
-use super::redb::{journal, put_job, read_job, unindex_waiting};
-use super::schema::{
-    JOBS, LOCKS, PENDING, QUEUES, RUNNING, TENANTS, decode, encode, pending_key_id,
-};
-use super::{ClaimRules, Lease, QueueSettings, StorageError};
-use redb::{ReadableTable, WriteTransaction};
+use super::apply::apply;
+use super::schema::{JOBS, LOCKS, PENDING, QUEUES, RUNNING, decode, pending_key_id};
+use super::{Lease, StorageError, read_job};
+use crate::jobs::rules::{self, ClaimView, Eligibility};
+use crate::jobs::{JobRecord, QueueSettings, TenantDefaults};
+use crate::storage::ClaimRules;
+use ::redb::{ReadableTable, WriteTransaction};
 use std::collections::HashMap;
 use std::ops::Bound;
 
@@ -19,8 +20,9 @@ const SCAN_LIMIT: usize = 10_000;
 pub(super) fn claim(
     txn: &WriteTransaction,
     rules: &ClaimRules,
+    defaults: &TenantDefaults,
 ) -> Result<Vec<JobRecord>, StorageError> {
-    let mut claim = Claim::new(txn, rules)?;
+    let mut claim = Claim::new(txn, rules, defaults)?;
     let mut scanned = 0;
     let mut after: Option<Vec<u8>> = None;
     // Read the pending index a chunk at a time (it cannot be iterated while
@@ -54,6 +56,7 @@ pub(super) fn claim(
 /// What one claim knows while it walks the index.
 struct Claim<'r> {
     rules: &'r ClaimRules,
+    defaults: &'r TenantDefaults,
     running_by_queue: HashMap<String, u32>,
     running_by_tenant: HashMap<String, u32>,
     queues: HashMap<String, QueueSettings>,
@@ -63,9 +66,14 @@ struct Claim<'r> {
 }
 
 impl<'r> Claim<'r> {
-    fn new(txn: &WriteTransaction, rules: &'r ClaimRules) -> Result<Self, StorageError> {
+    fn new(
+        txn: &WriteTransaction,
+        rules: &'r ClaimRules,
+        defaults: &'r TenantDefaults,
+    ) -> Result<Self, StorageError> {
         let mut claim = Claim {
             rules,
+            defaults,
             running_by_queue: HashMap::new(),
             running_by_tenant: HashMap::new(),
             queues: HashMap::new(),
@@ -84,8 +92,8 @@ impl<'r> Claim<'r> {
         Ok(claim)
     }
 
-    /// Takes the pending job at `key` if the rules allow; expires it if it
-    /// is past its `expires_at`.
+    /// Takes the pending job at `key` if the claim rule allows; expires it
+    /// if it is past its `expires_at`.
     fn consider(
         &mut self,
         txn: &WriteTransaction,
@@ -93,65 +101,33 @@ impl<'r> Claim<'r> {
         queue: String,
     ) -> Result<(), StorageError> {
         let rules = self.rules;
-        let mut job = read_job(&txn.open_table(JOBS)?, pending_key_id(key))?;
-        if job.pinned_to.as_ref().is_some_and(|worker| *worker != rules.worker) {
-            return Ok(());
-        }
-        if job.expires_at.is_some_and(|at| at <= rules.now) {
-            unindex_waiting(txn, &job)?;
-            job.state = JobState::Expired;
-            job.finished_at = Some(rules.now);
-            put_job(txn, &job)?;
-            journal(
-                txn,
-                &job,
-                Some(JobState::Pending),
-                rules.now,
-                "expired: not started before expires_at",
-            )?;
-            return Ok(());
-        }
+        let job = read_job(&txn.open_table(JOBS)?, pending_key_id(key))?;
         let settings = self.queues.get(&queue).cloned().unwrap_or_default();
-        let running_in_queue = self.running_by_queue.get(&queue).copied().unwrap_or(0);
-        if settings.paused || settings.concurrency.is_some_and(|limit| running_in_queue >= limit) {
-            return Ok(());
-        }
-        let quota = self.quota(txn, &job.tenant)?.or(rules.tenant_quota);
-        let tenant_running = self.running_by_tenant.get(&job.tenant).copied().unwrap_or(0);
-        if quota.is_some_and(|quota| tenant_running >= quota) {
-            return Ok(());
-        }
-        if let Some(lock) = &job.lock {
-            let mut locks = txn.open_table(LOCKS)?;
-            if locks.get(lock.as_str())?.is_some() {
-                return Ok(());
-            }
-            locks.insert(lock.as_str(), job.id.as_u128())?;
-        }
-        unindex_waiting(txn, &job)?;
-        let lease = Lease {
-            worker: rules.worker.clone(),
-            until: rules.now + rules.lease_ms,
-            queue: job.queue.clone(),
-            tenant: job.tenant.clone(),
+        let lock_held = match &job.lock {
+            Some(lock) => txn.open_table(LOCKS)?.get(lock.as_str())?.is_some(),
+            None => false,
         };
-        txn.open_table(RUNNING)?.insert(job.id.as_u128(), encode(&lease).as_slice())?;
-        job.state = JobState::Running;
-        job.attempt += 1;
-        job.started_at = Some(rules.now);
-        job.worker = Some(rules.worker.clone());
-        job.lease_until = Some(lease.until);
-        put_job(txn, &job)?;
-        journal(
-            txn,
-            &job,
-            Some(JobState::Pending),
-            rules.now,
-            format!("claimed, attempt {}", job.attempt),
-        )?;
+        let view = ClaimView {
+            worker: &rules.worker,
+            now: rules.now,
+            queue: &settings,
+            running_in_queue: self.running_by_queue.get(&queue).copied().unwrap_or(0),
+            running_of_tenant: self.running_by_tenant.get(&job.tenant).copied().unwrap_or(0),
+            tenant_quota: self.quota(txn, &job.tenant)?,
+            lock_held,
+        };
+        let transition = match rules::eligibility(&job, &view) {
+            Eligibility::Skip => return Ok(()),
+            Eligibility::Expire => {
+                return apply(txn, Some(&job), &rules::expired(&job, rules.now), rules.now)
+                    .map(drop);
+            }
+            Eligibility::Take => rules::claimed(&job, &rules.worker, rules.now, rules.lease_ms),
+        };
+        apply(txn, Some(&job), &transition, rules.now)?;
         *self.running_by_queue.entry(queue).or_default() += 1;
         *self.running_by_tenant.entry(job.tenant.clone()).or_default() += 1;
-        self.claimed.push(job);
+        self.claimed.push(transition.job);
         Ok(())
     }
 
@@ -159,9 +135,7 @@ impl<'r> Claim<'r> {
         if let Some(quota) = self.quotas.get(tenant) {
             return Ok(*quota);
         }
-        let tenants = txn.open_table(TENANTS)?;
-        let record = tenants.get(tenant)?.map(|v| decode::<TenantRecord>(v.value())).transpose()?;
-        let quota = record.and_then(|t| t.max_running);
+        let quota = super::jobs::tenant(txn, tenant)?.running_quota(self.defaults);
         self.quotas.insert(tenant.to_string(), quota);
         Ok(quota)
     }

@@ -1,0 +1,134 @@
+//! What admins manage beside jobs: tenants and their quotas, tokens and
+//! roles, plugin versions, workers. Plain serde records, like the jobs.
+
+use super::{LimitOverrides, Millis};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// What a worker is doing, as set by an operator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerMode {
+    /// Claims jobs.
+    #[default]
+    Active,
+    /// Claims nothing until resumed; running jobs go on.
+    Paused,
+    /// Claims nothing, finishes what it runs; for a planned stop.
+    Draining,
+}
+
+/// A worker as it last reported itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    /// Worker id.
+    pub id: String,
+    /// Jobs it runs at once.
+    pub slots: u32,
+    /// Jobs it was running at the heartbeat.
+    pub running: u32,
+    /// Last heartbeat.
+    pub heartbeat: Millis,
+    /// First heartbeat.
+    pub started_at: Millis,
+    /// Set by an operator.
+    pub mode: WorkerMode,
+}
+
+/// A plugin as stored: who uploaded which version, and its default limits.
+/// The component bytes are stored once per digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginRecord {
+    /// Owning tenant.
+    pub tenant: String,
+    /// Qualified name.
+    pub name: String,
+    /// `sha256:` digest of the current version.
+    pub digest: String,
+    /// Component size in bytes.
+    pub size: u64,
+    /// Upload time.
+    pub uploaded_at: Millis,
+    /// Who uploaded it.
+    pub uploader: String,
+    /// Default limits of its jobs.
+    pub limits: LimitOverrides,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, including tokens and tenants.
+    Admin,
+    /// Manage jobs, queues, workers and locks of the tenant.
+    Operator,
+    /// Read everything of the tenant.
+    Viewer,
+    /// Enqueue and see their own jobs.
+    Submitter,
+}
+
+/// An API token, stored by the hash of its secret (never the secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// A name for people ("ci", "ada").
+    pub name: String,
+    /// The tenant it acts for.
+    pub tenant: String,
+    /// What it may do.
+    pub role: Role,
+    /// When it was made.
+    pub created_at: Millis,
+}
+
+impl TenantRecord {
+    /// The `max_queued` quota in force: its own, or the host's default.
+    pub fn queued_quota(&self, defaults: &TenantDefaults) -> u32 {
+        self.max_queued.unwrap_or(defaults.max_queued)
+    }
+
+    /// The `max_running` quota in force, if any.
+    pub fn running_quota(&self, defaults: &TenantDefaults) -> Option<u32> {
+        self.max_running.or(defaults.max_running)
+    }
+}
+
+/// Quotas of a tenant that set none of its own, from the host's config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantDefaults {
+    /// Jobs waiting at most: a runaway client fills its own queue, not the
+    /// host's disk.
+    pub max_queued: u32,
+    /// Jobs running at once at most; `None` is no limit.
+    pub max_running: Option<u32>,
+}
+
+impl Default for TenantDefaults {
+    fn default() -> Self {
+        Self { max_queued: 100_000, max_running: None }
+    }
+}
+
+/// A tenant and its quotas; `None` is no limit (but see `max_queued`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TenantRecord {
+    /// Tenant name.
+    pub name: String,
+    /// Most jobs running at once.
+    pub max_running: Option<u32>,
+    /// Most jobs waiting (scheduled or pending); `None` is the host's
+    /// default ([`TenantDefaults`]).
+    pub max_queued: Option<u32>,
+    /// Caps on the limits its jobs may ask for.
+    pub max_limits: LimitOverrides,
+}
+
+/// What an operator set for a queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSettings {
+    /// A paused queue keeps its jobs but starts none.
+    pub paused: bool,
+    /// Most jobs of the queue running at once; `None` is no limit.
+    pub concurrency: Option<u32>,
+}

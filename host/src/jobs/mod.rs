@@ -1,0 +1,32 @@
+//! The job model: what a job is and the rules of its life, with no
+//! wasmtime, redb or HTTP in it. Every other part speaks these types.
+//!
+//! - `record`: a job as stored ([`JobRecord`]), what a client asks for
+//!   ([`NewJob`]), its states, journal events and log lines.
+//! - `admin`: tenants and quotas, tokens and roles, plugins, workers.
+//! - `limits`: sandbox limits as data, per job, per plugin, and the caps.
+//! - `outcome`: how a run ended ([`Outcome`], [`FailureKind`]).
+//! - `rules`: the rules as pure functions of (record, event, now): what a
+//!   claim, an outcome, a lost worker, a cancel or the clock does to a job.
+//!   Storage persists what they decide; a second backend reuses them.
+//! - `clock`: where "now" comes from, so tests can drive time.
+
+mod admin;
+mod clock;
+mod limits;
+mod outcome;
+mod record;
+pub mod rules;
+
+pub use admin::{
+    PluginRecord, QueueSettings, Role, TenantDefaults, TenantRecord, TokenRecord, WorkerMode,
+    WorkerRecord,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use limits::{LimitOverrides, Limits};
+pub use outcome::{FailureKind, LogLevel, Outcome, RunReport};
+pub use record::{
+    Backoff, JobError, JobEvent, JobRecord, JobState, LogLine, MAX_METADATA_BYTES,
+    MAX_METADATA_KEYS, Millis, NewJob, Progress, now_ms,
+};
+pub use rules::{RetryPolicy, Transition};

@@ -1,0 +1,131 @@
+//! Completion webhooks: a job may name a `callback_url` that receives its
+//! final record (as `GET /v1/jobs/{id}` shows it) once it finishes. The
+//! outbox row is written in the transaction that finishes the job, so no
+//! webhook is lost; this service sends what is due, retrying with
+//! exponential backoff until the receiver answers 2xx or the attempts run
+//! out. Delivery is at least once: a receiver must accept the same job
+//! twice.
+
+use super::Service;
+use crate::jobs::{Clock, JobRecord};
+use crate::storage::{Callback, Storage, StorageError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Deliveries tried before a webhook is given up.
+pub const MAX_ATTEMPTS: u32 = 10;
+/// First retry delay; doubled each attempt up to [`MAX_BACKOFF`].
+const BASE_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How long a receiver gets to answer.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the outbox is read, and how much of it at once.
+const POLL: Duration = Duration::from_millis(250);
+const BATCH: usize = 64;
+
+/// Checks a job's `callback_url`: an absolute `http://` URL this service
+/// can deliver to; the refusal names why.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let refuse = |why: &str| Err(format!("callback_url {url:?}: {why}"));
+    if url.len() > 2048 {
+        return refuse("longer than 2048 bytes");
+    }
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if parsed.scheme() == "http" && parsed.host().is_some() => Ok(()),
+        Ok(parsed) if parsed.scheme() == "https" => {
+            refuse("https is not supported yet; use http (a relay inside your network)")
+        }
+        Ok(_) => refuse("must be an http:// URL with a host"),
+        Err(e) => refuse(&e.to_string()),
+    }
+}
+
+/// Renders a job as the receiver gets it: the API's view of the job.
+pub type Render = fn(&JobRecord) -> serde_json::Value;
+
+/// Delivers due webhooks.
+pub struct Webhooks {
+    storage: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    render: Render,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhooks").finish_non_exhaustive()
+    }
+}
+
+impl Webhooks {
+    /// Delivers from `storage`'s outbox, each job rendered by `render`.
+    pub fn new(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>, render: Render) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a client without TLS always builds");
+        Self { storage, clock, render, client }
+    }
+}
+
+#[async_trait::async_trait]
+impl Service for Webhooks {
+    fn name(&self) -> &'static str {
+        "webhooks"
+    }
+
+    fn period(&self) -> Duration {
+        POLL
+    }
+
+    async fn tick(&self) {
+        match self.storage.due_callbacks(self.clock.now(), BATCH).await {
+            Ok(due) => {
+                futures::future::join_all(due.into_iter().map(|callback| self.send(callback)))
+                    .await;
+            }
+            Err(e) => tracing::error!("reading the webhook outbox: {e}"),
+        }
+    }
+}
+
+impl Webhooks {
+    /// Sends one webhook and takes it off the outbox or puts it back for later.
+    async fn send(&self, callback: Callback) {
+        let storage = &self.storage;
+        let job = match storage.get(callback.job).await {
+            Ok(job) => job,
+            Err(StorageError::NotFound(_)) => {
+                let _ = storage.callback_done(callback, None).await;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(job = %callback.job, "reading a job for its webhook: {e}");
+                return;
+            }
+        };
+        let Some(url) = job.callback_url.as_deref() else {
+            let _ = storage.callback_done(callback, None).await;
+            return;
+        };
+        let failure = match self.client.post(url).json(&(self.render)(&job)).send().await {
+            Ok(response) if response.status().is_success() => None,
+            Ok(response) => Some(format!("answered {}", response.status())),
+            Err(e) => Some(e.to_string()),
+        };
+        let retry_at = failure.and_then(|why| {
+        let attempts = callback.attempts + 1;
+        if attempts >= MAX_ATTEMPTS {
+            tracing::warn!(job = %job.id, url, "webhook given up after {attempts} attempts: {why}");
+            return None;
+        }
+        let delay = BASE_BACKOFF.saturating_mul(1 << (attempts - 1).min(16)).min(MAX_BACKOFF);
+        tracing::info!(job = %job.id, url, "webhook attempt {attempts} failed ({why}); retry in {delay:?}");
+        Some(self.clock.now() + delay.as_millis() as u64)
+    });
+        if let Err(e) = storage.callback_done(callback, retry_at).await {
+            tracing::error!(job = %job.id, "updating the webhook outbox: {e}");
+        }
+    }
+}

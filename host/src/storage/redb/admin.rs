@@ -1,0 +1,214 @@
+//! [`AdminStore`] and [`OutboxStore`] on redb: workers, plugins and their
+//! component bytes, tokens, tenants, and the webhook outbox.
+
+use super::schema::{CALLBACKS, COMPONENTS, PLUGINS, TENANTS, TOKENS, WORKERS, decode, encode};
+use super::{RedbStorage, StorageError, read_all};
+use crate::jobs::{Millis, PluginRecord, TenantRecord, TokenRecord, WorkerMode, WorkerRecord};
+use crate::storage::{AdminStore, Callback, OutboxStore};
+use ::redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use uuid::Uuid;
+
+fn heartbeat(
+    txn: &WriteTransaction,
+    id: &str,
+    slots: u32,
+    running: u32,
+    now: Millis,
+) -> Result<WorkerMode, StorageError> {
+    let mut workers = txn.open_table(WORKERS)?;
+    let known = workers.get(id)?.map(|w| decode::<WorkerRecord>(w.value())).transpose()?;
+    let (started_at, mode) = known.map_or((now, WorkerMode::Active), |w| (w.started_at, w.mode));
+    let record =
+        WorkerRecord { id: id.to_string(), slots, running, heartbeat: now, started_at, mode };
+    workers.insert(id, encode(&record).as_slice())?;
+    Ok(mode)
+}
+
+fn remove_plugin(
+    txn: &WriteTransaction,
+    tenant: &str,
+    name: &str,
+) -> Result<PluginRecord, StorageError> {
+    let mut plugins = txn.open_table(PLUGINS)?;
+    let removed: PluginRecord = match plugins.remove((tenant, name))? {
+        Some(value) => decode(value.value())?,
+        None => return Err(StorageError::NotFound(format!("plugin {name:?}"))),
+    };
+    let mut still_used = false;
+    for entry in plugins.iter()? {
+        let plugin: PluginRecord = decode(entry?.1.value())?;
+        still_used |= plugin.digest == removed.digest;
+    }
+    if !still_used {
+        txn.open_table(COMPONENTS)?.remove(removed.digest.as_str())?;
+    }
+    Ok(removed)
+}
+
+#[async_trait::async_trait]
+impl AdminStore for RedbStorage {
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        slots: u32,
+        running: u32,
+        now: Millis,
+    ) -> Result<WorkerMode, StorageError> {
+        let worker = worker.to_string();
+        self.writer.write(move |txn| heartbeat(txn, &worker, slots, running, now)).await
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerRecord>, StorageError> {
+        let txn = self.db.begin_read()?;
+        Ok(read_all(&txn.open_table(WORKERS)?)?.into_iter().map(|(_, w)| w).collect())
+    }
+
+    async fn set_worker_mode(
+        &self,
+        worker: &str,
+        mode: WorkerMode,
+    ) -> Result<WorkerRecord, StorageError> {
+        let worker = worker.to_string();
+        self.writer
+            .write(move |txn| {
+                let mut workers = txn.open_table(WORKERS)?;
+                let known = workers
+                    .get(worker.as_str())?
+                    .map(|w| decode::<WorkerRecord>(w.value()))
+                    .transpose()?;
+                let mut record =
+                    known.ok_or_else(|| StorageError::NotFound(format!("worker {worker:?}")))?;
+                record.mode = mode;
+                workers.insert(worker.as_str(), encode(&record).as_slice())?;
+                Ok(record)
+            })
+            .await
+    }
+
+    async fn put_plugin(
+        &self,
+        record: PluginRecord,
+        component: Vec<u8>,
+    ) -> Result<(), StorageError> {
+        self.writer
+            .write(move |txn| {
+                txn.open_table(COMPONENTS)?.insert(record.digest.as_str(), component.as_slice())?;
+                let key = (record.tenant.as_str(), record.name.as_str());
+                txn.open_table(PLUGINS)?.insert(key, encode(&record).as_slice())?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn plugins(&self, tenant: Option<&str>) -> Result<Vec<PluginRecord>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let mut all = Vec::new();
+        for entry in txn.open_table(PLUGINS)?.iter()? {
+            let plugin: PluginRecord = decode(entry?.1.value())?;
+            if tenant.is_none_or(|t| t == plugin.tenant) {
+                all.push(plugin);
+            }
+        }
+        Ok(all)
+    }
+
+    async fn component(&self, digest: &str) -> Result<Vec<u8>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let bytes = txn.open_table(COMPONENTS)?.get(digest)?.map(|b| b.value().to_vec());
+        bytes.ok_or_else(|| StorageError::NotFound(format!("component {digest}")))
+    }
+
+    async fn remove_plugin(&self, tenant: &str, name: &str) -> Result<PluginRecord, StorageError> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.writer.write(move |txn| remove_plugin(txn, &tenant, &name)).await
+    }
+
+    async fn put_token(&self, hash: &str, record: TokenRecord) -> Result<(), StorageError> {
+        let hash = hash.to_string();
+        self.writer
+            .write(move |txn| {
+                txn.open_table(TOKENS)?.insert(hash.as_str(), encode(&record).as_slice())?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TOKENS)?;
+        let value = table.get(hash)?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<(String, TokenRecord)>, StorageError> {
+        read_all(&self.db.begin_read()?.open_table(TOKENS)?)
+    }
+
+    async fn remove_token(&self, hash: &str) -> Result<(), StorageError> {
+        let hash = hash.to_string();
+        self.writer
+            .write(move |txn| match txn.open_table(TOKENS)?.remove(hash.as_str())? {
+                Some(_) => Ok(()),
+                None => Err(StorageError::NotFound("token".into())),
+            })
+            .await
+    }
+
+    async fn put_tenant(&self, record: TenantRecord) -> Result<(), StorageError> {
+        self.writer
+            .write(move |txn| {
+                txn.open_table(TENANTS)?
+                    .insert(record.name.as_str(), encode(&record).as_slice())?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn tenant(&self, name: &str) -> Result<TenantRecord, StorageError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TENANTS)?;
+        let value = table.get(name)?;
+        let stored = value.map(|v| decode(v.value())).transpose()?;
+        Ok(stored
+            .unwrap_or_else(|| TenantRecord { name: name.to_string(), ..TenantRecord::default() }))
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantRecord>, StorageError> {
+        let all = read_all(&self.db.begin_read()?.open_table(TENANTS)?)?;
+        Ok(all.into_iter().map(|(_, record)| record).collect())
+    }
+}
+
+#[async_trait::async_trait]
+impl OutboxStore for RedbStorage {
+    async fn due_callbacks(&self, now: Millis, max: usize) -> Result<Vec<Callback>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CALLBACKS)?;
+        table
+            .range(..=(now, u128::MAX))?
+            .take(max)
+            .map(|entry| {
+                let (key, attempts) = entry?;
+                let (due, id) = key.value();
+                Ok(Callback { due, job: Uuid::from_u128(id), attempts: attempts.value() })
+            })
+            .collect()
+    }
+
+    async fn callback_done(
+        &self,
+        callback: Callback,
+        retry_at: Option<Millis>,
+    ) -> Result<(), StorageError> {
+        self.writer
+            .write(move |txn| {
+                let mut table = txn.open_table(CALLBACKS)?;
+                table.remove((callback.due, callback.job.as_u128()))?;
+                if let Some(at) = retry_at {
+                    table.insert((at, callback.job.as_u128()), callback.attempts + 1)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}

@@ -1,0 +1,287 @@
+//! [`JobStore`] on redb: writes go through the group-commit writer into the
+//! functions of `jobs` and `claim`; reads open their own read transaction.
+
+use super::apply::waiting;
+use super::schema::{
+    EVENTS, JOBS, LOCKS, LOGS, PENDING, QUEUES, RUNNING, SCHEDULED, WAITING, decode, encode,
+    pending_key,
+};
+use super::{Lease, RedbStorage, StorageError, claim, jobs, read_job};
+use crate::jobs::{JobEvent, JobRecord, JobState, LogLine, Millis, NewJob, QueueSettings};
+use crate::storage::{
+    ClaimRules, Enqueued, Finishing, JobFilter, JobPage, JobStore, OutputBatch, QueueStats,
+    Resubmit,
+};
+use ::redb::{ReadableDatabase, ReadableTable};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use uuid::Uuid;
+
+#[async_trait::async_trait]
+impl JobStore for RedbStorage {
+    async fn enqueue(&self, new: NewJob, now: Millis) -> Result<Enqueued, StorageError> {
+        let defaults = self.defaults;
+        self.writer.write(move |txn| jobs::enqueue(txn, new, &defaults, now)).await
+    }
+
+    async fn get(&self, id: Uuid) -> Result<JobRecord, StorageError> {
+        read_job(&self.db.begin_read()?.open_table(JOBS)?, id)
+    }
+
+    async fn list(
+        &self,
+        filter: &JobFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<JobPage, StorageError> {
+        let txn = self.db.begin_read()?;
+        let mut jobs = Vec::new();
+        let mut total = 0;
+        for entry in txn.open_table(JOBS)?.iter()?.rev() {
+            let job: JobRecord = decode(entry?.1.value())?;
+            if filter.matches(&job) {
+                if total >= offset && jobs.len() < limit {
+                    jobs.push(job);
+                }
+                total += 1;
+            }
+        }
+        Ok(JobPage { jobs, total })
+    }
+
+    async fn events(&self, id: Uuid, after: u64) -> Result<Vec<JobEvent>, StorageError> {
+        let txn = self.db.begin_read()?;
+        read_job(&txn.open_table(JOBS)?, id)?;
+        let key = id.as_u128();
+        txn.open_table(EVENTS)?
+            .range((key, after.saturating_add(1))..=(key, u64::MAX))?
+            .map(|entry| decode(entry?.1.value()))
+            .collect()
+    }
+
+    async fn logs(&self, id: Uuid, after: u64, limit: usize) -> Result<Vec<LogLine>, StorageError> {
+        let txn = self.db.begin_read()?;
+        read_job(&txn.open_table(JOBS)?, id)?;
+        let key = id.as_u128();
+        txn.open_table(LOGS)?
+            .range((key, after.saturating_add(1))..=(key, u64::MAX))?
+            .take(limit)
+            .map(|entry| decode(entry?.1.value()))
+            .collect()
+    }
+
+    async fn queue_position(&self, id: Uuid) -> Result<Option<usize>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let job = read_job(&txn.open_table(JOBS)?, id)?;
+        if job.state != JobState::Pending {
+            return Ok(None);
+        }
+        let key = pending_key(&job);
+        let pending = txn.open_table(PENDING)?;
+        let ahead = pending.range(..key.as_slice())?.count();
+        Ok(Some(ahead))
+    }
+
+    async fn claim(&self, rules: ClaimRules) -> Result<Vec<JobRecord>, StorageError> {
+        let defaults = self.defaults;
+        self.writer.write(move |txn| claim::claim(txn, &rules, &defaults)).await
+    }
+
+    async fn finish(&self, id: Uuid, finishing: Finishing) -> Result<JobRecord, StorageError> {
+        self.writer.write(move |txn| jobs::finish(txn, id, finishing)).await
+    }
+
+    async fn renew(&self, worker: &str, ids: Vec<Uuid>, until: Millis) -> Result<(), StorageError> {
+        let worker = worker.to_string();
+        self.writer
+            .write(move |txn| {
+                let mut running = txn.open_table(RUNNING)?;
+                for id in ids {
+                    let lease = running
+                        .get(id.as_u128())?
+                        .map(|l| decode::<Lease>(l.value()))
+                        .transpose()?;
+                    if let Some(mut lease) = lease.filter(|l| l.worker == worker) {
+                        lease.until = until;
+                        running.insert(id.as_u128(), encode(&lease).as_slice())?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn recover(&self, now: Millis) -> Result<Vec<Uuid>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let running = txn.open_table(RUNNING)?;
+        let any_expired =
+            running.iter()?.try_fold(false, |found, entry| -> Result<bool, StorageError> {
+                Ok(found || decode::<Lease>(entry?.1.value())?.until < now)
+            })?;
+        if !any_expired {
+            return Ok(Vec::new());
+        }
+        self.writer.write(move |txn| jobs::recover(txn, now)).await
+    }
+
+    async fn hand_back(
+        &self,
+        worker: &str,
+        ids: Vec<Uuid>,
+        now: Millis,
+    ) -> Result<Vec<JobRecord>, StorageError> {
+        let worker = worker.to_string();
+        self.writer.write(move |txn| jobs::hand_back(txn, &worker, &ids, now)).await
+    }
+
+    async fn promote(&self, now: Millis) -> Result<usize, StorageError> {
+        let txn = self.db.begin_read()?;
+        if txn.open_table(SCHEDULED)?.range(..=(now, u128::MAX))?.next().is_none() {
+            return Ok(0);
+        }
+        self.writer.write(move |txn| jobs::promote(txn, now)).await
+    }
+
+    async fn append_output(
+        &self,
+        id: Uuid,
+        attempt: u32,
+        batch: OutputBatch,
+    ) -> Result<(), StorageError> {
+        self.writer.write(move |txn| jobs::append_output(txn, id, attempt, batch)).await
+    }
+
+    async fn cancel(&self, id: Uuid, now: Millis) -> Result<JobRecord, StorageError> {
+        self.writer.write(move |txn| jobs::cancel(txn, id, now)).await
+    }
+
+    async fn retry(
+        &self,
+        id: Uuid,
+        changes: Resubmit,
+        now: Millis,
+    ) -> Result<JobRecord, StorageError> {
+        let defaults = self.defaults;
+        self.writer.write(move |txn| jobs::retry(txn, id, changes, &defaults, now)).await
+    }
+
+    async fn clone_job(
+        &self,
+        id: Uuid,
+        changes: Resubmit,
+        now: Millis,
+    ) -> Result<JobRecord, StorageError> {
+        let defaults = self.defaults;
+        self.writer.write(move |txn| jobs::clone_job(txn, id, changes, &defaults, now)).await
+    }
+
+    async fn remove(&self, id: Uuid) -> Result<JobRecord, StorageError> {
+        self.writer.write(move |txn| jobs::remove(txn, id)).await
+    }
+
+    async fn prune(&self, finished_before: Millis, max: usize) -> Result<usize, StorageError> {
+        self.writer.write(move |txn| jobs::prune(txn, finished_before, max)).await
+    }
+
+    async fn queue_stats(
+        &self,
+        tenant: Option<&str>,
+        now: Millis,
+        window_ms: u64,
+        stuck_after_ms: u64,
+    ) -> Result<Vec<QueueStats>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let mut by_queue: BTreeMap<String, QueueStats> = BTreeMap::new();
+        let running = txn.open_table(RUNNING)?;
+        for entry in txn.open_table(JOBS)?.iter()? {
+            let job: JobRecord = decode(entry?.1.value())?;
+            if tenant.is_some_and(|t| t != job.tenant) {
+                continue;
+            }
+            let stats =
+                by_queue.entry(job.queue.clone()).or_insert_with(|| QueueStats::new(&job.queue));
+            let lease_expired = running
+                .get(job.id.as_u128())?
+                .map(|lease| decode::<Lease>(lease.value()))
+                .transpose()?
+                .is_some_and(|lease| lease.until < now);
+            stats.count(&job, now, window_ms, stuck_after_ms, lease_expired);
+        }
+        let settings = txn.open_table(QUEUES)?;
+        let mut all: Vec<QueueStats> = by_queue.into_values().collect();
+        for stats in &mut all {
+            if let Some(value) = settings.get(stats.queue.as_str())? {
+                stats.settings = decode(value.value())?;
+            }
+            stats.finish(window_ms);
+        }
+        Ok(all)
+    }
+
+    async fn enqueue_broadcast(
+        &self,
+        new: NewJob,
+        live_after: Millis,
+        now: Millis,
+    ) -> Result<Vec<JobRecord>, StorageError> {
+        let defaults = self.defaults;
+        self.writer
+            .write(move |txn| jobs::enqueue_broadcast(txn, new, live_after, &defaults, now))
+            .await
+    }
+
+    async fn waiting(&self, tenant: &str) -> Result<u64, StorageError> {
+        waiting(&self.db.begin_read()?.open_table(WAITING)?, tenant)
+    }
+
+    async fn set_queue(&self, name: &str, settings: QueueSettings) -> Result<(), StorageError> {
+        let name = name.to_string();
+        self.writer
+            .write(move |txn| {
+                txn.open_table(QUEUES)?.insert(name.as_str(), encode(&settings).as_slice())?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn queue(&self, name: &str) -> Result<QueueSettings, StorageError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(QUEUES)?;
+        let settings = table.get(name)?.map(|v| decode(v.value())).transpose()?;
+        Ok(settings.unwrap_or_default())
+    }
+
+    async fn locks(&self) -> Result<Vec<(String, Uuid)>, StorageError> {
+        let txn = self.db.begin_read()?;
+        txn.open_table(LOCKS)?
+            .iter()?
+            .map(|entry| {
+                let (name, holder) = entry?;
+                Ok((name.value().to_string(), Uuid::from_u128(holder.value())))
+            })
+            .collect()
+    }
+
+    async fn clear_lock(&self, name: &str) -> Result<(), StorageError> {
+        let name = name.to_string();
+        self.writer
+            .write(move |txn| {
+                let mut locks = txn.open_table(LOCKS)?;
+                if locks.get(name.as_str())?.is_none() {
+                    return Err(StorageError::NotFound(format!("lock {name:?}")));
+                }
+                locks.remove(name.as_str())?;
+                Ok(())
+            })
+            .await
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let stats = self.writer.stats();
+        vec![
+            ("commits_total", stats.commits.load(Ordering::Relaxed)),
+            ("writes_total", stats.writes.load(Ordering::Relaxed)),
+            ("largest_commit_writes", stats.max_batch.load(Ordering::Relaxed)),
+        ]
+    }
+}

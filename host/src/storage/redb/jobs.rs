@@ -1,0 +1,313 @@
+//! The job operations, each inside the writer's transaction: read the
+//! record, ask the rule of [`crate::jobs::rules`], [`apply`] its answer.
+
+use super::apply::{apply, waiting};
+use super::schema::{
+    EVENTS, IDEMPOTENCY, JOBS, LOGS, RUNNING, SCHEDULED, TENANTS, WAITING, WORKERS, decode, encode,
+};
+use super::{Lease, StorageError, put_job, read_job};
+use crate::jobs::rules::{self, Release};
+use crate::jobs::{
+    JobRecord, JobState, LogLine, Millis, NewJob, TenantDefaults, TenantRecord, WorkerRecord,
+};
+use crate::storage::{Enqueued, Finishing, OutputBatch, Resubmit};
+use ::redb::{ReadableTable, WriteTransaction};
+use uuid::Uuid;
+
+pub(super) fn enqueue(
+    txn: &WriteTransaction,
+    new: NewJob,
+    defaults: &TenantDefaults,
+    now: Millis,
+) -> Result<Enqueued, StorageError> {
+    if let Some(key) = &new.idempotency_key {
+        let existing = txn
+            .open_table(IDEMPOTENCY)?
+            .get((new.tenant.as_str(), key.as_str()))?
+            .map(|id| id.value());
+        if let Some(id) = existing {
+            let job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(id))?;
+            return Ok(Enqueued { job, created: false });
+        }
+    }
+    let job = insert(txn, new, None, defaults, now)?;
+    Ok(Enqueued { job, created: true })
+}
+
+/// Writes a new job (pinned to `worker`, for a broadcast copy) within its
+/// tenant's `max_queued`, with its idempotency key.
+fn insert(
+    txn: &WriteTransaction,
+    new: NewJob,
+    worker: Option<String>,
+    defaults: &TenantDefaults,
+    now: Millis,
+) -> Result<JobRecord, StorageError> {
+    let tenant = tenant(txn, &new.tenant)?;
+    let waiting = waiting(&txn.open_table(WAITING)?, &tenant.name)?;
+    rules::queued_quota(&tenant, defaults, waiting).map_err(StorageError::OverQuota)?;
+    let mut transition = rules::enqueued(new, Uuid::now_v7(), now);
+    transition.job.pinned_to = worker;
+    apply(txn, None, &transition, now)?;
+    let job = transition.job;
+    if let Some(key) = &job.idempotency_key {
+        txn.open_table(IDEMPOTENCY)?
+            .insert((job.tenant.as_str(), key.as_str()), job.id.as_u128())?;
+    }
+    Ok(job)
+}
+
+/// A tenant's record, or the defaults for one never set.
+pub(super) fn tenant(txn: &WriteTransaction, name: &str) -> Result<TenantRecord, StorageError> {
+    let stored = txn.open_table(TENANTS)?.get(name)?.map(|v| v.value().to_vec());
+    match stored {
+        Some(bytes) => decode(&bytes),
+        None => Ok(TenantRecord { name: name.to_string(), ..TenantRecord::default() }),
+    }
+}
+
+pub(super) fn finish(
+    txn: &WriteTransaction,
+    id: Uuid,
+    finishing: Finishing,
+) -> Result<JobRecord, StorageError> {
+    let job = read_job(&txn.open_table(JOBS)?, id)?;
+    if job.state != JobState::Running || job.worker.as_deref() != Some(&finishing.worker) {
+        return Err(StorageError::Conflict(format!(
+            "job {id} is not running on worker {}: its lease was lost",
+            finishing.worker
+        )));
+    }
+    let Finishing { report, policy, now, random, .. } = finishing;
+    let transition = rules::finished(&job, &report, &policy, now, random);
+    apply(txn, Some(&job), &transition, now)?;
+    Ok(transition.job)
+}
+
+pub(super) fn recover(txn: &WriteTransaction, now: Millis) -> Result<Vec<Uuid>, StorageError> {
+    let expired: Vec<u128> = txn
+        .open_table(RUNNING)?
+        .iter()?
+        .map(|entry| -> Result<Option<u128>, StorageError> {
+            let (id, lease) = entry?;
+            let lease: Lease = decode(lease.value())?;
+            Ok((lease.until < now).then_some(id.value()))
+        })
+        .filter_map(Result::transpose)
+        .collect::<Result<_, _>>()?;
+    let mut recovered = Vec::new();
+    for id in expired {
+        let job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(id))?;
+        let transition = rules::taken_off_worker(&job, Release::LeaseExpired, now);
+        apply(txn, Some(&job), &transition, now)?;
+        recovered.push(job.id);
+    }
+    Ok(recovered)
+}
+
+pub(super) fn hand_back(
+    txn: &WriteTransaction,
+    worker: &str,
+    ids: &[Uuid],
+    now: Millis,
+) -> Result<Vec<JobRecord>, StorageError> {
+    let mut handed = Vec::new();
+    for id in ids {
+        let job = read_job(&txn.open_table(JOBS)?, *id)?;
+        if job.state == JobState::Running && job.worker.as_deref() == Some(worker) {
+            let transition = rules::taken_off_worker(&job, Release::HandedBack, now);
+            apply(txn, Some(&job), &transition, now)?;
+            handed.push(transition.job);
+        }
+    }
+    Ok(handed)
+}
+
+pub(super) fn promote(txn: &WriteTransaction, now: Millis) -> Result<usize, StorageError> {
+    let due: Vec<(Millis, u128)> = txn
+        .open_table(SCHEDULED)?
+        .range(..=(now, u128::MAX))?
+        .map(|entry| entry.map(|(key, _)| key.value()))
+        .collect::<Result<_, _>>()?;
+    for (_, id) in &due {
+        let job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(*id))?;
+        apply(txn, Some(&job), &rules::due(&job), now)?;
+    }
+    Ok(due.len())
+}
+
+pub(super) fn append_output(
+    txn: &WriteTransaction,
+    id: Uuid,
+    attempt: u32,
+    batch: OutputBatch,
+) -> Result<(), StorageError> {
+    let mut job = read_job(&txn.open_table(JOBS)?, id)?;
+    if !batch.logs.is_empty() {
+        let mut logs = txn.open_table(LOGS)?;
+        let key = id.as_u128();
+        let last = logs.range((key, 0)..=(key, u64::MAX))?.next_back().transpose()?;
+        let mut seq = last.map_or(0, |(k, _)| k.value().1);
+        for (at, level, message) in batch.logs {
+            seq += 1;
+            let line = LogLine { seq, at, attempt, level, message };
+            logs.insert((key, seq), encode(&line).as_slice())?;
+        }
+    }
+    if batch.progress.is_none() && batch.metadata.is_empty() {
+        return Ok(());
+    }
+    if let Some(progress) = batch.progress {
+        job.progress = Some(progress);
+    }
+    let left_out = job.add_plugin_metadata(batch.metadata);
+    if !left_out.is_empty() {
+        tracing::warn!(job = %id, "metadata over the job's caps left out: {left_out:?}");
+    }
+    put_job(txn, &job)
+}
+
+pub(super) fn cancel(
+    txn: &WriteTransaction,
+    id: Uuid,
+    now: Millis,
+) -> Result<JobRecord, StorageError> {
+    let job = read_job(&txn.open_table(JOBS)?, id)?;
+    let transition = rules::cancelled(&job, now).map_err(StorageError::Conflict)?;
+    apply(txn, Some(&job), &transition, now)?;
+    Ok(transition.job)
+}
+
+/// A new job with `old`'s settings and `changes`: what retry and clone
+/// enqueue.
+fn resubmission(old: &JobRecord, changes: Resubmit) -> NewJob {
+    NewJob {
+        tenant: old.tenant.clone(),
+        owner: old.owner.clone(),
+        job: old.job.clone(),
+        plugin_digest: old.plugin_digest.clone(),
+        args: changes.args.unwrap_or_else(|| old.args.clone()),
+        queue: old.queue.clone(),
+        priority: old.priority,
+        run_at: None,
+        expires_at: None,
+        max_retries: old.max_retries,
+        backoff: old.backoff,
+        limits: changes.limits.unwrap_or(old.limits),
+        lock: old.lock.clone(),
+        idempotency_key: None,
+        name: old.name.clone(),
+        description: old.description.clone(),
+        tags: old.tags.clone(),
+        metadata: old.metadata.clone(),
+        callback_url: old.callback_url.clone(),
+        fingerprint: Default::default(),
+    }
+}
+
+pub(super) fn retry(
+    txn: &WriteTransaction,
+    id: Uuid,
+    changes: Resubmit,
+    defaults: &TenantDefaults,
+    now: Millis,
+) -> Result<JobRecord, StorageError> {
+    let old = read_job(&txn.open_table(JOBS)?, id)?;
+    if let Some(refusal) = rules::retry_refusal(&old) {
+        return Err(StorageError::Conflict(refusal));
+    }
+    let mut new = insert(txn, resubmission(&old, changes), None, defaults, now)?;
+    new.retry_of = Some(old.id);
+    put_job(txn, &new)?;
+    let mut linked = old.clone();
+    linked.retried_by = Some(new.id);
+    let note = rules::Transition {
+        reason: format!("retried as {}", new.id),
+        from: Some(old.state),
+        job: linked,
+    };
+    apply(txn, Some(&old), &note, now)?;
+    Ok(new)
+}
+
+pub(super) fn clone_job(
+    txn: &WriteTransaction,
+    id: Uuid,
+    changes: Resubmit,
+    defaults: &TenantDefaults,
+    now: Millis,
+) -> Result<JobRecord, StorageError> {
+    let old = read_job(&txn.open_table(JOBS)?, id)?;
+    insert(txn, resubmission(&old, changes), None, defaults, now)
+}
+
+/// Deletes a job with its journal, logs and idempotency key.
+fn delete(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
+    let id = job.id.as_u128();
+    txn.open_table(JOBS)?.remove(id)?;
+    txn.open_table(EVENTS)?.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+    txn.open_table(LOGS)?.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+    if let Some(key) = &job.idempotency_key {
+        let mut keys = txn.open_table(IDEMPOTENCY)?;
+        let ours = keys.get((job.tenant.as_str(), key.as_str()))?.is_some_and(|v| v.value() == id);
+        if ours {
+            keys.remove((job.tenant.as_str(), key.as_str()))?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn remove(txn: &WriteTransaction, id: Uuid) -> Result<JobRecord, StorageError> {
+    let job = read_job(&txn.open_table(JOBS)?, id)?;
+    if let Some(refusal) = rules::remove_refusal(&job) {
+        return Err(StorageError::Conflict(refusal));
+    }
+    delete(txn, &job)?;
+    Ok(job)
+}
+
+pub(super) fn prune(
+    txn: &WriteTransaction,
+    finished_before: Millis,
+    max: usize,
+) -> Result<usize, StorageError> {
+    let mut old = Vec::new();
+    for entry in txn.open_table(JOBS)?.iter()? {
+        let job: JobRecord = decode(entry?.1.value())?;
+        if job.state.is_terminal() && job.finished_at.is_some_and(|at| at < finished_before) {
+            old.push(job);
+            if old.len() >= max {
+                break;
+            }
+        }
+    }
+    for job in &old {
+        delete(txn, job)?;
+    }
+    Ok(old.len())
+}
+
+pub(super) fn enqueue_broadcast(
+    txn: &WriteTransaction,
+    new: NewJob,
+    live_after: Millis,
+    defaults: &TenantDefaults,
+    now: Millis,
+) -> Result<Vec<JobRecord>, StorageError> {
+    let mut live = Vec::new();
+    for entry in txn.open_table(WORKERS)?.iter()? {
+        let worker: WorkerRecord = decode(entry?.1.value())?;
+        if worker.heartbeat >= live_after {
+            live.push(worker.id);
+        }
+    }
+    if live.is_empty() {
+        return Err(StorageError::Conflict("no live worker to broadcast to".into()));
+    }
+    let mut copies = Vec::new();
+    for worker in live {
+        let new = NewJob { idempotency_key: None, ..new.clone() };
+        copies.push(insert(txn, new, Some(worker), defaults, now)?);
+    }
+    Ok(copies)
+}

@@ -1,0 +1,143 @@
+//! [`super::Storage`] on an embedded redb file. Reads open their own read
+//! transaction (MVCC: they never wait for writes); writes go through the
+//! group-commit [`Writer`].
+//!
+//! - `schema`: the tables and their key encodings.
+//! - `writer`: the group-commit writer thread.
+//! - `apply`: writes a rule's transition with its indexes and journal, the
+//!   one way a job's state changes here.
+//! - `jobs`: the job operations inside a write transaction; `claim`: the
+//!   claim walk; `job_store`: [`super::JobStore`] over them and the reads.
+//! - `admin`: [`super::AdminStore`] and [`super::OutboxStore`].
+
+mod admin;
+mod apply;
+mod claim;
+mod job_store;
+mod jobs;
+mod schema;
+mod writer;
+
+use super::StorageError;
+use crate::jobs::{JobRecord, Millis, TenantDefaults};
+use ::redb::{Database, ReadableTable, WriteTransaction};
+use schema::{
+    CALLBACKS, COMPONENTS, EVENTS, IDEMPOTENCY, JOBS, LOCKS, LOGS, PENDING, PLUGINS, QUEUES,
+    RUNNING, SCHEDULED, TENANTS, TOKENS, WAITING, WORKERS, decode, encode,
+};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+use uuid::Uuid;
+use writer::Writer;
+
+/// The embedded storage: one redb file. Clones share it; the file closes
+/// when the last clone is dropped.
+#[derive(Clone)]
+pub struct RedbStorage {
+    db: Arc<Database>,
+    writer: Writer,
+    /// Quotas of tenants without their own.
+    defaults: TenantDefaults,
+}
+
+impl std::fmt::Debug for RedbStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStorage").finish_non_exhaustive()
+    }
+}
+
+macro_rules! backend_errors {
+    ($($error:ty),*) => {$(
+        impl From<$error> for StorageError {
+            fn from(error: $error) -> Self {
+                StorageError::Backend(error.to_string())
+            }
+        }
+    )*};
+}
+backend_errors!(
+    ::redb::Error,
+    ::redb::DatabaseError,
+    ::redb::TransactionError,
+    ::redb::TableError,
+    ::redb::StorageError,
+    ::redb::CommitError
+);
+
+/// The lease of a running job, kept in the running index so claims and
+/// recovery read it without decoding job records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Lease {
+    /// Worker holding it.
+    worker: String,
+    /// Recovery takes the job off its worker after this.
+    until: Millis,
+    /// The job's queue, for concurrency limits.
+    queue: String,
+    /// The job's tenant, for quotas.
+    tenant: String,
+}
+
+impl RedbStorage {
+    /// Opens (or creates) the database file at `path` and creates its tables.
+    pub fn open(path: &Path) -> Result<RedbStorage, StorageError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(JOBS)?;
+            txn.open_table(PENDING)?;
+            txn.open_table(SCHEDULED)?;
+            txn.open_table(RUNNING)?;
+            txn.open_table(EVENTS)?;
+            txn.open_table(LOGS)?;
+            txn.open_table(IDEMPOTENCY)?;
+            txn.open_table(LOCKS)?;
+            txn.open_table(QUEUES)?;
+            txn.open_table(WORKERS)?;
+            txn.open_table(PLUGINS)?;
+            txn.open_table(COMPONENTS)?;
+            txn.open_table(TOKENS)?;
+            txn.open_table(TENANTS)?;
+            txn.open_table(CALLBACKS)?;
+            txn.open_table(WAITING)?;
+            apply::recount_waiting(&txn)?;
+        }
+        txn.commit()?;
+        let db = Arc::new(db);
+        let defaults = TenantDefaults::default();
+        Ok(RedbStorage { writer: Writer::start(db.clone()), db, defaults })
+    }
+
+    /// This storage with `defaults` as the quotas of tenants that set none.
+    pub fn with_tenant_defaults(self, defaults: TenantDefaults) -> Self {
+        Self { defaults, ..self }
+    }
+}
+
+fn read_job(
+    table: &impl ReadableTable<u128, &'static [u8]>,
+    id: Uuid,
+) -> Result<JobRecord, StorageError> {
+    match table.get(id.as_u128())? {
+        Some(bytes) => decode(bytes.value()),
+        None => Err(StorageError::NotFound(format!("job {id}"))),
+    }
+}
+
+fn put_job(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
+    txn.open_table(JOBS)?.insert(job.id.as_u128(), encode(job).as_slice())?;
+    Ok(())
+}
+
+fn read_all<T: serde::de::DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Vec<(String, T)>, StorageError> {
+    table
+        .iter()?
+        .map(|entry| {
+            let (key, value) = entry?;
+            Ok((key.value().to_string(), decode(value.value())?))
+        })
+        .collect()
+}
