@@ -7,7 +7,7 @@ use jobhost::jobs::{
     Backoff, JobState, NewJob, PluginRecord, Progress, QueueSettings, Role, TenantDefaults,
     TenantRecord, TokenRecord, WorkerMode, now_ms,
 };
-use jobhost::jobs::{FailureKind, LimitOverrides, Outcome, RunReport};
+use jobhost::jobs::{FailureKind, Outcome, RunReport};
 use jobhost::storage::AdminStore;
 use jobhost::storage::{
     ClaimRules, Finishing, JobFilter, JobStore, OutputBatch, RedbStorage, Resubmit, StorageError,
@@ -695,7 +695,6 @@ async fn plugins_are_stored_per_tenant_with_shared_component_bytes() {
         size: 3,
         uploaded_at: 1,
         uploader: "ada".into(),
-        limits: LimitOverrides::default(),
     };
     db.storage.put_plugin(record("acme"), b"abc".to_vec()).await.unwrap();
     db.storage.put_plugin(record("globex"), b"abc".to_vec()).await.unwrap();

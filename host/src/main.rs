@@ -4,8 +4,8 @@ use jobhost::cli::Invocation;
 use jobhost::config::LogFormat;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let invocation = Invocation::from_args()?;
+async fn main() {
+    let invocation = Invocation::from_args().unwrap_or_else(|e| fail(&e));
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -15,6 +15,12 @@ async fn main() -> anyhow::Result<()> {
             log.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init()
         }
     }
-    let status = invocation.execute().await?;
+    let status = invocation.execute().await.unwrap_or_else(|e| fail(&e));
     std::process::exit(status);
+}
+
+/// Ends the process with the error's chain on one line, for the operator.
+fn fail(error: &anyhow::Error) -> ! {
+    eprintln!("jobhost: {error:#}");
+    std::process::exit(2);
 }

@@ -13,6 +13,7 @@ use axum::http::request::Parts;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use uuid::Uuid;
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +95,18 @@ pub async fn ensure_admin(
         }
         None => Ok(None),
     }
+}
+
+/// The job `id` if the caller may see it; otherwise 404, as if missing.
+pub(super) async fn visible_job(
+    state: &ApiState,
+    caller: &Caller,
+    id: &str,
+) -> Result<JobRecord, ApiError> {
+    let missing = || ApiError::not_found(format!("job {id}"));
+    let id = Uuid::parse_str(id).map_err(|_| missing())?;
+    let job = state.storage.get(id).await.map_err(|_| missing())?;
+    if caller.may_see(&job) { Ok(job) } else { Err(missing()) }
 }
 
 /// Callers whose role was checked before anything else of the request is

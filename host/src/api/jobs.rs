@@ -4,68 +4,25 @@
 //! sees only the jobs it submitted.
 
 use super::ApiState;
-use super::auth::{Caller, CanSubmit};
+use super::auth::{Caller, CanSubmit, visible_job};
 use super::body::{JsonBody, QueryParams};
 use super::error::{ApiError, ErrorBody};
 use super::plugins::{default_per_page, first_page, offset};
 use super::sse;
+use super::views::{JobDetails, JobPage, JobView, LogPage, scoped};
 use crate::jobs::LimitOverrides;
-use crate::jobs::{Backoff, JobRecord, JobState, LogLine, NewJob, TenantRecord};
+use crate::jobs::{Backoff, JobRecord, JobState, NewJob, TenantRecord};
 use crate::storage::{JobFilter, Resubmit};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
-
-/// Storage names of queues and locks carry the tenant (`tenant/name`), so
-/// one tenant's queue settings and locks never touch another's.
-pub(super) fn scoped(tenant: &str, name: &str) -> String {
-    format!("{tenant}/{name}")
-}
-
-/// The name a client knows, without the tenant.
-pub(super) fn unscoped(name: &str) -> &str {
-    name.split_once('/').map_or(name, |(_, name)| name)
-}
-
-/// A job as the API shows it: args and result as JSON, not strings; queue
-/// and lock as the client named them.
-pub fn view(job: &JobRecord) -> Value {
-    let mut value = serde_json::to_value(job).expect("records serialise");
-    if let Some(fields) = value.as_object_mut() {
-        fields.remove("fingerprint");
-    }
-    value["queue"] = json!(unscoped(&job.queue));
-    if let Some(lock) = &job.lock {
-        value["lock"] = json!(unscoped(lock));
-    }
-    let parse =
-        |text: &str| serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()));
-    value["args"] = parse(&job.args);
-    if let Some(result) = &job.result {
-        value["result"] = parse(result);
-    }
-    value
-}
-
-/// The job `id` if the caller may see it; otherwise 404, as if missing.
-pub(super) async fn visible_job(
-    state: &ApiState,
-    caller: &Caller,
-    id: &str,
-) -> Result<JobRecord, ApiError> {
-    let missing = || ApiError::not_found(format!("job {id}"));
-    let id = Uuid::parse_str(id).map_err(|_| missing())?;
-    let job = state.storage.get(id).await.map_err(|_| missing())?;
-    if caller.may_see(&job) { Ok(job) } else { Err(missing()) }
-}
 
 /// The body of `POST /v1/jobs`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -302,7 +259,7 @@ pub struct EnqueueQuery {
 
 /// `POST /v1/jobs`: 202 with the job (200 for a repeated idempotency key),
 /// or with `?follow=true` / `Accept: text/event-stream` the job as SSE.
-#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", params(EnqueueQuery), request_body = EnqueueRequest, responses((status = 202, description = "enqueued", body = JobRecord), (status = 200, description = "the job of a repeated idempotency key", body = JobRecord), (status = "2XX", description = "with follow or Accept: text/event-stream, the job as SSE", content_type = "text/event-stream"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", params(EnqueueQuery), request_body = EnqueueRequest, responses((status = 202, description = "enqueued", body = JobView), (status = 200, description = "the job of a repeated idempotency key", body = JobView), (status = "2XX", description = "with follow or Accept: text/event-stream, the job as SSE", content_type = "text/event-stream"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn enqueue(
     State(state): State<Arc<ApiState>>,
     CanSubmit(caller): CanSubmit,
@@ -329,7 +286,7 @@ pub async fn enqueue(
         );
     }
     let status = if enqueued.created { StatusCode::ACCEPTED } else { StatusCode::OK };
-    Ok((status, Json(view(&enqueued.job))).into_response())
+    Ok((status, Json(JobView::from(&enqueued.job))).into_response())
 }
 
 /// An idempotency key that matched an existing job answers with that job
@@ -384,12 +341,12 @@ pub struct ListQuery {
 
 /// `GET /v1/jobs?state=&queue=&job=&since=&search=&page=&per_page=`,
 /// newest first, with the total that matched.
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery), responses((status = 200, description = "a page of jobs, newest first, with the total"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery), responses((status = 200, description = "a page of jobs, newest first, with the total", body = JobPage), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     QueryParams(query): QueryParams<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobPage>, ApiError> {
     let start = offset(query.page, query.per_page)?;
     let filter = JobFilter {
         tenant: Some(caller.tenant.clone()),
@@ -401,26 +358,25 @@ pub async fn list(
         search: query.search,
     };
     let page = state.storage.list(&filter, start, query.per_page).await?;
-    let jobs: Vec<Value> = page.jobs.iter().map(view).collect();
-    Ok(Json(
-        json!({ "jobs": jobs, "total": page.total, "page": query.page, "per_page": query.per_page }),
-    ))
+    Ok(Json(JobPage {
+        jobs: page.jobs.iter().map(JobView::from).collect(),
+        total: page.total,
+        page: query.page,
+        per_page: query.per_page,
+    }))
 }
 
 /// `GET /v1/jobs/{id}`: the job with its journal and queue position.
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 200, description = "the job with events and queue_position", body = JobRecord), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 200, description = "the job with events and queue_position", body = JobDetails), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn details(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobDetails>, ApiError> {
     let job = visible_job(&state, &caller, &id).await?;
     let events = state.storage.events(job.id, 0).await?;
-    let position = state.storage.queue_position(job.id).await?;
-    let mut value = view(&job);
-    value["events"] = serde_json::to_value(events).expect("events serialise");
-    value["queue_position"] = json!(position);
-    Ok(Json(value))
+    let queue_position = state.storage.queue_position(job.id).await?;
+    Ok(Json(JobDetails { job: JobView::from(&job), events, queue_position }))
 }
 
 /// Query of the log page.
@@ -439,46 +395,46 @@ fn default_log_page() -> usize {
 }
 
 /// `GET /v1/jobs/{id}/logs?after=&limit=`: lines after line `after`.
-#[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(("id" = String, Path, description = "job id"), LogQuery), responses((status = 200, description = "log lines after `after`, and next_after", body = Vec<LogLine>), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(("id" = String, Path, description = "job id"), LogQuery), responses((status = 200, description = "log lines after `after`, and next_after", body = LogPage), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn logs(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     Path(id): Path<String>,
     QueryParams(query): QueryParams<LogQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LogPage>, ApiError> {
     if !(1..=10_000).contains(&query.limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 10000"));
     }
     let job = visible_job(&state, &caller, &id).await?;
     let lines = state.storage.logs(job.id, query.after, query.limit).await?;
-    let next = lines.last().map_or(query.after, |l| l.seq);
-    Ok(Json(json!({ "logs": lines, "next_after": next })))
+    let next_after = lines.last().map_or(query.after, |l| l.seq);
+    Ok(Json(LogPage { logs: lines, next_after }))
 }
 
 /// `POST /v1/jobs/{id}/cancel`.
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 200, description = "cancelled, or asked to stop", body = JobRecord), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 200, description = "cancelled, or asked to stop", body = JobView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<Arc<ApiState>>,
     CanSubmit(caller): CanSubmit,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobView>, ApiError> {
     let job = visible_job(&state, &caller, &id).await?;
-    Ok(Json(view(&state.dispatcher.cancel(job.id).await?)))
+    Ok(Json(JobView::from(&state.dispatcher.cancel(job.id).await?)))
 }
 
 /// `POST /v1/jobs/{id}/retry`: a new job, linked both ways to this one.
-#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 202, description = "a new job linked to this one", body = JobRecord), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 202, description = "a new job linked to this one", body = JobView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn retry(
     State(state): State<Arc<ApiState>>,
     CanSubmit(caller): CanSubmit,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
     let job = visible_job(&state, &caller, &id).await?;
     accepting(&state)?;
     let changes = resubmit(&state, &job, None).await?;
     let new = state.storage.retry(job.id, changes, state.clock.now()).await?;
     state.dispatcher.wake();
-    Ok((StatusCode::ACCEPTED, Json(view(&new))))
+    Ok((StatusCode::ACCEPTED, Json(JobView::from(&new))))
 }
 
 /// What a copy of `job` changes: its limits lowered to the tenant's caps
@@ -514,19 +470,19 @@ pub struct CloneRequest {
 }
 
 /// `POST /v1/jobs/{id}/clone` with optional new `args`.
-#[utoipa::path(post, path = "/v1/jobs/{id}/clone", tag = "jobs", params(("id" = String, Path, description = "job id")), request_body = CloneRequest, responses((status = 202, description = "a copy, optionally with new args", body = JobRecord), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/clone", tag = "jobs", params(("id" = String, Path, description = "job id")), request_body = CloneRequest, responses((status = 202, description = "a copy, optionally with new args", body = JobView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn clone(
     State(state): State<Arc<ApiState>>,
     CanSubmit(caller): CanSubmit,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<CloneRequest>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
     let job = visible_job(&state, &caller, &id).await?;
     accepting(&state)?;
     let changes = resubmit(&state, &job, request.args.map(|args| args.to_string())).await?;
     let new = state.storage.clone_job(job.id, changes, state.clock.now()).await?;
     state.dispatcher.wake();
-    Ok((StatusCode::ACCEPTED, Json(view(&new))))
+    Ok((StatusCode::ACCEPTED, Json(JobView::from(&new))))
 }
 
 /// `DELETE /v1/jobs/{id}`: a finished job, with its logs and journal.

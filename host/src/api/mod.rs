@@ -6,6 +6,7 @@
 //! - `caps`: counted places per key and in all; `streams`: SSE streams
 //!   capped with it; `stats`: stats and /metrics; `openapi`: the OpenAPI
 //!   document, generated from the handlers.
+//! - `views`: the response bodies, apart from stored records.
 //! - `plugins`, `jobs`, `queues` (and locks), `workers`, `system`: the
 //!   routes; `tokens` and `tenants` for admins; `sse`: live job streams.
 //!
@@ -26,12 +27,13 @@ mod streams;
 mod system;
 mod tenants;
 mod tokens;
+mod views;
 mod workers;
 
 pub use auth::{Caller, ensure_admin, new_secret, token_hash};
 use caps::{Caps, Over};
 pub use error::ApiError;
-pub use jobs::view as job_view;
+pub use views::job_view;
 
 use crate::dispatch::Dispatcher;
 use crate::events::EventBus;

@@ -4,6 +4,7 @@
 //! served.
 
 use super::error::ErrorBody;
+use super::plugins::PluginSort;
 use axum::http::header;
 use axum::response::IntoResponse;
 use std::sync::OnceLock;
@@ -21,7 +22,7 @@ use utoipa::{Modify, OpenApi};
     ),
     modifiers(&BearerToken),
     security(("token" = [])),
-    components(schemas(ErrorBody))
+    components(schemas(ErrorBody, PluginSort))
 )]
 pub struct ApiDoc;
 

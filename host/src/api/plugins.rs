@@ -6,46 +6,40 @@ use super::ApiState;
 use super::auth::{Caller, CanOperate};
 use super::body::{QueryParams, RawBody};
 use super::error::{ApiError, ErrorBody};
+use super::views::{PluginPage, PluginView};
 use crate::jobs::PluginRecord;
 use crate::runtime::{Plugin, check_name};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
-fn view(plugin: &Plugin, record: Option<&PluginRecord>) -> Value {
-    json!({
-        "name": plugin.name,
-        "shared": plugin.tenant.is_none(),
-        "digest": plugin.digest,
-        "size": plugin.size,
-        "imports": plugin.imports,
-        "exports": plugin.exports,
-        "uploaded_at": record.map(|r| r.uploaded_at),
-        "uploader": record.map(|r| r.uploader.clone()),
-        "limits": record.map(|r| r.limits),
-    })
+/// The view of `plugin` with its upload record among `records`.
+fn view(plugin: &Plugin, records: &[PluginRecord]) -> PluginView {
+    let record = records.iter().find(|r| plugin.tenant.is_some() && r.name == plugin.name);
+    PluginView::new(plugin, record.map(|r| (r.uploaded_at, r.uploader.as_str())))
 }
 
 /// `POST|PUT /v1/plugins/{name}` with the component as the body.
-#[utoipa::path(method(post, put), path = "/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path, description = "qualified name, e.g. acme.reports.monthly")), request_body(content = Vec<u8>, content_type = "application/wasm", description = "the component"), responses((status = 201, description = "checked, compiled and stored: a new version"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(method(post, put), path = "/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path, description = "qualified name, e.g. acme.reports.monthly")), request_body(content = Vec<u8>, content_type = "application/wasm", description = "the component"), responses((status = 201, description = "checked, compiled and stored: a new version", body = PluginView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn upload(
     State(state): State<Arc<ApiState>>,
     CanOperate(caller): CanOperate,
     Path(name): Path<String>,
     RawBody(bytes): RawBody,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<PluginView>), ApiError> {
     check_name(&name)?;
     if bytes.is_empty() {
         return Err(ApiError::bad_request("the body must be the component's bytes"));
     }
+    // Checked and compiled first, stored next, made visible last: a store
+    // that fails leaves the registry as it was.
     let runtime = state.runtime.clone();
     let (tenant, plugin_name, component) = (caller.tenant.clone(), name.clone(), bytes.to_vec());
     let plugin = tokio::task::spawn_blocking(move || {
-        runtime.registry().register_for(&tenant, &plugin_name, &component).map(|p| (p, component))
+        runtime.registry().prepare(Some(&tenant), &plugin_name, &component).map(|p| (p, component))
     })
     .await
     .map_err(|e| ApiError::internal(format!("compiling the plugin: {e}")))??;
@@ -57,10 +51,10 @@ pub async fn upload(
         size: plugin.size as u64,
         uploaded_at: state.clock.now(),
         uploader: caller.name.clone(),
-        limits: Default::default(),
     };
     state.storage.put_plugin(record.clone(), component).await?;
-    Ok((StatusCode::CREATED, Json(view(&plugin, Some(&record)))))
+    let plugin = state.runtime.registry().insert(plugin);
+    Ok((StatusCode::CREATED, Json(view(&plugin, &[record]))))
 }
 
 /// Query of the plugin list.
@@ -108,12 +102,12 @@ pub(super) fn offset(page: usize, per_page: usize) -> Result<usize, ApiError> {
 }
 
 /// `GET /v1/plugins?search=&page=&per_page=&sort=name|size`.
-#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", params(ListQuery), responses((status = 200, description = "a page of plugins"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", params(ListQuery), responses((status = 200, description = "a page of plugins", body = PluginPage), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     QueryParams(query): QueryParams<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PluginPage>, ApiError> {
     let start = offset(query.page, query.per_page)?;
     let mut plugins = state.runtime.registry().list_for(&caller.tenant);
     if let Some(text) = &query.search {
@@ -125,28 +119,25 @@ pub async fn list(
     }
     let records = state.storage.plugins(Some(&caller.tenant)).await?;
     let total = plugins.len();
-    let page: Vec<Value> = plugins
-        .iter()
-        .skip(start)
-        .take(query.per_page)
-        .map(|p| view(p, records.iter().find(|r| p.tenant.is_some() && r.name == p.name)))
-        .collect();
-    Ok(Json(
-        json!({ "plugins": page, "total": total, "page": query.page, "per_page": query.per_page }),
-    ))
+    let page = plugins.iter().skip(start).take(query.per_page).map(|p| view(p, &records));
+    Ok(Json(PluginPage {
+        plugins: page.collect(),
+        total,
+        page: query.page,
+        per_page: query.per_page,
+    }))
 }
 
 /// `GET /v1/plugins/{name}`.
-#[utoipa::path(get, path = "/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path, description = "qualified name")), responses((status = 200, description = "imports, exports, size, digest, limits, upload time and uploader"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path, description = "qualified name")), responses((status = 200, description = "imports, exports, size, digest, upload time and uploader", body = PluginView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn details(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PluginView>, ApiError> {
     let plugin = state.runtime.registry().resolve(&caller.tenant, &name)?;
     let records = state.storage.plugins(Some(&caller.tenant)).await?;
-    let record = records.iter().find(|r| plugin.tenant.is_some() && r.name == name);
-    Ok(Json(view(&plugin, record)))
+    Ok(Json(view(&plugin, &records)))
 }
 
 /// `DELETE /v1/plugins/{name}`: the caller's tenant's own plugin.
@@ -156,7 +147,9 @@ pub async fn remove(
     CanOperate(caller): CanOperate,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.runtime.registry().remove_for(&caller.tenant, &name)?;
+    // Removed from the store first: a store that fails leaves the plugin
+    // registered and stored, as it was.
     state.storage.remove_plugin(&caller.tenant, &name).await?;
+    state.runtime.registry().remove_for(&caller.tenant, &name)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,12 +6,13 @@ use super::ApiState;
 use super::auth::{Caller, CanOperate};
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
-use super::jobs::{check_label, scoped, unscoped};
+use super::jobs::check_label;
+use super::views::{LockList, LockView, QueueList, QueueSettingsView, QueueView, scoped, unscoped};
+use crate::jobs::QueueSettings;
 use crate::storage::QueueStats;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use std::sync::Arc;
 use utoipa::ToSchema;
 
@@ -29,31 +30,14 @@ pub(super) async fn health(
     Ok(state.storage.queue_stats(tenant, state.clock.now(), WINDOW_MS, STUCK_AFTER_MS).await?)
 }
 
-fn view(stats: &QueueStats) -> Value {
-    let mut alerts = Vec::new();
-    if stats.stuck > 0 {
-        alerts.push(format!("{} stuck jobs", stats.stuck));
-    }
-    if stats.success_rate.is_some_and(|rate| rate < 0.9) {
-        alerts.push("success rate below 90 % in the last hour".to_string());
-    }
-    if stats.settings.paused && stats.counts.get("pending").is_some_and(|&n| n > 0) {
-        alerts.push("paused with jobs waiting".to_string());
-    }
-    let mut value = serde_json::to_value(stats).expect("stats serialise");
-    value["queue"] = json!(unscoped(&stats.queue));
-    value["alerts"] = json!(alerts);
-    value
-}
-
 /// `GET /v1/queues`: health of every queue of the tenant.
-#[utoipa::path(get, path = "/v1/queues", tag = "queues", responses((status = 200, description = "health of every queue of the tenant"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/queues", tag = "queues", responses((status = 200, description = "health of every queue of the tenant", body = QueueList), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueueList>, ApiError> {
     let stats = health(&state, Some(&caller.tenant)).await?;
-    Ok(Json(json!({ "queues": stats.iter().map(view).collect::<Vec<_>>() })))
+    Ok(Json(QueueList { queues: stats.iter().map(QueueView::from).collect() }))
 }
 
 /// What `PATCH /v1/queues/{name}` may change.
@@ -76,13 +60,13 @@ mod double_option {
 }
 
 /// `PATCH /v1/queues/{name}` with `{"paused": bool, "concurrency": n|null}`.
-#[utoipa::path(patch, path = "/v1/queues/{name}", tag = "queues", params(("name" = String, Path, description = "queue")), request_body = QueueChange, responses((status = 200, description = "the queue settings"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(patch, path = "/v1/queues/{name}", tag = "queues", params(("name" = String, Path, description = "queue")), request_body = QueueChange, responses((status = 200, description = "the queue settings", body = QueueSettingsView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn change(
     State(state): State<Arc<ApiState>>,
     CanOperate(caller): CanOperate,
     Path(name): Path<String>,
     JsonBody(change): JsonBody<QueueChange>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueueSettingsView>, ApiError> {
     check_label("queue", &name, 64)?;
     let key = scoped(&caller.tenant, &name);
     let mut settings = state.storage.queue(&key).await?;
@@ -94,49 +78,48 @@ pub async fn change(
     }
     state.storage.set_queue(&key, settings.clone()).await?;
     state.dispatcher.wake();
-    Ok(Json(
-        json!({ "queue": name, "paused": settings.paused, "concurrency": settings.concurrency }),
-    ))
+    let QueueSettings { paused, concurrency } = settings;
+    Ok(Json(QueueSettingsView { queue: name, paused, concurrency }))
 }
 
 /// `POST /v1/queues/{name}/pause`.
-#[utoipa::path(post, path = "/v1/queues/{name}/pause", tag = "queues", params(("name" = String, Path, description = "queue")), responses((status = 200, description = "paused"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/queues/{name}/pause", tag = "queues", params(("name" = String, Path, description = "queue")), responses((status = 200, description = "paused", body = QueueSettingsView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn pause(
     state: State<Arc<ApiState>>,
     caller: CanOperate,
     name: Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueueSettingsView>, ApiError> {
     change(state, caller, name, JsonBody(QueueChange { paused: Some(true), concurrency: None }))
         .await
 }
 
 /// `POST /v1/queues/{name}/resume`.
-#[utoipa::path(post, path = "/v1/queues/{name}/resume", tag = "queues", params(("name" = String, Path, description = "queue")), responses((status = 200, description = "resumed"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/queues/{name}/resume", tag = "queues", params(("name" = String, Path, description = "queue")), responses((status = 200, description = "resumed", body = QueueSettingsView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn resume(
     state: State<Arc<ApiState>>,
     caller: CanOperate,
     name: Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueueSettingsView>, ApiError> {
     change(state, caller, name, JsonBody(QueueChange { paused: Some(false), concurrency: None }))
         .await
 }
 
 /// `GET /v1/locks`: the tenant's held locks and the job holding each.
-#[utoipa::path(get, path = "/v1/locks", tag = "queues", responses((status = 200, description = "held locks and their jobs"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/locks", tag = "queues", responses((status = 200, description = "held locks and their jobs", body = LockList), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn locks(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LockList>, ApiError> {
     let prefix = scoped(&caller.tenant, "");
-    let held: Vec<Value> = state
+    let locks = state
         .storage
         .locks()
         .await?
         .into_iter()
         .filter(|(name, _)| name.starts_with(&prefix))
-        .map(|(name, job)| json!({ "name": unscoped(&name), "job": job }))
+        .map(|(name, job)| LockView { name: unscoped(&name).to_string(), job })
         .collect();
-    Ok(Json(json!({ "locks": held })))
+    Ok(Json(LockList { locks }))
 }
 
 /// `DELETE /v1/locks/{name}`: releases a lock by hand.

@@ -12,8 +12,8 @@
 
 use super::ApiState;
 use super::auth::Caller;
+use super::auth::visible_job;
 use super::error::{ApiError, ErrorBody};
-use super::jobs::visible_job;
 use crate::events::JobUpdate;
 use crate::jobs::{JobEvent, LogLine};
 use axum::extract::{Path, State};

@@ -11,57 +11,98 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use utoipa::ToSchema;
+
+/// The caller's tenant's figures and this host's.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Stats {
+    /// The caller's tenant.
+    pub tenant: String,
+    /// How many queues it has.
+    pub queues: usize,
+    /// Its jobs by state.
+    pub jobs: BTreeMap<String, usize>,
+    /// Running jobs whose worker is gone plus ready jobs waiting too long.
+    pub stuck: usize,
+    /// Its last hour.
+    pub last_hour: LastHour,
+    /// Its jobs waiting to run.
+    pub waiting: u64,
+    /// This host.
+    pub host: HostStats,
+}
+
+/// Jobs that finished in the last hour.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LastHour {
+    /// Finished.
+    pub finished: usize,
+    /// Of those, completed.
+    pub completed: usize,
+    /// completed / finished; `null` when nothing finished.
+    pub success_rate: Option<f64>,
+}
 
 /// What this host has and does now.
-fn host(state: &ApiState) -> Value {
-    let mut host = json!({
-        "worker": state.dispatcher.worker(),
-        "slots": state.dispatcher.slots(),
-        "running": state.dispatcher.running_count(),
-        "open_streams": state.streams.count(),
-        "uptime_s": state.started.elapsed().as_secs(),
-    });
-    for (name, value) in state.storage.counters() {
-        host[name] = json!(value);
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HostStats {
+    /// Its worker id.
+    pub worker: String,
+    /// Jobs it runs at once.
+    pub slots: usize,
+    /// Jobs running now.
+    pub running: usize,
+    /// Open SSE streams.
+    pub open_streams: usize,
+    /// Seconds since it started.
+    pub uptime_s: u64,
+    /// Figures of the storage backend (commits, writes).
+    pub storage: BTreeMap<String, u64>,
+}
+
+fn host(state: &ApiState) -> HostStats {
+    HostStats {
+        worker: state.dispatcher.worker().to_string(),
+        slots: state.dispatcher.slots(),
+        running: state.dispatcher.running_count(),
+        open_streams: state.streams.count(),
+        uptime_s: state.started.elapsed().as_secs(),
+        storage: state.storage.counters().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
     }
-    host
 }
 
 /// `GET /v1/stats`: the tenant's jobs by state and its last hour (finished,
 /// completed, success rate), with this host's capacity.
-#[utoipa::path(get, path = "/v1/stats", tag = "system", responses((status = 200, description = "the tenant's jobs by state and last hour, this host's capacity"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/stats", tag = "system", responses((status = 200, description = "the tenant's jobs by state and last hour, this host's capacity", body = Stats), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn stats(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Stats>, ApiError> {
     let queues = health(&state, Some(&caller.tenant)).await?;
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut jobs: BTreeMap<String, usize> = BTreeMap::new();
     let (mut finished, mut completed, mut stuck) = (0, 0, 0);
     for queue in &queues {
         for (state, count) in &queue.counts {
-            *counts.entry(state).or_default() += count;
+            *jobs.entry(state.to_string()).or_default() += count;
         }
         finished += queue.finished;
         completed += queue.completed;
         stuck += queue.stuck;
     }
-    Ok(Json(json!({
-        "tenant": caller.tenant,
-        "queues": queues.len(),
-        "jobs": counts,
-        "stuck": stuck,
-        "last_hour": {
-            "finished": finished,
-            "completed": completed,
-            "success_rate": (finished > 0).then(|| completed as f64 / finished as f64),
-        },
-        "waiting": state.storage.waiting(&caller.tenant).await?,
-        "host": host(&state),
-    })))
+    let success_rate = (finished > 0).then(|| completed as f64 / finished as f64);
+    Ok(Json(Stats {
+        waiting: state.storage.waiting(&caller.tenant).await?,
+        tenant: caller.tenant,
+        queues: queues.len(),
+        jobs,
+        stuck,
+        last_hour: LastHour { finished, completed, success_rate },
+        host: host(&state),
+    }))
 }
 
 /// `GET /metrics`: Prometheus text, every tenant and queue (admins).

@@ -3,10 +3,17 @@
 use super::error::ApiError;
 use axum::Json;
 
+/// The answer of the health check.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` while the server answers.
+    pub status: &'static str,
+}
+
 /// `GET /v1/health`: no auth, for load balancers.
-#[utoipa::path(get, path = "/v1/health", tag = "system", security(), responses((status = 200, description = "the server is up")))]
-pub async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/v1/health", tag = "system", security(), responses((status = 200, description = "the server is up", body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// Any unknown path.

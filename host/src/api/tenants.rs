@@ -7,12 +7,12 @@ use super::auth::{Caller, CanAdminister};
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use super::jobs::check_label;
+use super::views::{TenantList, TenantView};
 use crate::jobs::LimitOverrides;
 use crate::jobs::TenantRecord;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use std::sync::Arc;
 use utoipa::ToSchema;
 
@@ -27,34 +27,32 @@ pub struct Quotas {
     max_limits: LimitOverrides,
 }
 
-async fn view(state: &ApiState, record: TenantRecord) -> Result<Value, ApiError> {
+async fn view(state: &ApiState, record: TenantRecord) -> Result<TenantView, ApiError> {
     let waiting = state.storage.waiting(&record.name).await?;
-    let mut value = json!(record);
-    value["waiting"] = json!(waiting);
-    value["queued_quota"] = json!(record.queued_quota(&state.config.tenant_defaults));
-    Ok(value)
+    let quota = record.queued_quota(&state.config.tenant_defaults);
+    Ok(TenantView::new(&record, waiting, quota))
 }
 
 /// `GET /v1/tenants`: tenants with quotas set (admins).
-#[utoipa::path(get, path = "/v1/tenants", tag = "admin", responses((status = 200, description = "tenants with quotas"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/tenants", tag = "admin", responses((status = 200, description = "tenants with quotas", body = TenantList), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     _: CanAdminister,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TenantList>, ApiError> {
     let mut tenants = Vec::new();
     for record in state.storage.tenants().await? {
         tenants.push(view(&state, record).await?);
     }
-    Ok(Json(json!({ "tenants": tenants })))
+    Ok(Json(TenantList { tenants }))
 }
 
 /// `GET /v1/tenants/{name}`: admins any, others only their own (404 else).
-#[utoipa::path(get, path = "/v1/tenants/{name}", tag = "admin", params(("name" = String, Path, description = "tenant")), responses((status = 200, description = "quotas and waiting jobs", body = TenantRecord), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/tenants/{name}", tag = "admin", params(("name" = String, Path, description = "tenant")), responses((status = 200, description = "quotas and waiting jobs", body = TenantView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn details(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TenantView>, ApiError> {
     if name != caller.tenant && caller.require(&[]).is_err() {
         return Err(ApiError::not_found(format!("tenant {name:?}")));
     }
@@ -63,13 +61,13 @@ pub async fn details(
 }
 
 /// `PUT /v1/tenants/{name}`: sets every quota of the tenant.
-#[utoipa::path(put, path = "/v1/tenants/{name}", tag = "admin", params(("name" = String, Path, description = "tenant")), request_body = Quotas, responses((status = 200, description = "the tenant", body = TenantRecord), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(put, path = "/v1/tenants/{name}", tag = "admin", params(("name" = String, Path, description = "tenant")), request_body = Quotas, responses((status = 200, description = "the tenant", body = TenantView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn set(
     State(state): State<Arc<ApiState>>,
     _: CanAdminister,
     Path(name): Path<String>,
     JsonBody(quotas): JsonBody<Quotas>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TenantView>, ApiError> {
     check_label("tenant", &name, 64)?;
     if let Some(refusal) = state.runtime.caps().refusal(&quotas.max_limits) {
         return Err(ApiError::bad_request(format!("max_{refusal}")));

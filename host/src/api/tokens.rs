@@ -6,12 +6,12 @@ use super::auth::{CanAdminister, new_secret, token_hash};
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use super::jobs::check_label;
+use super::views::{TokenList, TokenView};
 use crate::jobs::{Role, TokenRecord};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use std::sync::Arc;
 use utoipa::ToSchema;
 
@@ -25,23 +25,13 @@ pub struct NewToken {
     role: Role,
 }
 
-fn view(id: &str, record: &TokenRecord) -> Value {
-    json!({
-        "id": id,
-        "name": record.name,
-        "tenant": record.tenant,
-        "role": record.role,
-        "created_at": record.created_at,
-    })
-}
-
 /// `POST /v1/tokens`: 201 with the new token and its secret, shown once.
-#[utoipa::path(post, path = "/v1/tokens", tag = "admin", request_body = NewToken, responses((status = 201, description = "the token with its secret, shown once"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/tokens", tag = "admin", request_body = NewToken, responses((status = 201, description = "the token with its secret, shown once", body = TokenView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn create(
     State(state): State<Arc<ApiState>>,
     CanAdminister(caller): CanAdminister,
     JsonBody(request): JsonBody<NewToken>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<TokenView>), ApiError> {
     check_label("name", &request.name, 64)?;
     let tenant = request.tenant.unwrap_or(caller.tenant);
     check_label("tenant", &tenant, 64)?;
@@ -54,20 +44,18 @@ pub async fn create(
     let secret = new_secret();
     let id = token_hash(&secret);
     state.storage.put_token(&id, record.clone()).await?;
-    let mut answer = view(&id, &record);
-    answer["secret"] = json!(secret);
+    let answer = TokenView { secret: Some(secret), ..TokenView::new(&id, &record) };
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
 /// `GET /v1/tokens`: every token, without secrets.
-#[utoipa::path(get, path = "/v1/tokens", tag = "admin", responses((status = 200, description = "every token, without secrets"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/tokens", tag = "admin", responses((status = 200, description = "every token, without secrets", body = TokenList), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     _: CanAdminister,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenList>, ApiError> {
     let tokens = state.storage.tokens().await?;
-    let tokens: Vec<Value> = tokens.iter().map(|(id, record)| view(id, record)).collect();
-    Ok(Json(json!({ "tokens": tokens })))
+    Ok(Json(TokenList { tokens: tokens.iter().map(|(id, r)| TokenView::new(id, r)).collect() }))
 }
 
 /// `DELETE /v1/tokens/{id}`: revokes a token at once. The last admin token

@@ -4,25 +4,29 @@
 use super::ApiState;
 use super::auth::{CanAdminister, CanView};
 use super::error::{ApiError, ErrorBody};
+use super::views::{WorkerList, WorkerView};
 use crate::jobs::WorkerMode;
 use axum::Json;
 use axum::extract::{Path, State};
-use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// `GET /v1/workers`.
-#[utoipa::path(get, path = "/v1/workers", tag = "workers", responses((status = 200, description = "workers with slots, running jobs and heartbeat"), (status = "4XX", description = "error", body = ErrorBody)))]
-pub async fn list(State(state): State<Arc<ApiState>>, _: CanView) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "workers": state.storage.workers().await? })))
+#[utoipa::path(get, path = "/v1/workers", tag = "workers", responses((status = 200, description = "workers with slots, running jobs and heartbeat", body = WorkerList), (status = "4XX", description = "error", body = ErrorBody)))]
+pub async fn list(
+    State(state): State<Arc<ApiState>>,
+    _: CanView,
+) -> Result<Json<WorkerList>, ApiError> {
+    let workers = state.storage.workers().await?;
+    Ok(Json(WorkerList { workers: workers.iter().map(WorkerView::from).collect() }))
 }
 
 /// `POST /v1/workers/{id}/{pause|resume|drain}`.
-#[utoipa::path(post, path = "/v1/workers/{id}/{action}", tag = "workers", params(("id" = String, Path, description = "worker id"), ("action" = String, Path, description = "pause, resume or drain")), responses((status = 200, description = "the worker"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/workers/{id}/{action}", tag = "workers", params(("id" = String, Path, description = "worker id"), ("action" = String, Path, description = "pause, resume or drain")), responses((status = 200, description = "the worker", body = WorkerView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn set_mode(
     State(state): State<Arc<ApiState>>,
     _: CanAdminister,
     Path((id, action)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WorkerView>, ApiError> {
     let mode = match action.as_str() {
         "pause" => WorkerMode::Paused,
         "resume" => WorkerMode::Active,
@@ -33,5 +37,5 @@ pub async fn set_mode(
     if id == state.dispatcher.worker() {
         state.dispatcher.heartbeat().await;
     }
-    Ok(Json(json!(worker)))
+    Ok(Json(WorkerView::from(&worker)))
 }

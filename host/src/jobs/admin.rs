@@ -35,8 +35,8 @@ pub struct WorkerRecord {
     pub mode: WorkerMode,
 }
 
-/// A plugin as stored: who uploaded which version, and its default limits.
-/// The component bytes are stored once per digest.
+/// A plugin as stored: who uploaded which version. The component bytes are
+/// stored once per digest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PluginRecord {
     /// Owning tenant.
@@ -51,8 +51,6 @@ pub struct PluginRecord {
     pub uploaded_at: Millis,
     /// Who uploaded it.
     pub uploader: String,
-    /// Default limits of its jobs.
-    pub limits: LimitOverrides,
 }
 
 /// What a token may do.
@@ -125,7 +123,7 @@ pub struct TenantRecord {
 }
 
 /// What an operator set for a queue.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct QueueSettings {
     /// A paused queue keeps its jobs but starts none.
     pub paused: bool,

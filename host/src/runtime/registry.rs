@@ -76,7 +76,7 @@ impl Registry {
     /// Checks, compiles and registers `bytes` as the shared plugin `name`.
     /// CPU-heavy on a cache miss: call it from a blocking context.
     pub fn register(&self, name: &str, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
-        self.insert(self.prepare(None, name, bytes)?)
+        Ok(self.insert(self.prepare(None, name, bytes)?))
     }
 
     /// Like [`register`](Self::register), for one tenant only.
@@ -86,14 +86,16 @@ impl Registry {
         name: &str,
         bytes: &[u8],
     ) -> Result<Arc<Plugin>, PluginError> {
-        self.insert(self.prepare(Some(tenant), name, bytes)?)
+        Ok(self.insert(self.prepare(Some(tenant), name, bytes)?))
     }
 
-    fn insert(&self, plugin: Plugin) -> Result<Arc<Plugin>, PluginError> {
+    /// Makes a plugin from [`prepare`](Self::prepare) visible under its
+    /// name, replacing the one there.
+    pub fn insert(&self, plugin: Plugin) -> Arc<Plugin> {
         let plugin = Arc::new(plugin);
         let key = (plugin.tenant.clone(), plugin.name.clone());
         self.plugins.write().unwrap().insert(key, plugin.clone());
-        Ok(plugin)
+        plugin
     }
 
     /// Everything [`register`](Self::register) does except making the plugin

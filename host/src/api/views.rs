@@ -1,0 +1,434 @@
+//! What the API answers: the response bodies, apart from the stored
+//! records, with no internal fields (leases, lost-lease counts, pins, cancel
+//! flags, request fingerprints stay inside). Each derives the schema the
+//! OpenAPI document shows, so the document describes the real bodies.
+//! Queue and lock names appear as the client named them, without the
+//! tenant prefix storage keeps.
+
+use crate::jobs::{
+    Backoff, JobError, JobEvent, JobRecord, JobState, LimitOverrides, LogLine, Millis, Progress,
+    QueueSettings, Role, TenantRecord, TokenRecord, WorkerMode, WorkerRecord,
+};
+use crate::runtime::Plugin;
+use crate::storage::QueueStats;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Storage names of queues and locks carry the tenant (`tenant/name`), so
+/// one tenant's queue settings and locks never touch another's.
+pub(super) fn scoped(tenant: &str, name: &str) -> String {
+    format!("{tenant}/{name}")
+}
+
+/// The name a client knows, without the tenant.
+pub(super) fn unscoped(name: &str) -> &str {
+    name.split_once('/').map_or(name, |(_, name)| name)
+}
+
+/// Stored JSON text as JSON (a string if it is not JSON).
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+/// A job as a client sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct JobView {
+    /// UUID v7: ids sort by creation.
+    pub id: Uuid,
+    /// Tenant.
+    pub tenant: String,
+    /// Who enqueued it (a token name).
+    pub owner: String,
+    /// Qualified plugin name.
+    pub job: String,
+    /// Digest of the plugin version it was enqueued with.
+    pub plugin_digest: String,
+    /// The JSON args.
+    pub args: Value,
+    /// Queue.
+    pub queue: String,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Current state.
+    pub state: JobState,
+    /// Attempts started so far.
+    pub attempt: u32,
+    /// Retries allowed after the first attempt.
+    pub max_retries: u32,
+    /// Delay between attempts.
+    pub backoff: Backoff,
+    /// Earliest (next) start, ms since the epoch.
+    pub run_at: Millis,
+    /// Enqueue time.
+    pub created_at: Millis,
+    /// Start of the latest attempt.
+    pub started_at: Option<Millis>,
+    /// When it reached a terminal state.
+    pub finished_at: Option<Millis>,
+    /// Deadline to start.
+    pub expires_at: Option<Millis>,
+    /// Limits asked for.
+    pub limits: LimitOverrides,
+    /// Named lock held while it runs.
+    pub lock: Option<String>,
+    /// Idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Label.
+    pub name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Labels to filter by.
+    pub tags: Vec<String>,
+    /// What the client attached.
+    pub metadata: Map<String, Value>,
+    /// What the job attached itself (`set-metadata`).
+    pub plugin_metadata: Map<String, Value>,
+    /// Latest progress.
+    pub progress: Option<Progress>,
+    /// The JSON result, once completed.
+    pub result: Option<Value>,
+    /// Failure of the latest attempt.
+    pub error: Option<JobError>,
+    /// Fuel used over all attempts.
+    pub fuel_used: u64,
+    /// Worker running it, or that ran it last.
+    pub worker: Option<String>,
+    /// The job this one retries.
+    pub retry_of: Option<Uuid>,
+    /// The job that retried this one.
+    pub retried_by: Option<Uuid>,
+    /// URL that receives the final job once it finishes.
+    pub callback_url: Option<String>,
+}
+
+impl From<&JobRecord> for JobView {
+    fn from(job: &JobRecord) -> Self {
+        JobView {
+            id: job.id,
+            tenant: job.tenant.clone(),
+            owner: job.owner.clone(),
+            job: job.job.clone(),
+            plugin_digest: job.plugin_digest.clone(),
+            args: json(&job.args),
+            queue: unscoped(&job.queue).to_string(),
+            priority: job.priority,
+            state: job.state,
+            attempt: job.attempt,
+            max_retries: job.max_retries,
+            backoff: job.backoff,
+            run_at: job.run_at,
+            created_at: job.created_at,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+            expires_at: job.expires_at,
+            limits: job.limits,
+            lock: job.lock.as_deref().map(|lock| unscoped(lock).to_string()),
+            idempotency_key: job.idempotency_key.clone(),
+            name: job.name.clone(),
+            description: job.description.clone(),
+            tags: job.tags.clone(),
+            metadata: job.metadata.clone(),
+            plugin_metadata: job.plugin_metadata.clone(),
+            progress: job.progress.clone(),
+            result: job.result.as_deref().map(json),
+            error: job.error.clone(),
+            fuel_used: job.fuel_used,
+            worker: job.worker.clone(),
+            retry_of: job.retry_of,
+            retried_by: job.retried_by,
+            callback_url: job.callback_url.clone(),
+        }
+    }
+}
+
+/// The job as the webhook receiver gets it.
+pub fn job_view(job: &JobRecord) -> Value {
+    serde_json::to_value(JobView::from(job)).expect("views serialise")
+}
+
+/// A job with its journal and its place in the queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobDetails {
+    /// The job.
+    #[serde(flatten)]
+    pub job: JobView,
+    /// Every state change, oldest first.
+    pub events: Vec<JobEvent>,
+    /// Ready jobs claimed before this one, while it is pending.
+    pub queue_position: Option<usize>,
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobPage {
+    /// The jobs of this page.
+    pub jobs: Vec<JobView>,
+    /// How many matched in all.
+    pub total: usize,
+    /// This page, from 1.
+    pub page: usize,
+    /// Jobs per page.
+    pub per_page: usize,
+}
+
+/// A page of a job's log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogPage {
+    /// The lines after `after`.
+    pub logs: Vec<LogLine>,
+    /// Pass as `after` for the next page.
+    pub next_after: u64,
+}
+
+/// A plugin as a tenant sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginView {
+    /// Qualified name.
+    pub name: String,
+    /// Loaded from the host's folder for every tenant, not uploaded.
+    pub shared: bool,
+    /// `sha256:` digest of the component.
+    pub digest: String,
+    /// Component size in bytes.
+    pub size: u64,
+    /// Interfaces it imports.
+    pub imports: Vec<String>,
+    /// What it exports.
+    pub exports: Vec<String>,
+    /// Upload time (uploaded plugins).
+    pub uploaded_at: Option<Millis>,
+    /// Who uploaded it (uploaded plugins).
+    pub uploader: Option<String>,
+}
+
+impl PluginView {
+    /// The view of `plugin`, with its upload record if it has one.
+    pub fn new(plugin: &Plugin, uploaded: Option<(Millis, &str)>) -> Self {
+        PluginView {
+            name: plugin.name.clone(),
+            shared: plugin.tenant.is_none(),
+            digest: plugin.digest.clone(),
+            size: plugin.size as u64,
+            imports: plugin.imports.clone(),
+            exports: plugin.exports.clone(),
+            uploaded_at: uploaded.map(|(at, _)| at),
+            uploader: uploaded.map(|(_, by)| by.to_string()),
+        }
+    }
+}
+
+/// A page of plugins.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginPage {
+    /// The plugins of this page.
+    pub plugins: Vec<PluginView>,
+    /// How many matched in all.
+    pub total: usize,
+    /// This page, from 1.
+    pub page: usize,
+    /// Plugins per page.
+    pub per_page: usize,
+}
+
+/// Health of one queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueView {
+    /// Queue name.
+    pub queue: String,
+    /// Paused, concurrency.
+    pub settings: QueueSettings,
+    /// Jobs per state.
+    pub counts: BTreeMap<String, usize>,
+    /// Running jobs whose worker is gone plus ready jobs waiting too long.
+    pub stuck: usize,
+    /// Jobs that finished in the last hour.
+    pub finished: usize,
+    /// Of those, completed.
+    pub completed: usize,
+    /// Finished jobs per minute over the last hour.
+    pub throughput_per_minute: f64,
+    /// completed / finished in the last hour.
+    pub success_rate: Option<f64>,
+    /// Mean run time of jobs completed in the last hour.
+    pub average_duration_ms: Option<f64>,
+    /// What an operator should look at.
+    pub alerts: Vec<String>,
+}
+
+impl From<&QueueStats> for QueueView {
+    fn from(stats: &QueueStats) -> Self {
+        let mut alerts = Vec::new();
+        if stats.stuck > 0 {
+            alerts.push(format!("{} stuck jobs", stats.stuck));
+        }
+        if stats.success_rate.is_some_and(|rate| rate < 0.9) {
+            alerts.push("success rate below 90 % in the last hour".to_string());
+        }
+        if stats.settings.paused && stats.counts.get("pending").is_some_and(|&n| n > 0) {
+            alerts.push("paused with jobs waiting".to_string());
+        }
+        QueueView {
+            queue: unscoped(&stats.queue).to_string(),
+            settings: stats.settings.clone(),
+            counts: stats.counts.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            stuck: stats.stuck,
+            finished: stats.finished,
+            completed: stats.completed,
+            throughput_per_minute: stats.throughput_per_minute,
+            success_rate: stats.success_rate,
+            average_duration_ms: stats.average_duration_ms,
+            alerts,
+        }
+    }
+}
+
+/// The tenant's queues.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueList {
+    /// Health of each queue.
+    pub queues: Vec<QueueView>,
+}
+
+/// A queue's settings after a change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueSettingsView {
+    /// Queue name.
+    pub queue: String,
+    /// Starts no job while true.
+    pub paused: bool,
+    /// Most jobs running at once.
+    pub concurrency: Option<u32>,
+}
+
+/// A held lock.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LockView {
+    /// Lock name.
+    pub name: String,
+    /// The job holding it.
+    pub job: Uuid,
+}
+
+/// The tenant's held locks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LockList {
+    /// Each held lock.
+    pub locks: Vec<LockView>,
+}
+
+/// A worker as it last reported itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkerView {
+    /// Worker id.
+    pub id: String,
+    /// Jobs it runs at once.
+    pub slots: u32,
+    /// Jobs it was running at its last heartbeat.
+    pub running: u32,
+    /// Last heartbeat.
+    pub heartbeat: Millis,
+    /// First heartbeat.
+    pub started_at: Millis,
+    /// Set by an operator.
+    pub mode: WorkerMode,
+}
+
+impl From<&WorkerRecord> for WorkerView {
+    fn from(worker: &WorkerRecord) -> Self {
+        WorkerView {
+            id: worker.id.clone(),
+            slots: worker.slots,
+            running: worker.running,
+            heartbeat: worker.heartbeat,
+            started_at: worker.started_at,
+            mode: worker.mode,
+        }
+    }
+}
+
+/// Every worker.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkerList {
+    /// Each worker.
+    pub workers: Vec<WorkerView>,
+}
+
+/// A token, without its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    /// Its id (the hash of its secret), for revoking it.
+    pub id: String,
+    /// A name for people.
+    pub name: String,
+    /// The tenant it acts for.
+    pub tenant: String,
+    /// What it may do.
+    pub role: Role,
+    /// When it was made.
+    pub created_at: Millis,
+    /// The secret: shown once, in the answer that made the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl TokenView {
+    /// The view of the token with this id.
+    pub fn new(id: &str, record: &TokenRecord) -> Self {
+        TokenView {
+            id: id.to_string(),
+            name: record.name.clone(),
+            tenant: record.tenant.clone(),
+            role: record.role,
+            created_at: record.created_at,
+            secret: None,
+        }
+    }
+}
+
+/// Every token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    /// Each token, without secrets.
+    pub tokens: Vec<TokenView>,
+}
+
+/// A tenant, its quotas and its waiting jobs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantView {
+    /// Tenant name.
+    pub name: String,
+    /// Most jobs running at once; `null`: the host's default.
+    pub max_running: Option<u32>,
+    /// Most jobs waiting; `null`: the host's default.
+    pub max_queued: Option<u32>,
+    /// Caps on the limits its jobs may ask for.
+    pub max_limits: LimitOverrides,
+    /// Jobs waiting now.
+    pub waiting: u64,
+    /// The `max_queued` in force.
+    pub queued_quota: u32,
+}
+
+impl TenantView {
+    /// The view of `record` with its figures.
+    pub fn new(record: &TenantRecord, waiting: u64, queued_quota: u32) -> Self {
+        TenantView {
+            name: record.name.clone(),
+            max_running: record.max_running,
+            max_queued: record.max_queued,
+            max_limits: record.max_limits,
+            waiting,
+            queued_quota,
+        }
+    }
+}
+
+/// Every tenant with quotas set.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantList {
+    /// Each tenant.
+    pub tenants: Vec<TenantView>,
+}
