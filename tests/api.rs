@@ -462,7 +462,7 @@ async fn the_openapi_document_describes_every_route_the_server_serves() {
     assert_eq!(status, StatusCode::OK, "no token needed");
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
     let schemas = &doc["components"]["schemas"];
-    assert!(schemas["EnqueueRequest"]["properties"]["idempotency_key"].is_object(), "{schemas}");
+    assert!(schemas["JobRequest"]["properties"]["idempotency_key"].is_object(), "{schemas}");
     assert!(schemas["JobView"]["properties"]["fuel_used"].is_object());
     assert!(schemas["ErrorBody"].is_object());
     assert_eq!(doc["components"]["securitySchemes"]["token"]["scheme"], "bearer");

@@ -1,6 +1,7 @@
 //! The one error shape of the API, `{"error":{"code":"…","message":"…"}}`,
 //! and the mapping of every internal error to its status, in one place.
 
+use crate::jobs::enqueue::Refusal;
 use crate::runtime::PluginError;
 use crate::storage::StorageError;
 use axum::Json;
@@ -126,6 +127,15 @@ impl From<StorageError> for ApiError {
                 tracing::error!("storage: {other}");
                 ApiError::internal(other.to_string())
             }
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid(message) => ApiError::bad_request(message),
+            Refusal::TooLarge(message) => ApiError::too_large(message),
         }
     }
 }

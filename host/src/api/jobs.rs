@@ -9,61 +9,19 @@ use super::body::{JsonBody, QueryParams};
 use super::error::{ApiError, ErrorBody};
 use super::plugins::{default_per_page, first_page, offset};
 use super::sse;
-use super::views::{JobDetails, JobPage, JobView, LogPage, scoped};
-use crate::jobs::LimitOverrides;
-use crate::jobs::{Backoff, JobRecord, JobState, NewJob, TenantRecord};
+use super::views::{JobDetails, JobPage, JobView, LogPage};
+use crate::jobs::enqueue::{self, Admission, JobRequest, scoped};
+use crate::jobs::{JobRecord, JobState, NewJob, TenantRecord};
 use crate::storage::{JobFilter, Resubmit};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
+use serde::Deserialize;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
-
-/// The body of `POST /v1/jobs`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EnqueueRequest {
-    /// Qualified plugin name.
-    job: String,
-    /// JSON args for the job (default `{}`).
-    #[serde(default = "empty_object")]
-    #[schema(value_type = Object)]
-    args: Value,
-    #[serde(default)]
-    queue: Option<String>,
-    #[serde(default)]
-    priority: i32,
-    delay_ms: Option<u64>,
-    run_at: Option<u64>,
-    #[serde(default)]
-    max_retries: u32,
-    backoff: Option<Backoff>,
-    #[serde(default)]
-    limits: LimitOverrides,
-    expires_in_ms: Option<u64>,
-    expires_at: Option<u64>,
-    idempotency_key: Option<String>,
-    lock: Option<String>,
-    name: Option<String>,
-    description: Option<String>,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    metadata: Map<String, Value>,
-    /// An `http://` URL that receives the final job record (POST, JSON)
-    /// once the job finishes; retried with backoff until it answers 2xx.
-    callback_url: Option<String>,
-}
-
-fn empty_object() -> Value {
-    Value::Object(Map::new())
-}
 
 /// A 503 when this host takes no new jobs (shutting down, paused, draining).
 fn accepting(state: &ApiState) -> Result<(), ApiError> {
@@ -73,178 +31,27 @@ fn accepting(state: &ApiState) -> Result<(), ApiError> {
     }
 }
 
-/// Most retries one job may ask for.
-const MAX_RETRIES: u32 = 100;
-/// Longest backoff a job may ask for between attempts: a week.
-const MAX_BACKOFF_MS: u64 = 7 * 24 * 3600 * 1000;
-/// Bounds on what a client attaches to a job for people and filters.
-const MAX_NAME: usize = 256;
-const MAX_DESCRIPTION: usize = 4 << 10;
-const MAX_TAGS: usize = 32;
-const MAX_METADATA_KEYS: usize = 64;
-const MAX_METADATA_BYTES: usize = 64 << 10;
-
-/// Checks the labels a client attaches to a job.
-pub(super) fn check_labels(
-    name: Option<&str>,
-    description: Option<&str>,
-    tags: &[String],
-    metadata: &Map<String, Value>,
-) -> Result<(), ApiError> {
-    let too_long = |field: &str, text: Option<&str>, max: usize| match text {
-        Some(text) if text.len() > max => Err(ApiError::bad_request(format!(
-            "{field} must be at most {max} bytes, not {}",
-            text.len()
-        ))),
-        _ => Ok(()),
+/// Admits `request` for the caller by the enqueue rules: the plugin as the
+/// tenant sees it, the tenant's caps, the callback URL this host can reach.
+fn admit(
+    state: &ApiState,
+    caller: &Caller,
+    tenant: &TenantRecord,
+    request: JobRequest,
+) -> Result<NewJob, ApiError> {
+    let plugin = state.runtime.registry().resolve(&caller.tenant, &request.job)?;
+    if let Some(url) = &request.callback_url {
+        crate::services::webhooks::check_url(url).map_err(ApiError::bad_request)?;
+    }
+    let admission = Admission {
+        tenant,
+        owner: &caller.name,
+        plugin_digest: &plugin.digest,
+        defaults: state.runtime.defaults(),
+        caps: state.runtime.caps(),
+        now: state.clock.now(),
     };
-    too_long("name", name, MAX_NAME)?;
-    too_long("description", description, MAX_DESCRIPTION)?;
-    if tags.len() > MAX_TAGS {
-        return Err(ApiError::bad_request(format!(
-            "a job may have at most {MAX_TAGS} tags, not {}",
-            tags.len()
-        )));
-    }
-    for tag in tags {
-        check_label("tags", tag, 64)?;
-    }
-    if metadata.len() > MAX_METADATA_KEYS {
-        return Err(ApiError::bad_request(format!(
-            "metadata may have at most {MAX_METADATA_KEYS} keys, not {}",
-            metadata.len()
-        )));
-    }
-    let bytes = Value::Object(metadata.clone()).to_string().len();
-    if bytes > MAX_METADATA_BYTES {
-        return Err(ApiError::too_large(format!(
-            "metadata of {bytes} bytes is over the {MAX_METADATA_BYTES}-byte limit"
-        )));
-    }
-    Ok(())
-}
-
-pub(super) fn check_label(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    let ok = !value.is_empty()
-        && value.len() <= max
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "{field} must be 1 to {max} letters, digits, '-', '_', '.' or ':', not {value:?}"
-        )))
-    }
-}
-
-impl EnqueueRequest {
-    /// One short digest per field as the server understood it (defaults
-    /// filled in), so the same request always has the same fingerprint.
-    fn fingerprint(&self) -> BTreeMap<String, String> {
-        let Value::Object(fields) = serde_json::to_value(self).expect("requests serialise") else {
-            unreachable!("a struct serialises to an object")
-        };
-        fields
-            .into_iter()
-            .filter(|(field, _)| field != "idempotency_key")
-            .map(|(field, value)| {
-                let digest = Sha256::digest(value.to_string().as_bytes());
-                (field, hex::encode(&digest[..8]))
-            })
-            .collect()
-    }
-
-    /// Checks every field and turns the request into a [`NewJob`].
-    fn into_new_job(
-        self,
-        state: &ApiState,
-        caller: &Caller,
-        tenant: &TenantRecord,
-    ) -> Result<NewJob, ApiError> {
-        let fingerprint =
-            if self.idempotency_key.is_some() { self.fingerprint() } else { BTreeMap::new() };
-        let plugin = state.runtime.registry().resolve(&caller.tenant, &self.job)?;
-        let caps = state.runtime.caps();
-        let tenant_caps = caps.with(&tenant.max_limits, caps);
-        if let Some(refusal) = tenant_caps.refusal(&self.limits) {
-            return Err(ApiError::bad_request(refusal));
-        }
-        let limits = self.limits.capped(&tenant.max_limits, state.runtime.defaults());
-        let args = self.args.to_string();
-        let payload_limit = state.runtime.limits(&limits).payload_bytes;
-        if args.len() as u64 > payload_limit {
-            return Err(ApiError::too_large(format!(
-                "args of {} bytes are over the {payload_limit}-byte limit",
-                args.len()
-            )));
-        }
-        let now = state.clock.now();
-        let run_at = match (self.delay_ms, self.run_at) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::bad_request("give delay_ms or run_at, not both"));
-            }
-            (Some(delay), None) => Some(now.saturating_add(delay)),
-            (None, at) => at,
-        };
-        let expires_at = match (self.expires_in_ms, self.expires_at) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::bad_request("give expires_in_ms or expires_at, not both"));
-            }
-            (Some(within), None) => Some(now.saturating_add(within)),
-            (None, at) => at,
-        };
-        if self.max_retries > MAX_RETRIES {
-            return Err(ApiError::bad_request(format!(
-                "max_retries must be at most {MAX_RETRIES}"
-            )));
-        }
-        let queue = self.queue.unwrap_or_else(|| "default".into());
-        check_label("queue", &queue, 64)?;
-        if let Some(lock) = &self.lock {
-            check_label("lock", lock, 128)?;
-        }
-        if let Some(key) = &self.idempotency_key {
-            check_label("idempotency_key", key, 128)?;
-        }
-        check_labels(
-            self.name.as_deref(),
-            self.description.as_deref(),
-            &self.tags,
-            &self.metadata,
-        )?;
-        let backoff = self.backoff.unwrap_or_default();
-        if backoff.base_ms > backoff.max_ms || backoff.max_ms > MAX_BACKOFF_MS {
-            return Err(ApiError::bad_request(format!(
-                "backoff needs base_ms <= max_ms <= {MAX_BACKOFF_MS}, not {} and {}",
-                backoff.base_ms, backoff.max_ms
-            )));
-        }
-        if let Some(url) = &self.callback_url {
-            crate::services::webhooks::check_url(url).map_err(ApiError::bad_request)?;
-        }
-        Ok(NewJob {
-            fingerprint,
-            tenant: caller.tenant.clone(),
-            owner: caller.name.clone(),
-            job: self.job,
-            plugin_digest: plugin.digest.clone(),
-            args,
-            queue: scoped(&caller.tenant, &queue),
-            priority: self.priority,
-            run_at,
-            expires_at,
-            max_retries: self.max_retries,
-            backoff,
-            limits,
-            lock: self.lock.map(|lock| scoped(&caller.tenant, &lock)),
-            idempotency_key: self.idempotency_key,
-            name: self.name,
-            description: self.description,
-            tags: self.tags,
-            metadata: self.metadata,
-            callback_url: self.callback_url,
-        })
-    }
+    Ok(enqueue::admit(request, &admission)?)
 }
 
 /// Query of `POST /v1/jobs`.
@@ -259,17 +66,17 @@ pub struct EnqueueQuery {
 
 /// `POST /v1/jobs`: 202 with the job (200 for a repeated idempotency key),
 /// or with `?follow=true` / `Accept: text/event-stream` the job as SSE.
-#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", params(EnqueueQuery), request_body = EnqueueRequest, responses((status = 202, description = "enqueued", body = JobView), (status = 200, description = "the job of a repeated idempotency key", body = JobView), (status = "2XX", description = "with follow or Accept: text/event-stream, the job as SSE", content_type = "text/event-stream"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", params(EnqueueQuery), request_body = JobRequest, responses((status = 202, description = "enqueued", body = JobView), (status = 200, description = "the job of a repeated idempotency key", body = JobView), (status = "2XX", description = "with follow or Accept: text/event-stream, the job as SSE", content_type = "text/event-stream"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn enqueue(
     State(state): State<Arc<ApiState>>,
     CanSubmit(caller): CanSubmit,
     headers: HeaderMap,
     QueryParams(query): QueryParams<EnqueueQuery>,
-    JsonBody(request): JsonBody<EnqueueRequest>,
+    JsonBody(request): JsonBody<JobRequest>,
 ) -> Result<Response, ApiError> {
     accepting(&state)?;
     let tenant = state.storage.tenant(&caller.tenant).await?;
-    let new = request.into_new_job(&state, &caller, &tenant)?;
+    let new = admit(&state, &caller, &tenant, request)?;
     let fingerprint = new.fingerprint.clone();
     let enqueued = state.storage.enqueue(new, state.clock.now()).await?;
     if !enqueued.created {
@@ -304,23 +111,13 @@ fn same_request(
             "idempotency key {key:?} is already used by another job of this tenant; choose another key"
         )));
     }
-    // Jobs stored before fingerprints were kept have none to compare.
-    if existing.fingerprint.is_empty() {
-        return Ok(());
+    match enqueue::idempotency_conflict(existing, fingerprint) {
+        None => Ok(()),
+        Some(differing) => Err(ApiError::conflict(format!(
+            "idempotency key {key:?} was used for job {} with a different {differing}; use a new key for new work",
+            existing.id
+        ))),
     }
-    let differing: Vec<&str> = fingerprint
-        .iter()
-        .filter(|(field, digest)| existing.fingerprint.get(*field) != Some(digest))
-        .map(|(field, _)| field.as_str())
-        .collect();
-    if differing.is_empty() {
-        return Ok(());
-    }
-    Err(ApiError::conflict(format!(
-        "idempotency key {key:?} was used for job {} with a different {}; use a new key for new work",
-        existing.id,
-        differing.join(", ")
-    )))
 }
 
 /// Query of `GET /v1/jobs`.

@@ -5,6 +5,7 @@
 //! Queue and lock names appear as the client named them, without the
 //! tenant prefix storage keeps.
 
+use crate::jobs::enqueue::unscoped;
 use crate::jobs::{
     Backoff, JobError, JobEvent, JobRecord, JobState, LimitOverrides, LogLine, Millis, Progress,
     QueueSettings, Role, TenantRecord, TokenRecord, WorkerMode, WorkerRecord,
@@ -16,17 +17,6 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
-
-/// Storage names of queues and locks carry the tenant (`tenant/name`), so
-/// one tenant's queue settings and locks never touch another's.
-pub(super) fn scoped(tenant: &str, name: &str) -> String {
-    format!("{tenant}/{name}")
-}
-
-/// The name a client knows, without the tenant.
-pub(super) fn unscoped(name: &str) -> &str {
-    name.split_once('/').map_or(name, |(_, name)| name)
-}
 
 /// Stored JSON text as JSON (a string if it is not JSON).
 fn json(text: &str) -> Value {

@@ -4,6 +4,8 @@
 //! - `record`: a job as stored ([`JobRecord`]), what a client asks for
 //!   ([`NewJob`]), its states, journal events and log lines.
 //! - `admin`: tenants and quotas, tokens and roles, plugins, workers.
+//! - `enqueue`: what a client may ask for and how it becomes a job; the
+//!   idempotency rule.
 //! - `limits`: sandbox limits as data, per job, per plugin, and the caps.
 //! - `outcome`: how a run ended ([`Outcome`], [`FailureKind`]).
 //! - `rules`: the rules as pure functions of (record, event, now): what a
@@ -13,6 +15,7 @@
 
 mod admin;
 mod clock;
+pub mod enqueue;
 mod limits;
 mod outcome;
 mod record;

@@ -1,0 +1,381 @@
+//! The enqueue rules: what a client may ask for ([`JobRequest`]) and how a
+//! request becomes a [`NewJob`] ([`admit`]): labels and sizes checked,
+//! limits held to the tenant's caps, times made absolute, names scoped to
+//! the tenant. And the idempotency rule: the same key means the same
+//! request ([`JobRequest::fingerprint`], [`idempotency_conflict`]).
+
+use super::{Backoff, JobRecord, LimitOverrides, Limits, Millis, NewJob, TenantRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// Most retries one job may ask for.
+pub const MAX_RETRIES: u32 = 100;
+/// Longest backoff a job may ask for between attempts: a week.
+pub const MAX_BACKOFF_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Bounds on what a client attaches to a job for people and filters.
+pub const MAX_NAME: usize = 256;
+/// Longest description, in bytes.
+pub const MAX_DESCRIPTION: usize = 4 << 10;
+/// Most tags of one job.
+pub const MAX_TAGS: usize = 32;
+/// Most keys of the client's metadata.
+pub const MAX_CLIENT_METADATA_KEYS: usize = 64;
+/// Largest client metadata, as JSON.
+pub const MAX_CLIENT_METADATA_BYTES: usize = 64 << 10;
+
+/// Storage names of queues and locks carry the tenant (`tenant/name`), so
+/// one tenant's queue settings and locks never touch another's.
+pub fn scoped(tenant: &str, name: &str) -> String {
+    format!("{tenant}/{name}")
+}
+
+/// The name a client knows, without the tenant.
+pub fn unscoped(name: &str) -> &str {
+    name.split_once('/').map_or(name, |(_, name)| name)
+}
+
+/// Why a request is refused, for the API to answer with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A field is malformed or out of range; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// A field is larger than its limit.
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// The body of `POST /v1/jobs`: everything but `job` has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// Qualified plugin name.
+    pub job: String,
+    /// JSON args for the job (default `{}`).
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub args: Value,
+    /// Queue (default `default`).
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// Higher runs first.
+    #[serde(default)]
+    pub priority: i32,
+    /// Run no sooner than this many ms from now.
+    pub delay_ms: Option<u64>,
+    /// Run no sooner than this time (ms since the epoch).
+    pub run_at: Option<u64>,
+    /// Retries after a retriable failure (at most 100).
+    #[serde(default)]
+    pub max_retries: u32,
+    /// Delay between attempts.
+    pub backoff: Option<Backoff>,
+    /// Limits asked for, within the caps.
+    #[serde(default)]
+    pub limits: LimitOverrides,
+    /// Expire if not started within this many ms.
+    pub expires_in_ms: Option<u64>,
+    /// Expire if not started by this time.
+    pub expires_at: Option<u64>,
+    /// The same key in the same tenant returns the first job.
+    pub idempotency_key: Option<String>,
+    /// Named lock held while the job runs.
+    pub lock: Option<String>,
+    /// A label for people.
+    pub name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Labels to filter by.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// What the client attaches.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    /// An `http://` URL that receives the final job (POST, JSON) once the
+    /// job finishes; retried with backoff until it answers 2xx.
+    pub callback_url: Option<String>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Map::new())
+}
+
+/// What admitting a request depends on besides the request.
+#[derive(Debug, Clone)]
+pub struct Admission<'a> {
+    /// The caller's tenant.
+    pub tenant: &'a TenantRecord,
+    /// Who enqueues it.
+    pub owner: &'a str,
+    /// Digest of the plugin version the job will run.
+    pub plugin_digest: &'a str,
+    /// The host's limits of a job that asks for nothing.
+    pub defaults: &'a Limits,
+    /// The host's caps.
+    pub caps: &'a Limits,
+    /// The time of the enqueue.
+    pub now: Millis,
+}
+
+impl JobRequest {
+    /// One short digest per field as the server understood it (defaults
+    /// filled in), so the same request always has the same fingerprint.
+    pub fn fingerprint(&self) -> BTreeMap<String, String> {
+        let Value::Object(fields) = serde_json::to_value(self).expect("requests serialise") else {
+            unreachable!("a struct serialises to an object")
+        };
+        fields
+            .into_iter()
+            .filter(|(field, _)| field != "idempotency_key")
+            .map(|(field, value)| {
+                let digest = Sha256::digest(value.to_string().as_bytes());
+                (field, hex::encode(&digest[..8]))
+            })
+            .collect()
+    }
+}
+
+/// The fields in which `fingerprint` differs from the request that made
+/// `existing`, named for a 409; `None` when it is the same request (or
+/// `existing` predates fingerprints).
+pub fn idempotency_conflict(
+    existing: &JobRecord,
+    fingerprint: &BTreeMap<String, String>,
+) -> Option<String> {
+    if existing.fingerprint.is_empty() {
+        return None;
+    }
+    let differing: Vec<&str> = fingerprint
+        .iter()
+        .filter(|(field, digest)| existing.fingerprint.get(*field) != Some(digest))
+        .map(|(field, _)| field.as_str())
+        .collect();
+    (!differing.is_empty()).then(|| differing.join(", "))
+}
+
+/// A label: 1 to `max` ASCII letters, digits, `-`, `_`, `.` or `:`.
+pub fn check_label(field: &str, value: &str, max: usize) -> Result<(), Refusal> {
+    let ok = !value.is_empty()
+        && value.len() <= max
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::Invalid(format!(
+            "{field} must be 1 to {max} letters, digits, '-', '_', '.' or ':', not {value:?}"
+        )))
+    }
+}
+
+/// Checks what a client attaches to a job for people and filters.
+pub fn check_labels(
+    name: Option<&str>,
+    description: Option<&str>,
+    tags: &[String],
+    metadata: &Map<String, Value>,
+) -> Result<(), Refusal> {
+    let too_long = |field: &str, text: Option<&str>, max: usize| match text {
+        Some(text) if text.len() > max => Err(Refusal::Invalid(format!(
+            "{field} must be at most {max} bytes, not {}",
+            text.len()
+        ))),
+        _ => Ok(()),
+    };
+    too_long("name", name, MAX_NAME)?;
+    too_long("description", description, MAX_DESCRIPTION)?;
+    if tags.len() > MAX_TAGS {
+        return Err(Refusal::Invalid(format!(
+            "a job may have at most {MAX_TAGS} tags, not {}",
+            tags.len()
+        )));
+    }
+    for tag in tags {
+        check_label("tags", tag, 64)?;
+    }
+    if metadata.len() > MAX_CLIENT_METADATA_KEYS {
+        return Err(Refusal::Invalid(format!(
+            "metadata may have at most {MAX_CLIENT_METADATA_KEYS} keys, not {}",
+            metadata.len()
+        )));
+    }
+    let bytes = Value::Object(metadata.clone()).to_string().len();
+    if bytes > MAX_CLIENT_METADATA_BYTES {
+        return Err(Refusal::TooLarge(format!(
+            "metadata of {bytes} bytes is over the {MAX_CLIENT_METADATA_BYTES}-byte limit"
+        )));
+    }
+    Ok(())
+}
+
+/// Exactly one of a relative and an absolute time, made absolute.
+fn when(
+    names: (&str, &str),
+    relative: Option<u64>,
+    absolute: Option<u64>,
+    now: Millis,
+) -> Result<Option<Millis>, Refusal> {
+    match (relative, absolute) {
+        (Some(_), Some(_)) => {
+            Err(Refusal::Invalid(format!("give {} or {}, not both", names.0, names.1)))
+        }
+        (Some(after), None) => Ok(Some(now.saturating_add(after))),
+        (None, at) => Ok(at),
+    }
+}
+
+/// Checks every field of `request` and turns it into a [`NewJob`] of the
+/// caller's tenant: limits above the tenant's caps are refused, those not
+/// asked for take the tenant's cap where it is below the default.
+pub fn admit(request: JobRequest, admission: &Admission) -> Result<NewJob, Refusal> {
+    let fingerprint =
+        if request.idempotency_key.is_some() { request.fingerprint() } else { BTreeMap::new() };
+    let tenant = admission.tenant;
+    let tenant_caps = admission.caps.with(&tenant.max_limits, admission.caps);
+    if let Some(refusal) = tenant_caps.refusal(&request.limits) {
+        return Err(Refusal::Invalid(refusal));
+    }
+    let limits = request.limits.capped(&tenant.max_limits, admission.defaults);
+    let args = request.args.to_string();
+    let payload_limit = admission.defaults.with(&limits, admission.caps).payload_bytes;
+    if args.len() as u64 > payload_limit {
+        return Err(Refusal::TooLarge(format!(
+            "args of {} bytes are over the {payload_limit}-byte limit",
+            args.len()
+        )));
+    }
+    let now = admission.now;
+    let run_at = when(("delay_ms", "run_at"), request.delay_ms, request.run_at, now)?;
+    let expires_at =
+        when(("expires_in_ms", "expires_at"), request.expires_in_ms, request.expires_at, now)?;
+    if request.max_retries > MAX_RETRIES {
+        return Err(Refusal::Invalid(format!("max_retries must be at most {MAX_RETRIES}")));
+    }
+    let queue = request.queue.unwrap_or_else(|| "default".into());
+    check_label("queue", &queue, 64)?;
+    if let Some(lock) = &request.lock {
+        check_label("lock", lock, 128)?;
+    }
+    if let Some(key) = &request.idempotency_key {
+        check_label("idempotency_key", key, 128)?;
+    }
+    check_labels(
+        request.name.as_deref(),
+        request.description.as_deref(),
+        &request.tags,
+        &request.metadata,
+    )?;
+    let backoff = request.backoff.unwrap_or_default();
+    if backoff.base_ms > backoff.max_ms || backoff.max_ms > MAX_BACKOFF_MS {
+        return Err(Refusal::Invalid(format!(
+            "backoff needs base_ms <= max_ms <= {MAX_BACKOFF_MS}, not {} and {}",
+            backoff.base_ms, backoff.max_ms
+        )));
+    }
+    Ok(NewJob {
+        fingerprint,
+        tenant: tenant.name.clone(),
+        owner: admission.owner.to_string(),
+        job: request.job,
+        plugin_digest: admission.plugin_digest.to_string(),
+        args,
+        queue: scoped(&tenant.name, &queue),
+        priority: request.priority,
+        run_at,
+        expires_at,
+        max_retries: request.max_retries,
+        backoff,
+        limits,
+        lock: request.lock.map(|lock| scoped(&tenant.name, &lock)),
+        idempotency_key: request.idempotency_key,
+        name: request.name,
+        description: request.description,
+        tags: request.tags,
+        metadata: request.metadata,
+        callback_url: request.callback_url,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(body: Value) -> JobRequest {
+        serde_json::from_value(body).unwrap()
+    }
+
+    fn admit_as_acme(body: Value, tenant: &TenantRecord) -> Result<NewJob, Refusal> {
+        let limits = Limits::default();
+        let admission = Admission {
+            tenant,
+            owner: "ada",
+            plugin_digest: "sha256:x",
+            defaults: &limits,
+            caps: &limits,
+            now: 1_000,
+        };
+        admit(request(body), &admission)
+    }
+
+    fn acme() -> TenantRecord {
+        TenantRecord { name: "acme".into(), ..TenantRecord::default() }
+    }
+
+    #[test]
+    fn a_request_becomes_a_job_of_the_tenant_with_absolute_times() {
+        let body =
+            json!({"job": "a.b", "delay_ms": 500, "expires_in_ms": 60, "queue": "q", "lock": "l"});
+        let new = admit_as_acme(body, &acme()).unwrap();
+        assert_eq!((new.run_at, new.expires_at), (Some(1_500), Some(1_060)));
+        assert_eq!((new.queue.as_str(), new.lock.as_deref()), ("acme/q", Some("acme/l")));
+        assert_eq!(
+            (new.tenant.as_str(), new.owner.as_str(), new.args.as_str()),
+            ("acme", "ada", "{}")
+        );
+        assert!(new.fingerprint.is_empty(), "no key, nothing to compare");
+    }
+
+    #[test]
+    fn bad_fields_are_refused_by_name() {
+        let cases = [
+            (json!({"job": "a.b", "delay_ms": 1, "run_at": 1}), "delay_ms"),
+            (json!({"job": "a.b", "queue": "no spaces"}), "queue"),
+            (json!({"job": "a.b", "max_retries": 101}), "max_retries"),
+            (json!({"job": "a.b", "backoff": {"base_ms": 9, "max_ms": 1}}), "backoff"),
+            (json!({"job": "a.b", "tags": vec!["t"; 33]}), "tags"),
+            (json!({"job": "a.b", "limits": {"fuel": u64::MAX}}), "limits.fuel"),
+        ];
+        for (body, field) in cases {
+            let refusal = admit_as_acme(body, &acme()).unwrap_err();
+            assert!(matches!(&refusal, Refusal::Invalid(m) if m.contains(field)), "{refusal:?}");
+        }
+        let big = json!({"job": "a.b", "args": {"x": "y".repeat(2 << 20)}});
+        assert!(matches!(admit_as_acme(big, &acme()), Err(Refusal::TooLarge(_))));
+    }
+
+    #[test]
+    fn a_tenant_cap_fills_in_and_refuses_above_it() {
+        let capped = TenantRecord {
+            max_limits: LimitOverrides { fuel: Some(1_000), ..LimitOverrides::default() },
+            ..acme()
+        };
+        assert_eq!(admit_as_acme(json!({"job": "a.b"}), &capped).unwrap().limits.fuel, Some(1_000));
+        let over = admit_as_acme(json!({"job": "a.b", "limits": {"fuel": 2_000}}), &capped);
+        assert!(matches!(over, Err(Refusal::Invalid(m)) if m.contains("limits.fuel")));
+    }
+
+    #[test]
+    fn the_same_key_with_another_body_names_what_differs() {
+        let first = json!({"job": "a.b", "args": {"n": 1}, "idempotency_key": "k"});
+        let new = admit_as_acme(first.clone(), &acme()).unwrap();
+        let job = JobRecord::new(new, uuid::Uuid::now_v7(), 1_000);
+        assert_eq!(idempotency_conflict(&job, &request(first).fingerprint()), None);
+        let other = json!({"job": "a.b", "args": {"n": 2}, "queue": "q", "idempotency_key": "k"});
+        let differs = idempotency_conflict(&job, &request(other).fingerprint()).unwrap();
+        assert_eq!(differs, "args, queue");
+    }
+}
