@@ -1,4 +1,6 @@
-//! The durable storage, through its public trait, on a real redb file.
+//! The storage suite: written once against the storage traits and run on
+//! each backend through [`open_in`] (today the embedded redb file; a second
+//! backend adds its opener there and passes the same tests).
 
 use jobhost::jobs::LogLevel;
 use jobhost::jobs::RetryPolicy;
@@ -8,22 +10,40 @@ use jobhost::jobs::{
     TenantRecord, TokenRecord, WorkerMode, now_ms,
 };
 use jobhost::jobs::{FailureKind, Outcome, RunReport};
-use jobhost::storage::AdminStore;
 use jobhost::storage::{
-    ClaimRules, Finishing, JobFilter, JobStore, OutputBatch, RedbStorage, Resubmit, StorageError,
+    ClaimRules, Finishing, JobFilter, OutputBatch, RedbStorage, Resubmit, Storage, StorageError,
 };
+use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// Opens the backend under test on `dir`, as a host would at start (so
+/// opening it again is a restart).
+fn open_in(dir: &Path, defaults: TenantDefaults) -> Box<dyn Storage> {
+    let storage = RedbStorage::open(&dir.join("jobhost.redb")).unwrap();
+    Box::new(storage.with_tenant_defaults(defaults))
+}
+
 struct TestDb {
-    storage: RedbStorage,
+    storage: Box<dyn Storage>,
     dir: tempfile::TempDir,
 }
 
 fn open() -> TestDb {
+    open_with(TenantDefaults::default())
+}
+
+fn open_with(defaults: TenantDefaults) -> TestDb {
     let dir = tempfile::tempdir().unwrap();
-    let storage = RedbStorage::open(&dir.path().join("jobhost.redb")).unwrap();
-    TestDb { storage, dir }
+    TestDb { storage: open_in(dir.path(), defaults), dir }
+}
+
+impl TestDb {
+    /// The same data after the process that held it stopped.
+    fn restart(self) -> TestDb {
+        drop(self.storage);
+        TestDb { storage: open_in(self.dir.path(), TenantDefaults::default()), dir: self.dir }
+    }
 }
 
 fn job(name: &str) -> NewJob {
@@ -58,11 +78,11 @@ fn failed(kind: FailureKind) -> RunReport {
     report(Outcome::Failed { kind, message: format!("{kind} on purpose") })
 }
 
-async fn claim_names(storage: &RedbStorage, max: usize) -> Vec<String> {
+async fn claim_names(storage: &dyn Storage, max: usize) -> Vec<String> {
     storage.claim(rules("w1", max)).await.unwrap().into_iter().map(|j| j.name.unwrap()).collect()
 }
 
-async fn last_reason(storage: &RedbStorage, id: Uuid) -> String {
+async fn last_reason(storage: &dyn Storage, id: Uuid) -> String {
     storage.events(id, 0).await.unwrap().pop().unwrap().reason
 }
 
@@ -73,9 +93,8 @@ async fn an_enqueued_job_is_durable_and_journaled() {
     assert!(enqueued.created);
     assert_eq!(enqueued.job.state, JobState::Pending);
     let id = enqueued.job.id;
-    drop(db.storage);
 
-    let storage = RedbStorage::open(&db.dir.path().join("jobhost.redb")).unwrap();
+    let storage = db.restart().storage;
     let stored = storage.get(id).await.unwrap();
     assert_eq!(stored, enqueued.job);
     let events = storage.events(id, 0).await.unwrap();
@@ -91,8 +110,14 @@ async fn claims_follow_priority_then_run_at_then_fifo() {
     {
         db.storage.enqueue(NewJob { priority, ..job(name) }, now_ms()).await.unwrap();
     }
-    assert_eq!(claim_names(&db.storage, 10).await, ["urgent", "first", "second", "third", "low"]);
-    assert!(claim_names(&db.storage, 10).await.is_empty(), "a claimed job is not claimed again");
+    assert_eq!(
+        claim_names(db.storage.as_ref(), 10).await,
+        ["urgent", "first", "second", "third", "low"]
+    );
+    assert!(
+        claim_names(db.storage.as_ref(), 10).await.is_empty(),
+        "a claimed job is not claimed again"
+    );
 }
 
 #[tokio::test]
@@ -122,11 +147,11 @@ async fn delayed_jobs_wait_until_due() {
         .await
         .unwrap();
     assert_eq!(later.job.state, JobState::Scheduled);
-    assert!(claim_names(&db.storage, 10).await.is_empty());
+    assert!(claim_names(db.storage.as_ref(), 10).await.is_empty());
     assert_eq!(db.storage.promote(now + 1_000).await.unwrap(), 0);
     assert_eq!(db.storage.promote(now + 60_000).await.unwrap(), 1);
     assert_eq!(db.storage.get(later.job.id).await.unwrap().state, JobState::Pending);
-    assert_eq!(claim_names(&db.storage, 10).await, ["later"]);
+    assert_eq!(claim_names(db.storage.as_ref(), 10).await, ["later"]);
 }
 
 #[tokio::test]
@@ -143,20 +168,18 @@ async fn paused_queues_and_queue_concurrency_are_honoured() {
         .set_queue("reports", QueueSettings { paused: true, concurrency: None })
         .await
         .unwrap();
-    assert_eq!(claim_names(&db.storage, 10).await, ["other"]);
+    assert_eq!(claim_names(db.storage.as_ref(), 10).await, ["other"]);
 
     let limited = QueueSettings { paused: false, concurrency: Some(2) };
     db.storage.set_queue("reports", limited.clone()).await.unwrap();
     assert_eq!(db.storage.queue("reports").await.unwrap(), limited);
-    assert_eq!(claim_names(&db.storage, 10).await, ["a1", "a2"]);
-    assert!(claim_names(&db.storage, 10).await.is_empty(), "the queue is full");
+    assert_eq!(claim_names(db.storage.as_ref(), 10).await, ["a1", "a2"]);
+    assert!(claim_names(db.storage.as_ref(), 10).await.is_empty(), "the queue is full");
 }
 
 #[tokio::test]
 async fn tenants_are_held_to_their_running_quota() {
-    let db = open();
-    let defaults = TenantDefaults { max_running: Some(1), ..TenantDefaults::default() };
-    let db = TestDb { storage: db.storage.with_tenant_defaults(defaults), dir: db.dir };
+    let db = open_with(TenantDefaults { max_running: Some(1), ..TenantDefaults::default() });
     for name in ["acme-1", "acme-2", "acme-3"] {
         db.storage.enqueue(job(name), now_ms()).await.unwrap();
     }
@@ -195,12 +218,12 @@ async fn a_named_lock_is_held_while_running_and_can_be_cleared() {
     let first = db.storage.enqueue(locked("first"), now_ms()).await.unwrap().job.id;
     db.storage.enqueue(locked("second"), now_ms()).await.unwrap();
     db.storage.enqueue(job("free"), now_ms()).await.unwrap();
-    assert_eq!(claim_names(&db.storage, 10).await, ["first", "free"]);
+    assert_eq!(claim_names(db.storage.as_ref(), 10).await, ["first", "free"]);
     assert_eq!(db.storage.locks().await.unwrap(), [("devices".to_string(), first)]);
 
     db.storage.finish(first, finishing("w1", completed(), &RetryPolicy::default())).await.unwrap();
     assert!(db.storage.locks().await.unwrap().is_empty(), "finishing releases the lock");
-    assert_eq!(claim_names(&db.storage, 10).await, ["second"]);
+    assert_eq!(claim_names(db.storage.as_ref(), 10).await, ["second"]);
 
     db.storage.clear_lock("devices").await.unwrap();
     assert!(db.storage.locks().await.unwrap().is_empty());
@@ -249,7 +272,7 @@ async fn retriable_failures_are_retried_with_backoff_until_max_retries() {
         retried.run_at
     );
     assert_eq!(retried.error.as_ref().unwrap().kind, FailureKind::Timeout);
-    let reason = last_reason(&db.storage, id).await;
+    let reason = last_reason(db.storage.as_ref(), id).await;
     assert!(reason.contains("retry 1 of 1"), "{reason}");
 
     db.storage.promote(retried.run_at).await.unwrap();
@@ -332,7 +355,7 @@ async fn expired_leases_are_recovered_and_renewed_ones_are_not() {
     assert_eq!(recovered, [lost]);
     let job = db.storage.get(lost).await.unwrap();
     assert_eq!(job.state, JobState::Pending);
-    let reason = last_reason(&db.storage, lost).await;
+    let reason = last_reason(db.storage.as_ref(), lost).await;
     assert!(reason.contains("lease of worker w1 expired"), "{reason}");
     assert_eq!(db.storage.get(renewed).await.unwrap().state, JobState::Running);
 
@@ -377,14 +400,17 @@ async fn cancel_ends_a_waiting_job_and_flags_a_running_one() {
     let waiting = db.storage.enqueue(job("waiting"), now_ms()).await.unwrap().job.id;
     let cancelled = db.storage.cancel(waiting, now_ms()).await.unwrap();
     assert_eq!(cancelled.state, JobState::Cancelled);
-    assert!(claim_names(&db.storage, 10).await.is_empty(), "a cancelled job is never claimed");
+    assert!(
+        claim_names(db.storage.as_ref(), 10).await.is_empty(),
+        "a cancelled job is never claimed"
+    );
     let err = db.storage.cancel(waiting, now_ms()).await.unwrap_err();
     assert_eq!(err, StorageError::Conflict(format!("job {waiting} is already cancelled")));
 
     let running = db.storage.enqueue(job("running"), now_ms()).await.unwrap().job.id;
     db.storage.claim(rules("w1", 1)).await.unwrap();
     assert_eq!(db.storage.cancel(running, now_ms()).await.unwrap().state, JobState::Running);
-    let reason = last_reason(&db.storage, running).await;
+    let reason = last_reason(db.storage.as_ref(), running).await;
     assert_eq!(reason, "cancel requested");
 }
 
@@ -515,7 +541,7 @@ async fn retry_makes_a_new_job_linked_both_ways() {
     assert_eq!((new.args.as_str(), new.name.as_deref()), ("{}", Some("original")));
     let old = db.storage.get(id).await.unwrap();
     assert_eq!((old.state, old.retried_by), (JobState::Failed, Some(new.id)));
-    assert_eq!(last_reason(&db.storage, id).await, format!("retried as {}", new.id));
+    assert_eq!(last_reason(db.storage.as_ref(), id).await, format!("retried as {}", new.id));
     let again = db.storage.retry(id, Resubmit::default(), now_ms()).await.unwrap_err();
     assert!(
         matches!(&again, StorageError::Conflict(m) if m.contains("already retried")),
@@ -752,8 +778,7 @@ async fn the_queued_quota_counts_waiting_jobs_and_survives_a_restart() {
     let other = NewJob { tenant: "other".into(), ..job("theirs") };
     db.storage.enqueue(other, now_ms()).await.unwrap();
 
-    drop(db.storage);
-    let storage = RedbStorage::open(&db.dir.path().join("jobhost.redb")).unwrap();
+    let storage = db.restart().storage;
     assert_eq!(storage.waiting("acme").await.unwrap(), 2, "the count outlives the process");
     assert!(storage.enqueue(job("after restart"), now_ms()).await.is_err());
     let claimed = storage.claim(rules("w1", 10)).await.unwrap();

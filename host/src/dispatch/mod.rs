@@ -230,7 +230,8 @@ impl Dispatcher {
         }
         let report = match self.runtime.registry().resolve(&job.tenant, &job.job) {
             Ok(plugin) => {
-                let output = Arc::new(JobOutput::new(job.id, job.tenant.clone(), self.bus.clone()));
+                let (bus, clock) = (self.bus.clone(), self.clock.clone());
+                let output = Arc::new(JobOutput::new(job.id, job.tenant.clone(), bus, clock));
                 let flusher =
                     tokio::spawn(self.clone().flush_output(job.id, job.attempt, output.clone()));
                 let context = JobContext {

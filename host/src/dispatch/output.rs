@@ -4,10 +4,10 @@
 
 use crate::events::{EventBus, JobUpdate};
 use crate::jobs::LogLevel;
-use crate::jobs::{Progress, now_ms};
+use crate::jobs::{Clock, Progress};
 use crate::runtime::JobObserver;
 use crate::storage::OutputBatch;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 /// The observer the dispatcher gives each run.
@@ -15,12 +15,13 @@ pub(super) struct JobOutput {
     job: Uuid,
     tenant: String,
     bus: EventBus,
+    clock: Arc<dyn Clock>,
     pending: Mutex<OutputBatch>,
 }
 
 impl JobOutput {
-    pub(super) fn new(job: Uuid, tenant: String, bus: EventBus) -> Self {
-        Self { job, tenant, bus, pending: Mutex::default() }
+    pub(super) fn new(job: Uuid, tenant: String, bus: EventBus, clock: Arc<dyn Clock>) -> Self {
+        Self { job, tenant, bus, clock, pending: Mutex::default() }
     }
 
     /// What was reported since the last call, for one storage write.
@@ -32,7 +33,7 @@ impl JobOutput {
 
 impl JobObserver for JobOutput {
     fn log(&self, level: LogLevel, message: &str) {
-        let at = now_ms();
+        let at = self.clock.now();
         self.pending.lock().unwrap().logs.push((at, level, message.to_string()));
         let update = JobUpdate::Log { at, level, message: message.to_string() };
         self.bus.publish(self.job, &self.tenant, update);
