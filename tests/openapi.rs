@@ -9,6 +9,7 @@ use jobhost_tests::server::{ADMIN, TestServer, wait_state};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use std::process::Command;
 
 /// Calls operations and checks each answer against the document.
 struct Client<'a> {
@@ -92,8 +93,12 @@ async fn the_document_has_no_dangling_references_and_a_schema_for_every_json_ans
     assert!(!problems(&doc, &health, &json!({"status": 5})).is_empty(), "a wrong type");
     assert!(!problems(&doc, &health, &json!({})).is_empty(), "a missing field");
     assert!(!problems(&doc, &health, &json!({"status": "ok", "extra": 1})).is_empty());
+    let mut ids = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap_or_default().to_string();
+            assert!(!id.is_empty(), "{method} {path} has no operationId");
+            assert!(ids.insert(id.clone()), "operationId {id} is used twice");
             for (status, response) in operation["responses"].as_object().unwrap() {
                 let Some(content) = response["content"].as_object() else { continue };
                 if let Some(json) = content.get("application/json") {
@@ -210,4 +215,57 @@ async fn every_operation_answers_what_the_document_says() {
     }
     let missed: Vec<_> = documented.difference(&client.covered).collect();
     assert!(missed.is_empty(), "operations this test did not call: {missed:?}");
+}
+
+/// A Python environment with openapi-python-client, kept under
+/// `~/.cache/jobhost` so later runs reuse it.
+fn generator() -> std::path::PathBuf {
+    let home = std::env::var("HOME").expect("HOME is set");
+    let venv = std::path::Path::new(&home).join(".cache/jobhost/openapi-client-venv");
+    if !venv.join("bin/openapi-python-client").exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+        let pip = venv.join("bin/pip");
+        run(Command::new(pip).args(["install", "--quiet", "openapi-python-client==0.29.1"]));
+    }
+    venv
+}
+
+/// Runs `command` to the end; panics with its output if it fails.
+fn run(command: &mut Command) -> String {
+    let output = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{command:?} failed:\n{text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_generated_from_the_document_calls_every_operation() {
+    let server = TestServer::start().await;
+    let (_, doc) = server.call(Method::GET, "/v1/openapi.json", "", None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let doc_path = dir.path().join("openapi.json");
+    std::fs::write(&doc_path, doc.to_string()).unwrap();
+    let out = dir.path().join("client");
+    let base = server.base.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        let venv = generator();
+        let generated = run(Command::new(venv.join("bin/openapi-python-client"))
+            .args(["generate", "--meta", "none", "--path"])
+            .arg(&doc_path)
+            .arg("--output-path")
+            .arg(out.join("jobhost_client")));
+        assert!(!generated.contains("will not be generated"), "{generated}");
+        let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/generated_client.py");
+        run(Command::new(venv.join("bin/python"))
+            .arg(driver)
+            .args([base.as_str(), ADMIN, jobhost_plugin_artifacts::HELLO])
+            .env("PYTHONPATH", &out))
+    })
+    .await
+    .unwrap();
+    assert!(output.contains("operations called"), "{output}");
 }

@@ -2,17 +2,32 @@
 //!
 //! # Layout
 //!
+//! From the core outwards; each module depends only on those above it.
+//!
+//! - [`jobs`]: the job model. Records and states, limits and outcomes as
+//!   data, the enqueue rules, and the rules of a job's life as pure
+//!   functions of (record, event, now) returning the transition to persist.
+//!   No wasmtime, redb or HTTP.
 //! - [`runtime`]: the sandbox. One wasmtime engine; a registry of plugins
 //!   (components checked against `wit/job.wit`, compiled once and cached on
 //!   disk); [`runtime::Runtime::run`] runs one job in a fresh store with fuel,
 //!   wall-time, memory and log limits and reports how it ended.
-//! - [`storage`]: durable jobs in redb behind the [`storage::Storage`]
-//!   trait: records, queue indexes, events journal, logs, locks; one
-//!   group-commit writer thread.
-//! - [`dispatch`]: claims ready jobs into worker slots, runs them, records
-//!   outcomes and retries, renews leases, recovers dead workers' jobs.
+//! - [`storage`]: persistence behind [`storage::JobStore`],
+//!   [`storage::AdminStore`] and [`storage::OutboxStore`]; the embedded
+//!   backend [`storage::RedbStorage`] writes each rule's transition with its
+//!   indexes and journal in one group-committed transaction.
 //! - [`events`]: the in-process bus live followers subscribe to.
-//! - [`cli`]: the `jobhost` binary's commands (`serve`, `run`).
+//! - [`dispatch`]: claims ready jobs into worker slots, runs them, reports
+//!   their outcomes.
+//! - [`services`]: background work, each a named service: promotion,
+//!   recovery, retention, heartbeat, webhooks.
+//! - [`api`]: the HTTP API (routes, auth, bodies, response views, SSE,
+//!   OpenAPI).
+//! - [`config`]: one [`config::Config`] from flags, `JOBHOST_*` environment
+//!   variables and an optional TOML file.
+//! - [`host`]: [`host::Host::start`], the one place a host is assembled,
+//!   used by the binary, the tests and the benchmarks.
+//! - [`cli`]: the `jobhost` command line (`serve`, `run`).
 
 pub mod api;
 pub mod cli;

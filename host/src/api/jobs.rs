@@ -66,7 +66,7 @@ pub struct EnqueueQuery {
 
 /// `POST /v1/jobs`: 202 with the job (200 for a repeated idempotency key),
 /// or with `?follow=true` / `Accept: text/event-stream` the job as SSE.
-#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", params(EnqueueQuery), request_body = JobRequest, responses((status = 202, description = "enqueued", body = JobView), (status = 200, description = "the job of a repeated idempotency key", body = JobView), (status = "2XX", description = "with follow or Accept: text/event-stream, the job as SSE", content_type = "text/event-stream"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/jobs", operation_id = "enqueue_job", tag = "jobs", params(EnqueueQuery), request_body = JobRequest, responses((status = 202, description = "enqueued", body = JobView), (status = 200, description = "the job of a repeated idempotency key", body = JobView), (status = "2XX", description = "with follow or Accept: text/event-stream, the job as SSE", content_type = "text/event-stream"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn enqueue(
     State(state): State<Arc<ApiState>>,
     CanSubmit(caller): CanSubmit,
@@ -138,7 +138,7 @@ pub struct ListQuery {
 
 /// `GET /v1/jobs?state=&queue=&job=&since=&search=&page=&per_page=`,
 /// newest first, with the total that matched.
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery), responses((status = 200, description = "a page of jobs, newest first, with the total", body = JobPage), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/jobs", operation_id = "list_jobs", tag = "jobs", params(ListQuery), responses((status = 200, description = "a page of jobs, newest first, with the total", body = JobPage), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -164,7 +164,7 @@ pub async fn list(
 }
 
 /// `GET /v1/jobs/{id}`: the job with its journal and queue position.
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 200, description = "the job with events and queue_position", body = JobDetails), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/jobs/{id}", operation_id = "get_job", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 200, description = "the job with events and queue_position", body = JobDetails), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn details(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -192,7 +192,7 @@ fn default_log_page() -> usize {
 }
 
 /// `GET /v1/jobs/{id}/logs?after=&limit=`: lines after line `after`.
-#[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(("id" = String, Path, description = "job id"), LogQuery), responses((status = 200, description = "log lines after `after`, and next_after", body = LogPage), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs", operation_id = "job_logs", tag = "jobs", params(("id" = String, Path, description = "job id"), LogQuery), responses((status = 200, description = "log lines after `after`, and next_after", body = LogPage), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn logs(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -209,7 +209,7 @@ pub async fn logs(
 }
 
 /// `POST /v1/jobs/{id}/cancel`.
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 200, description = "cancelled, or asked to stop", body = JobView), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", operation_id = "cancel_job", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 200, description = "cancelled, or asked to stop", body = JobView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<Arc<ApiState>>,
     CanSubmit(caller): CanSubmit,
@@ -220,7 +220,7 @@ pub async fn cancel(
 }
 
 /// `POST /v1/jobs/{id}/retry`: a new job, linked both ways to this one.
-#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 202, description = "a new job linked to this one", body = JobView), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", operation_id = "retry_job", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 202, description = "a new job linked to this one", body = JobView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn retry(
     State(state): State<Arc<ApiState>>,
     CanSubmit(caller): CanSubmit,
@@ -267,7 +267,7 @@ pub struct CloneRequest {
 }
 
 /// `POST /v1/jobs/{id}/clone` with optional new `args`.
-#[utoipa::path(post, path = "/v1/jobs/{id}/clone", tag = "jobs", params(("id" = String, Path, description = "job id")), request_body = CloneRequest, responses((status = 202, description = "a copy, optionally with new args", body = JobView), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/clone", operation_id = "clone_job", tag = "jobs", params(("id" = String, Path, description = "job id")), request_body = CloneRequest, responses((status = 202, description = "a copy, optionally with new args", body = JobView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn clone(
     State(state): State<Arc<ApiState>>,
     CanSubmit(caller): CanSubmit,
@@ -283,7 +283,7 @@ pub async fn clone(
 }
 
 /// `DELETE /v1/jobs/{id}`: a finished job, with its logs and journal.
-#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 204, description = "removed with its logs and journal"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/jobs/{id}", operation_id = "remove_job", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 204, description = "removed with its logs and journal"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn remove(
     State(state): State<Arc<ApiState>>,
     CanSubmit(caller): CanSubmit,

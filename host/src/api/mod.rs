@@ -145,7 +145,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .routes(routes!(openapi::document))
         .routes(routes!(plugins::list))
         .routes(
-            routes!(plugins::details, plugins::upload, plugins::remove)
+            routes!(plugins::details, plugins::upload, plugins::replace, plugins::remove)
                 .layer(DefaultBodyLimit::max(MAX_COMPONENT)),
         )
         .routes(routes!(jobs::list, jobs::enqueue))

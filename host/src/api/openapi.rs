@@ -40,7 +40,7 @@ impl Modify for BearerToken {
 pub(super) static DOCUMENT: OnceLock<String> = OnceLock::new();
 
 /// `GET /v1/openapi.json`: this document; no token needed.
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "system", security(), responses((status = 200, description = "the OpenAPI 3 document")))]
+#[utoipa::path(get, path = "/v1/openapi.json", operation_id = "openapi_document", tag = "system", security(), responses((status = 200, description = "the OpenAPI 3 document")))]
 pub async fn document() -> impl IntoResponse {
     let text = DOCUMENT.get().map_or("{}", String::as_str);
     ([(header::CONTENT_TYPE, "application/json")], text)

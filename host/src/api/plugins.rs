@@ -16,14 +16,29 @@ use serde::Deserialize;
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
+/// The body of an upload: the component's bytes, documented as a binary
+/// string so client generators send a file rather than a list of numbers.
+#[derive(Debug)]
+pub struct ComponentBytes;
+
+impl utoipa::PartialSchema for ComponentBytes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        let binary = SchemaFormat::KnownFormat(KnownFormat::Binary);
+        ObjectBuilder::new().schema_type(Type::String).format(Some(binary)).into()
+    }
+}
+
+impl ToSchema for ComponentBytes {}
+
 /// The view of `plugin` with its upload record among `records`.
 fn view(plugin: &Plugin, records: &[PluginRecord]) -> PluginView {
     let record = records.iter().find(|r| plugin.tenant.is_some() && r.name == plugin.name);
     PluginView::new(plugin, record.map(|r| (r.uploaded_at, r.uploader.as_str())))
 }
 
-/// `POST|PUT /v1/plugins/{name}` with the component as the body.
-#[utoipa::path(method(post, put), path = "/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path, description = "qualified name, e.g. acme.reports.monthly")), request_body(content = Vec<u8>, content_type = "application/wasm", description = "the component"), responses((status = 201, description = "checked, compiled and stored: a new version", body = PluginView), (status = "4XX", description = "error", body = ErrorBody)))]
+/// `POST /v1/plugins/{name}` with the component as the body.
+#[utoipa::path(post, path = "/v1/plugins/{name}", operation_id = "upload_plugin", tag = "plugins", params(("name" = String, Path, description = "qualified name, e.g. acme.reports.monthly")), request_body(content = inline(ComponentBytes), content_type = "application/octet-stream", description = "the component (any content type is taken)"), responses((status = 201, description = "checked, compiled and stored: a new version", body = PluginView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn upload(
     State(state): State<Arc<ApiState>>,
     CanOperate(caller): CanOperate,
@@ -55,6 +70,17 @@ pub async fn upload(
     state.storage.put_plugin(record.clone(), component).await?;
     let plugin = state.runtime.registry().insert(plugin);
     Ok((StatusCode::CREATED, Json(view(&plugin, &[record]))))
+}
+
+/// `PUT /v1/plugins/{name}`: the same as `POST`, for clients that say PUT.
+#[utoipa::path(put, path = "/v1/plugins/{name}", operation_id = "replace_plugin", tag = "plugins", params(("name" = String, Path, description = "qualified name, e.g. acme.reports.monthly")), request_body(content = inline(ComponentBytes), content_type = "application/octet-stream", description = "the component (any content type is taken)"), responses((status = 201, description = "checked, compiled and stored: a new version", body = PluginView), (status = "4XX", description = "error", body = ErrorBody)))]
+pub async fn replace(
+    state: State<Arc<ApiState>>,
+    caller: CanOperate,
+    name: Path<String>,
+    body: RawBody,
+) -> Result<(StatusCode, Json<PluginView>), ApiError> {
+    upload(state, caller, name, body).await
 }
 
 /// Query of the plugin list.
@@ -102,7 +128,7 @@ pub(super) fn offset(page: usize, per_page: usize) -> Result<usize, ApiError> {
 }
 
 /// `GET /v1/plugins?search=&page=&per_page=&sort=name|size`.
-#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", params(ListQuery), responses((status = 200, description = "a page of plugins", body = PluginPage), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/plugins", operation_id = "list_plugins", tag = "plugins", params(ListQuery), responses((status = 200, description = "a page of plugins", body = PluginPage), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -129,7 +155,7 @@ pub async fn list(
 }
 
 /// `GET /v1/plugins/{name}`.
-#[utoipa::path(get, path = "/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path, description = "qualified name")), responses((status = 200, description = "imports, exports, size, digest, upload time and uploader", body = PluginView), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/plugins/{name}", operation_id = "get_plugin", tag = "plugins", params(("name" = String, Path, description = "qualified name")), responses((status = 200, description = "imports, exports, size, digest, upload time and uploader", body = PluginView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn details(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -141,7 +167,7 @@ pub async fn details(
 }
 
 /// `DELETE /v1/plugins/{name}`: the caller's tenant's own plugin.
-#[utoipa::path(delete, path = "/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path, description = "qualified name")), responses((status = 204, description = "removed"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/plugins/{name}", operation_id = "remove_plugin", tag = "plugins", params(("name" = String, Path, description = "qualified name")), responses((status = 204, description = "removed"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn remove(
     State(state): State<Arc<ApiState>>,
     CanOperate(caller): CanOperate,

@@ -32,7 +32,7 @@ pub(super) async fn health(
 }
 
 /// `GET /v1/queues`: health of every queue of the tenant.
-#[utoipa::path(get, path = "/v1/queues", tag = "queues", responses((status = 200, description = "health of every queue of the tenant", body = QueueList), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/queues", operation_id = "list_queues", tag = "queues", responses((status = 200, description = "health of every queue of the tenant", body = QueueList), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -61,7 +61,7 @@ mod double_option {
 }
 
 /// `PATCH /v1/queues/{name}` with `{"paused": bool, "concurrency": n|null}`.
-#[utoipa::path(patch, path = "/v1/queues/{name}", tag = "queues", params(("name" = String, Path, description = "queue")), request_body = QueueChange, responses((status = 200, description = "the queue settings", body = QueueSettingsView), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(patch, path = "/v1/queues/{name}", operation_id = "change_queue", tag = "queues", params(("name" = String, Path, description = "queue")), request_body = QueueChange, responses((status = 200, description = "the queue settings", body = QueueSettingsView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn change(
     State(state): State<Arc<ApiState>>,
     CanOperate(caller): CanOperate,
@@ -84,7 +84,7 @@ pub async fn change(
 }
 
 /// `POST /v1/queues/{name}/pause`.
-#[utoipa::path(post, path = "/v1/queues/{name}/pause", tag = "queues", params(("name" = String, Path, description = "queue")), responses((status = 200, description = "paused", body = QueueSettingsView), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/queues/{name}/pause", operation_id = "pause_queue", tag = "queues", params(("name" = String, Path, description = "queue")), responses((status = 200, description = "paused", body = QueueSettingsView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn pause(
     state: State<Arc<ApiState>>,
     caller: CanOperate,
@@ -95,7 +95,7 @@ pub async fn pause(
 }
 
 /// `POST /v1/queues/{name}/resume`.
-#[utoipa::path(post, path = "/v1/queues/{name}/resume", tag = "queues", params(("name" = String, Path, description = "queue")), responses((status = 200, description = "resumed", body = QueueSettingsView), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/queues/{name}/resume", operation_id = "resume_queue", tag = "queues", params(("name" = String, Path, description = "queue")), responses((status = 200, description = "resumed", body = QueueSettingsView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn resume(
     state: State<Arc<ApiState>>,
     caller: CanOperate,
@@ -106,7 +106,7 @@ pub async fn resume(
 }
 
 /// `GET /v1/locks`: the tenant's held locks and the job holding each.
-#[utoipa::path(get, path = "/v1/locks", tag = "queues", responses((status = 200, description = "held locks and their jobs", body = LockList), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/locks", operation_id = "list_locks", tag = "queues", responses((status = 200, description = "held locks and their jobs", body = LockList), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn locks(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -124,7 +124,7 @@ pub async fn locks(
 }
 
 /// `DELETE /v1/locks/{name}`: releases a lock by hand.
-#[utoipa::path(delete, path = "/v1/locks/{name}", tag = "queues", params(("name" = String, Path, description = "lock")), responses((status = 204, description = "released"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/locks/{name}", operation_id = "clear_lock", tag = "queues", params(("name" = String, Path, description = "lock")), responses((status = 204, description = "released"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn clear_lock(
     State(state): State<Arc<ApiState>>,
     CanOperate(caller): CanOperate,

@@ -53,7 +53,7 @@ impl Cursor {
 }
 
 /// `GET /v1/jobs/{id}/events`, resuming after `Last-Event-ID`.
-#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path, description = "job id"), ("Last-Event-ID" = Option<String>, Header, description = "resume after this event id")), responses((status = 200, description = "state, progress, log and close events", content_type = "text/event-stream"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", operation_id = "follow_job", tag = "jobs", params(("id" = String, Path, description = "job id"), ("Last-Event-ID" = Option<String>, Header, description = "resume after this event id")), responses((status = 200, description = "state, progress, log and close events", content_type = "text/event-stream"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn follow(
     State(state): State<Arc<ApiState>>,
     caller: Caller,

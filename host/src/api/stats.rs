@@ -77,7 +77,7 @@ fn host(state: &ApiState) -> HostStats {
 
 /// `GET /v1/stats`: the tenant's jobs by state and its last hour (finished,
 /// completed, success rate), with this host's capacity.
-#[utoipa::path(get, path = "/v1/stats", tag = "system", responses((status = 200, description = "the tenant's jobs by state and last hour, this host's capacity", body = Stats), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/stats", operation_id = "stats", tag = "system", responses((status = 200, description = "the tenant's jobs by state and last hour, this host's capacity", body = Stats), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn stats(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -106,7 +106,7 @@ pub async fn stats(
 }
 
 /// `GET /metrics`: Prometheus text, every tenant and queue (admins).
-#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text", content_type = "text/plain"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "system", responses((status = 200, description = "Prometheus text", content_type = "text/plain"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn metrics(
     State(state): State<Arc<ApiState>>,
     _: CanAdminister,

@@ -11,7 +11,7 @@ pub struct Health {
 }
 
 /// `GET /v1/health`: no auth, for load balancers.
-#[utoipa::path(get, path = "/v1/health", tag = "system", security(), responses((status = 200, description = "the server is up", body = Health)))]
+#[utoipa::path(get, path = "/v1/health", operation_id = "health", tag = "system", security(), responses((status = 200, description = "the server is up", body = Health)))]
 pub async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }

@@ -34,7 +34,7 @@ async fn view(state: &ApiState, record: TenantRecord) -> Result<TenantView, ApiE
 }
 
 /// `GET /v1/tenants`: tenants with quotas set (admins).
-#[utoipa::path(get, path = "/v1/tenants", tag = "admin", responses((status = 200, description = "tenants with quotas", body = TenantList), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/tenants", operation_id = "list_tenants", tag = "admin", responses((status = 200, description = "tenants with quotas", body = TenantList), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     _: CanAdminister,
@@ -47,7 +47,7 @@ pub async fn list(
 }
 
 /// `GET /v1/tenants/{name}`: admins any, others only their own (404 else).
-#[utoipa::path(get, path = "/v1/tenants/{name}", tag = "admin", params(("name" = String, Path, description = "tenant")), responses((status = 200, description = "quotas and waiting jobs", body = TenantView), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/tenants/{name}", operation_id = "get_tenant", tag = "admin", params(("name" = String, Path, description = "tenant")), responses((status = 200, description = "quotas and waiting jobs", body = TenantView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn details(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -61,7 +61,7 @@ pub async fn details(
 }
 
 /// `PUT /v1/tenants/{name}`: sets every quota of the tenant.
-#[utoipa::path(put, path = "/v1/tenants/{name}", tag = "admin", params(("name" = String, Path, description = "tenant")), request_body = Quotas, responses((status = 200, description = "the tenant", body = TenantView), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(put, path = "/v1/tenants/{name}", operation_id = "set_tenant", tag = "admin", params(("name" = String, Path, description = "tenant")), request_body = Quotas, responses((status = 200, description = "the tenant", body = TenantView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn set(
     State(state): State<Arc<ApiState>>,
     _: CanAdminister,

@@ -26,7 +26,7 @@ pub struct NewToken {
 }
 
 /// `POST /v1/tokens`: 201 with the new token and its secret, shown once.
-#[utoipa::path(post, path = "/v1/tokens", tag = "admin", request_body = NewToken, responses((status = 201, description = "the token with its secret, shown once", body = TokenView), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/tokens", operation_id = "create_token", tag = "admin", request_body = NewToken, responses((status = 201, description = "the token with its secret, shown once", body = TokenView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn create(
     State(state): State<Arc<ApiState>>,
     CanAdminister(caller): CanAdminister,
@@ -49,7 +49,7 @@ pub async fn create(
 }
 
 /// `GET /v1/tokens`: every token, without secrets.
-#[utoipa::path(get, path = "/v1/tokens", tag = "admin", responses((status = 200, description = "every token, without secrets", body = TokenList), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/tokens", operation_id = "list_tokens", tag = "admin", responses((status = 200, description = "every token, without secrets", body = TokenList), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     _: CanAdminister,
@@ -60,7 +60,7 @@ pub async fn list(
 
 /// `DELETE /v1/tokens/{id}`: revokes a token at once. The last admin token
 /// cannot be revoked, so the host never locks its admins out.
-#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "admin", params(("id" = String, Path, description = "token id")), responses((status = 204, description = "revoked"), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/tokens/{id}", operation_id = "revoke_token", tag = "admin", params(("id" = String, Path, description = "token id")), responses((status = 204, description = "revoked"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn revoke(
     State(state): State<Arc<ApiState>>,
     _: CanAdminister,

@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use std::sync::Arc;
 
 /// `GET /v1/workers`.
-#[utoipa::path(get, path = "/v1/workers", tag = "workers", responses((status = 200, description = "workers with slots, running jobs and heartbeat", body = WorkerList), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/workers", operation_id = "list_workers", tag = "workers", responses((status = 200, description = "workers with slots, running jobs and heartbeat", body = WorkerList), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     _: CanView,
@@ -21,7 +21,7 @@ pub async fn list(
 }
 
 /// `POST /v1/workers/{id}/{pause|resume|drain}`.
-#[utoipa::path(post, path = "/v1/workers/{id}/{action}", tag = "workers", params(("id" = String, Path, description = "worker id"), ("action" = String, Path, description = "pause, resume or drain")), responses((status = 200, description = "the worker", body = WorkerView), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/workers/{id}/{action}", operation_id = "set_worker_mode", tag = "workers", params(("id" = String, Path, description = "worker id"), ("action" = String, Path, description = "pause, resume or drain")), responses((status = 200, description = "the worker", body = WorkerView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn set_mode(
     State(state): State<Arc<ApiState>>,
     _: CanAdminister,
