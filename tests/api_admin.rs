@@ -52,7 +52,7 @@ async fn admins_create_list_and_revoke_tokens() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|t| t["role"] == "admin")
+        .find(|t| t["role"] == "host_admin")
         .map(|t| t["id"].as_str().unwrap().to_string())
         .unwrap();
     let (status, body) =

@@ -302,3 +302,205 @@ async fn slow_bodies_and_connection_floods_cannot_shut_others_out() {
     assert_eq!(state, "completed");
     drop(held);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_admin_administers_its_own_tenant_only() {
+    let server = TestServer::start().await;
+    let made = json!({"name": "boss", "tenant": "globex", "role": "admin"});
+    let (status, boss) = server.call(Method::POST, "/v1/tokens", ADMIN, Some(made)).await;
+    assert_eq!(status, StatusCode::CREATED, "{boss}");
+    let boss = boss["secret"].as_str().unwrap().to_string();
+    let acme = server.token("acme", "ada", Role::Submitter).await;
+    let hello =
+        enqueue(&server, &acme, json!({"job": "examples.hello", "args": {"name": "A"}})).await;
+
+    // Within its tenant it manages tokens...
+    let own = json!({"name": "ci", "role": "submitter"});
+    let (status, token) = server.call(Method::POST, "/v1/tokens", &boss, Some(own.clone())).await;
+    assert_eq!((status, token["tenant"].as_str()), (StatusCode::CREATED, Some("globex")));
+    let (status, body) = server.call(Method::POST, "/v1/tokens", &boss, Some(own)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "token names are unique per tenant: {body}");
+    let (_, list) = server.call(Method::GET, "/v1/tokens", &boss, None).await;
+    let tenants: Vec<&str> =
+        list["tokens"].as_array().unwrap().iter().map(|t| t["tenant"].as_str().unwrap()).collect();
+    assert!(!tenants.is_empty() && tenants.iter().all(|t| *t == "globex"), "{tenants:?}");
+
+    // ...and nothing of the host or of another tenant.
+    let (_, all) = server.call(Method::GET, "/v1/tokens", ADMIN, None).await;
+    let acme_token = all["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "acme")
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .unwrap();
+    let worker = server.call(Method::GET, "/v1/workers", ADMIN, None).await.1["workers"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let forbidden = [
+        (
+            Method::POST,
+            "/v1/tokens".to_string(),
+            Some(json!({"name": "x", "tenant": "acme", "role": "admin"})),
+        ),
+        (Method::POST, "/v1/tokens".to_string(), Some(json!({"name": "y", "role": "host_admin"}))),
+        (Method::PUT, "/v1/tenants/acme".to_string(), Some(json!({"max_queued": 0}))),
+        (Method::PUT, "/v1/tenants/globex".to_string(), Some(json!({"max_queued": 1_000_000}))),
+        (Method::GET, "/v1/tenants".to_string(), None),
+        (Method::POST, format!("/v1/workers/{worker}/pause"), None),
+        (Method::GET, "/metrics".to_string(), None),
+    ];
+    for (method, path, body) in forbidden {
+        let (status, answer) = server.call(method.clone(), &path, &boss, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {answer}");
+    }
+    let (status, _) = server.call(Method::GET, "/v1/tenants/acme", &boss, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) =
+        server.call(Method::DELETE, &format!("/v1/tokens/{acme_token}"), &boss, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another tenant's token does not exist for it");
+    let (status, _) = server.call(Method::GET, "/v1/jobs", &acme, None).await;
+    assert_eq!(status, StatusCode::OK, "acme's token still works");
+    wait_state(&server, &acme, &hello, "completed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_bootstrap_token_stays_revoked_and_weak_ones_are_refused() {
+    use jobhost::host::Host;
+    use jobhost_tests::server::test_config;
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let host = Host::start(test_config(dir.path())).await.unwrap();
+    let base = format!("http://{}", host.addr());
+    let tokens =
+        |token: &str| client.get(format!("{base}/v1/tokens")).bearer_auth(token.to_string());
+    let made = client
+        .post(format!("{base}/v1/tokens"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "second", "role": "host_admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let second = made.json::<Value>().await.unwrap()["secret"].as_str().unwrap().to_string();
+    let list: Value = tokens(&second).send().await.unwrap().json().await.unwrap();
+    let bootstrap = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "admin")
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .unwrap();
+    let revoked = client
+        .delete(format!("{base}/v1/tokens/{bootstrap}"))
+        .bearer_auth(&second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    host.stop().await.unwrap();
+
+    // The same environment again: the revoked secret is not brought back.
+    let host = Host::start(test_config(dir.path())).await.unwrap();
+    let base = format!("http://{}", host.addr());
+    let get = |token: &str| client.get(format!("{base}/v1/tokens")).bearer_auth(token.to_string());
+    assert_eq!(get(ADMIN).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(get(&second).send().await.unwrap().status(), StatusCode::OK);
+    host.stop().await.unwrap();
+
+    let fresh = tempfile::tempdir().unwrap();
+    for weak in ["short", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"] {
+        let config =
+            jobhost::config::Config { admin_token: Some(weak.into()), ..test_config(fresh.path()) };
+        let error = Host::start(config).await.unwrap_err().to_string();
+        assert!(error.contains("too weak"), "{error}");
+    }
+}
+
+/// Puts `count` jobs of `tenant` straight into storage, as a flood of
+/// enqueues would: sleeping an hour, on `lock` if given.
+async fn flood(server: &TestServer, tenant: &str, count: usize, lock: Option<&str>) {
+    use jobhost::jobs::{LimitOverrides, NewJob, now_ms};
+    let hour =
+        LimitOverrides { wall_time: Some(Duration::from_secs(3600)), ..LimitOverrides::default() };
+    let new = NewJob {
+        tenant: tenant.into(),
+        owner: "flood".into(),
+        job: "examples.sleep".into(),
+        args: r#"{"seconds":3600}"#.into(),
+        queue: format!("{tenant}/default"),
+        priority: 1000,
+        lock: lock.map(|lock| format!("{tenant}/{lock}")),
+        limits: hour,
+        ..NewJob::default()
+    };
+    let enqueues = (0..count).map(|_| server.storage.enqueue(new.clone(), now_ms()));
+    for enqueued in futures::future::join_all(enqueues).await {
+        enqueued.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_backlog_of_another_tenant_stands_in_front_of_a_runnable_job() {
+    let server = TestServer::start_with(|config| config.tenant_max_queued = 1_000_000).await;
+    let a = server.token("a", "ada", Role::Submitter).await;
+    let b = server.token("b", "bob", Role::Submitter).await;
+    let hour = json!({"wall_time": 3_600_000});
+
+    // Tenant b: an hour-long job holding lock L3 at the top priority, then
+    // 12,000 more waiting for the same lock.
+    let holder = json!({"job": "examples.sleep", "args": {"seconds": 3600}, "lock": "L3",
+                        "priority": 1000, "limits": hour});
+    let holder = enqueue(&server, &b, holder).await;
+    wait_state(&server, &b, &holder, "running").await;
+    flood(&server, "b", 12_000, Some("L3")).await;
+
+    // Tenant a's job is first in its own line and runs.
+    let (status, job) = server
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            &a,
+            Some(json!({"job": "examples.hello", "args": {"name": "A"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let (_, details) = server.call(Method::GET, &format!("/v1/jobs/{id}"), &a, None).await;
+    assert!(
+        details["queue_position"].is_null() || details["queue_position"] == 0,
+        "b's backlog is not ahead of a's job: {}",
+        details["queue_position"]
+    );
+    wait_state(&server, &a, &id, "completed").await;
+
+    // Tenant b at its running quota with thousands waiting: a still runs.
+    let (status, _) = server
+        .call(
+            Method::PUT,
+            "/v1/tenants/b",
+            ADMIN,
+            Some(json!({"max_running": 1, "max_queued": 1_000_000})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    flood(&server, "b", 12_000, None).await;
+    let again =
+        enqueue(&server, &a, json!({"job": "examples.hello", "args": {"name": "A2"}})).await;
+    wait_state(&server, &a, &again, "completed").await;
+    let (status, health) = server.call(Method::GET, "/v1/health", "", None).await;
+    assert_eq!((status, &health["status"]), (StatusCode::OK, &json!("ok")));
+
+    // Priority is bounded.
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            &b,
+            Some(json!({"job": "examples.hello", "priority": 2_147_483_647})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_message(&body).contains("priority"), "{body}");
+}

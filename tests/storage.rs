@@ -178,6 +178,43 @@ async fn paused_queues_and_queue_concurrency_are_honoured() {
 }
 
 #[tokio::test]
+async fn claims_go_round_the_tenants_one_job_each() {
+    let db = open();
+    for i in 0..4 {
+        let urgent = NewJob { priority: 1000, ..job(&format!("acme-{i}")) };
+        db.storage.enqueue(urgent, now_ms()).await.unwrap();
+    }
+    for tenant in ["globex", "initech"] {
+        let theirs = NewJob { tenant: tenant.into(), ..job(tenant) };
+        db.storage.enqueue(theirs, now_ms()).await.unwrap();
+    }
+    let mut names = claim_names(db.storage.as_ref(), 4).await;
+    names.sort();
+    assert_eq!(names, ["acme-0", "acme-1", "globex", "initech"], "one each, then round again");
+    assert_eq!(claim_names(db.storage.as_ref(), 10).await, ["acme-2", "acme-3"]);
+}
+
+#[tokio::test]
+async fn a_job_waiting_for_a_held_lock_is_parked_and_comes_back_with_the_lock() {
+    let db = open();
+    let locked = |name| NewJob { lock: Some("acme/printer".into()), ..job(name) };
+    let holder = db.storage.enqueue(locked("holder"), now_ms()).await.unwrap().job.id;
+    assert_eq!(claim_names(db.storage.as_ref(), 1).await, ["holder"]);
+    let waiter = db.storage.enqueue(locked("waiter"), now_ms()).await.unwrap().job.id;
+    db.storage.enqueue(job("free"), now_ms()).await.unwrap();
+    assert_eq!(claim_names(db.storage.as_ref(), 10).await, ["free"], "the waiter is passed");
+    assert_eq!(db.storage.get(waiter).await.unwrap().state, JobState::Pending);
+    assert_eq!(db.storage.waiting("acme").await.unwrap(), 1, "a parked job still waits");
+    let done = finishing("w1", completed(), &RetryPolicy::default());
+    db.storage.finish(holder, done).await.unwrap();
+    assert_eq!(claim_names(db.storage.as_ref(), 10).await, ["waiter"], "back with the lock");
+    let cancelled = db.storage.enqueue(locked("cancelled"), now_ms()).await.unwrap().job.id;
+    assert!(claim_names(db.storage.as_ref(), 10).await.is_empty(), "parked behind the waiter");
+    db.storage.cancel(cancelled, now_ms()).await.unwrap();
+    assert_eq!(db.storage.waiting("acme").await.unwrap(), 0, "a cancelled parked job is gone");
+}
+
+#[tokio::test]
 async fn tenants_are_held_to_their_running_quota() {
     let db = open_with(TenantDefaults { max_running: Some(1), ..TenantDefaults::default() });
     for name in ["acme-1", "acme-2", "acme-3"] {
@@ -385,13 +422,16 @@ async fn a_job_not_started_by_expires_at_expires() {
         .set_queue("default", QueueSettings { paused: true, concurrency: None })
         .await
         .unwrap();
-    let late = ClaimRules { now: now_ms() + 5_000, ..rules("w1", 1) };
-    assert!(db.storage.claim(late).await.unwrap().is_empty());
+    assert_eq!(db.storage.expire(now_ms()).await.unwrap(), 0, "not late yet");
+    assert_eq!(db.storage.expire(now_ms() + 5_000).await.unwrap(), 1);
     assert_eq!(
         db.storage.get(id).await.unwrap().state,
         JobState::Expired,
         "even in a paused queue"
     );
+    assert!(last_reason(db.storage.as_ref(), id).await.contains("expires_at"));
+    let late = ClaimRules { now: now_ms() + 5_000, ..rules("w1", 1) };
+    assert!(db.storage.claim(late).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -631,13 +671,6 @@ async fn queue_stats_count_states_rates_and_stuck_jobs() {
         db.storage.enqueue(job(name), now_ms()).await.unwrap();
     }
     db.storage
-        .enqueue(
-            NewJob { queue: "other".into(), tenant: "globex".into(), ..job("theirs") },
-            now_ms(),
-        )
-        .await
-        .unwrap();
-    db.storage
         .set_queue("default", QueueSettings { paused: false, concurrency: Some(3) })
         .await
         .unwrap();
@@ -654,6 +687,8 @@ async fn queue_stats_count_states_rates_and_stuck_jobs() {
         .unwrap();
     let stuck = db.storage.claim(ClaimRules { lease_ms: 0, ..rules("w1", 1) }).await.unwrap();
     assert_eq!(stuck.len(), 1);
+    let theirs = NewJob { queue: "other".into(), tenant: "globex".into(), ..job("theirs") };
+    db.storage.enqueue(theirs, now_ms()).await.unwrap();
 
     let now = now_ms() + 1;
     let stats = db.storage.queue_stats(Some("acme"), now, 3_600_000, 600_000).await.unwrap();

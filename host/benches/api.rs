@@ -10,7 +10,7 @@ use jobhost::host::Host;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "bench-admin-secret";
+const TOKEN: &str = "bench-admin-secret-0123456789abcdef";
 const ENQUEUE_FOR: Duration = Duration::from_secs(5);
 const FOLLOWERS: usize = 1_000;
 

@@ -9,7 +9,7 @@ use crate::dispatch::Dispatcher;
 use crate::events::EventBus;
 use crate::jobs::{Clock, SystemClock};
 use crate::runtime::Runtime;
-use crate::services::{self, Heartbeat, Promotion, Recovery, Retention, Service, Webhooks};
+use crate::services::{self, Expiry, Heartbeat, Promotion, Recovery, Retention, Service, Webhooks};
 use crate::storage::{RedbStorage, Storage};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -92,6 +92,7 @@ impl Host {
                 dispatcher: dispatcher.clone(),
                 period: poll,
             }),
+            Arc::new(Expiry { storage: storage.clone(), clock: clock.clone(), period: poll }),
             recovery,
             Arc::new(Heartbeat { dispatcher: dispatcher.clone() }),
             Arc::new(Webhooks::new(storage.clone(), clock.clone(), api::job_view)),

@@ -14,7 +14,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// The admin secret the child runs with.
-const TOKEN: &str = "crash-test-admin";
+const TOKEN: &str = "crash-test-admin-0123456789abcdef";
 
 /// A running `jobhost serve`, killed if the test ends early.
 struct Server {

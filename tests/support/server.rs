@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 /// The secret of the admin token every test server has.
-pub const ADMIN: &str = "test-admin-secret";
+pub const ADMIN: &str = "test-admin-secret-0123456789abcdef";
 
 /// The settings of a test host on `data`: every example and test plugin,
 /// compiled components shared by all tests (one cache for the process),

@@ -27,9 +27,10 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Refuses unless the caller's role is one of `roles` (admin always is).
+    /// Refuses unless the caller's role is one of `roles`; admins (of the
+    /// tenant or the host) may do anything within their tenant.
     pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
-        if self.role == Role::Admin || roles.contains(&self.role) {
+        if matches!(self.role, Role::Admin | Role::HostAdmin) || roles.contains(&self.role) {
             Ok(())
         } else {
             Err(ApiError::forbidden(
@@ -41,6 +42,15 @@ impl Caller {
     /// May change jobs it did not submit (everyone but submitters).
     pub fn sees_all_jobs(&self) -> bool {
         self.role != Role::Submitter
+    }
+
+    /// Refuses unless the caller administers the host.
+    pub fn host_admin(&self) -> Result<(), ApiError> {
+        if self.role == Role::HostAdmin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("only a host admin may do this"))
+        }
     }
 
     /// Whether `job` exists for this caller: its tenant's, and its own
@@ -60,41 +70,47 @@ pub fn new_secret() -> String {
     format!("jh_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
-/// Makes sure an admin token exists: `secret` if given (it is stored, hashed,
-/// if not there yet), else a random one on first start. Returns the secret
-/// when one was created here, for the caller to print once.
+/// Shortest bootstrap secret taken, and the fewest distinct characters.
+const MIN_SECRET_LEN: usize = 24;
+const MIN_SECRET_CHARS: usize = 8;
+
+/// Makes sure a host admin exists. Only while none does is one made: from
+/// `secret` if given (so revoking that token stays revoked across restarts
+/// with the same environment), else a random one, returned to be printed
+/// once. A weak `secret` is refused.
 pub async fn ensure_admin(
     storage: &dyn Storage,
     secret: Option<&str>,
     now: Millis,
 ) -> anyhow::Result<Option<String>> {
-    let admin = |secret: &str| {
-        (
-            token_hash(secret),
-            TokenRecord {
-                name: "admin".into(),
-                tenant: "default".into(),
-                role: Role::Admin,
-                created_at: now,
-            },
-        )
-    };
-    match secret {
-        Some(secret) => {
-            if storage.token(&token_hash(secret)).await?.is_none() {
-                let (hash, record) = admin(secret);
-                storage.put_token(&hash, record).await?;
-            }
-            Ok(None)
+    if let Some(secret) = secret {
+        let distinct = secret.chars().collect::<std::collections::HashSet<_>>().len();
+        if secret.len() < MIN_SECRET_LEN || distinct < MIN_SECRET_CHARS {
+            anyhow::bail!(
+                "the admin token is too weak: use at least {MIN_SECRET_LEN} characters, \
+                 {MIN_SECRET_CHARS} of them different (for example `openssl rand -hex 16`)"
+            );
         }
-        None if storage.tokens().await?.is_empty() => {
-            let secret = new_secret();
-            let (hash, record) = admin(&secret);
-            storage.put_token(&hash, record).await?;
-            Ok(Some(secret))
-        }
-        None => Ok(None),
     }
+    let tokens = storage.tokens().await?;
+    if tokens.iter().any(|(_, token)| token.role == Role::HostAdmin) {
+        if secret.is_some_and(|s| !tokens.iter().any(|(hash, _)| *hash == token_hash(s))) {
+            tracing::warn!("the admin token setting is ignored: a host admin token exists");
+        }
+        return Ok(None);
+    }
+    let (secret, made_here) = match secret {
+        Some(secret) => (secret.to_string(), false),
+        None => (new_secret(), true),
+    };
+    let record = TokenRecord {
+        name: "admin".into(),
+        tenant: "default".into(),
+        role: Role::HostAdmin,
+        created_at: now,
+    };
+    storage.put_token(&token_hash(&secret), record).await?;
+    Ok(made_here.then_some(secret))
 }
 
 /// The job `id` if the caller may see it; otherwise 404, as if missing.
@@ -113,7 +129,7 @@ pub(super) async fn visible_job(
 /// read, the body included: a caller without the role gets its 403 before
 /// it can hold the connection open with a slow body.
 macro_rules! permission {
-    ($(#[$doc:meta] $name:ident: $($role:ident),*;)*) => {$(
+    ($(#[$doc:meta] $name:ident: $allowed:expr;)*) => {$(
         #[$doc]
         #[derive(Debug, Clone, PartialEq)]
         pub struct $name(pub Caller);
@@ -126,7 +142,8 @@ macro_rules! permission {
                 state: &Arc<ApiState>,
             ) -> Result<Self, ApiError> {
                 let caller = Caller::from_request_parts(parts, state).await?;
-                caller.require(&[$(Role::$role),*])?;
+                let allowed: fn(&Caller) -> Result<(), ApiError> = $allowed;
+                allowed(&caller)?;
                 Ok($name(caller))
             }
         }
@@ -135,13 +152,15 @@ macro_rules! permission {
 
 permission! {
     /// May enqueue and change jobs: operators and submitters (and admins).
-    CanSubmit: Operator, Submitter;
+    CanSubmit: |caller| caller.require(&[Role::Operator, Role::Submitter]);
     /// May manage the tenant's plugins, queues and locks.
-    CanOperate: Operator;
+    CanOperate: |caller| caller.require(&[Role::Operator]);
     /// May read the tenant's workers and health: operators and viewers.
-    CanView: Operator, Viewer;
-    /// May administer the host: tokens, tenants, workers, metrics.
-    CanAdminister: ;
+    CanView: |caller| caller.require(&[Role::Operator, Role::Viewer]);
+    /// May manage tokens: of its own tenant (admins) or of any (host admins).
+    CanManageTokens: |caller| caller.require(&[]);
+    /// May administer the host: every tenant's quotas, workers, metrics.
+    CanAdministerHost: |caller| caller.host_admin();
 }
 
 impl FromRequestParts<Arc<ApiState>> for Caller {

@@ -3,7 +3,7 @@
 //! in the Prometheus text format, for admins.
 
 use super::ApiState;
-use super::auth::{Caller, CanAdminister};
+use super::auth::{Caller, CanAdministerHost};
 use super::error::{ApiError, ErrorBody};
 use super::queues::health;
 use crate::storage::QueueStats;
@@ -109,7 +109,7 @@ pub async fn stats(
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "system", responses((status = 200, description = "Prometheus text", content_type = "text/plain"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn metrics(
     State(state): State<Arc<ApiState>>,
-    _: CanAdminister,
+    _: CanAdministerHost,
 ) -> Result<impl IntoResponse, ApiError> {
     let queues = health(&state, None).await?;
     let text = render(&state, &queues);

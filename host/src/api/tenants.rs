@@ -3,13 +3,13 @@
 //! own tenant, with how many of its jobs wait.
 
 use super::ApiState;
-use super::auth::{Caller, CanAdminister};
+use super::auth::{Caller, CanAdministerHost};
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use super::views::{TenantList, TenantView};
 use crate::jobs::LimitOverrides;
 use crate::jobs::TenantRecord;
-use crate::jobs::enqueue::check_label;
+use crate::jobs::enqueue::{MAX_PRIORITY, check_label};
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
@@ -25,6 +25,8 @@ pub struct Quotas {
     max_queued: Option<u32>,
     #[serde(default)]
     max_limits: LimitOverrides,
+    /// Highest priority its jobs may ask for; `null`: the bound of 1000.
+    max_priority: Option<i32>,
 }
 
 async fn view(state: &ApiState, record: TenantRecord) -> Result<TenantView, ApiError> {
@@ -37,7 +39,7 @@ async fn view(state: &ApiState, record: TenantRecord) -> Result<TenantView, ApiE
 #[utoipa::path(get, path = "/v1/tenants", operation_id = "list_tenants", tag = "admin", responses((status = 200, description = "tenants with quotas", body = TenantList), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
-    _: CanAdminister,
+    _: CanAdministerHost,
 ) -> Result<Json<TenantList>, ApiError> {
     let mut tenants = Vec::new();
     for record in state.storage.tenants().await? {
@@ -53,7 +55,7 @@ pub async fn details(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<TenantView>, ApiError> {
-    if name != caller.tenant && caller.require(&[]).is_err() {
+    if name != caller.tenant && caller.host_admin().is_err() {
         return Err(ApiError::not_found(format!("tenant {name:?}")));
     }
     let record = state.storage.tenant(&name).await?;
@@ -64,11 +66,16 @@ pub async fn details(
 #[utoipa::path(put, path = "/v1/tenants/{name}", operation_id = "set_tenant", tag = "admin", params(("name" = String, Path, description = "tenant")), request_body = Quotas, responses((status = 200, description = "the tenant", body = TenantView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn set(
     State(state): State<Arc<ApiState>>,
-    _: CanAdminister,
+    _: CanAdministerHost,
     Path(name): Path<String>,
     JsonBody(quotas): JsonBody<Quotas>,
 ) -> Result<Json<TenantView>, ApiError> {
     check_label("tenant", &name, 64)?;
+    if quotas.max_priority.is_some_and(|p| p.abs() > MAX_PRIORITY) {
+        return Err(ApiError::bad_request(format!(
+            "max_priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}"
+        )));
+    }
     if let Some(refusal) = state.runtime.caps().refusal(&quotas.max_limits) {
         return Err(ApiError::bad_request(format!("max_{refusal}")));
     }
@@ -77,6 +84,7 @@ pub async fn set(
         max_running: quotas.max_running,
         max_queued: quotas.max_queued,
         max_limits: quotas.max_limits,
+        max_priority: quotas.max_priority,
     };
     state.storage.put_tenant(record.clone()).await?;
     Ok(Json(view(&state, record).await?))

@@ -2,7 +2,7 @@
 //! is kept), list, revoke. A token's id is the hash of its secret.
 
 use super::ApiState;
-use super::auth::{CanAdminister, new_secret, token_hash};
+use super::auth::{Caller, CanManageTokens, new_secret, token_hash};
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use super::views::{TokenList, TokenView};
@@ -25,16 +25,37 @@ pub struct NewToken {
     role: Role,
 }
 
+/// Whether `caller` manages tokens of `tenant`: a host admin any tenant's,
+/// a tenant admin its own tenant's only.
+fn manages(caller: &Caller, tenant: &str) -> bool {
+    caller.role == Role::HostAdmin || caller.tenant == tenant
+}
+
 /// `POST /v1/tokens`: 201 with the new token and its secret, shown once.
+/// Token names are unique within a tenant, since jobs belong to their
+/// submitter by name.
 #[utoipa::path(post, path = "/v1/tokens", operation_id = "create_token", tag = "admin", request_body = NewToken, responses((status = 201, description = "the token with its secret, shown once", body = TokenView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn create(
     State(state): State<Arc<ApiState>>,
-    CanAdminister(caller): CanAdminister,
+    CanManageTokens(caller): CanManageTokens,
     JsonBody(request): JsonBody<NewToken>,
 ) -> Result<(StatusCode, Json<TokenView>), ApiError> {
     check_label("name", &request.name, 64)?;
-    let tenant = request.tenant.unwrap_or(caller.tenant);
+    let tenant = request.tenant.unwrap_or_else(|| caller.tenant.clone());
     check_label("tenant", &tenant, 64)?;
+    if !manages(&caller, &tenant) {
+        return Err(ApiError::forbidden("a tenant admin makes tokens of its own tenant only"));
+    }
+    if request.role == Role::HostAdmin && caller.role != Role::HostAdmin {
+        return Err(ApiError::forbidden("only a host admin makes host_admin tokens"));
+    }
+    let tokens = state.storage.tokens().await?;
+    if tokens.iter().any(|(_, t)| t.tenant == tenant && t.name == request.name) {
+        return Err(ApiError::conflict(format!(
+            "tenant {tenant:?} already has a token named {:?}",
+            request.name
+        )));
+    }
     let record = TokenRecord {
         name: request.name,
         tenant,
@@ -48,31 +69,34 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
-/// `GET /v1/tokens`: every token, without secrets.
-#[utoipa::path(get, path = "/v1/tokens", operation_id = "list_tokens", tag = "admin", responses((status = 200, description = "every token, without secrets", body = TokenList), (status = "4XX", description = "error", body = ErrorBody)))]
+/// `GET /v1/tokens`: the tokens the caller manages, without secrets.
+#[utoipa::path(get, path = "/v1/tokens", operation_id = "list_tokens", tag = "admin", responses((status = 200, description = "the tokens the caller manages, without secrets", body = TokenList), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
-    _: CanAdminister,
+    CanManageTokens(caller): CanManageTokens,
 ) -> Result<Json<TokenList>, ApiError> {
     let tokens = state.storage.tokens().await?;
-    Ok(Json(TokenList { tokens: tokens.iter().map(|(id, r)| TokenView::new(id, r)).collect() }))
+    let mine = tokens.iter().filter(|(_, r)| manages(&caller, &r.tenant));
+    Ok(Json(TokenList { tokens: mine.map(|(id, r)| TokenView::new(id, r)).collect() }))
 }
 
-/// `DELETE /v1/tokens/{id}`: revokes a token at once. The last admin token
-/// cannot be revoked, so the host never locks its admins out.
+/// `DELETE /v1/tokens/{id}`: revokes a token at once. Another tenant's token
+/// answers 404 to a tenant admin. The last host admin token cannot be
+/// revoked, so the host never locks its admins out.
 #[utoipa::path(delete, path = "/v1/tokens/{id}", operation_id = "revoke_token", tag = "admin", params(("id" = String, Path, description = "token id")), responses((status = 204, description = "revoked"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn revoke(
     State(state): State<Arc<ApiState>>,
-    _: CanAdminister,
+    CanManageTokens(caller): CanManageTokens,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let tokens = state.storage.tokens().await?;
-    let Some((_, record)) = tokens.iter().find(|(hash, _)| *hash == id) else {
+    let found = tokens.iter().find(|(hash, r)| *hash == id && manages(&caller, &r.tenant));
+    let Some((_, record)) = found else {
         return Err(ApiError::not_found(format!("token {id}")));
     };
-    let admins = tokens.iter().filter(|(_, r)| r.role == Role::Admin).count();
-    if record.role == Role::Admin && admins == 1 {
-        return Err(ApiError::conflict("this is the last admin token; create another first"));
+    let host_admins = tokens.iter().filter(|(_, r)| r.role == Role::HostAdmin).count();
+    if record.role == Role::HostAdmin && host_admins == 1 {
+        return Err(ApiError::conflict("this is the last host admin token; create another first"));
     }
     state.storage.remove_token(&id).await?;
     Ok(StatusCode::NO_CONTENT)

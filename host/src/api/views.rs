@@ -396,6 +396,8 @@ pub struct TenantView {
     pub max_queued: Option<u32>,
     /// Caps on the limits its jobs may ask for.
     pub max_limits: LimitOverrides,
+    /// Highest priority its jobs may ask for; `null`: the bound of 1000.
+    pub max_priority: Option<i32>,
     /// Jobs waiting now.
     pub waiting: u64,
     /// The `max_queued` in force.
@@ -410,6 +412,7 @@ impl TenantView {
             max_running: record.max_running,
             max_queued: record.max_queued,
             max_limits: record.max_limits,
+            max_priority: record.max_priority,
             waiting,
             queued_quota,
         }

@@ -2,7 +2,7 @@
 //! admins): list with slots, running jobs and heartbeat; pause, resume, drain.
 
 use super::ApiState;
-use super::auth::{CanAdminister, CanView};
+use super::auth::{CanAdministerHost, CanView};
 use super::error::{ApiError, ErrorBody};
 use super::views::{WorkerList, WorkerView};
 use crate::jobs::WorkerMode;
@@ -24,7 +24,7 @@ pub async fn list(
 #[utoipa::path(post, path = "/v1/workers/{id}/{action}", operation_id = "set_worker_mode", tag = "workers", params(("id" = String, Path, description = "worker id"), ("action" = String, Path, description = "pause, resume or drain")), responses((status = 200, description = "the worker", body = WorkerView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn set_mode(
     State(state): State<Arc<ApiState>>,
-    _: CanAdminister,
+    _: CanAdministerHost,
     Path((id, action)): Path<(String, String)>,
 ) -> Result<Json<WorkerView>, ApiError> {
     let mode = match action.as_str() {

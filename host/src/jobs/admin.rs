@@ -57,7 +57,10 @@ pub struct PluginRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// Everything, including tokens and tenants.
+    /// Administers the host: every tenant's quotas and tokens, the workers,
+    /// the metrics. The bootstrap token has this role.
+    HostAdmin,
+    /// Everything within its own tenant, its tokens included.
     Admin,
     /// Manage jobs, queues, workers and locks of the tenant.
     Operator,
@@ -120,6 +123,10 @@ pub struct TenantRecord {
     pub max_queued: Option<u32>,
     /// Caps on the limits its jobs may ask for.
     pub max_limits: LimitOverrides,
+    /// Highest priority its jobs may ask for (at most
+    /// [`crate::jobs::enqueue::MAX_PRIORITY`]); `None` is that bound.
+    #[serde(default)]
+    pub max_priority: Option<i32>,
 }
 
 /// What an operator set for a queue.

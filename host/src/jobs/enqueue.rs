@@ -11,6 +11,10 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
+/// Priorities run from `-MAX_PRIORITY` to `MAX_PRIORITY`; a tenant's
+/// `max_priority` may lower the top. Priority orders a tenant's own jobs:
+/// claims go round the tenants, so no priority jumps another tenant's line.
+pub const MAX_PRIORITY: i32 = 1000;
 /// Most retries one job may ask for.
 pub const MAX_RETRIES: u32 = 100;
 /// Longest backoff a job may ask for between attempts: a week.
@@ -61,7 +65,8 @@ pub struct JobRequest {
     /// Queue (default `default`).
     #[serde(default)]
     pub queue: Option<String>,
-    /// Higher runs first.
+    /// Higher runs first among the tenant's jobs: -1000 to 1000, or the
+    /// tenant's `max_priority`.
     #[serde(default)]
     pub priority: i32,
     /// Run no sooner than this many ms from now.
@@ -251,6 +256,13 @@ pub fn admit(request: JobRequest, admission: &Admission) -> Result<NewJob, Refus
     let run_at = when(("delay_ms", "run_at"), request.delay_ms, request.run_at, now)?;
     let expires_at =
         when(("expires_in_ms", "expires_at"), request.expires_in_ms, request.expires_at, now)?;
+    let top = tenant.max_priority.unwrap_or(MAX_PRIORITY).min(MAX_PRIORITY);
+    if !(-MAX_PRIORITY..=top).contains(&request.priority) {
+        return Err(Refusal::Invalid(format!(
+            "priority must be between -{MAX_PRIORITY} and {top} for tenant {:?}, not {}",
+            tenant.name, request.priority
+        )));
+    }
     if request.max_retries > MAX_RETRIES {
         return Err(Refusal::Invalid(format!("max_retries must be at most {MAX_RETRIES}")));
     }
@@ -345,6 +357,8 @@ mod tests {
             (json!({"job": "a.b", "delay_ms": 1, "run_at": 1}), "delay_ms"),
             (json!({"job": "a.b", "queue": "no spaces"}), "queue"),
             (json!({"job": "a.b", "max_retries": 101}), "max_retries"),
+            (json!({"job": "a.b", "priority": 2_147_483_647}), "priority"),
+            (json!({"job": "a.b", "priority": -1001}), "priority"),
             (json!({"job": "a.b", "backoff": {"base_ms": 9, "max_ms": 1}}), "backoff"),
             (json!({"job": "a.b", "tags": vec!["t"; 33]}), "tags"),
             (json!({"job": "a.b", "limits": {"fuel": u64::MAX}}), "limits.fuel"),
@@ -366,6 +380,10 @@ mod tests {
         assert_eq!(admit_as_acme(json!({"job": "a.b"}), &capped).unwrap().limits.fuel, Some(1_000));
         let over = admit_as_acme(json!({"job": "a.b", "limits": {"fuel": 2_000}}), &capped);
         assert!(matches!(over, Err(Refusal::Invalid(m)) if m.contains("limits.fuel")));
+        let modest = TenantRecord { max_priority: Some(10), ..acme() };
+        assert!(admit_as_acme(json!({"job": "a.b", "priority": 10}), &modest).is_ok());
+        let high = admit_as_acme(json!({"job": "a.b", "priority": 11}), &modest);
+        assert!(matches!(high, Err(Refusal::Invalid(m)) if m.contains("between -1000 and 10")));
     }
 
     #[test]

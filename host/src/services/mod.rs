@@ -3,17 +3,20 @@
 //! host stops.
 //!
 //! - `promotion`: scheduled jobs whose time came become pending.
+//! - `expiry`: waiting jobs past their `expires_at` end expired.
 //! - `recovery`: jobs of workers whose lease expired are taken off them.
 //! - `retention`: finished jobs past the retention age are deleted.
 //! - `heartbeat`: this worker reports itself alive and renews its leases.
 //! - `webhooks`: completion webhooks are delivered from the outbox.
 
+mod expiry;
 mod heartbeat;
 mod promotion;
 mod recovery;
 mod retention;
 pub mod webhooks;
 
+pub use expiry::Expiry;
 pub use heartbeat::Heartbeat;
 pub use promotion::Promotion;
 pub use recovery::Recovery;

@@ -214,6 +214,9 @@ pub trait JobStore: Send + Sync {
     ) -> Result<Vec<JobRecord>, StorageError>;
     /// Moves scheduled jobs that are due by `now` to `pending`.
     async fn promote(&self, now: Millis) -> Result<usize, StorageError>;
+    /// Expires the waiting jobs whose `expires_at` is not after `now`, in
+    /// any queue, paused ones included. Returns how many.
+    async fn expire(&self, now: Millis) -> Result<usize, StorageError>;
     /// Appends a running job's output: log lines, latest progress, metadata.
     async fn append_output(
         &self,

@@ -6,8 +6,8 @@
 //! its webhook to the outbox in the same transaction, so none is lost.
 
 use super::schema::{
-    CALLBACKS, EVENTS, JOBS, LOCKS, PENDING, RUNNING, SCHEDULED, WAITING, encode, pending_key,
-    pending_key_id, scheduled_key,
+    CALLBACKS, EVENTS, EXPIRING, JOBS, LOCKS, PARKED, PENDING_V1, READY, RUNNING, SCHEDULED,
+    WAITING, encode, pending_v1_id, ready_key, ready_key_id, scheduled_key,
 };
 use super::{Lease, StorageError, put_job, read_job};
 use crate::jobs::{JobEvent, JobRecord, JobState, Millis, Transition};
@@ -70,11 +70,15 @@ pub(super) fn journal(
     Ok(event)
 }
 
-/// Puts a waiting job in the index its state calls for, and counts it.
+/// Puts a waiting job in the index its state calls for (and in the
+/// deadline index if it has one), and counts it.
 fn index_waiting(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
+    if let (Some(at), JobState::Pending | JobState::Scheduled) = (job.expires_at, job.state) {
+        txn.open_table(EXPIRING)?.insert((at, job.id.as_u128()), ())?;
+    }
     match job.state {
         JobState::Pending => {
-            txn.open_table(PENDING)?.insert(pending_key(job).as_slice(), job.queue.as_str())?;
+            txn.open_table(READY)?.insert(ready_key(job).as_slice(), ())?;
         }
         JobState::Scheduled => {
             txn.open_table(SCHEDULED)?.insert(scheduled_key(job), ())?;
@@ -84,11 +88,18 @@ fn index_waiting(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageE
     count_waiting(txn, &job.tenant, 1)
 }
 
-/// Removes a waiting job from its index, and uncounts it.
+/// Removes a waiting job from its indexes, and uncounts it.
 fn unindex_waiting(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
+    if let (Some(at), JobState::Pending | JobState::Scheduled) = (job.expires_at, job.state) {
+        txn.open_table(EXPIRING)?.remove((at, job.id.as_u128()))?;
+    }
     match job.state {
         JobState::Pending => {
-            txn.open_table(PENDING)?.remove(pending_key(job).as_slice())?;
+            let key = ready_key(job);
+            txn.open_table(READY)?.remove(key.as_slice())?;
+            if let Some(lock) = &job.lock {
+                txn.open_table(PARKED)?.remove((lock.as_str(), key.as_slice()))?;
+            }
         }
         JobState::Scheduled => {
             txn.open_table(SCHEDULED)?.remove(scheduled_key(job))?;
@@ -117,13 +128,43 @@ fn hold(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
 fn release(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
     txn.open_table(RUNNING)?.remove(job.id.as_u128())?;
     if let Some(lock) = &job.lock {
-        let mut locks = txn.open_table(LOCKS)?;
-        let held_by_job =
-            locks.get(lock.as_str())?.is_some_and(|holder| holder.value() == job.id.as_u128());
+        let held_by_job = txn
+            .open_table(LOCKS)?
+            .get(lock.as_str())?
+            .is_some_and(|holder| holder.value() == job.id.as_u128());
         if held_by_job {
-            locks.remove(lock.as_str())?;
+            unlock(txn, lock)?;
         }
     }
+    Ok(())
+}
+
+/// Releases `lock` and puts the ready jobs parked behind it back in line.
+pub(super) fn unlock(txn: &WriteTransaction, lock: &str) -> Result<(), StorageError> {
+    txn.open_table(LOCKS)?.remove(lock)?;
+    let mut parked = txn.open_table(PARKED)?;
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    for entry in parked.range::<(&str, &[u8])>((lock, &[][..])..)? {
+        let (key, _) = entry?;
+        let (name, ready) = key.value();
+        if name != lock {
+            break;
+        }
+        keys.push(ready.to_vec());
+    }
+    let mut ready = txn.open_table(READY)?;
+    for key in keys {
+        parked.remove((lock, key.as_slice()))?;
+        ready.insert(key.as_slice(), ())?;
+    }
+    Ok(())
+}
+
+/// Moves a ready job whose lock is held out of line, until the lock is
+/// released.
+pub(super) fn park(txn: &WriteTransaction, lock: &str, key: &[u8]) -> Result<(), StorageError> {
+    txn.open_table(READY)?.remove(key)?;
+    txn.open_table(PARKED)?.insert((lock, key), ())?;
     Ok(())
 }
 
@@ -146,20 +187,42 @@ pub(super) fn waiting(
     Ok(table.get(tenant)?.map_or(0, |v| v.value()))
 }
 
-/// Counts the waiting jobs of every tenant from the indexes when the file
-/// has waiting jobs but no counts: it was written before the counts were
-/// kept. After that the index helpers keep them in the same transactions as
-/// the indexes, so they stay right through any crash and an open costs
-/// nothing.
-pub(super) fn recount_waiting(txn: &WriteTransaction) -> Result<(), StorageError> {
-    let nothing_waits =
-        txn.open_table(PENDING)?.is_empty()? && txn.open_table(SCHEDULED)?.is_empty()?;
+/// Brings a file from an earlier version up to date: the ready jobs of the
+/// old single index move into the grouped one, and the waiting counts are
+/// made when the file has waiting jobs but none (it predates them). After
+/// that the index helpers keep both in the same transactions as the jobs,
+/// so they stay right through any crash and an open costs nothing.
+pub(super) fn upgrade(txn: &WriteTransaction) -> Result<(), StorageError> {
+    let old: Vec<u128> = txn
+        .open_table(PENDING_V1)?
+        .iter()?
+        .map(|entry| entry.map(|(key, _)| pending_v1_id(key.value()).as_u128()))
+        .collect::<Result<_, _>>()?;
+    if !old.is_empty() {
+        let jobs = txn.open_table(JOBS)?;
+        let mut ready = txn.open_table(READY)?;
+        for id in old {
+            ready.insert(ready_key(&read_job(&jobs, Uuid::from_u128(id))?).as_slice(), ())?;
+        }
+    }
+    txn.delete_table(PENDING_V1)?;
+    recount_waiting(txn)
+}
+
+/// Counts the waiting jobs of every tenant from the indexes.
+fn recount_waiting(txn: &WriteTransaction) -> Result<(), StorageError> {
+    let nothing_waits = txn.open_table(READY)?.is_empty()?
+        && txn.open_table(PARKED)?.is_empty()?
+        && txn.open_table(SCHEDULED)?.is_empty()?;
     if nothing_waits || !txn.open_table(WAITING)?.is_empty()? {
         return Ok(());
     }
     let mut ids: Vec<u128> = Vec::new();
-    for entry in txn.open_table(PENDING)?.iter()? {
-        ids.push(pending_key_id(entry?.0.value()).as_u128());
+    for entry in txn.open_table(READY)?.iter()? {
+        ids.push(ready_key_id(entry?.0.value()).as_u128());
+    }
+    for entry in txn.open_table(PARKED)?.iter()? {
+        ids.push(ready_key_id(entry?.0.value().1).as_u128());
     }
     for entry in txn.open_table(SCHEDULED)?.iter()? {
         ids.push(entry?.0.value().1);

@@ -1,9 +1,16 @@
-//! Claiming ready jobs: walk the pending index in claim order (priority,
-//! run_at, FIFO) and take each job the claim rule allows, in one
-//! transaction.
+//! Claiming ready jobs fairly, in one transaction. The ready index is
+//! grouped by tenant and queue; a claim goes round the tenants that have
+//! ready jobs, one job per tenant per round, each time the tenant's best
+//! job (priority, run_at, FIFO) over its queues. A paused or full queue and
+//! a tenant at its running quota are passed over without reading their
+//! jobs; a job whose lock is held is parked out of line until the lock is
+//! released. So no tenant's backlog, blocked or not, stands in front of
+//! another tenant's runnable job, and a claim costs what it takes.
 
-use super::apply::apply;
-use super::schema::{JOBS, LOCKS, PENDING, QUEUES, RUNNING, decode, pending_key_id};
+use super::apply::{apply, park};
+use super::schema::{
+    JOBS, LOCKS, QUEUES, READY, RUNNING, decode, ready_key_group, ready_key_id, ready_key_order,
+};
 use super::{Lease, StorageError, read_job};
 use crate::jobs::rules::{self, ClaimView, Eligibility};
 use crate::jobs::{JobRecord, QueueSettings, TenantDefaults};
@@ -12,55 +19,116 @@ use ::redb::{ReadableTable, WriteTransaction};
 use std::collections::HashMap;
 use std::ops::Bound;
 
-/// Pending entries one claim looks at, at most: bounds the work of a claim
-/// when many ready jobs are blocked (paused queue, held lock).
-const SCAN_LIMIT: usize = 10_000;
+/// Ready entries read at once from one group.
+const CHUNK: usize = 16;
 
-/// Claims up to `rules.max` jobs.
+/// Claims up to `rules.max` jobs, going round the tenants starting after
+/// `cursor` (the tenant served first by the previous claim), which it
+/// moves on.
 pub(super) fn claim(
     txn: &WriteTransaction,
     rules: &ClaimRules,
     defaults: &TenantDefaults,
+    cursor: &mut String,
 ) -> Result<Vec<JobRecord>, StorageError> {
     let mut claim = Claim::new(txn, rules, defaults)?;
-    let mut scanned = 0;
-    let mut after: Option<Vec<u8>> = None;
-    // Read the pending index a chunk at a time (it cannot be iterated while
-    // it is changed), so a claim costs what it takes and skips, not the
-    // length of the queue.
-    while claim.claimed.len() < rules.max && scanned < SCAN_LIMIT {
-        let pending = txn.open_table(PENDING)?;
-        let start = match &after {
-            Some(key) => Bound::Excluded(key.as_slice()),
-            None => Bound::Unbounded,
-        };
-        let candidates: Vec<(Vec<u8>, String)> = pending
-            .range::<&[u8]>((start, Bound::Unbounded))?
-            .take((rules.max * 4).clamp(16, 1024))
-            .map(|entry| entry.map(|(k, q)| (k.value().to_vec(), q.value().to_string())))
-            .collect::<Result<_, _>>()?;
-        drop(pending);
-        let Some((last, _)) = candidates.last() else { break };
-        after = Some(last.clone());
-        scanned += candidates.len();
-        for (key, queue) in candidates {
+    let mut groups = groups(txn)?;
+    let mut tenants: Vec<String> = Vec::new();
+    for group in &groups {
+        if tenants.last() != Some(&group.tenant) {
+            tenants.push(group.tenant.clone());
+        }
+    }
+    let start = tenants.iter().position(|t| t > cursor).unwrap_or(0);
+    tenants.rotate_left(start);
+    let mut first_served = None;
+    loop {
+        let mut progress = false;
+        for tenant in &tenants {
             if claim.claimed.len() >= rules.max {
                 break;
             }
-            claim.consider(txn, &key, queue)?;
+            if claim.tenant_full(txn, tenant)? {
+                continue;
+            }
+            let mut best: Option<usize> = None;
+            for index in 0..groups.len() {
+                if groups[index].tenant != *tenant || claim.queue_full(&groups[index].queue) {
+                    continue;
+                }
+                if claim.head(txn, &mut groups[index])?.is_none() {
+                    continue;
+                }
+                let order = |i: usize| groups[i].head.as_ref().map(|(key, _)| ready_key_order(key));
+                if best.is_none_or(|b| order(index) < order(b)) {
+                    best = Some(index);
+                }
+            }
+            if let Some(index) = best {
+                let (key, job) = groups[index].head.take().expect("the best group has a head");
+                groups[index].after = Some(key);
+                claim.take(txn, job)?;
+                first_served.get_or_insert_with(|| tenant.clone());
+                progress = true;
+            }
         }
+        if !progress || claim.claimed.len() >= rules.max {
+            break;
+        }
+    }
+    if let Some(tenant) = first_served {
+        *cursor = tenant;
     }
     Ok(claim.claimed)
 }
 
-/// What one claim knows while it walks the index.
+/// One tenant's queue in the ready index, and how far the claim read it.
+struct Group {
+    prefix: Vec<u8>,
+    tenant: String,
+    queue: String,
+    /// The last key read, when some were.
+    after: Option<Vec<u8>>,
+    /// The first job that may run, once found.
+    head: Option<(Vec<u8>, JobRecord)>,
+    /// Nothing left to read.
+    done: bool,
+}
+
+/// Every group with ready jobs, in key order (so by tenant), found by
+/// jumping from one group's first key past its last.
+fn groups(txn: &WriteTransaction) -> Result<Vec<Group>, StorageError> {
+    let ready = txn.open_table(READY)?;
+    let mut groups = Vec::new();
+    let mut from: Vec<u8> = Vec::new();
+    while let Some(entry) = ready.range::<&[u8]>(from.as_slice()..)?.next() {
+        let key = entry?.0.value().to_vec();
+        let (prefix, tenant) = ready_key_group(&key);
+        let queue = &prefix[tenant.len() + 1..prefix.len() - 1];
+        groups.push(Group {
+            prefix: prefix.to_vec(),
+            tenant: tenant.to_string(),
+            queue: String::from_utf8_lossy(queue).into_owned(),
+            after: None,
+            head: None,
+            done: false,
+        });
+        // Past every key of the group: its prefix ends in 0, so the same
+        // prefix ending in 1 sorts after all of them and before the next.
+        from = prefix.to_vec();
+        *from.last_mut().expect("a prefix is never empty") = 1;
+    }
+    Ok(groups)
+}
+
+/// What one claim knows while it goes round.
 struct Claim<'r> {
     rules: &'r ClaimRules,
     defaults: &'r TenantDefaults,
     running_by_queue: HashMap<String, u32>,
     running_by_tenant: HashMap<String, u32>,
     queues: HashMap<String, QueueSettings>,
-    /// Tenants' own running quotas, read when first needed.
+    /// Tenants' running quotas, read when first needed.
     quotas: HashMap<String, Option<u32>>,
     claimed: Vec<JobRecord>,
 }
@@ -92,40 +160,105 @@ impl<'r> Claim<'r> {
         Ok(claim)
     }
 
-    /// Takes the pending job at `key` if the claim rule allows; expires it
-    /// if it is past its `expires_at`.
-    fn consider(
+    fn settings(&self, queue: &str) -> QueueSettings {
+        self.queues.get(queue).cloned().unwrap_or_default()
+    }
+
+    fn running_in(&self, counts: &HashMap<String, u32>, key: &str) -> u32 {
+        counts.get(key).copied().unwrap_or(0)
+    }
+
+    /// Whether the queue takes no job now (paused, or at its concurrency).
+    fn queue_full(&self, queue: &str) -> bool {
+        let settings = self.settings(queue);
+        let running = self.running_in(&self.running_by_queue, queue);
+        settings.paused || settings.concurrency.is_some_and(|limit| running >= limit)
+    }
+
+    /// Whether the tenant runs as many jobs as its quota allows.
+    fn tenant_full(&mut self, txn: &WriteTransaction, tenant: &str) -> Result<bool, StorageError> {
+        let quota = self.quota(txn, tenant)?;
+        let running = self.running_in(&self.running_by_tenant, tenant);
+        Ok(quota.is_some_and(|quota| running >= quota))
+    }
+
+    /// The group's first job that may run now, reading on from where the
+    /// claim left it: a job past `expires_at` is expired, one whose lock is
+    /// held is parked, one pinned to another worker is passed.
+    fn head<'g>(
         &mut self,
         txn: &WriteTransaction,
-        key: &[u8],
-        queue: String,
-    ) -> Result<(), StorageError> {
-        let rules = self.rules;
-        let job = read_job(&txn.open_table(JOBS)?, pending_key_id(key))?;
-        let settings = self.queues.get(&queue).cloned().unwrap_or_default();
-        let lock_held = match &job.lock {
-            Some(lock) => txn.open_table(LOCKS)?.get(lock.as_str())?.is_some(),
-            None => false,
-        };
-        let view = ClaimView {
-            worker: &rules.worker,
-            now: rules.now,
-            queue: &settings,
-            running_in_queue: self.running_by_queue.get(&queue).copied().unwrap_or(0),
-            running_of_tenant: self.running_by_tenant.get(&job.tenant).copied().unwrap_or(0),
-            tenant_quota: self.quota(txn, &job.tenant)?,
-            lock_held,
-        };
-        let transition = match rules::eligibility(&job, &view) {
-            Eligibility::Skip => return Ok(()),
-            Eligibility::Expire => {
-                return apply(txn, Some(&job), &rules::expired(&job, rules.now), rules.now)
-                    .map(drop);
+        group: &'g mut Group,
+    ) -> Result<Option<&'g (Vec<u8>, JobRecord)>, StorageError> {
+        let now = self.rules.now;
+        while group.head.is_none() && !group.done {
+            let keys = self.read_chunk(txn, group)?;
+            // A short chunk is the group's last, unless it stops at a head.
+            group.done = keys.len() < CHUNK;
+            for key in keys {
+                group.after = Some(key.clone());
+                let job = read_job(&txn.open_table(JOBS)?, ready_key_id(&key))?;
+                let lock_held = match &job.lock {
+                    Some(lock) => txn.open_table(LOCKS)?.get(lock.as_str())?.is_some(),
+                    None => false,
+                };
+                let tenant_quota = self.quota(txn, &job.tenant)?;
+                let settings = self.settings(&group.queue);
+                let view = ClaimView {
+                    worker: &self.rules.worker,
+                    now,
+                    queue: &settings,
+                    running_in_queue: self.running_in(&self.running_by_queue, &group.queue),
+                    running_of_tenant: self.running_in(&self.running_by_tenant, &job.tenant),
+                    tenant_quota,
+                    lock_held,
+                };
+                match rules::eligibility(&job, &view) {
+                    Eligibility::Take => {
+                        group.head = Some((key, job));
+                        group.done = false;
+                        break;
+                    }
+                    Eligibility::Expire => {
+                        apply(txn, Some(&job), &rules::expired(&job, now), now)?;
+                    }
+                    Eligibility::Skip => {
+                        if let (true, Some(lock)) = (lock_held, &job.lock) {
+                            park(txn, lock, &key)?;
+                        }
+                    }
+                }
             }
-            Eligibility::Take => rules::claimed(&job, &rules.worker, rules.now, rules.lease_ms),
+        }
+        Ok(group.head.as_ref())
+    }
+
+    /// The next keys of the group after where the claim left it.
+    fn read_chunk(
+        &self,
+        txn: &WriteTransaction,
+        group: &Group,
+    ) -> Result<Vec<Vec<u8>>, StorageError> {
+        let ready = txn.open_table(READY)?;
+        let start = match &group.after {
+            Some(key) => Bound::Excluded(key.as_slice()),
+            None => Bound::Included(group.prefix.as_slice()),
         };
+        ready
+            .range::<&[u8]>((start, Bound::Unbounded))?
+            .take(CHUNK)
+            .map(|entry| entry.map(|(key, _)| key.value().to_vec()))
+            .take_while(|key| key.as_ref().map_or(true, |key| key.starts_with(&group.prefix)))
+            .collect::<Result<_, _>>()
+            .map_err(Into::into)
+    }
+
+    /// Claims `job` for this worker.
+    fn take(&mut self, txn: &WriteTransaction, job: JobRecord) -> Result<(), StorageError> {
+        let rules = self.rules;
+        let transition = rules::claimed(&job, &rules.worker, rules.now, rules.lease_ms);
         apply(txn, Some(&job), &transition, rules.now)?;
-        *self.running_by_queue.entry(queue).or_default() += 1;
+        *self.running_by_queue.entry(job.queue.clone()).or_default() += 1;
         *self.running_by_tenant.entry(job.tenant.clone()).or_default() += 1;
         self.claimed.push(transition.job);
         Ok(())

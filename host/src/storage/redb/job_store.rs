@@ -1,10 +1,10 @@
 //! [`JobStore`] on redb: writes go through the group-commit writer into the
 //! functions of `jobs` and `claim`; reads open their own read transaction.
 
-use super::apply::waiting;
+use super::apply::{unlock, waiting};
 use super::schema::{
-    EVENTS, JOBS, LOCKS, LOGS, PENDING, QUEUES, RUNNING, SCHEDULED, WAITING, decode, encode,
-    pending_key,
+    EVENTS, EXPIRING, JOBS, LOCKS, LOGS, QUEUES, READY, RUNNING, SCHEDULED, WAITING, decode,
+    encode, ready_group, ready_key,
 };
 use super::{Lease, RedbStorage, StorageError, claim, jobs, read_job};
 use crate::jobs::{JobEvent, JobRecord, JobState, LogLine, Millis, NewJob, QueueSettings};
@@ -76,15 +76,19 @@ impl JobStore for RedbStorage {
         if job.state != JobState::Pending {
             return Ok(None);
         }
-        let key = pending_key(&job);
-        let pending = txn.open_table(PENDING)?;
-        let ahead = pending.range(..key.as_slice())?.count();
+        // Ready jobs of its own tenant and queue ahead of it: another
+        // tenant's backlog is neither in front of it nor its business.
+        let group = ready_group(&job.tenant, &job.queue);
+        let key = ready_key(&job);
+        let ahead = txn.open_table(READY)?.range(group.as_slice()..key.as_slice())?.count();
         Ok(Some(ahead))
     }
 
     async fn claim(&self, rules: ClaimRules) -> Result<Vec<JobRecord>, StorageError> {
-        let defaults = self.defaults;
-        self.writer.write(move |txn| claim::claim(txn, &rules, &defaults)).await
+        let (defaults, cursor) = (self.defaults, self.claim_cursor.clone());
+        self.writer
+            .write(move |txn| claim::claim(txn, &rules, &defaults, &mut cursor.lock().unwrap()))
+            .await
     }
 
     async fn finish(&self, id: Uuid, finishing: Finishing) -> Result<JobRecord, StorageError> {
@@ -140,6 +144,14 @@ impl JobStore for RedbStorage {
             return Ok(0);
         }
         self.writer.write(move |txn| jobs::promote(txn, now)).await
+    }
+
+    async fn expire(&self, now: Millis) -> Result<usize, StorageError> {
+        let txn = self.db.begin_read()?;
+        if txn.open_table(EXPIRING)?.range(..=(now, u128::MAX))?.next().is_none() {
+            return Ok(0);
+        }
+        self.writer.write(move |txn| jobs::expire(txn, now)).await
     }
 
     async fn append_output(
@@ -266,12 +278,10 @@ impl JobStore for RedbStorage {
         let name = name.to_string();
         self.writer
             .write(move |txn| {
-                let mut locks = txn.open_table(LOCKS)?;
-                if locks.get(name.as_str())?.is_none() {
+                if txn.open_table(LOCKS)?.get(name.as_str())?.is_none() {
                     return Err(StorageError::NotFound(format!("lock {name:?}")));
                 }
-                locks.remove(name.as_str())?;
-                Ok(())
+                unlock(txn, &name)
             })
             .await
     }

@@ -3,7 +3,8 @@
 
 use super::apply::{apply, waiting};
 use super::schema::{
-    EVENTS, IDEMPOTENCY, JOBS, LOGS, RUNNING, SCHEDULED, TENANTS, WAITING, WORKERS, decode, encode,
+    EVENTS, EXPIRING, IDEMPOTENCY, JOBS, LOGS, RUNNING, SCHEDULED, TENANTS, WAITING, WORKERS,
+    decode, encode,
 };
 use super::{Lease, StorageError, put_job, read_job};
 use crate::jobs::rules::{self, Release};
@@ -134,6 +135,19 @@ pub(super) fn promote(txn: &WriteTransaction, now: Millis) -> Result<usize, Stor
         apply(txn, Some(&job), &rules::due(&job), now)?;
     }
     Ok(due.len())
+}
+
+pub(super) fn expire(txn: &WriteTransaction, now: Millis) -> Result<usize, StorageError> {
+    let late: Vec<(Millis, u128)> = txn
+        .open_table(EXPIRING)?
+        .range(..=(now, u128::MAX))?
+        .map(|entry| entry.map(|(key, _)| key.value()))
+        .collect::<Result<_, _>>()?;
+    for (_, id) in &late {
+        let job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(*id))?;
+        apply(txn, Some(&job), &rules::expired(&job, now), now)?;
+    }
+    Ok(late.len())
 }
 
 pub(super) fn append_output(

@@ -22,8 +22,8 @@ use super::StorageError;
 use crate::jobs::{JobRecord, Millis, TenantDefaults};
 use ::redb::{Database, ReadableTable, WriteTransaction};
 use schema::{
-    CALLBACKS, COMPONENTS, EVENTS, IDEMPOTENCY, JOBS, LOCKS, LOGS, PENDING, PLUGINS, QUEUES,
-    RUNNING, SCHEDULED, TENANTS, TOKENS, WAITING, WORKERS, decode, encode,
+    CALLBACKS, COMPONENTS, EVENTS, EXPIRING, IDEMPOTENCY, JOBS, LOCKS, LOGS, PARKED, PLUGINS,
+    QUEUES, READY, RUNNING, SCHEDULED, TENANTS, TOKENS, WAITING, WORKERS, decode, encode,
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -39,6 +39,8 @@ pub struct RedbStorage {
     writer: Writer,
     /// Quotas of tenants without their own.
     defaults: TenantDefaults,
+    /// The tenant the last claim served first; the next starts after it.
+    claim_cursor: Arc<std::sync::Mutex<String>>,
 }
 
 impl std::fmt::Debug for RedbStorage {
@@ -86,8 +88,10 @@ impl RedbStorage {
         let txn = db.begin_write()?;
         {
             txn.open_table(JOBS)?;
-            txn.open_table(PENDING)?;
+            txn.open_table(READY)?;
+            txn.open_table(PARKED)?;
             txn.open_table(SCHEDULED)?;
+            txn.open_table(EXPIRING)?;
             txn.open_table(RUNNING)?;
             txn.open_table(EVENTS)?;
             txn.open_table(LOGS)?;
@@ -101,12 +105,13 @@ impl RedbStorage {
             txn.open_table(TENANTS)?;
             txn.open_table(CALLBACKS)?;
             txn.open_table(WAITING)?;
-            apply::recount_waiting(&txn)?;
+            apply::upgrade(&txn)?;
         }
         txn.commit()?;
         let db = Arc::new(db);
         let defaults = TenantDefaults::default();
-        Ok(RedbStorage { writer: Writer::start(db.clone()), db, defaults })
+        let claim_cursor = Arc::default();
+        Ok(RedbStorage { writer: Writer::start(db.clone()), db, defaults, claim_cursor })
     }
 
     /// This storage with `defaults` as the quotas of tenants that set none.

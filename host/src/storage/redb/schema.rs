@@ -10,8 +10,20 @@ use uuid::Uuid;
 
 /// Job id (UUID as u128, time-ordered for v7) → [`JobRecord`] JSON.
 pub(super) const JOBS: TableDefinition<u128, &[u8]> = TableDefinition::new("jobs");
-/// [`pending_key`] → queue name. Ready jobs in claim order.
-pub(super) const PENDING: TableDefinition<&[u8], &str> = TableDefinition::new("pending");
+/// [`ready_key`] → (). Ready jobs, grouped by tenant and queue, each group
+/// in claim order, so a claim goes from group to group and never wades
+/// through a paused queue's or a tenant-at-quota's jobs.
+pub(super) const READY: TableDefinition<&[u8], ()> = TableDefinition::new("ready");
+/// (lock, [`ready_key`]) → (). Ready jobs whose lock another job holds,
+/// parked by a claim and put back into [`READY`] when the lock is released,
+/// so they never stand in front of runnable jobs.
+pub(super) const PARKED: TableDefinition<(&str, &[u8]), ()> = TableDefinition::new("parked");
+/// The index of ready jobs before [`READY`]: priority, run_at, id → queue.
+/// Read once at open, to move its jobs into [`READY`].
+pub(super) const PENDING_V1: TableDefinition<&[u8], &str> = TableDefinition::new("pending");
+/// (expires_at, id) → (). Waiting jobs with a deadline to start, so expiry
+/// finds the late ones, in any queue, without a scan.
+pub(super) const EXPIRING: TableDefinition<(u64, u128), ()> = TableDefinition::new("expiring");
 /// (run_at, id) → (). Jobs waiting for their time.
 pub(super) const SCHEDULED: TableDefinition<(u64, u128), ()> = TableDefinition::new("scheduled");
 /// id → [`super::Lease`] JSON. Jobs being run, with their lease.
@@ -44,19 +56,52 @@ pub(super) const CALLBACKS: TableDefinition<(u64, u128), u32> = TableDefinition:
 /// indexes so a queued-jobs quota costs one read per enqueue.
 pub(super) const WAITING: TableDefinition<&str, u64> = TableDefinition::new("waiting");
 
-/// Key of a pending job: priority descending, then run_at, then id (FIFO).
-pub(super) fn pending_key(job: &JobRecord) -> [u8; 28] {
-    let mut key = [0u8; 28];
+/// Length of the part of a [`ready_key`] after its group prefix.
+const ORDER_LEN: usize = 28;
+
+/// The group of a ready job: `tenant \0 queue \0` (names never hold `\0`).
+pub(super) fn ready_group(tenant: &str, queue: &str) -> Vec<u8> {
+    let mut group = Vec::with_capacity(tenant.len() + queue.len() + 2);
+    group.extend_from_slice(tenant.as_bytes());
+    group.push(0);
+    group.extend_from_slice(queue.as_bytes());
+    group.push(0);
+    group
+}
+
+/// Key of a ready job: its group, then priority descending, then run_at,
+/// then id (FIFO).
+pub(super) fn ready_key(job: &JobRecord) -> Vec<u8> {
+    let mut key = ready_group(&job.tenant, &job.queue);
     // Flip the sign bit so the i32 order matches byte order, then invert so
     // the highest priority sorts first.
-    key[..4].copy_from_slice(&(!((job.priority as u32) ^ 0x8000_0000)).to_be_bytes());
-    key[4..12].copy_from_slice(&job.run_at.to_be_bytes());
-    key[12..].copy_from_slice(&job.id.as_u128().to_be_bytes());
+    key.extend_from_slice(&(!((job.priority as u32) ^ 0x8000_0000)).to_be_bytes());
+    key.extend_from_slice(&job.run_at.to_be_bytes());
+    key.extend_from_slice(&job.id.as_u128().to_be_bytes());
     key
 }
 
-/// The id at the end of a [`pending_key`].
-pub(super) fn pending_key_id(key: &[u8]) -> Uuid {
+/// The id at the end of a [`ready_key`].
+pub(super) fn ready_key_id(key: &[u8]) -> Uuid {
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&key[key.len() - 16..]);
+    Uuid::from_bytes(id)
+}
+
+/// The group prefix of a [`ready_key`], and its tenant.
+pub(super) fn ready_key_group(key: &[u8]) -> (&[u8], &str) {
+    let group = &key[..key.len() - ORDER_LEN];
+    let tenant_end = group.iter().position(|&b| b == 0).unwrap_or(0);
+    (group, std::str::from_utf8(&group[..tenant_end]).unwrap_or_default())
+}
+
+/// The claim-order part of a [`ready_key`]: compares across groups.
+pub(super) fn ready_key_order(key: &[u8]) -> &[u8] {
+    &key[key.len() - ORDER_LEN..]
+}
+
+/// The id at the end of a key of [`PENDING_V1`].
+pub(super) fn pending_v1_id(key: &[u8]) -> Uuid {
     let mut id = [0u8; 16];
     id.copy_from_slice(&key[12..28]);
     Uuid::from_bytes(id)
@@ -81,19 +126,28 @@ mod tests {
     use crate::jobs::NewJob;
 
     #[test]
-    fn pending_keys_sort_by_priority_then_time_then_fifo() {
-        let job = |priority, run_at| {
-            let mut job =
-                JobRecord::new(NewJob { priority, ..NewJob::default() }, Uuid::now_v7(), 0);
+    fn ready_keys_group_by_tenant_and_queue_then_sort_by_priority_time_and_fifo() {
+        let job = |tenant: &str, priority, run_at| {
+            let new = NewJob { tenant: tenant.into(), priority, ..NewJob::default() };
+            let mut job = JobRecord::new(new, Uuid::now_v7(), 0);
             job.run_at = run_at;
             job
         };
-        let jobs =
-            [job(5, 10), job(5, 10), job(0, 1), job(-3, 0), job(i32::MAX, 99), job(i32::MIN, 0)];
-        let mut keys: Vec<_> = jobs.iter().map(pending_key).collect();
+        let jobs = [
+            job("a", 5, 10),
+            job("a", 5, 10),
+            job("a", 0, 1),
+            job("a", -3, 0),
+            job("a", i32::MAX, 99),
+            job("a", i32::MIN, 0),
+            job("b", i32::MAX, 0),
+        ];
+        let mut keys: Vec<_> = jobs.iter().map(ready_key).collect();
         keys.sort();
-        let order: Vec<Uuid> = keys.iter().map(|k| pending_key_id(k)).collect();
-        let expected = [&jobs[4], &jobs[0], &jobs[1], &jobs[2], &jobs[3], &jobs[5]];
+        let order: Vec<Uuid> = keys.iter().map(|k| ready_key_id(k)).collect();
+        let expected = [&jobs[4], &jobs[0], &jobs[1], &jobs[2], &jobs[3], &jobs[5], &jobs[6]];
         assert_eq!(order, expected.map(|j| j.id));
+        assert_eq!(ready_key_group(&keys[0]), (ready_group("a", "default").as_slice(), "a"));
+        assert_eq!(ready_key_group(&keys[6]).1, "b");
     }
 }
