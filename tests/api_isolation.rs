@@ -504,3 +504,53 @@ async fn no_backlog_of_another_tenant_stands_in_front_of_a_runnable_job() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(error_message(&body).contains("priority"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_of_one_tenant_do_not_hold_up_anyone_else() {
+    let server = TestServer::start_with(|config| {
+        config.tenant_max_queued = 1_000_000;
+        config.slots = 1;
+    })
+    .await;
+    let viewer = server.token("big", "eve", Role::Viewer).await;
+    flood(&server, "big", 40_000, None).await;
+    let stats = (0..8).map(|_| {
+        let request = server.request(Method::GET, "/v1/stats", &viewer).send();
+        tokio::spawn(async move { request.await.unwrap().status() })
+    });
+    let stats: Vec<_> = stats.collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (status, _) = server.call(Method::GET, "/v1/health", "", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let finished_first = stats.iter().filter(|task| task.is_finished()).count();
+    assert_eq!(finished_first, 0, "health answered while every stats scan was still running");
+    for task in stats {
+        assert_eq!(task.await.unwrap(), StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_are_bounded_per_tenant_and_replaced_bytes_are_freed() {
+    let server = TestServer::start_with(|config| config.tenant_max_plugins = 2).await;
+    let ops = server.token("acme", "ops", Role::Operator).await;
+    let upload = |name: &str, path: &str| {
+        let bytes = std::fs::read(path).unwrap();
+        server.request(Method::POST, &format!("/v1/plugins/{name}"), &ops).body(bytes).send()
+    };
+    let first = upload("acme.one", jobhost_plugin_artifacts::HELLO).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let old_digest = first.json::<Value>().await.unwrap()["digest"].as_str().unwrap().to_string();
+    let second = upload("acme.two", jobhost_plugin_artifacts::HELLO).await.unwrap();
+    assert_eq!(second.status(), StatusCode::CREATED);
+    let third = upload("acme.three", jobhost_plugin_artifacts::HELLO).await.unwrap();
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = third.json().await.unwrap();
+    assert!(error_message(&body).contains("quota"), "{body}");
+
+    // Replacing both versions of the hello bytes frees them.
+    for name in ["acme.one", "acme.two"] {
+        let replaced = upload(name, jobhost_plugin_artifacts::WORDCOUNT).await.unwrap();
+        assert_eq!(replaced.status(), StatusCode::CREATED, "replacing a name is within quota");
+    }
+    assert!(server.storage.component(&old_digest).await.is_err(), "no plugin uses them now");
+}

@@ -299,3 +299,27 @@ async fn a_long_job_keeps_its_lease_while_it_runs() {
         "never rescued by mistake"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_in_a_tight_loop_reaches_the_bus_coalesced_and_the_last_one_arrives() {
+    let host = start(|_| {}).await;
+    let mut live = host.host.bus().subscribe();
+    let id = host.enqueue(job("examples.sleep", r#"{"seconds":0,"steps":100000}"#)).await;
+    let done = host.finished(id).await;
+    assert_eq!(done.state, JobState::Completed);
+    assert_eq!(done.progress.unwrap().percent, 100.0, "the latest progress is stored");
+    let mut percents = Vec::new();
+    loop {
+        match live.try_recv() {
+            Ok(event) if event.job == id => {
+                if let JobUpdate::Progress(p) = &event.update {
+                    percents.push(p.percent);
+                }
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(percents.len() < 2_000, "{} progress events for 100,000 reports", percents.len());
+    assert_eq!(percents.last(), Some(&100.0), "the last report reaches followers");
+}

@@ -98,6 +98,14 @@ pub struct Config {
     #[arg(long, env = "JOBHOST_TENANT_MAX_RUNNING")]
     pub tenant_max_running: Option<u32>,
 
+    /// Plugins one tenant may upload.
+    #[arg(long, env = "JOBHOST_TENANT_MAX_PLUGINS", default_value_t = 100)]
+    pub tenant_max_plugins: usize,
+    /// Plugin uploads compiled at once; more wait their turn (a compile can
+    /// take seconds and hundreds of MiB).
+    #[arg(long, env = "JOBHOST_MAX_CONCURRENT_COMPILES", default_value_t = 2)]
+    pub max_concurrent_compiles: usize,
+
     /// Fuel of a job that asks for nothing else.
     #[arg(long, env = "JOBHOST_FUEL", default_value_t = 10_000_000_000)]
     pub fuel: u64,
@@ -289,12 +297,17 @@ impl Config {
             max_streams_per_tenant: self.max_streams_per_tenant,
             shutdown_grace: Duration::from_millis(self.http_shutdown_grace_ms),
             tenant_defaults: self.tenant_defaults(),
+            max_concurrent_compiles: self.max_concurrent_compiles.max(1),
         }
     }
 
     /// Quotas of a tenant that has none of its own.
     pub fn tenant_defaults(&self) -> TenantDefaults {
-        TenantDefaults { max_queued: self.tenant_max_queued, max_running: self.tenant_max_running }
+        TenantDefaults {
+            max_queued: self.tenant_max_queued,
+            max_running: self.tenant_max_running,
+            max_plugins: self.tenant_max_plugins,
+        }
     }
 
     /// How long finished jobs are kept; `None` is forever.

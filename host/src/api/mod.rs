@@ -79,6 +79,8 @@ pub struct ApiConfig {
     pub shutdown_grace: Duration,
     /// Quotas of tenants that set none, as the tenant routes show them.
     pub tenant_defaults: TenantDefaults,
+    /// Plugin uploads compiled at once.
+    pub max_concurrent_compiles: usize,
 }
 
 impl Default for ApiConfig {
@@ -92,6 +94,7 @@ impl Default for ApiConfig {
             max_streams_per_tenant: 2_000,
             shutdown_grace: Duration::from_secs(10),
             tenant_defaults: TenantDefaults::default(),
+            max_concurrent_compiles: 2,
         }
     }
 }
@@ -114,6 +117,8 @@ pub struct ApiState {
     pub started: std::time::Instant,
     /// What "now" is for every request.
     pub clock: Arc<dyn Clock>,
+    /// Permits to compile an uploaded plugin.
+    pub compiles: Arc<tokio::sync::Semaphore>,
 }
 
 impl ApiState {
@@ -128,7 +133,18 @@ impl ApiState {
     ) -> Arc<ApiState> {
         let streams = Streams::new(config.max_streams, config.max_streams_per_tenant);
         let started = std::time::Instant::now();
-        Arc::new(ApiState { storage, runtime, dispatcher, bus, config, streams, started, clock })
+        let compiles = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_compiles));
+        Arc::new(ApiState {
+            storage,
+            runtime,
+            dispatcher,
+            bus,
+            config,
+            streams,
+            started,
+            clock,
+            compiles,
+        })
     }
 }
 

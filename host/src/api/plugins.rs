@@ -50,7 +50,8 @@ pub async fn upload(
         return Err(ApiError::bad_request("the body must be the component's bytes"));
     }
     // Checked and compiled first, stored next, made visible last: a store
-    // that fails leaves the registry as it was.
+    // that fails leaves the registry as it was. Compiles take turns.
+    let _permit = state.compiles.acquire().await.expect("the compile semaphore is never closed");
     let runtime = state.runtime.clone();
     let (tenant, plugin_name, component) = (caller.tenant.clone(), name.clone(), bytes.to_vec());
     let plugin = tokio::task::spawn_blocking(move || {

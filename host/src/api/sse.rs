@@ -102,18 +102,12 @@ enum Stop {
 
 async fn pump(state: Arc<ApiState>, id: Uuid, mut cursor: Cursor, sender: mpsc::Sender<Event>) {
     let mut bus = state.bus.subscribe();
-    // Whether the job finished shows in the journal events replayed; the job
-    // record is read only at first and when the bus is quiet, so a thousand
-    // followers of a busy job cost one journal and log read each per update.
-    let mut quiet = true;
+    // Whether the job finished shows in the journal events replayed, and a
+    // removed job fails the read: the job record itself is never decoded,
+    // so a thousand followers of a busy job cost one journal and log read
+    // each per update, whatever the record holds.
     loop {
-        let Ok(mut finished) = replay(&state, id, &mut cursor, &sender).await else { return };
-        if quiet && !finished {
-            finished = match state.storage.get(id).await {
-                Ok(job) => job.state.is_terminal(),
-                Err(_) => return,
-            };
-        }
+        let Ok(finished) = replay(&state, id, &mut cursor, &sender).await else { return };
         if finished {
             // The terminal event is the job's last write: one more read
             // after seeing it catches everything before it.
@@ -125,10 +119,9 @@ async fn pump(state: Arc<ApiState>, id: Uuid, mut cursor: Cursor, sender: mpsc::
             }
             return;
         }
-        quiet = match wait_for_job(&mut bus, id, &sender).await {
-            Ok(woke) => woke == Woke::Quiet,
-            Err(_) => return,
-        };
+        if wait_for_job(&mut bus, id, &sender).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -185,27 +178,18 @@ fn merge(events: Vec<JobEvent>, logs: Vec<LogLine>) -> Vec<Item> {
     merged
 }
 
-/// What ended a wait for the bus.
-#[derive(PartialEq)]
-enum Woke {
-    /// Something happened to the job (or the bus lagged: maybe it did).
-    Notice,
-    /// Nothing for `POLL`.
-    Quiet,
-}
-
 /// Waits until the bus says something happened to job `id` (forwarding its
 /// progress, which only lives on the bus), or `POLL` passes.
 async fn wait_for_job(
     bus: &mut broadcast::Receiver<Arc<crate::events::JobEventNotice>>,
     id: Uuid,
     sender: &mpsc::Sender<Event>,
-) -> Result<Woke, Stop> {
+) -> Result<(), Stop> {
     let deadline = tokio::time::sleep(POLL);
     tokio::pin!(deadline);
     loop {
         tokio::select! {
-            () = &mut deadline => return Ok(Woke::Quiet),
+            () = &mut deadline => return Ok(()),
             () = sender.closed() => return Err(Stop::Follower),
             notice = bus.recv() => match notice {
                 Ok(notice) if notice.job == id => match &notice.update {
@@ -213,10 +197,10 @@ async fn wait_for_job(
                         let event = Event::default().event("progress").json_data(progress);
                         send(sender, event.expect("progress serialises"))?;
                     }
-                    JobUpdate::State { .. } | JobUpdate::Log { .. } => return Ok(Woke::Notice),
+                    JobUpdate::State { .. } | JobUpdate::Log { .. } => return Ok(()),
                 },
                 Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => return Ok(Woke::Notice),
+                Err(broadcast::error::RecvError::Lagged(_)) => return Ok(()),
                 Err(broadcast::error::RecvError::Closed) => return Err(Stop::Storage),
             },
         }

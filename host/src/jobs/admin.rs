@@ -103,11 +103,13 @@ pub struct TenantDefaults {
     pub max_queued: u32,
     /// Jobs running at once at most; `None` is no limit.
     pub max_running: Option<u32>,
+    /// Plugins it may upload.
+    pub max_plugins: usize,
 }
 
 impl Default for TenantDefaults {
     fn default() -> Self {
-        Self { max_queued: 100_000, max_running: None }
+        Self { max_queued: 100_000, max_running: None, max_plugins: 100 }
     }
 }
 

@@ -428,7 +428,7 @@ mod tests {
 
     #[test]
     fn the_queued_quota_refuses_at_its_limit_and_defaults_for_a_tenant_without_one() {
-        let defaults = TenantDefaults { max_queued: 10, max_running: None };
+        let defaults = TenantDefaults { max_queued: 10, ..TenantDefaults::default() };
         let tenant =
             TenantRecord { name: "acme".into(), max_queued: Some(2), ..TenantRecord::default() };
         assert!(queued_quota(&tenant, &defaults, 1).is_ok());

@@ -40,6 +40,21 @@ pub fn check_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// A callback URL as the host log may show it: without credentials or a
+/// query, which often carry a receiver's secret.
+fn redacted(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.to_string()
+        }
+        Err(_) => "<not a URL>".to_string(),
+    }
+}
+
 /// Renders a job as the receiver gets it: the API's view of the job.
 pub type Render = fn(&JobRecord) -> serde_json::Value;
 
@@ -117,15 +132,28 @@ impl Webhooks {
         let retry_at = failure.and_then(|why| {
         let attempts = callback.attempts + 1;
         if attempts >= MAX_ATTEMPTS {
+            let url = redacted(url);
             tracing::warn!(job = %job.id, url, "webhook given up after {attempts} attempts: {why}");
             return None;
         }
         let delay = BASE_BACKOFF.saturating_mul(1 << (attempts - 1).min(16)).min(MAX_BACKOFF);
+        let url = redacted(url);
         tracing::info!(job = %job.id, url, "webhook attempt {attempts} failed ({why}); retry in {delay:?}");
         Some(self.clock.now() + delay.as_millis() as u64)
     });
         if let Err(e) = storage.callback_done(callback, retry_at).await {
             tracing::error!(job = %job.id, "updating the webhook outbox: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn the_log_shows_no_credentials_or_query() {
+        let url = "http://user:hunter2@hooks.example:8080/done?api_key=s3cret#x";
+        assert_eq!(redacted(url), "http://hooks.example:8080/done");
     }
 }

@@ -3,7 +3,9 @@
 
 use super::schema::{CALLBACKS, COMPONENTS, PLUGINS, TENANTS, TOKENS, WORKERS, decode, encode};
 use super::{RedbStorage, StorageError, read_all};
-use crate::jobs::{Millis, PluginRecord, TenantRecord, TokenRecord, WorkerMode, WorkerRecord};
+use crate::jobs::{
+    Millis, PluginRecord, TenantDefaults, TenantRecord, TokenRecord, WorkerMode, WorkerRecord,
+};
 use crate::storage::{AdminStore, Callback, OutboxStore};
 use ::redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use uuid::Uuid;
@@ -34,15 +36,56 @@ fn remove_plugin(
         Some(value) => decode(value.value())?,
         None => return Err(StorageError::NotFound(format!("plugin {name:?}"))),
     };
-    let mut still_used = false;
-    for entry in plugins.iter()? {
-        let plugin: PluginRecord = decode(entry?.1.value())?;
-        still_used |= plugin.digest == removed.digest;
-    }
-    if !still_used {
-        txn.open_table(COMPONENTS)?.remove(removed.digest.as_str())?;
-    }
+    drop(plugins);
+    drop_unused_component(txn, &removed.digest)?;
     Ok(removed)
+}
+
+/// Deletes the bytes of `digest` once no plugin uses them.
+fn drop_unused_component(txn: &WriteTransaction, digest: &str) -> Result<(), StorageError> {
+    for entry in txn.open_table(PLUGINS)?.iter()? {
+        if decode::<PluginRecord>(entry?.1.value())?.digest == digest {
+            return Ok(());
+        }
+    }
+    txn.open_table(COMPONENTS)?.remove(digest)?;
+    Ok(())
+}
+
+/// Stores a plugin version within its tenant's plugin quota, deleting the
+/// bytes of the version it replaces when nothing else uses them.
+fn put_plugin(
+    txn: &WriteTransaction,
+    record: &PluginRecord,
+    component: &[u8],
+    defaults: &TenantDefaults,
+) -> Result<(), StorageError> {
+    let mut plugins = txn.open_table(PLUGINS)?;
+    let key = (record.tenant.as_str(), record.name.as_str());
+    let replaced = plugins.get(key)?.map(|v| decode::<PluginRecord>(v.value())).transpose()?;
+    if replaced.is_none() {
+        let range = (record.tenant.as_str(), "")..;
+        let mut count = 0;
+        for entry in plugins.range::<(&str, &str)>(range)? {
+            if entry?.0.value().0 != record.tenant {
+                break;
+            }
+            count += 1;
+        }
+        if count >= defaults.max_plugins {
+            return Err(StorageError::OverQuota(format!(
+                "tenant {:?} has {count} plugins, its quota; remove one first",
+                record.tenant
+            )));
+        }
+    }
+    plugins.insert(key, encode(record).as_slice())?;
+    drop(plugins);
+    txn.open_table(COMPONENTS)?.insert(record.digest.as_str(), component)?;
+    if let Some(old) = replaced.filter(|old| old.digest != record.digest) {
+        drop_unused_component(txn, &old.digest)?;
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -59,8 +102,10 @@ impl AdminStore for RedbStorage {
     }
 
     async fn workers(&self) -> Result<Vec<WorkerRecord>, StorageError> {
-        let txn = self.db.begin_read()?;
-        Ok(read_all(&txn.open_table(WORKERS)?)?.into_iter().map(|(_, w)| w).collect())
+        self.read(|txn| {
+            Ok(read_all(&txn.open_table(WORKERS)?)?.into_iter().map(|(_, w)| w).collect())
+        })
+        .await
     }
 
     async fn set_worker_mode(
@@ -90,32 +135,33 @@ impl AdminStore for RedbStorage {
         record: PluginRecord,
         component: Vec<u8>,
     ) -> Result<(), StorageError> {
-        self.writer
-            .write(move |txn| {
-                txn.open_table(COMPONENTS)?.insert(record.digest.as_str(), component.as_slice())?;
-                let key = (record.tenant.as_str(), record.name.as_str());
-                txn.open_table(PLUGINS)?.insert(key, encode(&record).as_slice())?;
-                Ok(())
-            })
-            .await
+        let defaults = self.defaults;
+        self.writer.write(move |txn| put_plugin(txn, &record, &component, &defaults)).await
     }
 
     async fn plugins(&self, tenant: Option<&str>) -> Result<Vec<PluginRecord>, StorageError> {
-        let txn = self.db.begin_read()?;
-        let mut all = Vec::new();
-        for entry in txn.open_table(PLUGINS)?.iter()? {
-            let plugin: PluginRecord = decode(entry?.1.value())?;
-            if tenant.is_none_or(|t| t == plugin.tenant) {
-                all.push(plugin);
+        let tenant = tenant.map(str::to_string);
+        self.read(move |txn| {
+            let mut all = Vec::new();
+            for entry in txn.open_table(PLUGINS)?.iter()? {
+                let plugin: PluginRecord = decode(entry?.1.value())?;
+                if tenant.as_deref().is_none_or(|t| t == plugin.tenant) {
+                    all.push(plugin);
+                }
             }
-        }
-        Ok(all)
+            Ok(all)
+        })
+        .await
     }
 
     async fn component(&self, digest: &str) -> Result<Vec<u8>, StorageError> {
-        let txn = self.db.begin_read()?;
-        let bytes = txn.open_table(COMPONENTS)?.get(digest)?.map(|b| b.value().to_vec());
-        bytes.ok_or_else(|| StorageError::NotFound(format!("component {digest}")))
+        let digest = digest.to_string();
+        self.read(move |txn| {
+            let bytes =
+                txn.open_table(COMPONENTS)?.get(digest.as_str())?.map(|b| b.value().to_vec());
+            bytes.ok_or_else(|| StorageError::NotFound(format!("component {digest}")))
+        })
+        .await
     }
 
     async fn remove_plugin(&self, tenant: &str, name: &str) -> Result<PluginRecord, StorageError> {
@@ -141,7 +187,7 @@ impl AdminStore for RedbStorage {
     }
 
     async fn tokens(&self) -> Result<Vec<(String, TokenRecord)>, StorageError> {
-        read_all(&self.db.begin_read()?.open_table(TOKENS)?)
+        self.read(|txn| read_all(&txn.open_table(TOKENS)?)).await
     }
 
     async fn remove_token(&self, hash: &str) -> Result<(), StorageError> {
@@ -174,7 +220,7 @@ impl AdminStore for RedbStorage {
     }
 
     async fn tenants(&self) -> Result<Vec<TenantRecord>, StorageError> {
-        let all = read_all(&self.db.begin_read()?.open_table(TENANTS)?)?;
+        let all = self.read(|txn| read_all(&txn.open_table(TENANTS)?)).await?;
         Ok(all.into_iter().map(|(_, record)| record).collect())
     }
 }
@@ -182,17 +228,18 @@ impl AdminStore for RedbStorage {
 #[async_trait::async_trait]
 impl OutboxStore for RedbStorage {
     async fn due_callbacks(&self, now: Millis, max: usize) -> Result<Vec<Callback>, StorageError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(CALLBACKS)?;
-        table
-            .range(..=(now, u128::MAX))?
-            .take(max)
-            .map(|entry| {
-                let (key, attempts) = entry?;
-                let (due, id) = key.value();
-                Ok(Callback { due, job: Uuid::from_u128(id), attempts: attempts.value() })
-            })
-            .collect()
+        self.read(move |txn| {
+            txn.open_table(CALLBACKS)?
+                .range(..=(now, u128::MAX))?
+                .take(max)
+                .map(|entry| {
+                    let (key, attempts) = entry?;
+                    let (due, id) = key.value();
+                    Ok(Callback { due, job: Uuid::from_u128(id), attempts: attempts.value() })
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn callback_done(

@@ -12,7 +12,7 @@ use crate::storage::{
     ClaimRules, Enqueued, Finishing, JobFilter, JobPage, JobStore, OutputBatch, QueueStats,
     Resubmit,
 };
-use ::redb::{ReadableDatabase, ReadableTable};
+use ::redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use uuid::Uuid;
@@ -34,54 +34,63 @@ impl JobStore for RedbStorage {
         offset: usize,
         limit: usize,
     ) -> Result<JobPage, StorageError> {
-        let txn = self.db.begin_read()?;
-        let mut jobs = Vec::new();
-        let mut total = 0;
-        for entry in txn.open_table(JOBS)?.iter()?.rev() {
-            let job: JobRecord = decode(entry?.1.value())?;
-            if filter.matches(&job) {
-                if total >= offset && jobs.len() < limit {
-                    jobs.push(job);
+        let filter = filter.clone();
+        self.read(move |txn| {
+            let mut jobs = Vec::new();
+            let mut total = 0;
+            for entry in txn.open_table(JOBS)?.iter()?.rev() {
+                let job: JobRecord = decode(entry?.1.value())?;
+                if filter.matches(&job) {
+                    if total >= offset && jobs.len() < limit {
+                        jobs.push(job);
+                    }
+                    total += 1;
                 }
-                total += 1;
             }
-        }
-        Ok(JobPage { jobs, total })
+            Ok(JobPage { jobs, total })
+        })
+        .await
     }
 
     async fn events(&self, id: Uuid, after: u64) -> Result<Vec<JobEvent>, StorageError> {
-        let txn = self.db.begin_read()?;
-        read_job(&txn.open_table(JOBS)?, id)?;
-        let key = id.as_u128();
-        txn.open_table(EVENTS)?
-            .range((key, after.saturating_add(1))..=(key, u64::MAX))?
-            .map(|entry| decode(entry?.1.value()))
-            .collect()
+        self.read(move |txn| {
+            exists(txn, id)?;
+            let key = id.as_u128();
+            txn.open_table(EVENTS)?
+                .range((key, after.saturating_add(1))..=(key, u64::MAX))?
+                .map(|entry| decode(entry?.1.value()))
+                .collect()
+        })
+        .await
     }
 
     async fn logs(&self, id: Uuid, after: u64, limit: usize) -> Result<Vec<LogLine>, StorageError> {
-        let txn = self.db.begin_read()?;
-        read_job(&txn.open_table(JOBS)?, id)?;
-        let key = id.as_u128();
-        txn.open_table(LOGS)?
-            .range((key, after.saturating_add(1))..=(key, u64::MAX))?
-            .take(limit)
-            .map(|entry| decode(entry?.1.value()))
-            .collect()
+        self.read(move |txn| {
+            exists(txn, id)?;
+            let key = id.as_u128();
+            txn.open_table(LOGS)?
+                .range((key, after.saturating_add(1))..=(key, u64::MAX))?
+                .take(limit)
+                .map(|entry| decode(entry?.1.value()))
+                .collect()
+        })
+        .await
     }
 
     async fn queue_position(&self, id: Uuid) -> Result<Option<usize>, StorageError> {
-        let txn = self.db.begin_read()?;
-        let job = read_job(&txn.open_table(JOBS)?, id)?;
-        if job.state != JobState::Pending {
-            return Ok(None);
-        }
-        // Ready jobs of its own tenant and queue ahead of it: another
-        // tenant's backlog is neither in front of it nor its business.
-        let group = ready_group(&job.tenant, &job.queue);
-        let key = ready_key(&job);
-        let ahead = txn.open_table(READY)?.range(group.as_slice()..key.as_slice())?.count();
-        Ok(Some(ahead))
+        self.read(move |txn| {
+            let job = read_job(&txn.open_table(JOBS)?, id)?;
+            if job.state != JobState::Pending {
+                return Ok(None);
+            }
+            // Ready jobs of its own tenant and queue ahead of it: another
+            // tenant's backlog is neither in front of it nor its business.
+            let group = ready_group(&job.tenant, &job.queue);
+            let key = ready_key(&job);
+            let ahead = txn.open_table(READY)?.range(group.as_slice()..key.as_slice())?.count();
+            Ok(Some(ahead))
+        })
+        .await
     }
 
     async fn claim(&self, rules: ClaimRules) -> Result<Vec<JobRecord>, StorageError> {
@@ -202,32 +211,9 @@ impl JobStore for RedbStorage {
         window_ms: u64,
         stuck_after_ms: u64,
     ) -> Result<Vec<QueueStats>, StorageError> {
-        let txn = self.db.begin_read()?;
-        let mut by_queue: BTreeMap<String, QueueStats> = BTreeMap::new();
-        let running = txn.open_table(RUNNING)?;
-        for entry in txn.open_table(JOBS)?.iter()? {
-            let job: JobRecord = decode(entry?.1.value())?;
-            if tenant.is_some_and(|t| t != job.tenant) {
-                continue;
-            }
-            let stats =
-                by_queue.entry(job.queue.clone()).or_insert_with(|| QueueStats::new(&job.queue));
-            let lease_expired = running
-                .get(job.id.as_u128())?
-                .map(|lease| decode::<Lease>(lease.value()))
-                .transpose()?
-                .is_some_and(|lease| lease.until < now);
-            stats.count(&job, now, window_ms, stuck_after_ms, lease_expired);
-        }
-        let settings = txn.open_table(QUEUES)?;
-        let mut all: Vec<QueueStats> = by_queue.into_values().collect();
-        for stats in &mut all {
-            if let Some(value) = settings.get(stats.queue.as_str())? {
-                stats.settings = decode(value.value())?;
-            }
-            stats.finish(window_ms);
-        }
-        Ok(all)
+        let tenant = tenant.map(str::to_string);
+        self.read(move |txn| queue_stats(txn, tenant.as_deref(), now, window_ms, stuck_after_ms))
+            .await
     }
 
     async fn enqueue_broadcast(
@@ -264,14 +250,16 @@ impl JobStore for RedbStorage {
     }
 
     async fn locks(&self) -> Result<Vec<(String, Uuid)>, StorageError> {
-        let txn = self.db.begin_read()?;
-        txn.open_table(LOCKS)?
-            .iter()?
-            .map(|entry| {
-                let (name, holder) = entry?;
-                Ok((name.value().to_string(), Uuid::from_u128(holder.value())))
-            })
-            .collect()
+        self.read(|txn| {
+            txn.open_table(LOCKS)?
+                .iter()?
+                .map(|entry| {
+                    let (name, holder) = entry?;
+                    Ok((name.value().to_string(), Uuid::from_u128(holder.value())))
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn clear_lock(&self, name: &str) -> Result<(), StorageError> {
@@ -293,5 +281,49 @@ impl JobStore for RedbStorage {
             ("writes_total", stats.writes.load(Ordering::Relaxed)),
             ("largest_commit_writes", stats.max_batch.load(Ordering::Relaxed)),
         ]
+    }
+}
+
+/// Health of every queue (of `tenant`, or all), from the job records.
+fn queue_stats(
+    txn: &ReadTransaction,
+    tenant: Option<&str>,
+    now: Millis,
+    window_ms: u64,
+    stuck_after_ms: u64,
+) -> Result<Vec<QueueStats>, StorageError> {
+    let mut by_queue: BTreeMap<String, QueueStats> = BTreeMap::new();
+    let running = txn.open_table(RUNNING)?;
+    for entry in txn.open_table(JOBS)?.iter()? {
+        let job: JobRecord = decode(entry?.1.value())?;
+        if tenant.is_some_and(|t| t != job.tenant) {
+            continue;
+        }
+        let stats =
+            by_queue.entry(job.queue.clone()).or_insert_with(|| QueueStats::new(&job.queue));
+        let lease_expired = running
+            .get(job.id.as_u128())?
+            .map(|lease| decode::<Lease>(lease.value()))
+            .transpose()?
+            .is_some_and(|lease| lease.until < now);
+        stats.count(&job, now, window_ms, stuck_after_ms, lease_expired);
+    }
+    let settings = txn.open_table(QUEUES)?;
+    let mut all: Vec<QueueStats> = by_queue.into_values().collect();
+    for stats in &mut all {
+        if let Some(value) = settings.get(stats.queue.as_str())? {
+            stats.settings = decode(value.value())?;
+        }
+        stats.finish(window_ms);
+    }
+    Ok(all)
+}
+
+/// Refuses a job that is not stored, without decoding its record: a
+/// follower asks this with every read of the journal or the log.
+fn exists(txn: &ReadTransaction, id: Uuid) -> Result<(), StorageError> {
+    match txn.open_table(JOBS)?.get(id.as_u128())? {
+        Some(_) => Ok(()),
+        None => Err(StorageError::NotFound(format!("job {id}"))),
     }
 }

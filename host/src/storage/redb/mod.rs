@@ -20,7 +20,7 @@ mod writer;
 
 use super::StorageError;
 use crate::jobs::{JobRecord, Millis, TenantDefaults};
-use ::redb::{Database, ReadableTable, WriteTransaction};
+use ::redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use schema::{
     CALLBACKS, COMPONENTS, EVENTS, EXPIRING, IDEMPOTENCY, JOBS, LOCKS, LOGS, PARKED, PLUGINS,
     QUEUES, READY, RUNNING, SCHEDULED, TENANTS, TOKENS, WAITING, WORKERS, decode, encode,
@@ -117,6 +117,20 @@ impl RedbStorage {
     /// This storage with `defaults` as the quotas of tenants that set none.
     pub fn with_tenant_defaults(self, defaults: TenantDefaults) -> Self {
         Self { defaults, ..self }
+    }
+}
+
+impl RedbStorage {
+    /// Runs a read on a blocking thread, so a scan of many records never
+    /// holds one of the async workers every request shares.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&ReadTransaction) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || read(&db.begin_read()?))
+            .await
+            .map_err(|e| StorageError::Backend(format!("a read task failed: {e}")))?
     }
 }
 
