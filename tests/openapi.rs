@@ -147,6 +147,8 @@ async fn every_operation_answers_what_the_document_says() {
     client.call(M::GET, "/v1/jobs", "/v1/jobs", &ops, None, S::OK).await;
     let path = format!("/v1/jobs/{id}");
     client.call(M::GET, "/v1/jobs/{id}", &path, &ops, None, S::OK).await;
+    let labels = Some(json!({"name": "renamed", "metadata": {"k": null, "new": true}}));
+    client.call(M::PATCH, "/v1/jobs/{id}", &path, &ops, labels, S::OK).await;
     let logs = format!("/v1/jobs/{id}/logs");
     client.call(M::GET, "/v1/jobs/{id}/logs", &logs, &ops, None, S::OK).await;
     let events = server.request(M::GET, &format!("/v1/jobs/{id}/events"), &ops);
@@ -176,6 +178,8 @@ async fn every_operation_answers_what_the_document_says() {
     // Queues.
     client.call(M::GET, "/v1/queues", "/v1/queues", &ops, None, S::OK).await;
     let queue = "/v1/queues/default";
+    client.call(M::GET, "/v1/queues/{name}", queue, &ops, None, S::OK).await;
+    client.call(M::GET, "/v1/queues/{name}", "/v1/queues/idle", &ops, None, S::OK).await;
     let change = Some(json!({"concurrency": 4}));
     client.call(M::PATCH, "/v1/queues/{name}", queue, &ops, change, S::OK).await;
     let pause = "/v1/queues/default/pause";

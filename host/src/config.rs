@@ -174,6 +174,9 @@ pub struct Config {
     /// Open SSE streams of one tenant, at most.
     #[arg(long, env = "JOBHOST_MAX_STREAMS_PER_TENANT", default_value_t = 2_000)]
     pub max_streams_per_tenant: usize,
+    /// An SSE follower that reads nothing for this long is dropped, in ms.
+    #[arg(long, env = "JOBHOST_STREAM_STALL_MS", default_value_t = 30_000)]
+    pub stream_stall_ms: u64,
     /// At shutdown, how long HTTP requests in flight get, in ms.
     #[arg(long, env = "JOBHOST_HTTP_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub http_shutdown_grace_ms: u64,
@@ -295,6 +298,7 @@ impl Config {
             max_connections_per_address: self.max_connections_per_address,
             max_streams: self.max_streams,
             max_streams_per_tenant: self.max_streams_per_tenant,
+            stream_stall: Duration::from_millis(self.stream_stall_ms),
             shutdown_grace: Duration::from_millis(self.http_shutdown_grace_ms),
             tenant_defaults: self.tenant_defaults(),
             max_concurrent_compiles: self.max_concurrent_compiles.max(1),

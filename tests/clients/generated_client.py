@@ -15,14 +15,15 @@ from jobhost_client import AuthenticatedClient
 from jobhost_client.api.admin import (create_token, get_tenant, list_tenants, list_tokens,
                                       revoke_token, set_tenant)
 from jobhost_client.api.jobs import (cancel_job, clone_job, enqueue_job, follow_job, get_job,
-                                     job_logs, list_jobs, remove_job, retry_job)
+                                     job_logs, list_jobs, relabel_job, remove_job, retry_job)
 from jobhost_client.api.plugins import (get_plugin, list_plugins, remove_plugin, replace_plugin,
                                         upload_plugin)
-from jobhost_client.api.queues import (change_queue, clear_lock, list_locks, list_queues,
-                                       pause_queue, resume_queue)
+from jobhost_client.api.queues import (change_queue, clear_lock, get_queue, list_locks,
+                                       list_queues, pause_queue, resume_queue)
 from jobhost_client.api.system import health, metrics, openapi_document, stats
 from jobhost_client.api.workers import list_workers, set_worker_mode
-from jobhost_client.models import CloneRequest, JobRequest, NewToken, QueueChange, Quotas
+from jobhost_client.models import (CloneRequest, JobRequest, NewToken, QueueChange, Quotas,
+                                   Relabel)
 from jobhost_client.types import File
 
 base, token, component_path = sys.argv[1:4]
@@ -63,6 +64,8 @@ call(get_plugin, "acme.greeter")
 first = job({"job": "acme.greeter", "args": {"name": "Ada"}, "tags": ["generated"]})
 wait(first.id, "completed")
 assert call(list_jobs, search="acme").total >= 1
+renamed = call(relabel_job, str(first.id), body=Relabel.from_dict({"name": "renamed"}))
+assert renamed.name == "renamed", renamed
 assert any("Ada" in line.message for line in call(job_logs, str(first.id)).logs)
 follow_job.sync_detailed(str(first.id), client=client)
 called.add("follow_job")
@@ -80,6 +83,7 @@ wait(holder.id, "running")
 call(clear_lock, "scanner")
 
 call(list_queues)
+call(get_queue, "default")
 call(change_queue, "default", body=QueueChange.from_dict({"concurrency": 4}))
 call(pause_queue, "default")
 call(resume_queue, "default")

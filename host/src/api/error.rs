@@ -121,6 +121,7 @@ impl From<StorageError> for ApiError {
         match error {
             StorageError::NotFound(what) => ApiError::not_found(what),
             StorageError::Conflict(message) => ApiError::conflict(message),
+            StorageError::Invalid(message) => ApiError::bad_request(message),
             StorageError::OverQuota(message) => ApiError::over_quota(message),
             StorageError::Closed => ApiError::unavailable("the host is shutting down"),
             other @ (StorageError::Corrupt(_) | StorageError::Backend(_)) => {

@@ -10,12 +10,12 @@ use super::error::{ApiError, ErrorBody};
 use super::plugins::{default_per_page, first_page, offset};
 use super::sse;
 use super::views::{JobDetails, JobPage, JobView, LogPage};
-use crate::jobs::enqueue::{self, Admission, JobRequest, scoped};
+use crate::jobs::enqueue::{self, Admission, JobRequest, Relabel, scoped};
 use crate::jobs::{JobRecord, JobState, NewJob, TenantRecord};
 use crate::storage::{JobFilter, Resubmit};
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
@@ -87,13 +87,19 @@ pub async fn enqueue(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("text/event-stream"));
-    if query.follow || wants_stream {
-        return Ok(
-            sse::stream(state, &caller, enqueued.job.id, sse::Cursor::default())?.into_response()
-        );
-    }
-    let status = if enqueued.created { StatusCode::ACCEPTED } else { StatusCode::OK };
-    Ok((status, Json(JobView::from(&enqueued.job))).into_response())
+    let id = enqueued.job.id;
+    let mut response = if query.follow || wants_stream {
+        sse::stream(state, &caller, id, sse::Cursor::default())?.into_response()
+    } else {
+        let status = if enqueued.created { StatusCode::ACCEPTED } else { StatusCode::OK };
+        (status, Json(JobView::from(&enqueued.job))).into_response()
+    };
+    // A follower learns the job at once, before its first event.
+    let headers = response.headers_mut();
+    headers.insert("job-id", HeaderValue::from_str(&id.to_string()).expect("a uuid is a header"));
+    let location = format!("/v1/jobs/{id}");
+    headers.insert(header::LOCATION, HeaderValue::from_str(&location).expect("a path is a header"));
+    Ok(response)
 }
 
 /// An idempotency key that matched an existing job answers with that job
@@ -128,6 +134,11 @@ pub struct ListQuery {
     state: Option<JobState>,
     queue: Option<String>,
     job: Option<String>,
+    /// Jobs of this submitter (a token name); viewers and above only.
+    owner: Option<String>,
+    /// Created at or after: ms since the epoch, or RFC 3339.
+    #[serde(default, deserialize_with = "crate::jobs::when::optional")]
+    #[param(value_type = Option<String>)]
     since: Option<u64>,
     search: Option<String>,
     #[serde(default = "first_page")]
@@ -136,7 +147,7 @@ pub struct ListQuery {
     per_page: usize,
 }
 
-/// `GET /v1/jobs?state=&queue=&job=&since=&search=&page=&per_page=`,
+/// `GET /v1/jobs?state=&queue=&job=&owner=&since=&search=&page=&per_page=`,
 /// newest first, with the total that matched.
 #[utoipa::path(get, path = "/v1/jobs", operation_id = "list_jobs", tag = "jobs", params(ListQuery), responses((status = 200, description = "a page of jobs, newest first, with the total", body = JobPage), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
@@ -145,9 +156,12 @@ pub async fn list(
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<JobPage>, ApiError> {
     let start = offset(query.page, query.per_page)?;
+    if query.owner.is_some() && !caller.sees_all_jobs() {
+        return Err(ApiError::forbidden("a submitter lists its own jobs only; drop owner"));
+    }
     let filter = JobFilter {
         tenant: Some(caller.tenant.clone()),
-        owner: (!caller.sees_all_jobs()).then(|| caller.name.clone()),
+        owner: if caller.sees_all_jobs() { query.owner } else { Some(caller.name.clone()) },
         state: query.state,
         queue: query.queue.map(|queue| scoped(&caller.tenant, &queue)),
         job: query.job,
@@ -280,6 +294,19 @@ pub async fn clone(
     let new = state.storage.clone_job(job.id, changes, state.clock.now()).await?;
     state.dispatcher.wake();
     Ok((StatusCode::ACCEPTED, Json(JobView::from(&new))))
+}
+
+/// `PATCH /v1/jobs/{id}`: changes the job's name, description, tags or
+/// client metadata (merged; a `null` value removes a key), in any state.
+#[utoipa::path(patch, path = "/v1/jobs/{id}", operation_id = "relabel_job", tag = "jobs", params(("id" = String, Path, description = "job id")), request_body = Relabel, responses((status = 200, description = "the job with its new labels", body = JobView), (status = "4XX", description = "error", body = ErrorBody)))]
+pub async fn relabel(
+    State(state): State<Arc<ApiState>>,
+    CanSubmit(caller): CanSubmit,
+    Path(id): Path<String>,
+    JsonBody(change): JsonBody<Relabel>,
+) -> Result<Json<JobView>, ApiError> {
+    let job = visible_job(&state, &caller, &id).await?;
+    Ok(Json(JobView::from(&state.storage.relabel(job.id, change).await?)))
 }
 
 /// `DELETE /v1/jobs/{id}`: a finished job, with its logs and journal.

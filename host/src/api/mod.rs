@@ -75,6 +75,8 @@ pub struct ApiConfig {
     pub max_streams: usize,
     /// Open SSE streams of one tenant, at most.
     pub max_streams_per_tenant: usize,
+    /// A follower that reads nothing for this long is dropped.
+    pub stream_stall: Duration,
     /// At shutdown, how long requests in flight get to finish.
     pub shutdown_grace: Duration,
     /// Quotas of tenants that set none, as the tenant routes show them.
@@ -92,6 +94,7 @@ impl Default for ApiConfig {
             max_connections_per_address: 2_000,
             max_streams: 10_000,
             max_streams_per_tenant: 2_000,
+            stream_stall: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             tenant_defaults: TenantDefaults::default(),
             max_concurrent_compiles: 2,
@@ -165,14 +168,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
                 .layer(DefaultBodyLimit::max(MAX_COMPONENT)),
         )
         .routes(routes!(jobs::list, jobs::enqueue))
-        .routes(routes!(jobs::details, jobs::remove))
+        .routes(routes!(jobs::details, jobs::relabel, jobs::remove))
         .routes(routes!(sse::follow))
         .routes(routes!(jobs::logs))
         .routes(routes!(jobs::cancel))
         .routes(routes!(jobs::retry))
         .routes(routes!(jobs::clone))
         .routes(routes!(queues::list))
-        .routes(routes!(queues::change))
+        .routes(routes!(queues::details, queues::change))
         .routes(routes!(queues::pause))
         .routes(routes!(queues::resume))
         .routes(routes!(queues::locks))

@@ -3,7 +3,7 @@
 //! concurrency.
 
 use super::ApiState;
-use super::auth::{Caller, CanOperate};
+use super::auth::{CanOperate, CanView};
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use super::views::{LockList, LockView, QueueList, QueueSettingsView, QueueView};
@@ -35,10 +35,27 @@ pub(super) async fn health(
 #[utoipa::path(get, path = "/v1/queues", operation_id = "list_queues", tag = "queues", responses((status = 200, description = "health of every queue of the tenant", body = QueueList), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    CanView(caller): CanView,
 ) -> Result<Json<QueueList>, ApiError> {
     let stats = health(&state, Some(&caller.tenant)).await?;
     Ok(Json(QueueList { queues: stats.iter().map(QueueView::from).collect() }))
+}
+
+/// `GET /v1/queues/{name}`: health of one queue of the tenant (a queue
+/// without jobs answers with zeros and its settings).
+#[utoipa::path(get, path = "/v1/queues/{name}", operation_id = "get_queue", tag = "queues", params(("name" = String, Path, description = "queue")), responses((status = 200, description = "health of the queue", body = QueueView), (status = "4XX", description = "error", body = ErrorBody)))]
+pub async fn details(
+    State(state): State<Arc<ApiState>>,
+    CanView(caller): CanView,
+    Path(name): Path<String>,
+) -> Result<Json<QueueView>, ApiError> {
+    check_label("queue", &name, 64)?;
+    let key = scoped(&caller.tenant, &name);
+    let stats = health(&state, Some(&caller.tenant)).await?;
+    match stats.iter().find(|queue| queue.queue == key) {
+        Some(queue) => Ok(Json(QueueView::from(queue))),
+        None => Ok(Json(QueueView::empty(&name, state.storage.queue(&key).await?))),
+    }
 }
 
 /// What `PATCH /v1/queues/{name}` may change.
@@ -109,7 +126,7 @@ pub async fn resume(
 #[utoipa::path(get, path = "/v1/locks", operation_id = "list_locks", tag = "queues", responses((status = 200, description = "held locks and their jobs", body = LockList), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn locks(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    CanView(caller): CanView,
 ) -> Result<Json<LockList>, ApiError> {
     let prefix = scoped(&caller.tenant, "");
     let locks = state

@@ -8,6 +8,11 @@
 //! as its id, so `Last-Event-ID` resumes with nothing lost or repeated, and
 //! following a finished job replays its history, then closes.
 //!
+//! Every event's data names its job (`"job": id`). A follower that reads
+//! gets every event, in order: the stream waits for it rather than drop
+//! anything; one that reads nothing for the stall time is dropped with a
+//! last `dropped` event that says where to resume.
+//!
 //! Each stream holds a place in [`super::streams::Streams`] while it is open.
 
 use super::ApiState;
@@ -20,14 +25,14 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
-/// Events buffered for one follower; a reader this far behind is dropped.
+/// Events buffered for one follower; past that the stream waits for it.
 const BUFFER: usize = 256;
 /// Log lines read from storage per round.
 const LOG_CHUNK: usize = 1_000;
@@ -71,7 +76,9 @@ pub async fn follow(
 }
 
 /// The SSE response for job `id` from `cursor` on, if the caller's tenant
-/// and the host are under their stream caps.
+/// and the host are under their stream caps. A follower that stops reading
+/// for the stall time is dropped, and the last event it gets, after those
+/// already buffered, says so and where to resume.
 pub(super) fn stream(
     state: Arc<ApiState>,
     caller: &Caller,
@@ -80,59 +87,93 @@ pub(super) fn stream(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
     let slot = state.streams.open(&caller.tenant)?;
     let (sender, mut receiver) = mpsc::channel(BUFFER);
+    let (last, last_event) = oneshot::channel();
+    let follower = Follower { id, sender, stall: state.config.stream_stall };
     tokio::spawn(async move {
         let _slot = slot;
         tokio::select! {
-            () = pump(state.clone(), id, cursor, sender) => {}
+            stop = pump(state.clone(), cursor, &follower) => {
+                if let Err(Stop::Stalled(cursor)) = stop {
+                    let _ = last.send(follower.dropped(&cursor));
+                }
+            }
             () = state.streams.stopped() => {}
         }
     });
-    let events =
-        futures::stream::poll_fn(move |cx| receiver.poll_recv(cx).map(|event| event.map(Ok)));
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    let buffered = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx));
+    let last = futures::stream::once(last_event).filter_map(|last| async move { last.ok() });
+    Ok(Sse::new(buffered.chain(last).map(Ok)).keep_alive(KeepAlive::default()))
 }
 
 /// Why a stream ends early.
 enum Stop {
-    /// The follower went away or fell too far behind.
-    Follower,
+    /// The follower went away.
+    Gone,
+    /// The follower read nothing for the stall time; it had read up to here.
+    Stalled(Cursor),
     /// Storage failed (the job was removed, or the host is stopping).
     Storage,
 }
 
-async fn pump(state: Arc<ApiState>, id: Uuid, mut cursor: Cursor, sender: mpsc::Sender<Event>) {
+/// One follower's end of a stream: every event names the job.
+struct Follower {
+    id: Uuid,
+    sender: mpsc::Sender<Event>,
+    stall: Duration,
+}
+
+impl Follower {
+    /// `value` as an event's data, with the job's id added.
+    fn event(&self, name: &str, value: &impl serde::Serialize) -> Event {
+        let mut data = serde_json::to_value(value).expect("events serialise");
+        if let Some(fields) = data.as_object_mut() {
+            fields.insert("job".into(), serde_json::json!(self.id));
+        }
+        Event::default().event(name).data(data.to_string())
+    }
+
+    /// Sends `event` once the follower has room for it: a follower that
+    /// reads gets everything, in order.
+    async fn send(&self, event: Event, cursor: &Cursor) -> Result<(), Stop> {
+        match tokio::time::timeout(self.stall, self.sender.send(event)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Stop::Gone),
+            Err(_) => Err(Stop::Stalled(*cursor)),
+        }
+    }
+
+    /// The last event of a dropped follower.
+    fn dropped(&self, cursor: &Cursor) -> Event {
+        let why = serde_json::json!({
+            "reason": "the follower read nothing for too long and was dropped",
+            "resume_with_last_event_id": cursor.id(),
+        });
+        self.event("dropped", &why)
+    }
+}
+
+async fn pump(state: Arc<ApiState>, mut cursor: Cursor, follower: &Follower) -> Result<(), Stop> {
     let mut bus = state.bus.subscribe();
     // Whether the job finished shows in the journal events replayed, and a
     // removed job fails the read: the job record itself is never decoded,
     // so a thousand followers of a busy job cost one journal and log read
     // each per update, whatever the record holds.
     loop {
-        let Ok(finished) = replay(&state, id, &mut cursor, &sender).await else { return };
-        if finished {
+        if replay(&state, &mut cursor, follower).await? {
             // The terminal event is the job's last write: one more read
             // after seeing it catches everything before it.
-            if replay(&state, id, &mut cursor, &sender).await.is_ok() {
-                let _ = send(
-                    &sender,
-                    Event::default().event("close").data(format!("{{\"id\":\"{id}\"}}")),
-                );
-            }
-            return;
+            replay(&state, &mut cursor, follower).await?;
+            let close = serde_json::json!({ "id": follower.id });
+            return follower.send(follower.event("close", &close), &cursor).await;
         }
-        if wait_for_job(&mut bus, id, &sender).await.is_err() {
-            return;
-        }
+        wait_for_job(&mut bus, follower, &cursor).await?;
     }
 }
 
 /// Sends everything storage has after `cursor`, oldest first; says
 /// whether that included the job's terminal state.
-async fn replay(
-    state: &ApiState,
-    id: Uuid,
-    cursor: &mut Cursor,
-    sender: &mpsc::Sender<Event>,
-) -> Result<bool, Stop> {
+async fn replay(state: &ApiState, cursor: &mut Cursor, follower: &Follower) -> Result<bool, Stop> {
+    let id = follower.id;
     let mut finished = false;
     loop {
         let events = state.storage.events(id, cursor.events).await.map_err(|_| Stop::Storage)?;
@@ -140,18 +181,19 @@ async fn replay(
             state.storage.logs(id, cursor.logs, LOG_CHUNK).await.map_err(|_| Stop::Storage)?;
         let more_logs = logs.len() == LOG_CHUNK;
         for item in merge(events, logs) {
+            let before = *cursor;
             let event = match item {
                 Item::State(event) => {
                     cursor.events = event.seq;
                     finished |= event.state.is_terminal();
-                    Event::default().event("state").id(cursor.id()).json_data(&event)
+                    follower.event("state", &event).id(cursor.id())
                 }
                 Item::Log(line) => {
                     cursor.logs = line.seq;
-                    Event::default().event("log").id(cursor.id()).json_data(&line)
+                    follower.event("log", &line).id(cursor.id())
                 }
             };
-            send(sender, event.expect("records serialise"))?;
+            follower.send(event, &before).await?;
         }
         if !more_logs {
             return Ok(finished);
@@ -178,24 +220,23 @@ fn merge(events: Vec<JobEvent>, logs: Vec<LogLine>) -> Vec<Item> {
     merged
 }
 
-/// Waits until the bus says something happened to job `id` (forwarding its
+/// Waits until the bus says something happened to the job (forwarding its
 /// progress, which only lives on the bus), or `POLL` passes.
 async fn wait_for_job(
     bus: &mut broadcast::Receiver<Arc<crate::events::JobEventNotice>>,
-    id: Uuid,
-    sender: &mpsc::Sender<Event>,
+    follower: &Follower,
+    cursor: &Cursor,
 ) -> Result<(), Stop> {
     let deadline = tokio::time::sleep(POLL);
     tokio::pin!(deadline);
     loop {
         tokio::select! {
             () = &mut deadline => return Ok(()),
-            () = sender.closed() => return Err(Stop::Follower),
+            () = follower.sender.closed() => return Err(Stop::Gone),
             notice = bus.recv() => match notice {
-                Ok(notice) if notice.job == id => match &notice.update {
+                Ok(notice) if notice.job == follower.id => match &notice.update {
                     JobUpdate::Progress(progress) => {
-                        let event = Event::default().event("progress").json_data(progress);
-                        send(sender, event.expect("progress serialises"))?;
+                        follower.send(follower.event("progress", progress), cursor).await?;
                     }
                     JobUpdate::State { .. } | JobUpdate::Log { .. } => return Ok(()),
                 },
@@ -205,10 +246,6 @@ async fn wait_for_job(
             },
         }
     }
-}
-
-fn send(sender: &mpsc::Sender<Event>, event: Event) -> Result<(), Stop> {
-    sender.try_send(event).map_err(|_| Stop::Follower)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! in the Prometheus text format, for admins.
 
 use super::ApiState;
-use super::auth::{Caller, CanAdministerHost};
+use super::auth::{CanAdministerHost, CanView};
 use super::error::{ApiError, ErrorBody};
 use super::queues::health;
 use crate::storage::QueueStats;
@@ -80,7 +80,7 @@ fn host(state: &ApiState) -> HostStats {
 #[utoipa::path(get, path = "/v1/stats", operation_id = "stats", tag = "system", responses((status = 200, description = "the tenant's jobs by state and last hour, this host's capacity", body = Stats), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn stats(
     State(state): State<Arc<ApiState>>,
-    caller: Caller,
+    CanView(caller): CanView,
 ) -> Result<Json<Stats>, ApiError> {
     let queues = health(&state, Some(&caller.tenant)).await?;
     let mut jobs: BTreeMap<String, usize> = BTreeMap::new();

@@ -248,6 +248,24 @@ pub struct QueueView {
     pub alerts: Vec<String>,
 }
 
+impl QueueView {
+    /// A queue with no job, as `settings` say.
+    pub fn empty(name: &str, settings: QueueSettings) -> Self {
+        QueueView {
+            queue: name.to_string(),
+            settings,
+            counts: BTreeMap::new(),
+            stuck: 0,
+            finished: 0,
+            completed: 0,
+            throughput_per_minute: 0.0,
+            success_rate: None,
+            average_duration_ms: None,
+            alerts: Vec::new(),
+        }
+    }
+}
+
 impl From<&QueueStats> for QueueView {
     fn from(stats: &QueueStats) -> Self {
         let mut alerts = Vec::new();

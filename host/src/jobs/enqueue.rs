@@ -71,7 +71,9 @@ pub struct JobRequest {
     pub priority: i32,
     /// Run no sooner than this many ms from now.
     pub delay_ms: Option<u64>,
-    /// Run no sooner than this time (ms since the epoch).
+    /// Run no sooner than this time: ms since the epoch, or RFC 3339.
+    #[serde(default, deserialize_with = "super::when::optional")]
+    #[schema(value_type = Option<String>)]
     pub run_at: Option<u64>,
     /// Retries after a retriable failure (at most 100).
     #[serde(default)]
@@ -83,7 +85,9 @@ pub struct JobRequest {
     pub limits: LimitOverrides,
     /// Expire if not started within this many ms.
     pub expires_in_ms: Option<u64>,
-    /// Expire if not started by this time.
+    /// Expire if not started by this time: ms since the epoch, or RFC 3339.
+    #[serde(default, deserialize_with = "super::when::optional")]
+    #[schema(value_type = Option<String>)]
     pub expires_at: Option<u64>,
     /// The same key in the same tenant returns the first job.
     pub idempotency_key: Option<String>,
@@ -214,6 +218,57 @@ pub fn check_labels(
         )));
     }
     Ok(())
+}
+
+/// The labels a client may change after enqueueing (Tethys's extended
+/// properties); a missing field keeps its value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Relabel {
+    /// A new label for people (`null` clears it).
+    #[serde(default, deserialize_with = "some")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    /// New free text (`null` clears it).
+    #[serde(default, deserialize_with = "some")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    /// New tags, replacing the old.
+    pub tags: Option<Vec<String>>,
+    /// Metadata to merge into the client's; a `null` value removes its key.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// A present field, even `null`, is `Some`.
+fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// `job` with `change` applied, within the label bounds.
+pub fn relabel(job: &JobRecord, change: &Relabel) -> Result<JobRecord, Refusal> {
+    let mut job = job.clone();
+    if let Some(name) = &change.name {
+        job.name = name.clone();
+    }
+    if let Some(description) = &change.description {
+        job.description = description.clone();
+    }
+    if let Some(tags) = &change.tags {
+        job.tags = tags.clone();
+    }
+    if let Some(metadata) = &change.metadata {
+        for (key, value) in metadata {
+            match value {
+                Value::Null => job.metadata.remove(key),
+                value => job.metadata.insert(key.clone(), value.clone()),
+            };
+        }
+    }
+    check_labels(job.name.as_deref(), job.description.as_deref(), &job.tags, &job.metadata)?;
+    Ok(job)
 }
 
 /// Exactly one of a relative and an absolute time, made absolute.

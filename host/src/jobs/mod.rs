@@ -11,7 +11,8 @@
 //! - `rules`: the rules as pure functions of (record, event, now): what a
 //!   claim, an outcome, a lost worker, a cancel or the clock does to a job.
 //!   Storage persists what they decide; a second backend reuses them.
-//! - `clock`: where "now" comes from, so tests can drive time.
+//! - `clock`: where "now" comes from, so tests can drive time; `when`:
+//!   times as clients send them (epoch ms or RFC 3339).
 
 mod admin;
 mod clock;
@@ -20,6 +21,7 @@ mod limits;
 mod outcome;
 mod record;
 pub mod rules;
+pub mod when;
 
 pub use admin::{
     PluginRecord, QueueSettings, Role, TenantDefaults, TenantRecord, TokenRecord, WorkerMode,

@@ -17,6 +17,7 @@ mod redb;
 pub use self::redb::RedbStorage;
 pub use queue_stats::QueueStats;
 
+use crate::jobs::enqueue::Relabel;
 use crate::jobs::{
     JobEvent, JobRecord, JobState, LogLevel, LogLine, Millis, NewJob, PluginRecord, Progress,
     QueueSettings, RetryPolicy, RunReport, TenantRecord, TokenRecord, WorkerMode, WorkerRecord,
@@ -32,6 +33,9 @@ pub enum StorageError {
     /// The object is not in a state that allows this.
     #[error("{0}")]
     Conflict(String),
+    /// The change asked for breaks a rule of the model; the message says which.
+    #[error("{0}")]
+    Invalid(String),
     /// Stored bytes did not decode: a bug or a damaged file.
     #[error("corrupt record: {0}")]
     Corrupt(String),
@@ -224,6 +228,9 @@ pub trait JobStore: Send + Sync {
         attempt: u32,
         batch: OutputBatch,
     ) -> Result<(), StorageError>;
+    /// Changes a job's labels (name, description, tags, client metadata) as
+    /// [`crate::jobs::enqueue::relabel`] allows, in any state.
+    async fn relabel(&self, id: Uuid, change: Relabel) -> Result<JobRecord, StorageError>;
     /// Cancels a job as the cancel rule says.
     async fn cancel(&self, id: Uuid, now: Millis) -> Result<JobRecord, StorageError>;
     /// Enqueues a finished job again as a new job with `changes`, linked

@@ -7,6 +7,7 @@ use super::schema::{
     encode, ready_group, ready_key,
 };
 use super::{Lease, RedbStorage, StorageError, claim, jobs, read_job};
+use crate::jobs::enqueue::Relabel;
 use crate::jobs::{JobEvent, JobRecord, JobState, LogLine, Millis, NewJob, QueueSettings};
 use crate::storage::{
     ClaimRules, Enqueued, Finishing, JobFilter, JobPage, JobStore, OutputBatch, QueueStats,
@@ -170,6 +171,18 @@ impl JobStore for RedbStorage {
         batch: OutputBatch,
     ) -> Result<(), StorageError> {
         self.writer.write(move |txn| jobs::append_output(txn, id, attempt, batch)).await
+    }
+
+    async fn relabel(&self, id: Uuid, change: Relabel) -> Result<JobRecord, StorageError> {
+        self.writer
+            .write(move |txn| {
+                let job = read_job(&txn.open_table(JOBS)?, id)?;
+                let changed = crate::jobs::enqueue::relabel(&job, &change)
+                    .map_err(|refusal| StorageError::Invalid(refusal.to_string()))?;
+                super::put_job(txn, &changed)?;
+                Ok(changed)
+            })
+            .await
     }
 
     async fn cancel(&self, id: Uuid, now: Millis) -> Result<JobRecord, StorageError> {
