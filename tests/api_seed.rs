@@ -150,3 +150,130 @@ async fn one_queue_answers_its_health() {
     let (_, other) = server.call(Method::GET, "/v1/queues/reports", ADMIN, None).await;
     assert_eq!(other["counts"], json!({}), "another tenant's queue of the same name is its own");
 }
+
+/// The reasons of a job's journal, oldest first.
+async fn reasons(server: &TestServer, token: &str, id: &str) -> Vec<String> {
+    let (_, job) = server.call(Method::GET, &format!("/v1/jobs/{id}"), token, None).await;
+    job["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_own_error_is_retried_when_retries_were_asked_unless_it_says_otherwise() {
+    let server = TestServer::start().await;
+    let p = people(&server).await;
+    let failing = |extra: serde_json::Value| {
+        let mut body = json!({"job": "examples.fail", "args": {"message": "mail server down"},
+                              "max_retries": 2, "backoff": {"base_ms": 50, "max_ms": 100}});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let id = enqueue(&server, &p.ada, failing(json!({}))).await;
+    let job = wait_state(&server, &p.ada, &id, "failed").await;
+    assert_eq!((job["attempt"].as_u64(), &job["error"]["kind"]), (Some(3), &json!("plugin_error")));
+    let why = reasons(&server, &p.ada, &id).await;
+    assert!(
+        why.iter().any(|r| r.starts_with("plugin_error: mail server down; retry 1 of 2")),
+        "{why:?}"
+    );
+
+    let id = enqueue(&server, &p.ada, failing(json!({"retry_on": ["timeout"]}))).await;
+    let job = wait_state(&server, &p.ada, &id, "failed").await;
+    assert_eq!((job["attempt"].as_u64(), &job["retry_on"]), (Some(1), &json!(["timeout"])));
+
+    let ops = server.token("acme", "ops", Role::Operator).await;
+    let component = std::fs::read(jobhost_plugin_artifacts::FAIL).unwrap();
+    let upload = |query: &str| {
+        server
+            .request(Method::POST, &format!("/v1/plugins/acme.flaky{query}"), &ops)
+            .body(component.clone())
+            .send()
+    };
+    assert_eq!(upload("?retry_on=sometimes").await.unwrap().status(), StatusCode::BAD_REQUEST);
+    assert_eq!(upload("?retry_on=timeout").await.unwrap().status(), StatusCode::CREATED);
+    let plugin_default = json!({"job": "acme.flaky", "args": {}, "max_retries": 2});
+    let id = enqueue(&server, &p.ada, plugin_default).await;
+    let job = wait_state(&server, &p.ada, &id, "failed").await;
+    assert_eq!(job["attempt"], 1, "the plugin retries timeouts only: {job}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_and_clone_take_new_args_time_queue_and_priority() {
+    let server = TestServer::start().await;
+    let p = people(&server).await;
+    let id =
+        enqueue(&server, &p.ada, json!({"job": "examples.hello", "args": {"name": "first"}})).await;
+    wait_state(&server, &p.ada, &id, "completed").await;
+
+    let change =
+        json!({"args": {"name": "again"}, "delay_ms": 60_000, "queue": "later", "priority": 5});
+    let (status, retried) =
+        server.call(Method::POST, &format!("/v1/jobs/{id}/retry"), &p.ada, Some(change)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{retried}");
+    assert_eq!(
+        (retried["state"].as_str(), retried["queue"].as_str()),
+        (Some("scheduled"), Some("later"))
+    );
+    assert_eq!(
+        (retried["priority"].as_i64(), &retried["args"]),
+        (Some(5), &json!({"name": "again"}))
+    );
+    assert_eq!(retried["retry_of"].as_str(), Some(id.as_str()));
+
+    let change = json!({"run_at": "2099-01-01T00:00:00Z", "queue": "archive"});
+    let (status, cloned) =
+        server.call(Method::POST, &format!("/v1/jobs/{id}/clone"), &p.ada, Some(change)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{cloned}");
+    assert_eq!(
+        (cloned["run_at"].as_u64(), cloned["queue"].as_str()),
+        (Some(4_070_908_800_000), Some("archive"))
+    );
+    assert_eq!(cloned["args"], json!({"name": "first"}), "args kept when not given");
+
+    for (action, body, named) in [
+        ("clone", json!({"nope": 1}), "nope"),
+        ("clone", json!({"priority": 5000}), "priority"),
+        ("clone", json!({"queue": "no spaces"}), "queue"),
+        ("clone", json!({"delay_ms": 1, "run_at": 1}), "delay_ms"),
+    ] {
+        let (status, answer) =
+            server.call(Method::POST, &format!("/v1/jobs/{id}/{action}"), &p.ada, Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(error_message(&answer).contains(named), "{named}: {answer}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_sets_how_many_lost_workers_fail_a_job_and_the_journal_says_so() {
+    use jobhost::jobs::now_ms;
+    use jobhost::storage::ClaimRules;
+    let server = TestServer::start().await;
+    let ops = server.token("acme", "ops", Role::Operator).await;
+    let path = "/v1/queues/fragile";
+    let held = json!({"paused": true, "max_lost_leases": 1});
+    let (status, settings) = server.call(Method::PATCH, path, &ops, Some(held)).await;
+    assert_eq!((status, settings["max_lost_leases"].as_u64()), (StatusCode::OK, Some(1)));
+    let (status, body) =
+        server.call(Method::PATCH, path, &ops, Some(json!({"max_lost_leases": 0}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let id = enqueue(
+        &server,
+        &ops,
+        json!({"job": "examples.hello", "args": {"name": "x"}, "queue": "fragile"}),
+    )
+    .await;
+
+    // This host stops taking jobs; a worker that dies claims this one.
+    server.stop_dispatching().await;
+    server.call(Method::PATCH, path, &ops, Some(json!({"paused": false}))).await;
+    let dead = ClaimRules { worker: "doomed".into(), max: 1, now: now_ms(), lease_ms: 0 };
+    assert_eq!(server.storage.claim(dead).await.unwrap().len(), 1);
+    let job = wait_state(&server, &ops, &id, "failed").await;
+    assert!(job["error"]["message"].as_str().unwrap().contains("lost-worker rule"), "{job}");
+    let why = reasons(&server, &ops, &id).await;
+    assert!(why.last().unwrap().contains("failed by the lost-worker rule"), "{why:?}");
+}

@@ -112,7 +112,10 @@ async fn cancel_stops_a_running_job_and_ends_a_waiting_one() {
     assert_eq!(done.error.unwrap().kind, FailureKind::Cancelled);
 
     host.storage
-        .set_queue("held", QueueSettings { paused: true, concurrency: None })
+        .set_queue(
+            "held",
+            QueueSettings { paused: true, concurrency: None, ..QueueSettings::default() },
+        )
         .await
         .unwrap();
     let waiting =

@@ -4,6 +4,7 @@
 
 use jobhost::jobs::LogLevel;
 use jobhost::jobs::RetryPolicy;
+use jobhost::jobs::enqueue::Resubmit;
 use jobhost::jobs::rules::MAX_LEASES_LOST;
 use jobhost::jobs::{
     Backoff, JobState, NewJob, PluginRecord, Progress, QueueSettings, Role, TenantDefaults,
@@ -11,7 +12,7 @@ use jobhost::jobs::{
 };
 use jobhost::jobs::{FailureKind, Outcome, RunReport};
 use jobhost::storage::{
-    ClaimRules, Finishing, JobFilter, OutputBatch, RedbStorage, Resubmit, Storage, StorageError,
+    ClaimRules, Finishing, JobFilter, OutputBatch, RedbStorage, Storage, StorageError,
 };
 use std::path::Path;
 use std::time::Duration;
@@ -165,12 +166,15 @@ async fn paused_queues_and_queue_concurrency_are_honoured() {
     }
     db.storage.enqueue(job("other"), now_ms()).await.unwrap();
     db.storage
-        .set_queue("reports", QueueSettings { paused: true, concurrency: None })
+        .set_queue(
+            "reports",
+            QueueSettings { paused: true, concurrency: None, ..QueueSettings::default() },
+        )
         .await
         .unwrap();
     assert_eq!(claim_names(db.storage.as_ref(), 10).await, ["other"]);
 
-    let limited = QueueSettings { paused: false, concurrency: Some(2) };
+    let limited = QueueSettings { paused: false, concurrency: Some(2), ..QueueSettings::default() };
     db.storage.set_queue("reports", limited.clone()).await.unwrap();
     assert_eq!(db.storage.queue("reports").await.unwrap(), limited);
     assert_eq!(claim_names(db.storage.as_ref(), 10).await, ["a1", "a2"]);
@@ -325,15 +329,19 @@ async fn retriable_failures_are_retried_with_backoff_until_max_retries() {
 }
 
 #[tokio::test]
-async fn plugin_errors_and_cancels_are_not_retried() {
+async fn a_job_that_names_its_retried_kinds_and_a_cancel_are_not_retried_otherwise() {
     let db = open();
+    let only_timeouts = Some(vec![FailureKind::Timeout]);
     for (kind, state) in [
         (FailureKind::PluginError, JobState::Failed),
         (FailureKind::Cancelled, JobState::Cancelled),
     ] {
         let id = db
             .storage
-            .enqueue(NewJob { max_retries: 5, ..job("once") }, now_ms())
+            .enqueue(
+                NewJob { max_retries: 5, retry_on: only_timeouts.clone(), ..job("once") },
+                now_ms(),
+            )
             .await
             .unwrap()
             .job
@@ -419,7 +427,10 @@ async fn a_job_not_started_by_expires_at_expires() {
         .job
         .id;
     db.storage
-        .set_queue("default", QueueSettings { paused: true, concurrency: None })
+        .set_queue(
+            "default",
+            QueueSettings { paused: true, concurrency: None, ..QueueSettings::default() },
+        )
         .await
         .unwrap();
     assert_eq!(db.storage.expire(now_ms()).await.unwrap(), 0, "not late yet");
@@ -671,7 +682,10 @@ async fn queue_stats_count_states_rates_and_stuck_jobs() {
         db.storage.enqueue(job(name), now_ms()).await.unwrap();
     }
     db.storage
-        .set_queue("default", QueueSettings { paused: false, concurrency: Some(3) })
+        .set_queue(
+            "default",
+            QueueSettings { paused: false, concurrency: Some(3), ..QueueSettings::default() },
+        )
         .await
         .unwrap();
     let claimed = db.storage.claim(rules("w1", 3)).await.unwrap();
@@ -756,6 +770,7 @@ async fn plugins_are_stored_per_tenant_with_shared_component_bytes() {
         size: 3,
         uploaded_at: 1,
         uploader: "ada".into(),
+        retry_on: None,
     };
     db.storage.put_plugin(record("acme"), b"abc".to_vec()).await.unwrap();
     db.storage.put_plugin(record("globex"), b"abc".to_vec()).await.unwrap();

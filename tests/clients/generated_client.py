@@ -22,7 +22,7 @@ from jobhost_client.api.queues import (change_queue, clear_lock, get_queue, list
                                        list_queues, pause_queue, resume_queue)
 from jobhost_client.api.system import health, metrics, openapi_document, stats
 from jobhost_client.api.workers import list_workers, set_worker_mode
-from jobhost_client.models import (CloneRequest, JobRequest, NewToken, QueueChange, Quotas,
+from jobhost_client.models import (JobRequest, ResubmitRequest, NewToken, QueueChange, Quotas,
                                    Relabel)
 from jobhost_client.types import File
 
@@ -69,8 +69,8 @@ assert renamed.name == "renamed", renamed
 assert any("Ada" in line.message for line in call(job_logs, str(first.id)).logs)
 follow_job.sync_detailed(str(first.id), client=client)
 called.add("follow_job")
-call(retry_job, str(first.id))
-call(clone_job, str(first.id), body=CloneRequest.from_dict({"args": {"name": "Bob"}}))
+call(retry_job, str(first.id), body=ResubmitRequest.from_dict({}))
+call(clone_job, str(first.id), body=ResubmitRequest.from_dict({"args": {"name": "Bob"}}))
 call(remove_job, str(first.id))
 
 long = job({"job": "examples.sleep", "args": {"seconds": 60}, "lock": "printer"})

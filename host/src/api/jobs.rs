@@ -10,18 +10,19 @@ use super::error::{ApiError, ErrorBody};
 use super::plugins::{default_per_page, first_page, offset};
 use super::sse;
 use super::views::{JobDetails, JobPage, JobView, LogPage};
-use crate::jobs::enqueue::{self, Admission, JobRequest, Relabel, scoped};
+use crate::jobs::enqueue::{
+    self, Admission, JobRequest, Relabel, Resubmit, ResubmitRequest, scoped,
+};
 use crate::jobs::{JobRecord, JobState, NewJob, TenantRecord};
-use crate::storage::{JobFilter, Resubmit};
+use crate::storage::JobFilter;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 /// A 503 when this host takes no new jobs (shutting down, paused, draining).
 fn accepting(state: &ApiState) -> Result<(), ApiError> {
@@ -33,7 +34,7 @@ fn accepting(state: &ApiState) -> Result<(), ApiError> {
 
 /// Admits `request` for the caller by the enqueue rules: the plugin as the
 /// tenant sees it, the tenant's caps, the callback URL this host can reach.
-fn admit(
+async fn admit(
     state: &ApiState,
     caller: &Caller,
     tenant: &TenantRecord,
@@ -43,10 +44,16 @@ fn admit(
     if let Some(url) = &request.callback_url {
         crate::services::webhooks::check_url(url).map_err(ApiError::bad_request)?;
     }
+    let uploaded = match plugin.tenant {
+        Some(_) => state.storage.plugins(Some(&caller.tenant)).await?,
+        None => Vec::new(),
+    };
+    let record = uploaded.iter().find(|record| record.name == plugin.name);
     let admission = Admission {
         tenant,
         owner: &caller.name,
         plugin_digest: &plugin.digest,
+        plugin_retry_on: record.and_then(|record| record.retry_on.as_deref()),
         defaults: state.runtime.defaults(),
         caps: state.runtime.caps(),
         now: state.clock.now(),
@@ -76,7 +83,7 @@ pub async fn enqueue(
 ) -> Result<Response, ApiError> {
     accepting(&state)?;
     let tenant = state.storage.tenant(&caller.tenant).await?;
-    let new = admit(&state, &caller, &tenant, request)?;
+    let new = admit(&state, &caller, &tenant, request).await?;
     let fingerprint = new.fingerprint.clone();
     let enqueued = state.storage.enqueue(new, state.clock.now()).await?;
     if !enqueued.created {
@@ -233,64 +240,61 @@ pub async fn cancel(
     Ok(Json(JobView::from(&state.dispatcher.cancel(job.id).await?)))
 }
 
-/// `POST /v1/jobs/{id}/retry`: a new job, linked both ways to this one.
-#[utoipa::path(post, path = "/v1/jobs/{id}/retry", operation_id = "retry_job", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 202, description = "a new job linked to this one", body = JobView), (status = "4XX", description = "error", body = ErrorBody)))]
+/// `POST /v1/jobs/{id}/retry`: a new job, linked both ways to this one,
+/// with what the body changes (args, `delay_ms` or `run_at`, queue,
+/// priority).
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", operation_id = "retry_job", tag = "jobs", params(("id" = String, Path, description = "job id")), request_body = ResubmitRequest, responses((status = 202, description = "a new job linked to this one", body = JobView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn retry(
     State(state): State<Arc<ApiState>>,
     CanSubmit(caller): CanSubmit,
     Path(id): Path<String>,
+    JsonBody(request): JsonBody<ResubmitRequest>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
     let job = visible_job(&state, &caller, &id).await?;
     accepting(&state)?;
-    let changes = resubmit(&state, &job, None).await?;
+    let changes = resubmit(&state, &job, request).await?;
     let new = state.storage.retry(job.id, changes, state.clock.now()).await?;
     state.dispatcher.wake();
     Ok((StatusCode::ACCEPTED, Json(JobView::from(&new))))
 }
 
-/// What a copy of `job` changes: its limits lowered to the tenant's caps
-/// of today, and new `args` checked against the size limit like an
-/// enqueue's.
+/// What a copy of `job` changes: what the client asked (checked like an
+/// enqueue), its limits lowered to the tenant's caps of today, and its args
+/// checked against the size limit.
 async fn resubmit(
     state: &ApiState,
     job: &JobRecord,
-    args: Option<String>,
+    request: ResubmitRequest,
 ) -> Result<Resubmit, ApiError> {
     let tenant = state.storage.tenant(&job.tenant).await?;
+    let mut changes = enqueue::resubmission(request, &tenant, state.clock.now())?;
     let limits = job
         .limits
         .lowered_to(&tenant.max_limits)
         .capped(&tenant.max_limits, state.runtime.defaults());
     let payload_limit = state.runtime.limits(&limits).payload_bytes;
-    let size = args.as_ref().map_or(job.args.len(), String::len);
+    let size = changes.args.as_ref().map_or(job.args.len(), String::len);
     if size as u64 > payload_limit {
         return Err(ApiError::too_large(format!(
             "args of {size} bytes are over the {payload_limit}-byte limit"
         )));
     }
-    Ok(Resubmit { args, limits: Some(limits) })
+    changes.limits = Some(limits);
+    Ok(changes)
 }
 
-/// The body of a clone.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CloneRequest {
-    /// New args; the original job's when missing.
-    #[schema(value_type = Option<Object>)]
-    args: Option<Value>,
-}
-
-/// `POST /v1/jobs/{id}/clone` with optional new `args`.
-#[utoipa::path(post, path = "/v1/jobs/{id}/clone", operation_id = "clone_job", tag = "jobs", params(("id" = String, Path, description = "job id")), request_body = CloneRequest, responses((status = 202, description = "a copy, optionally with new args", body = JobView), (status = "4XX", description = "error", body = ErrorBody)))]
+/// `POST /v1/jobs/{id}/clone`: a copy, with what the body changes (args,
+/// `delay_ms` or `run_at`, queue, priority).
+#[utoipa::path(post, path = "/v1/jobs/{id}/clone", operation_id = "clone_job", tag = "jobs", params(("id" = String, Path, description = "job id")), request_body = ResubmitRequest, responses((status = 202, description = "a copy, optionally with new args", body = JobView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn clone(
     State(state): State<Arc<ApiState>>,
     CanSubmit(caller): CanSubmit,
     Path(id): Path<String>,
-    JsonBody(request): JsonBody<CloneRequest>,
+    JsonBody(request): JsonBody<ResubmitRequest>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
     let job = visible_job(&state, &caller, &id).await?;
     accepting(&state)?;
-    let changes = resubmit(&state, &job, request.args.map(|args| args.to_string())).await?;
+    let changes = resubmit(&state, &job, request).await?;
     let new = state.storage.clone_job(job.id, changes, state.clock.now()).await?;
     state.dispatcher.wake();
     Ok((StatusCode::ACCEPTED, Json(JobView::from(&new))))

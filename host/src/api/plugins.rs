@@ -7,7 +7,7 @@ use super::auth::{Caller, CanOperate};
 use super::body::{QueryParams, RawBody};
 use super::error::{ApiError, ErrorBody};
 use super::views::{PluginPage, PluginView};
-use crate::jobs::PluginRecord;
+use crate::jobs::{FailureKind, PluginRecord};
 use crate::runtime::{Plugin, check_name};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -37,15 +37,44 @@ fn view(plugin: &Plugin, records: &[PluginRecord]) -> PluginView {
     PluginView::new(plugin, record.map(|r| (r.uploaded_at, r.uploader.as_str())))
 }
 
+/// Query of an upload.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// Failure kinds its jobs retry unless a job says otherwise, separated
+    /// by commas (`plugin_error,timeout`); default: every kind but
+    /// `cancelled`.
+    retry_on: Option<String>,
+}
+
+impl UploadQuery {
+    fn retry_on(&self) -> Result<Option<Vec<FailureKind>>, ApiError> {
+        let Some(kinds) = &self.retry_on else { return Ok(None) };
+        kinds
+            .split(',')
+            .filter(|kind| !kind.trim().is_empty())
+            .map(|kind| {
+                serde_json::from_value(serde_json::json!(kind.trim())).map_err(|_| {
+                    ApiError::bad_request(format!("retry_on: {kind:?} is not a failure kind"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+}
+
 /// `POST /v1/plugins/{name}` with the component as the body.
-#[utoipa::path(post, path = "/v1/plugins/{name}", operation_id = "upload_plugin", tag = "plugins", params(("name" = String, Path, description = "qualified name, e.g. acme.reports.monthly")), request_body(content = inline(ComponentBytes), content_type = "application/octet-stream", description = "the component (any content type is taken)"), responses((status = 201, description = "checked, compiled and stored: a new version", body = PluginView), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/plugins/{name}", operation_id = "upload_plugin", tag = "plugins", params(("name" = String, Path, description = "qualified name, e.g. acme.reports.monthly"), UploadQuery), request_body(content = inline(ComponentBytes), content_type = "application/octet-stream", description = "the component (any content type is taken)"), responses((status = 201, description = "checked, compiled and stored: a new version", body = PluginView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn upload(
     State(state): State<Arc<ApiState>>,
     CanOperate(caller): CanOperate,
     Path(name): Path<String>,
+    QueryParams(query): QueryParams<UploadQuery>,
     RawBody(bytes): RawBody,
 ) -> Result<(StatusCode, Json<PluginView>), ApiError> {
     check_name(&name)?;
+    let retry_on = query.retry_on()?;
     if bytes.is_empty() {
         return Err(ApiError::bad_request("the body must be the component's bytes"));
     }
@@ -67,6 +96,7 @@ pub async fn upload(
         size: plugin.size as u64,
         uploaded_at: state.clock.now(),
         uploader: caller.name.clone(),
+        retry_on,
     };
     state.storage.put_plugin(record.clone(), component).await?;
     let plugin = state.runtime.registry().insert(plugin);
@@ -74,14 +104,15 @@ pub async fn upload(
 }
 
 /// `PUT /v1/plugins/{name}`: the same as `POST`, for clients that say PUT.
-#[utoipa::path(put, path = "/v1/plugins/{name}", operation_id = "replace_plugin", tag = "plugins", params(("name" = String, Path, description = "qualified name, e.g. acme.reports.monthly")), request_body(content = inline(ComponentBytes), content_type = "application/octet-stream", description = "the component (any content type is taken)"), responses((status = 201, description = "checked, compiled and stored: a new version", body = PluginView), (status = "4XX", description = "error", body = ErrorBody)))]
+#[utoipa::path(put, path = "/v1/plugins/{name}", operation_id = "replace_plugin", tag = "plugins", params(("name" = String, Path, description = "qualified name, e.g. acme.reports.monthly"), UploadQuery), request_body(content = inline(ComponentBytes), content_type = "application/octet-stream", description = "the component (any content type is taken)"), responses((status = 201, description = "checked, compiled and stored: a new version", body = PluginView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn replace(
     state: State<Arc<ApiState>>,
     caller: CanOperate,
     name: Path<String>,
+    query: QueryParams<UploadQuery>,
     body: RawBody,
 ) -> Result<(StatusCode, Json<PluginView>), ApiError> {
-    upload(state, caller, name, body).await
+    upload(state, caller, name, query, body).await
 }
 
 /// Query of the plugin list.

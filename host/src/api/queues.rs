@@ -67,6 +67,11 @@ pub struct QueueChange {
     #[serde(default, with = "double_option")]
     #[schema(value_type = Option<u32>)]
     concurrency: Option<Option<u32>>,
+    /// Lost workers after which a job of the queue fails (1 to 100);
+    /// `null` restores the default of 3.
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    max_lost_leases: Option<Option<u32>>,
 }
 
 mod double_option {
@@ -77,13 +82,23 @@ mod double_option {
     }
 }
 
-/// `PATCH /v1/queues/{name}` with `{"paused": bool, "concurrency": n|null}`.
+/// `PATCH /v1/queues/{name}` with `{"paused": bool, "concurrency": n|null,
+/// "max_lost_leases": n|null}`.
 #[utoipa::path(patch, path = "/v1/queues/{name}", operation_id = "change_queue", tag = "queues", params(("name" = String, Path, description = "queue")), request_body = QueueChange, responses((status = 200, description = "the queue settings", body = QueueSettingsView), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn change(
     State(state): State<Arc<ApiState>>,
     CanOperate(caller): CanOperate,
     Path(name): Path<String>,
     JsonBody(change): JsonBody<QueueChange>,
+) -> Result<Json<QueueSettingsView>, ApiError> {
+    change_queue(State(state), CanOperate(caller), Path(name), change).await
+}
+
+async fn change_queue(
+    State(state): State<Arc<ApiState>>,
+    CanOperate(caller): CanOperate,
+    Path(name): Path<String>,
+    change: QueueChange,
 ) -> Result<Json<QueueSettingsView>, ApiError> {
     check_label("queue", &name, 64)?;
     let key = scoped(&caller.tenant, &name);
@@ -94,10 +109,17 @@ pub async fn change(
     if let Some(concurrency) = change.concurrency {
         settings.concurrency = concurrency;
     }
+    if let Some(limit) = change.max_lost_leases {
+        if limit.is_some_and(|limit| !(1..=100).contains(&limit)) {
+            return Err(ApiError::bad_request("max_lost_leases must be between 1 and 100"));
+        }
+        settings.max_lost_leases = limit;
+    }
     state.storage.set_queue(&key, settings.clone()).await?;
     state.dispatcher.wake();
-    let QueueSettings { paused, concurrency } = settings;
-    Ok(Json(QueueSettingsView { queue: name, paused, concurrency }))
+    let max_lost_leases = settings.lost_lease_limit();
+    let QueueSettings { paused, concurrency, .. } = settings;
+    Ok(Json(QueueSettingsView { queue: name, paused, concurrency, max_lost_leases }))
 }
 
 /// `POST /v1/queues/{name}/pause`.
@@ -107,8 +129,8 @@ pub async fn pause(
     caller: CanOperate,
     name: Path<String>,
 ) -> Result<Json<QueueSettingsView>, ApiError> {
-    change(state, caller, name, JsonBody(QueueChange { paused: Some(true), concurrency: None }))
-        .await
+    let change = QueueChange { paused: Some(true), concurrency: None, max_lost_leases: None };
+    change_queue(state, caller, name, change).await
 }
 
 /// `POST /v1/queues/{name}/resume`.
@@ -118,8 +140,8 @@ pub async fn resume(
     caller: CanOperate,
     name: Path<String>,
 ) -> Result<Json<QueueSettingsView>, ApiError> {
-    change(state, caller, name, JsonBody(QueueChange { paused: Some(false), concurrency: None }))
-        .await
+    let change = QueueChange { paused: Some(false), concurrency: None, max_lost_leases: None };
+    change_queue(state, caller, name, change).await
 }
 
 /// `GET /v1/locks`: the tenant's held locks and the job holding each.

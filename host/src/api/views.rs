@@ -7,8 +7,8 @@
 
 use crate::jobs::enqueue::unscoped;
 use crate::jobs::{
-    Backoff, JobError, JobEvent, JobRecord, JobState, LimitOverrides, LogLine, Millis, Progress,
-    QueueSettings, Role, TenantRecord, TokenRecord, WorkerMode, WorkerRecord,
+    Backoff, FailureKind, JobError, JobEvent, JobRecord, JobState, LimitOverrides, LogLine, Millis,
+    Progress, QueueSettings, Role, TenantRecord, TokenRecord, WorkerMode, WorkerRecord,
 };
 use crate::runtime::Plugin;
 use crate::storage::QueueStats;
@@ -48,6 +48,8 @@ pub struct JobView {
     pub attempt: u32,
     /// Retries allowed after the first attempt.
     pub max_retries: u32,
+    /// Failure kinds retried; `null`: every kind but `cancelled`.
+    pub retry_on: Option<Vec<FailureKind>>,
     /// Delay between attempts.
     pub backoff: Backoff,
     /// Earliest (next) start, ms since the epoch.
@@ -108,6 +110,7 @@ impl From<&JobRecord> for JobView {
             state: job.state,
             attempt: job.attempt,
             max_retries: job.max_retries,
+            retry_on: job.retry_on.clone(),
             backoff: job.backoff,
             run_at: job.run_at,
             created_at: job.created_at,
@@ -309,6 +312,8 @@ pub struct QueueSettingsView {
     pub paused: bool,
     /// Most jobs running at once.
     pub concurrency: Option<u32>,
+    /// Lost workers after which a job of the queue fails.
+    pub max_lost_leases: u32,
 }
 
 /// A held lock.

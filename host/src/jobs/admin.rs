@@ -1,7 +1,7 @@
 //! What admins manage beside jobs: tenants and their quotas, tokens and
 //! roles, plugin versions, workers. Plain serde records, like the jobs.
 
-use super::{LimitOverrides, Millis};
+use super::{FailureKind, LimitOverrides, Millis};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -51,6 +51,9 @@ pub struct PluginRecord {
     pub uploaded_at: Millis,
     /// Who uploaded it.
     pub uploader: String,
+    /// Failure kinds its jobs retry unless a job says otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on: Option<Vec<FailureKind>>,
 }
 
 /// What a token may do.
@@ -138,4 +141,16 @@ pub struct QueueSettings {
     pub paused: bool,
     /// Most jobs of the queue running at once; `None` is no limit.
     pub concurrency: Option<u32>,
+    /// A job of the queue whose worker dies this many times fails instead
+    /// of going back (the lost-worker rule); `None` is the default of
+    /// [`crate::jobs::rules::MAX_LEASES_LOST`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lost_leases: Option<u32>,
+}
+
+impl QueueSettings {
+    /// The lost-worker rule's limit in force for the queue.
+    pub fn lost_lease_limit(&self) -> u32 {
+        self.max_lost_leases.unwrap_or(crate::jobs::rules::MAX_LEASES_LOST)
+    }
 }

@@ -4,7 +4,9 @@
 //! the tenant. And the idempotency rule: the same key means the same
 //! request ([`JobRequest::fingerprint`], [`idempotency_conflict`]).
 
-use super::{Backoff, JobRecord, LimitOverrides, Limits, Millis, NewJob, TenantRecord};
+use super::{
+    Backoff, FailureKind, JobRecord, LimitOverrides, Limits, Millis, NewJob, TenantRecord,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -78,6 +80,9 @@ pub struct JobRequest {
     /// Retries after a retriable failure (at most 100).
     #[serde(default)]
     pub max_retries: u32,
+    /// Failure kinds to retry (default: the plugin's setting, else every
+    /// kind but `cancelled`).
+    pub retry_on: Option<Vec<FailureKind>>,
     /// Delay between attempts.
     pub backoff: Option<Backoff>,
     /// Limits asked for, within the caps.
@@ -122,6 +127,8 @@ pub struct Admission<'a> {
     pub owner: &'a str,
     /// Digest of the plugin version the job will run.
     pub plugin_digest: &'a str,
+    /// The plugin's own `retry_on`, for a job that sets none.
+    pub plugin_retry_on: Option<&'a [FailureKind]>,
     /// The host's limits of a job that asks for nothing.
     pub defaults: &'a Limits,
     /// The host's caps.
@@ -220,6 +227,76 @@ pub fn check_labels(
     Ok(())
 }
 
+/// What a retry or a clone may change of the job it copies; every field
+/// is optional and a missing one keeps the old job's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResubmitRequest {
+    /// New JSON args.
+    #[schema(value_type = Option<Object>)]
+    pub args: Option<Value>,
+    /// Run no sooner than this many ms from now.
+    pub delay_ms: Option<u64>,
+    /// Run no sooner than this time: ms since the epoch, or RFC 3339.
+    #[serde(default, deserialize_with = "super::when::optional")]
+    #[schema(value_type = Option<String>)]
+    pub run_at: Option<u64>,
+    /// Another queue.
+    pub queue: Option<String>,
+    /// Another priority.
+    pub priority: Option<i32>,
+}
+
+/// What changes when a job is enqueued again (retry, clone); `None` keeps
+/// the old job's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resubmit {
+    /// New JSON args.
+    pub args: Option<String>,
+    /// Limits, lowered to the tenant's caps of today.
+    pub limits: Option<LimitOverrides>,
+    /// Earliest start.
+    pub run_at: Option<Millis>,
+    /// Queue, scoped to the tenant.
+    pub queue: Option<String>,
+    /// Priority.
+    pub priority: Option<i32>,
+}
+
+/// Checks what a retry or clone asks to change, for a job of `tenant`.
+pub fn resubmission(
+    request: ResubmitRequest,
+    tenant: &TenantRecord,
+    now: Millis,
+) -> Result<Resubmit, Refusal> {
+    let run_at = when(("delay_ms", "run_at"), request.delay_ms, request.run_at, now)?;
+    if let Some(queue) = &request.queue {
+        check_label("queue", queue, 64)?;
+    }
+    if let Some(priority) = request.priority {
+        check_priority(priority, tenant)?;
+    }
+    Ok(Resubmit {
+        args: request.args.map(|args| args.to_string()),
+        limits: None,
+        run_at,
+        queue: request.queue.map(|queue| scoped(&tenant.name, &queue)),
+        priority: request.priority,
+    })
+}
+
+/// A priority within -[`MAX_PRIORITY`] and the tenant's top.
+fn check_priority(priority: i32, tenant: &TenantRecord) -> Result<(), Refusal> {
+    let top = tenant.max_priority.unwrap_or(MAX_PRIORITY).min(MAX_PRIORITY);
+    if (-MAX_PRIORITY..=top).contains(&priority) {
+        return Ok(());
+    }
+    Err(Refusal::Invalid(format!(
+        "priority must be between -{MAX_PRIORITY} and {top} for tenant {:?}, not {priority}",
+        tenant.name
+    )))
+}
+
 /// The labels a client may change after enqueueing (Tethys's extended
 /// properties); a missing field keeps its value.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -311,13 +388,7 @@ pub fn admit(request: JobRequest, admission: &Admission) -> Result<NewJob, Refus
     let run_at = when(("delay_ms", "run_at"), request.delay_ms, request.run_at, now)?;
     let expires_at =
         when(("expires_in_ms", "expires_at"), request.expires_in_ms, request.expires_at, now)?;
-    let top = tenant.max_priority.unwrap_or(MAX_PRIORITY).min(MAX_PRIORITY);
-    if !(-MAX_PRIORITY..=top).contains(&request.priority) {
-        return Err(Refusal::Invalid(format!(
-            "priority must be between -{MAX_PRIORITY} and {top} for tenant {:?}, not {}",
-            tenant.name, request.priority
-        )));
-    }
+    check_priority(request.priority, tenant)?;
     if request.max_retries > MAX_RETRIES {
         return Err(Refusal::Invalid(format!("max_retries must be at most {MAX_RETRIES}")));
     }
@@ -354,6 +425,7 @@ pub fn admit(request: JobRequest, admission: &Admission) -> Result<NewJob, Refus
         run_at,
         expires_at,
         max_retries: request.max_retries,
+        retry_on: request.retry_on.or_else(|| admission.plugin_retry_on.map(<[_]>::to_vec)),
         backoff,
         limits,
         lock: request.lock.map(|lock| scoped(&tenant.name, &lock)),
@@ -381,6 +453,7 @@ mod tests {
             tenant,
             owner: "ada",
             plugin_digest: "sha256:x",
+            plugin_retry_on: None,
             defaults: &limits,
             caps: &limits,
             now: 1_000,

@@ -134,6 +134,8 @@ pub struct NewJob {
     pub expires_at: Option<Millis>,
     /// Retries after a retriable failure.
     pub max_retries: u32,
+    /// Failure kinds retried; `None` is the host's retry policy.
+    pub retry_on: Option<Vec<FailureKind>>,
     /// Delay between attempts.
     pub backoff: Backoff,
     /// Limits asked for.
@@ -184,6 +186,9 @@ pub struct JobRecord {
     pub attempt: u32,
     /// Retries allowed after the first attempt.
     pub max_retries: u32,
+    /// Failure kinds retried; `None` is the host's retry policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on: Option<Vec<FailureKind>>,
     /// Delay between attempts.
     pub backoff: Backoff,
     /// Earliest (next) start.
@@ -270,6 +275,7 @@ impl JobRecord {
             state,
             attempt: 0,
             max_retries: new.max_retries,
+            retry_on: new.retry_on,
             backoff: new.backoff,
             run_at,
             created_at: now,

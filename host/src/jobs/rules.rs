@@ -11,9 +11,11 @@ use super::{
 };
 use uuid::Uuid;
 
-/// A job whose worker died this many times fails instead of going back to
-/// the queue: it is probably what kills its workers. A lost lease does not
-/// use up one of the job's retries, since the job itself did not fail.
+/// The lost-worker rule's default: a job whose worker died this many times
+/// fails instead of going back to the queue, since it is probably what
+/// kills its workers. A queue may set its own (`max_lost_leases`); a lost
+/// lease never uses up one of the job's retries, since the job itself did
+/// not fail.
 pub const MAX_LEASES_LOST: u32 = 3;
 
 /// A change of a job's state: the record as it must be written, the state
@@ -36,11 +38,11 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// Everything but the job's own error and cancellation: those would fail
-    /// the same way again or were asked for.
+    /// Every failure but a cancel, which was asked for: a job that asks for
+    /// retries most often wants its own error retried (a mail server down).
     fn default() -> Self {
         use FailureKind::*;
-        Self { retriable: vec![Trap, FuelExhausted, Timeout, MemoryLimit, HostError] }
+        Self { retriable: vec![PluginError, Trap, FuelExhausted, Timeout, MemoryLimit, HostError] }
     }
 }
 
@@ -180,11 +182,16 @@ pub fn finished(
         Outcome::Failed { kind, message } => {
             let kind = *kind;
             job.error = Some(JobError { kind, message: message.clone() });
-            if policy.retries(kind) && job.attempt <= job.max_retries {
+            let retried = match &job.retry_on {
+                Some(kinds) => kind != FailureKind::Cancelled && kinds.contains(&kind),
+                None => policy.retries(kind),
+            };
+            if retried && job.attempt <= job.max_retries {
                 let delay = job.backoff.delay_ms(job.attempt, random);
                 job.run_at = now.saturating_add(delay);
                 job.state = if delay == 0 { JobState::Pending } else { JobState::Scheduled };
-                format!("{kind}; retry {} of {} in {delay} ms", job.attempt, job.max_retries)
+                let why = excerpt(message);
+                format!("{kind}: {why}; retry {} of {} in {delay} ms", job.attempt, job.max_retries)
             } else {
                 job.state = match kind {
                     FailureKind::Cancelled => JobState::Cancelled,
@@ -198,26 +205,40 @@ pub fn finished(
     Transition { job, from: Some(JobState::Running), reason }
 }
 
+/// The start of a failure message, for the journal's one line.
+fn excerpt(message: &str) -> String {
+    let line = message.lines().next().unwrap_or_default();
+    match line.char_indices().nth(200) {
+        Some((end, _)) => format!("{}…", &line[..end]),
+        None => line.to_string(),
+    }
+}
+
 /// Why a running job leaves its worker without an outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Release {
-    /// The worker died (its lease expired): counts toward
-    /// [`MAX_LEASES_LOST`].
-    LeaseExpired,
+    /// The worker died (its lease expired): the job fails once it lost
+    /// `limit` workers (the queue's lost-worker rule).
+    LeaseExpired {
+        /// The queue's `max_lost_leases`.
+        limit: u32,
+    },
     /// The worker stopped and gave it back: as if the attempt never began.
     HandedBack,
 }
 
 /// A running job taken off its worker: back to pending, or finished when it
 /// must not run again (a cancel was asked, a broadcast copy pinned to that
-/// worker, a job that lost its worker [`MAX_LEASES_LOST`] times).
+/// worker, a job that lost its worker as often as its queue allows).
 pub fn taken_off_worker(job: &JobRecord, why: Release, now: Millis) -> Transition {
     let mut job = job.clone();
     job.lease_until = None;
     let worker = job.worker.clone().unwrap_or_default();
+    let mut limit = u32::MAX;
     let what = match why {
-        Release::LeaseExpired => {
+        Release::LeaseExpired { limit: queue_limit } => {
             job.leases_lost += 1;
+            limit = queue_limit;
             format!("lease of worker {worker} expired")
         }
         Release::HandedBack => {
@@ -237,8 +258,12 @@ pub fn taken_off_worker(job: &JobRecord, why: Release, now: Millis) -> Transitio
         format!("{what} after a cancel request: cancelled")
     } else if job.pinned_to.is_some() {
         fail(&mut job, format!("{what}; a broadcast copy runs nowhere else"))
-    } else if job.leases_lost >= MAX_LEASES_LOST {
-        fail(&mut job, format!("{what}; the job lost its worker {MAX_LEASES_LOST} times"))
+    } else if job.leases_lost >= limit {
+        let rule = format!(
+            "failed by the lost-worker rule: the job lost its worker {limit} times \
+             (max_lost_leases of its queue)"
+        );
+        fail(&mut job, format!("{what}; {rule}"))
     } else {
         job.state = JobState::Pending;
         job.run_at = now;
@@ -340,7 +365,7 @@ mod tests {
         let retry = finished(&job, &failed(FailureKind::Trap), &policy, clock.now(), 0);
         assert_eq!(retry.job.state, JobState::Scheduled);
         assert_eq!(retry.job.run_at, 10_100, "base delay after the first attempt");
-        assert_eq!(retry.reason, "trap; retry 1 of 2 in 100 ms");
+        assert_eq!(retry.reason, "trap: boom; retry 1 of 2 in 100 ms");
         job = claimed(&retry.job, "w1", clock.now(), 30_000).job;
         job =
             claimed(&finished(&job, &failed(FailureKind::Trap), &policy, 0, 0).job, "w1", 0, 1).job;
@@ -350,14 +375,21 @@ mod tests {
     }
 
     #[test]
-    fn a_job_error_is_not_retried_by_default_and_a_cancelled_run_ends_cancelled() {
+    fn a_job_error_is_retried_unless_the_job_says_otherwise_and_a_cancel_never_is() {
         let clock = ManualClock::at(0);
         let running = claimed(&job(&clock), "w1", 0, 1).job;
         let policy = RetryPolicy::default();
         let own = finished(&running, &failed(FailureKind::PluginError), &policy, 5, 0);
+        assert_eq!(own.job.state, JobState::Scheduled, "asked for retries, gets them");
+        assert!(own.reason.starts_with("plugin_error: boom; retry 1 of 2"), "{}", own.reason);
+        let picky = JobRecord { retry_on: Some(vec![FailureKind::Timeout]), ..running.clone() };
+        let own = finished(&picky, &failed(FailureKind::PluginError), &policy, 5, 0);
         assert_eq!((own.job.state, own.job.finished_at), (JobState::Failed, Some(5)));
         let stopped = finished(&running, &failed(FailureKind::Cancelled), &policy, 5, 0);
         assert_eq!(stopped.job.state, JobState::Cancelled);
+        let all = JobRecord { retry_on: Some(vec![FailureKind::Cancelled]), ..running };
+        let stopped = finished(&all, &failed(FailureKind::Cancelled), &policy, 5, 0);
+        assert_eq!(stopped.job.state, JobState::Cancelled, "a cancel is never retried");
     }
 
     #[test]
@@ -367,14 +399,17 @@ mod tests {
         for round in 1..=MAX_LEASES_LOST {
             clock.advance(1_000);
             let running = claimed(&job, "w1", clock.now(), 10).job;
-            let back = taken_off_worker(&running, Release::LeaseExpired, clock.now());
+            let lost = Release::LeaseExpired { limit: MAX_LEASES_LOST };
+            let back = taken_off_worker(&running, lost, clock.now());
             job = back.job;
             if round < MAX_LEASES_LOST {
                 assert_eq!((job.state, job.run_at), (JobState::Pending, clock.now()));
             }
         }
         assert_eq!(job.state, JobState::Failed);
-        assert!(job.error.unwrap().message.contains("lost its worker 3 times"));
+        assert!(job.error.unwrap().message.contains("lost-worker rule"));
+        let patient = QueueSettings { max_lost_leases: Some(10), ..QueueSettings::default() };
+        assert_eq!(patient.lost_lease_limit(), 10);
     }
 
     #[test]
@@ -387,7 +422,7 @@ mod tests {
         );
         let asked = cancelled(&running, 1).unwrap().job;
         assert!(asked.cancel_requested && asked.state == JobState::Running);
-        let gone = taken_off_worker(&asked, Release::LeaseExpired, 2);
+        let gone = taken_off_worker(&asked, Release::LeaseExpired { limit: 3 }, 2);
         assert_eq!(gone.job.state, JobState::Cancelled);
         assert!(cancelled(&gone.job, 3).unwrap_err().contains("already cancelled"));
     }
@@ -397,7 +432,7 @@ mod tests {
         let mut pinned = job(&ManualClock::at(0));
         pinned.pinned_to = Some("w1".into());
         let running = claimed(&pinned, "w1", 0, 10).job;
-        let lost = taken_off_worker(&running, Release::LeaseExpired, 20);
+        let lost = taken_off_worker(&running, Release::LeaseExpired { limit: 3 }, 20);
         assert_eq!(lost.job.state, JobState::Failed);
         let open = QueueSettings::default();
         assert_eq!(eligibility(&pinned, &view(&open)), Eligibility::Take);
@@ -409,8 +444,8 @@ mod tests {
     fn a_claim_skips_what_queue_tenant_or_lock_forbid_and_expires_the_late() {
         let job = job(&ManualClock::at(0));
         let open = QueueSettings::default();
-        let paused = QueueSettings { paused: true, concurrency: None };
-        let narrow = QueueSettings { paused: false, concurrency: Some(1) };
+        let paused = QueueSettings { paused: true, ..QueueSettings::default() };
+        let narrow = QueueSettings { concurrency: Some(1), ..QueueSettings::default() };
         assert_eq!(eligibility(&job, &view(&open)), Eligibility::Take);
         assert_eq!(eligibility(&job, &view(&paused)), Eligibility::Skip);
         let full = ClaimView { running_in_queue: 1, ..view(&narrow) };

@@ -17,7 +17,7 @@ mod redb;
 pub use self::redb::RedbStorage;
 pub use queue_stats::QueueStats;
 
-use crate::jobs::enqueue::Relabel;
+use crate::jobs::enqueue::{Relabel, Resubmit};
 use crate::jobs::{
     JobEvent, JobRecord, JobState, LogLevel, LogLine, Millis, NewJob, PluginRecord, Progress,
     QueueSettings, RetryPolicy, RunReport, TenantRecord, TokenRecord, WorkerMode, WorkerRecord,
@@ -93,16 +93,6 @@ pub struct OutputBatch {
     pub progress: Option<Progress>,
     /// Metadata set by the job, the latest value of each key.
     pub metadata: std::collections::BTreeMap<String, serde_json::Value>,
-}
-
-/// What changes when a job is enqueued again (retry, clone); `None` keeps
-/// the old job's.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Resubmit {
-    /// New JSON args.
-    pub args: Option<String>,
-    /// Limits, lowered to the tenant's caps of today by the caller.
-    pub limits: Option<crate::jobs::LimitOverrides>,
 }
 
 /// What a job list is filtered by; `None` matches everything.

@@ -7,11 +7,10 @@ use super::schema::{
     encode, ready_group, ready_key,
 };
 use super::{Lease, RedbStorage, StorageError, claim, jobs, read_job};
-use crate::jobs::enqueue::Relabel;
+use crate::jobs::enqueue::{Relabel, Resubmit};
 use crate::jobs::{JobEvent, JobRecord, JobState, LogLine, Millis, NewJob, QueueSettings};
 use crate::storage::{
     ClaimRules, Enqueued, Finishing, JobFilter, JobPage, JobStore, OutputBatch, QueueStats,
-    Resubmit,
 };
 use ::redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 use std::collections::BTreeMap;

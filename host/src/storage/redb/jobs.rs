@@ -3,15 +3,17 @@
 
 use super::apply::{apply, waiting};
 use super::schema::{
-    EVENTS, EXPIRING, IDEMPOTENCY, JOBS, LOGS, RUNNING, SCHEDULED, TENANTS, WAITING, WORKERS,
-    decode, encode,
+    EVENTS, EXPIRING, IDEMPOTENCY, JOBS, LOGS, QUEUES, RUNNING, SCHEDULED, TENANTS, WAITING,
+    WORKERS, decode, encode,
 };
 use super::{Lease, StorageError, put_job, read_job};
+use crate::jobs::enqueue::Resubmit;
 use crate::jobs::rules::{self, Release};
 use crate::jobs::{
-    JobRecord, JobState, LogLine, Millis, NewJob, TenantDefaults, TenantRecord, WorkerRecord,
+    JobRecord, JobState, LogLine, Millis, NewJob, QueueSettings, TenantDefaults, TenantRecord,
+    WorkerRecord,
 };
-use crate::storage::{Enqueued, Finishing, OutputBatch, Resubmit};
+use crate::storage::{Enqueued, Finishing, OutputBatch};
 use ::redb::{ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
@@ -99,7 +101,10 @@ pub(super) fn recover(txn: &WriteTransaction, now: Millis) -> Result<Vec<Uuid>, 
     let mut recovered = Vec::new();
     for id in expired {
         let job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(id))?;
-        let transition = rules::taken_off_worker(&job, Release::LeaseExpired, now);
+        let settings = txn.open_table(QUEUES)?.get(job.queue.as_str())?.map(|v| v.value().to_vec());
+        let settings: QueueSettings = settings.map(|v| decode(&v)).transpose()?.unwrap_or_default();
+        let lost = Release::LeaseExpired { limit: settings.lost_lease_limit() };
+        let transition = rules::taken_off_worker(&job, lost, now);
         apply(txn, Some(&job), &transition, now)?;
         recovered.push(job.id);
     }
@@ -201,11 +206,12 @@ fn resubmission(old: &JobRecord, changes: Resubmit) -> NewJob {
         job: old.job.clone(),
         plugin_digest: old.plugin_digest.clone(),
         args: changes.args.unwrap_or_else(|| old.args.clone()),
-        queue: old.queue.clone(),
-        priority: old.priority,
-        run_at: None,
+        queue: changes.queue.unwrap_or_else(|| old.queue.clone()),
+        priority: changes.priority.unwrap_or(old.priority),
+        run_at: changes.run_at,
         expires_at: None,
         max_retries: old.max_retries,
+        retry_on: old.retry_on.clone(),
         backoff: old.backoff,
         limits: changes.limits.unwrap_or(old.limits),
         lock: old.lock.clone(),
