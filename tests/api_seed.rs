@@ -277,3 +277,83 @@ async fn a_queue_sets_how_many_lost_workers_fail_a_job_and_the_journal_says_so()
     let why = reasons(&server, &ops, &id).await;
     assert!(why.last().unwrap().contains("failed by the lost-worker rule"), "{why:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runners_pause_without_refusing_jobs_answer_pings_broadcast_and_stop() {
+    let server = TestServer::start().await;
+    let p = people(&server).await;
+    let workers = loop {
+        let (_, body) = server.call(Method::GET, "/v1/workers", &p.viewer, None).await;
+        if !body["workers"].as_array().unwrap().is_empty() {
+            break body["workers"].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let worker = workers[0]["id"].as_str().unwrap().to_string();
+
+    // Pausing every worker at once: jobs are still taken, and wait.
+    let (status, all) =
+        server.call(Method::POST, "/v1/workers", ADMIN, Some(json!({"action": "pause"}))).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    assert!(all["workers"].as_array().unwrap().iter().all(|w| w["mode"] == "paused"), "{all}");
+    let held =
+        enqueue(&server, &p.ada, json!({"job": "examples.hello", "args": {"name": "held"}})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, job) = server.call(Method::GET, &format!("/v1/jobs/{held}"), &p.ada, None).await;
+    assert_eq!(job["state"], "pending", "a paused worker runs nothing");
+    let (status, _) =
+        server.call(Method::POST, "/v1/workers", &p.ada, Some(json!({"action": "resume"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only a host admin commands workers");
+    server.call(Method::POST, "/v1/workers", ADMIN, Some(json!({"action": "resume"}))).await;
+    wait_state(&server, &p.ada, &held, "completed").await;
+
+    // Ping.
+    let (status, ping) =
+        server.call(Method::GET, &format!("/v1/workers/{worker}"), &p.viewer, None).await;
+    assert_eq!(
+        (status, ping["slots"].as_u64(), ping["mode"].as_str()),
+        (StatusCode::OK, Some(64), Some("active"))
+    );
+    assert!(ping["heartbeat_age_ms"].as_u64().unwrap() < 60_000, "{ping}");
+    let (status, _) = server.call(Method::GET, "/v1/workers/nobody", &p.viewer, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A broadcast: one copy per live worker, linked by its id.
+    let body = json!({"job": "examples.hello", "args": {"name": "everyone"}});
+    let (status, sent) = server.call(Method::POST, "/v1/jobs/broadcast", &p.ada, Some(body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let copies = sent["jobs"].as_array().unwrap();
+    assert_eq!(copies.len(), 1, "one live worker");
+    assert_eq!(copies[0]["broadcast"], sent["broadcast"]);
+    assert_eq!(copies[0]["pinned_to"].as_str(), Some(worker.as_str()));
+    let copy = copies[0]["id"].as_str().unwrap().to_string();
+    wait_state(&server, &p.ada, &copy, "completed").await;
+    let (status, _) = server.call(Method::GET, &format!("/v1/jobs/{copy}"), &p.bob, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a copy is its submitter's");
+
+    // Stopping the worker: its running job finishes, then its host stops.
+    let slow =
+        enqueue(&server, &p.ada, json!({"job": "examples.sleep", "args": {"seconds": 0.5}})).await;
+    wait_state(&server, &p.ada, &slow, "running").await;
+    let (status, stopping) =
+        server.call(Method::POST, &format!("/v1/workers/{worker}/stop"), ADMIN, None).await;
+    assert_eq!((status, stopping["mode"].as_str()), (StatusCode::OK, Some("stopping")));
+    let mut stopped = false;
+    for _ in 0..600 {
+        if server.request(Method::GET, "/v1/health", "").send().await.is_err() {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(stopped, "the host stopped serving");
+    let mut state = jobhost::jobs::JobState::Running;
+    for _ in 0..600 {
+        state = server.storage.get(slow.parse().unwrap()).await.unwrap().state;
+        if state.is_terminal() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(state, jobhost::jobs::JobState::Completed, "the running job finished, not dropped");
+}

@@ -193,7 +193,14 @@ async fn every_operation_answers_what_the_document_says() {
     for action in ["pause", "resume"] {
         let path = format!("/v1/workers/{worker}/{action}");
         client.call(M::POST, "/v1/workers/{id}/{action}", &path, ADMIN, None, S::OK).await;
+        let all = Some(json!({ "action": action }));
+        client.call(M::POST, "/v1/workers", "/v1/workers", ADMIN, all, S::OK).await;
     }
+    let ping = format!("/v1/workers/{worker}");
+    client.call(M::GET, "/v1/workers/{id}", &ping, &ops, None, S::OK).await;
+    let everyone = Some(json!({"job": "examples.hello", "args": {"name": "all"}}));
+    let broadcast = "/v1/jobs/broadcast";
+    client.call(M::POST, broadcast, broadcast, &ops, everyone, S::ACCEPTED).await;
 
     // Tokens and tenants.
     let new = Some(json!({"name": "ci", "tenant": "acme", "role": "submitter"}));

@@ -92,7 +92,10 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     if let Some(secret) = host.admin_secret() {
         eprintln!("first start: admin token (tenant \"default\"), shown once: {secret}");
     }
-    shutdown_signal().await;
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = host.stopped() => {}
+    }
     tracing::info!("shutting down: no new connections; running jobs get their grace");
     host.stop().await?;
     tracing::info!("shut down");

@@ -32,6 +32,7 @@ pub struct Host {
     dispatching: JoinHandle<()>,
     serving: JoinHandle<std::io::Result<()>>,
     services: Vec<JoinHandle<()>>,
+    stopper: JoinHandle<()>,
 }
 
 /// Resolves once `stop` says true.
@@ -105,7 +106,8 @@ impl Host {
                 period: Duration::from_secs(config.prune_every_s.max(1)),
             }));
         }
-        let services = background.into_iter().map(|s| services::spawn(s, until(&stop))).collect();
+        let services: Vec<_> =
+            background.into_iter().map(|s| services::spawn(s, until(&stop))).collect();
 
         let dispatch_stop = until(&stop_dispatching);
         let host_stop = until(&stop);
@@ -124,6 +126,13 @@ impl Host {
             config.api(),
         );
         let serving = tokio::spawn(api::serve(listener, state, until(&stop)));
+        // An operator's `stop` of this worker shuts the whole host down.
+        let (asked, signal) = (dispatcher.clone(), stop.clone());
+        let stopper = tokio::spawn(async move {
+            asked.stop_requested().await;
+            tracing::info!("worker stopping by request: the host shuts down");
+            signal.send_replace(true);
+        });
         tracing::info!(
             "serving {} plugins on http://{addr} from {}",
             runtime.registry().list().len(),
@@ -140,6 +149,7 @@ impl Host {
             dispatching,
             serving,
             services,
+            stopper,
         })
     }
 
@@ -178,10 +188,17 @@ impl Host {
         }
     }
 
+    /// Resolves once the host was asked to stop (by [`Host::stop`] or by an
+    /// operator stopping its worker).
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        until(&self.stop)
+    }
+
     /// Shuts down gracefully: no new connections, SSE streams end, running
     /// jobs get their grace and the rest go back to the queue, services stop.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.stop.send_replace(true);
+        self.stopper.abort();
         if !self.dispatching.is_finished() {
             self.dispatching.await?;
         }

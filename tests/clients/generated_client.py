@@ -14,15 +14,16 @@ import jobhost_client.api as api
 from jobhost_client import AuthenticatedClient
 from jobhost_client.api.admin import (create_token, get_tenant, list_tenants, list_tokens,
                                       revoke_token, set_tenant)
-from jobhost_client.api.jobs import (cancel_job, clone_job, enqueue_job, follow_job, get_job,
-                                     job_logs, list_jobs, relabel_job, remove_job, retry_job)
+from jobhost_client.api.jobs import (broadcast_job, cancel_job, clone_job, enqueue_job, follow_job,
+                                     get_job, job_logs, list_jobs, relabel_job, remove_job,
+                                     retry_job)
 from jobhost_client.api.plugins import (get_plugin, list_plugins, remove_plugin, replace_plugin,
                                         upload_plugin)
 from jobhost_client.api.queues import (change_queue, clear_lock, get_queue, list_locks,
                                        list_queues, pause_queue, resume_queue)
 from jobhost_client.api.system import health, metrics, openapi_document, stats
-from jobhost_client.api.workers import list_workers, set_worker_mode
-from jobhost_client.models import (JobRequest, ResubmitRequest, NewToken, QueueChange, Quotas,
+from jobhost_client.api.workers import command_workers, list_workers, ping_worker, set_worker_mode
+from jobhost_client.models import (Command, JobRequest, ResubmitRequest, NewToken, QueueChange, Quotas,
                                    Relabel)
 from jobhost_client.types import File
 
@@ -91,6 +92,11 @@ call(resume_queue, "default")
 worker = call(list_workers).workers[0].id
 call(set_worker_mode, worker, "pause")
 call(set_worker_mode, worker, "resume")
+call(command_workers, body=Command.from_dict({"action": "pause"}))
+call(command_workers, body=Command.from_dict({"action": "resume"}))
+assert call(ping_worker, worker).slots > 0
+sent = call(broadcast_job, body=JobRequest.from_dict({"job": "examples.hello", "args": {"name": "all"}}))
+assert len(sent.jobs) == 1
 
 made = call(create_token, body=NewToken.from_dict({"name": "ci", "tenant": "acme", "role": "submitter"}))
 assert made.secret, "the secret is shown once"

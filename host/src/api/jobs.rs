@@ -9,7 +9,7 @@ use super::body::{JsonBody, QueryParams};
 use super::error::{ApiError, ErrorBody};
 use super::plugins::{default_per_page, first_page, offset};
 use super::sse;
-use super::views::{JobDetails, JobPage, JobView, LogPage};
+use super::views::{BroadcastView, JobDetails, JobPage, JobView, LogPage};
 use crate::jobs::enqueue::{
     self, Admission, JobRequest, Relabel, Resubmit, ResubmitRequest, scoped,
 };
@@ -131,6 +131,30 @@ fn same_request(
             existing.id
         ))),
     }
+}
+
+/// `POST /v1/jobs/broadcast`: one copy of the job for every live worker
+/// (one whose heartbeat is within three leases), each pinned to its worker
+/// and carrying the broadcast's id.
+#[utoipa::path(post, path = "/v1/jobs/broadcast", operation_id = "broadcast_job", tag = "jobs", request_body = JobRequest, responses((status = 202, description = "a copy per live worker", body = BroadcastView), (status = "4XX", description = "error", body = ErrorBody)))]
+pub async fn broadcast(
+    State(state): State<Arc<ApiState>>,
+    CanSubmit(caller): CanSubmit,
+    JsonBody(request): JsonBody<JobRequest>,
+) -> Result<(StatusCode, Json<BroadcastView>), ApiError> {
+    accepting(&state)?;
+    if request.idempotency_key.is_some() {
+        return Err(ApiError::bad_request("a broadcast takes no idempotency_key"));
+    }
+    let tenant = state.storage.tenant(&caller.tenant).await?;
+    let new = admit(&state, &caller, &tenant, request).await?;
+    let now = state.clock.now();
+    let live_after = now.saturating_sub(3 * state.dispatcher.lease().as_millis() as u64);
+    let copies = state.storage.enqueue_broadcast(new, live_after, now).await?;
+    state.dispatcher.wake();
+    let broadcast = copies[0].broadcast.expect("broadcast copies carry the broadcast");
+    let jobs = copies.iter().map(JobView::from).collect();
+    Ok((StatusCode::ACCEPTED, Json(BroadcastView { broadcast, jobs })))
 }
 
 /// Query of `GET /v1/jobs`.

@@ -168,6 +168,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
                 .layer(DefaultBodyLimit::max(MAX_COMPONENT)),
         )
         .routes(routes!(jobs::list, jobs::enqueue))
+        .routes(routes!(jobs::broadcast))
         .routes(routes!(jobs::details, jobs::relabel, jobs::remove))
         .routes(routes!(sse::follow))
         .routes(routes!(jobs::logs))
@@ -186,7 +187,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .routes(routes!(tenants::details, tenants::set))
         .routes(routes!(stats::stats))
         .routes(routes!(stats::metrics))
-        .routes(routes!(workers::list))
+        .routes(routes!(workers::list, workers::command))
+        .routes(routes!(workers::ping))
         .routes(routes!(workers::set_mode))
         .split_for_parts();
     openapi::DOCUMENT.get_or_init(|| document.to_pretty_json().expect("the document serialises"));

@@ -94,6 +94,10 @@ pub struct JobView {
     pub retried_by: Option<Uuid>,
     /// URL that receives the final job once it finishes.
     pub callback_url: Option<String>,
+    /// The broadcast this job is one copy of, and the worker it runs on.
+    pub broadcast: Option<Uuid>,
+    /// The worker a broadcast copy runs on.
+    pub pinned_to: Option<String>,
 }
 
 impl From<&JobRecord> for JobView {
@@ -133,6 +137,8 @@ impl From<&JobRecord> for JobView {
             retry_of: job.retry_of,
             retried_by: job.retried_by,
             callback_url: job.callback_url.clone(),
+            broadcast: job.broadcast,
+            pinned_to: job.pinned_to.clone(),
         }
     }
 }
@@ -165,6 +171,15 @@ pub struct JobPage {
     pub page: usize,
     /// Jobs per page.
     pub per_page: usize,
+}
+
+/// The copies of a broadcast job, one per live worker.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BroadcastView {
+    /// The id every copy carries in `broadcast`.
+    pub broadcast: Uuid,
+    /// Each copy, pinned to its worker.
+    pub jobs: Vec<JobView>,
 }
 
 /// A page of a job's log.
@@ -345,18 +360,23 @@ pub struct WorkerView {
     pub heartbeat: Millis,
     /// First heartbeat.
     pub started_at: Millis,
+    /// How long ago the last heartbeat was, in ms: a live worker beats
+    /// three times per lease.
+    pub heartbeat_age_ms: u64,
     /// Set by an operator.
     pub mode: WorkerMode,
 }
 
-impl From<&WorkerRecord> for WorkerView {
-    fn from(worker: &WorkerRecord) -> Self {
+impl WorkerView {
+    /// The view of `worker` at time `now`.
+    pub fn new(worker: &WorkerRecord, now: Millis) -> Self {
         WorkerView {
             id: worker.id.clone(),
             slots: worker.slots,
             running: worker.running,
             heartbeat: worker.heartbeat,
             started_at: worker.started_at,
+            heartbeat_age_ms: now.saturating_sub(worker.heartbeat),
             mode: worker.mode,
         }
     }

@@ -70,6 +70,8 @@ pub struct Dispatcher {
     /// Set once shutdown began: nothing more is claimed.
     stopping: AtomicBool,
     wake: Notify,
+    /// Rung when the mode an operator set changes.
+    stop_asked: Notify,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -97,19 +99,33 @@ impl Dispatcher {
             mode: Mutex::default(),
             stopping: AtomicBool::new(false),
             wake: Notify::new(),
+            stop_asked: Notify::new(),
         })
     }
 
     /// Why this host takes no new work, if it does not: it is shutting
-    /// down, or an operator paused or drained its worker.
+    /// down, or an operator drained or stopped its worker. A paused worker
+    /// still takes jobs: they wait until it is resumed.
     pub fn refusal(&self) -> Option<String> {
         if self.stopping.load(Ordering::Relaxed) {
             return Some("the host is shutting down".into());
         }
         match *self.mode.lock().unwrap() {
-            WorkerMode::Active => None,
-            WorkerMode::Paused => Some(format!("worker {} is paused", self.config.worker)),
+            WorkerMode::Active | WorkerMode::Paused => None,
             WorkerMode::Draining => Some(format!("worker {} is draining", self.config.worker)),
+            WorkerMode::Stopping => Some(format!("worker {} is stopping", self.config.worker)),
+        }
+    }
+
+    /// Resolves once an operator asked this worker to stop (mode
+    /// `stopping`), so its host can shut down.
+    pub async fn stop_requested(&self) {
+        loop {
+            let notified = self.stop_asked.notified();
+            if *self.mode.lock().unwrap() == WorkerMode::Stopping {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -299,6 +315,7 @@ impl Dispatcher {
                 if changed {
                     tracing::info!(worker = %self.config.worker, ?mode, "worker mode changed");
                     self.wake();
+                    self.stop_asked.notify_waiters();
                 }
             }
             Err(e) => tracing::error!("worker heartbeat: {e}"),

@@ -16,6 +16,9 @@ pub enum WorkerMode {
     Paused,
     /// Claims nothing, finishes what it runs; for a planned stop.
     Draining,
+    /// Claims nothing, finishes what it runs (within the shutdown grace,
+    /// handing back the rest), then its host shuts down.
+    Stopping,
 }
 
 /// A worker as it last reported itself.

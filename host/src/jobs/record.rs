@@ -249,6 +249,9 @@ pub struct JobRecord {
     /// Only this worker may run it (one copy of a broadcast job).
     #[serde(default)]
     pub pinned_to: Option<String>,
+    /// The broadcast this job is a copy of: every copy has the same id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcast: Option<Uuid>,
     /// URL that receives the final job record once the job finishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
@@ -301,6 +304,7 @@ impl JobRecord {
             cancel_requested: false,
             leases_lost: 0,
             pinned_to: None,
+            broadcast: None,
             callback_url: new.callback_url,
             fingerprint: new.fingerprint,
         }

@@ -37,12 +37,13 @@ pub(super) fn enqueue(
     Ok(Enqueued { job, created: true })
 }
 
-/// Writes a new job (pinned to `worker`, for a broadcast copy) within its
-/// tenant's `max_queued`, with its idempotency key.
+/// Writes a new job (for a broadcast copy: pinned to its worker, with the
+/// broadcast's id) within its tenant's `max_queued`, with its idempotency
+/// key.
 fn insert(
     txn: &WriteTransaction,
     new: NewJob,
-    worker: Option<String>,
+    copy: Option<(String, Uuid)>,
     defaults: &TenantDefaults,
     now: Millis,
 ) -> Result<JobRecord, StorageError> {
@@ -50,7 +51,10 @@ fn insert(
     let waiting = waiting(&txn.open_table(WAITING)?, &tenant.name)?;
     rules::queued_quota(&tenant, defaults, waiting).map_err(StorageError::OverQuota)?;
     let mut transition = rules::enqueued(new, Uuid::now_v7(), now);
-    transition.job.pinned_to = worker;
+    if let Some((worker, broadcast)) = copy {
+        transition.job.pinned_to = Some(worker);
+        transition.job.broadcast = Some(broadcast);
+    }
     apply(txn, None, &transition, now)?;
     let job = transition.job;
     if let Some(key) = &job.idempotency_key {
@@ -324,10 +328,11 @@ pub(super) fn enqueue_broadcast(
     if live.is_empty() {
         return Err(StorageError::Conflict("no live worker to broadcast to".into()));
     }
+    let broadcast = Uuid::now_v7();
     let mut copies = Vec::new();
     for worker in live {
         let new = NewJob { idempotency_key: None, ..new.clone() };
-        copies.push(insert(txn, new, Some(worker), defaults, now)?);
+        copies.push(insert(txn, new, Some((worker, broadcast)), defaults, now)?);
     }
     Ok(copies)
 }
