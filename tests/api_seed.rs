@@ -357,3 +357,80 @@ async fn runners_pause_without_refusing_jobs_answer_pings_broadcast_and_stop() {
     }
     assert_eq!(state, jobhost::jobs::JobState::Completed, "the running job finished, not dropped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_the_plugin_version_it_was_enqueued_with() {
+    let server = TestServer::start().await;
+    let ops = server.token("acme", "ops", Role::Operator).await;
+    let upload = |path: &str| {
+        let bytes = std::fs::read(path).unwrap();
+        server.request(Method::PUT, "/v1/plugins/acme.greet", &ops).body(bytes).send()
+    };
+    let v1 = upload(jobhost_plugin_artifacts::HELLO)
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let v1 = v1["digest"].as_str().unwrap().to_string();
+    server.call(Method::PATCH, "/v1/queues/held", &ops, Some(json!({"paused": true}))).await;
+    let job = |version: Option<&str>| {
+        let mut body =
+            json!({"job": "acme.greet", "args": {"name": "Ada", "text": "a b a"}, "queue": "held"});
+        if let Some(version) = version {
+            body["version"] = json!(version);
+        }
+        body
+    };
+    let first = enqueue(&server, &ops, job(None)).await;
+    let v2 = upload(jobhost_plugin_artifacts::WORDCOUNT)
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let v2 = v2["digest"].as_str().unwrap().to_string();
+    assert_ne!(v1, v2);
+    let pinned = enqueue(&server, &ops, job(Some(&v1))).await;
+    let latest = enqueue(&server, &ops, job(None)).await;
+
+    let (status, versions) =
+        server.call(Method::GET, "/v1/plugins/acme.greet/versions", &ops, None).await;
+    assert_eq!(status, StatusCode::OK, "{versions}");
+    let kept: Vec<(String, bool, u64)> = versions["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["digest"].as_str().unwrap().to_string(),
+                v["current"].as_bool().unwrap(),
+                v["jobs"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(kept, [(v1.clone(), false, 2), (v2.clone(), true, 1)]);
+
+    let (status, body) = server.call(Method::DELETE, "/v1/plugins/acme.greet", &ops, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(error_message(&body).contains("3 waiting or running jobs"), "{body}");
+    let old = format!("/v1/plugins/acme.greet/versions/{v1}");
+    let (status, body) = server.call(Method::DELETE, &old, &ops, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(error_message(&body).contains("2 waiting or running jobs"), "{body}");
+    let unknown = job(Some("sha256:0000"));
+    let (status, _) = server.call(Method::POST, "/v1/jobs", &ops, Some(unknown)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    server.call(Method::PATCH, "/v1/queues/held", &ops, Some(json!({"paused": false}))).await;
+    for (id, digest) in [(&first, &v1), (&pinned, &v1), (&latest, &v2)] {
+        let done = wait_state(&server, &ops, id, "completed").await;
+        assert_eq!(done["plugin_digest"].as_str(), Some(digest.as_str()));
+        let ran_hello = done["result"].to_string().contains("Ada");
+        assert_eq!(ran_hello, digest == &v1, "{id} ran the version it was enqueued with: {done}");
+    }
+    let (status, _) = server.call(Method::DELETE, &old, &ops, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "no job needs it any more");
+    let (status, _) = server.call(Method::DELETE, "/v1/plugins/acme.greet", &ops, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}

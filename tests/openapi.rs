@@ -138,6 +138,12 @@ async fn every_operation_answers_what_the_document_says() {
     client.call(M::GET, "/v1/plugins", "/v1/plugins", &ops, None, S::OK).await;
     let one = "/v1/plugins/acme.greeter";
     client.call(M::GET, "/v1/plugins/{name}", one, &ops, None, S::OK).await;
+    let versions = "/v1/plugins/acme.greeter/versions";
+    let kept =
+        client.call(M::GET, "/v1/plugins/{name}/versions", versions, &ops, None, S::OK).await;
+    let current = format!("{versions}/{}", kept["versions"][0]["digest"].as_str().unwrap());
+    let template = "/v1/plugins/{name}/versions/{digest}";
+    client.call(M::DELETE, template, &current, &ops, None, S::CONFLICT).await;
 
     // Jobs.
     let body = json!({"job": "acme.greeter", "args": {"name": "Ada"}, "tags": ["t"], "metadata": {"k": 1}});

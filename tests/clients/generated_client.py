@@ -17,8 +17,8 @@ from jobhost_client.api.admin import (create_token, get_tenant, list_tenants, li
 from jobhost_client.api.jobs import (broadcast_job, cancel_job, clone_job, enqueue_job, follow_job,
                                      get_job, job_logs, list_jobs, relabel_job, remove_job,
                                      retry_job)
-from jobhost_client.api.plugins import (get_plugin, list_plugins, remove_plugin, replace_plugin,
-                                        upload_plugin)
+from jobhost_client.api.plugins import (get_plugin, list_plugins, plugin_versions, remove_plugin,
+                                        remove_plugin_version, replace_plugin, upload_plugin)
 from jobhost_client.api.queues import (change_queue, clear_lock, get_queue, list_locks,
                                        list_queues, pause_queue, resume_queue)
 from jobhost_client.api.system import health, metrics, openapi_document, stats
@@ -61,6 +61,9 @@ for upload in (upload_plugin, replace_plugin):
     assert view.name == "acme.greeter" and view.digest.startswith("sha256:"), view
 assert any(p.name == "acme.greeter" for p in call(list_plugins).plugins)
 call(get_plugin, "acme.greeter")
+versions = call(plugin_versions, "acme.greeter").versions
+assert [v.current for v in versions] == [True], versions
+call(remove_plugin_version, "acme.greeter", versions[0].digest, expect=(409,))
 
 first = job({"job": "acme.greeter", "args": {"name": "Ada"}, "tags": ["generated"]})
 wait(first.id, "completed")

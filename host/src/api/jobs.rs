@@ -49,10 +49,25 @@ async fn admit(
         None => Vec::new(),
     };
     let record = uploaded.iter().find(|record| record.name == plugin.name);
+    let digest = match &request.version {
+        None => plugin.digest.clone(),
+        Some(version) if *version == plugin.digest => version.clone(),
+        Some(version) => {
+            let kept = match plugin.tenant {
+                Some(_) => state.storage.plugin_versions(&caller.tenant, &plugin.name).await?,
+                None => Vec::new(),
+            };
+            if !kept.iter().any(|v| v.record.digest == *version) {
+                let name = &plugin.name;
+                return Err(ApiError::not_found(format!("version {version} of plugin {name:?}")));
+            }
+            version.clone()
+        }
+    };
     let admission = Admission {
         tenant,
         owner: &caller.name,
-        plugin_digest: &plugin.digest,
+        plugin_digest: &digest,
         plugin_retry_on: record.and_then(|record| record.retry_on.as_deref()),
         defaults: state.runtime.defaults(),
         caps: state.runtime.caps(),

@@ -167,6 +167,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
             routes!(plugins::details, plugins::upload, plugins::replace, plugins::remove)
                 .layer(DefaultBodyLimit::max(MAX_COMPONENT)),
         )
+        .routes(routes!(plugins::versions))
+        .routes(routes!(plugins::remove_version))
         .routes(routes!(jobs::list, jobs::enqueue))
         .routes(routes!(jobs::broadcast))
         .routes(routes!(jobs::details, jobs::relabel, jobs::remove))

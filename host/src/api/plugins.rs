@@ -6,7 +6,7 @@ use super::ApiState;
 use super::auth::{Caller, CanOperate};
 use super::body::{QueryParams, RawBody};
 use super::error::{ApiError, ErrorBody};
-use super::views::{PluginPage, PluginView};
+use super::views::{PluginPage, PluginVersionView, PluginVersions, PluginView};
 use crate::jobs::{FailureKind, PluginRecord};
 use crate::runtime::{Plugin, check_name};
 use axum::Json;
@@ -196,6 +196,54 @@ pub async fn details(
     let plugin = state.runtime.registry().resolve(&caller.tenant, &name)?;
     let records = state.storage.plugins(Some(&caller.tenant)).await?;
     Ok(Json(view(&plugin, &records)))
+}
+
+/// `GET /v1/plugins/{name}/versions`: the versions kept, oldest first: the
+/// current one and those waiting or running jobs were enqueued with.
+#[utoipa::path(get, path = "/v1/plugins/{name}/versions", operation_id = "plugin_versions", tag = "plugins", params(("name" = String, Path, description = "qualified name")), responses((status = 200, description = "the versions kept", body = PluginVersions), (status = "4XX", description = "error", body = ErrorBody)))]
+pub async fn versions(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<PluginVersions>, ApiError> {
+    let plugin = state.runtime.registry().resolve(&caller.tenant, &name)?;
+    let versions = match plugin.tenant {
+        Some(_) => state
+            .storage
+            .plugin_versions(&caller.tenant, &name)
+            .await?
+            .into_iter()
+            .map(|v| PluginVersionView {
+                digest: v.record.digest,
+                size: v.record.size,
+                uploaded_at: Some(v.record.uploaded_at),
+                uploader: Some(v.record.uploader),
+                current: v.current,
+                jobs: v.jobs,
+            })
+            .collect(),
+        None => vec![PluginVersionView {
+            digest: plugin.digest.clone(),
+            size: plugin.size as u64,
+            uploaded_at: None,
+            uploader: None,
+            current: true,
+            jobs: 0,
+        }],
+    };
+    Ok(Json(PluginVersions { name, versions }))
+}
+
+/// `DELETE /v1/plugins/{name}/versions/{digest}`: an old version no
+/// waiting or running job needs (409 otherwise, with how many do).
+#[utoipa::path(delete, path = "/v1/plugins/{name}/versions/{digest}", operation_id = "remove_plugin_version", tag = "plugins", params(("name" = String, Path, description = "qualified name"), ("digest" = String, Path, description = "the version's digest")), responses((status = 204, description = "removed"), (status = "4XX", description = "error", body = ErrorBody)))]
+pub async fn remove_version(
+    State(state): State<Arc<ApiState>>,
+    CanOperate(caller): CanOperate,
+    Path((name, digest)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.storage.remove_plugin_version(&caller.tenant, &name, &digest).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `DELETE /v1/plugins/{name}`: the caller's tenant's own plugin.

@@ -228,6 +228,32 @@ impl PluginView {
     }
 }
 
+/// A version of a plugin.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginVersionView {
+    /// `sha256:` digest of the component: what `version` names at enqueue.
+    pub digest: String,
+    /// Component size in bytes.
+    pub size: u64,
+    /// Upload time (uploaded plugins).
+    pub uploaded_at: Option<Millis>,
+    /// Who uploaded it (uploaded plugins).
+    pub uploader: Option<String>,
+    /// New jobs run this version.
+    pub current: bool,
+    /// Waiting or running jobs enqueued with it; it stays while there are.
+    pub jobs: u64,
+}
+
+/// The versions of a plugin, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginVersions {
+    /// Qualified name.
+    pub name: String,
+    /// Each version kept.
+    pub versions: Vec<PluginVersionView>,
+}
+
 /// A page of plugins.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PluginPage {

@@ -12,7 +12,7 @@ mod output;
 
 use crate::events::{EventBus, JobUpdate};
 use crate::jobs::{Clock, FailureKind, JobRecord, Outcome, RetryPolicy, RunReport, WorkerMode};
-use crate::runtime::{CancelToken, JobContext, Runtime};
+use crate::runtime::{CancelToken, JobContext, Plugin, Runtime};
 use crate::storage::{ClaimRules, Finishing, Storage, StorageError};
 use output::JobOutput;
 use std::collections::HashMap;
@@ -244,7 +244,7 @@ impl Dispatcher {
         if self.storage.get(job.id).await.is_ok_and(|j| j.cancel_requested) {
             cancel.cancel();
         }
-        let report = match self.runtime.registry().resolve(&job.tenant, &job.job) {
+        let report = match self.plugin_for(&job).await {
             Ok(plugin) => {
                 let (bus, clock) = (self.bus.clone(), self.clock.clone());
                 let output = Arc::new(JobOutput::new(job.id, job.tenant.clone(), bus, clock));
@@ -266,8 +266,8 @@ impl Dispatcher {
                 }
                 report
             }
-            Err(e) => RunReport {
-                outcome: Outcome::Failed { kind: FailureKind::HostError, message: e.to_string() },
+            Err(message) => RunReport {
+                outcome: Outcome::Failed { kind: FailureKind::HostError, message },
                 fuel_used: 0,
                 duration: Duration::ZERO,
                 memory_peak: 0,
@@ -289,6 +289,28 @@ impl Dispatcher {
         }
         self.running.lock().unwrap().remove(&job.id);
         self.wake.notify_one();
+    }
+
+    /// The plugin version `job` was enqueued with: the current one, or an
+    /// older one loaded from its stored bytes (compiled once, from the
+    /// cache after that).
+    async fn plugin_for(&self, job: &JobRecord) -> Result<Arc<Plugin>, String> {
+        let registry = self.runtime.registry();
+        if let Some(plugin) = registry.version(&job.tenant, &job.job, &job.plugin_digest) {
+            return Ok(plugin);
+        }
+        registry.resolve(&job.tenant, &job.job).map_err(|e| e.to_string())?;
+        let bytes = self.storage.component(&job.plugin_digest).await.map_err(|_| {
+            format!("version {} of plugin {:?} is no longer stored", job.plugin_digest, job.job)
+        })?;
+        let (runtime, tenant, name) = (self.runtime.clone(), job.tenant.clone(), job.job.clone());
+        tokio::task::spawn_blocking(move || {
+            let plugin = runtime.registry().prepare(Some(&tenant), &name, &bytes)?;
+            Ok(runtime.registry().keep_old_version(&tenant, plugin))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e: crate::runtime::PluginError| e.to_string())
     }
 
     /// Writes a running job's buffered output every flush interval.

@@ -60,6 +60,9 @@ pub enum Refusal {
 pub struct JobRequest {
     /// Qualified plugin name.
     pub job: String,
+    /// A version of the plugin to run (its `sha256:` digest, one of
+    /// `GET /v1/plugins/{name}/versions`); default: the current one.
+    pub version: Option<String>,
     /// JSON args for the job (default `{}`).
     #[serde(default = "empty_object")]
     #[schema(value_type = Object)]

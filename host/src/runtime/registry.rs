@@ -6,7 +6,7 @@ use super::bindings::JobPre;
 use super::compile::{self, CompileCache, CompiledFrom};
 use super::error::PluginError;
 use super::sandbox::JobState;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use wasmtime::Engine;
@@ -56,7 +56,13 @@ pub struct Registry {
     linker: Linker<JobState>,
     cache: Option<CompileCache>,
     plugins: RwLock<BTreeMap<PluginKey, Arc<Plugin>>>,
+    /// Older versions, loaded on demand for jobs enqueued before an upload,
+    /// by (tenant, name, digest); at most [`MAX_OLD_VERSIONS`].
+    old_versions: RwLock<HashMap<(String, String, String), Arc<Plugin>>>,
 }
+
+/// Older versions kept ready at once; past this the oldest loaded goes.
+const MAX_OLD_VERSIONS: usize = 64;
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,7 +76,7 @@ impl Registry {
         linker: Linker<JobState>,
         cache: Option<CompileCache>,
     ) -> Self {
-        Self { engine, linker, cache, plugins: RwLock::default() }
+        Self { engine, linker, cache, plugins: RwLock::default(), old_versions: RwLock::default() }
     }
 
     /// Checks, compiles and registers `bytes` as the shared plugin `name`.
@@ -163,6 +169,31 @@ impl Registry {
     /// The plugin `name` as `tenant` sees it: its own, else the shared one.
     pub fn resolve(&self, tenant: &str, name: &str) -> Result<Arc<Plugin>, PluginError> {
         self.lookup(&(Some(tenant.to_string()), name.to_string())).or_else(|_| self.get(name))
+    }
+
+    /// Version `digest` of the plugin `name` as `tenant` sees it, if it is
+    /// the current one or an older one loaded already (an empty digest is
+    /// the current version).
+    pub fn version(&self, tenant: &str, name: &str, digest: &str) -> Option<Arc<Plugin>> {
+        let current = self.resolve(tenant, name).ok();
+        if let Some(current) = current.filter(|c| digest.is_empty() || c.digest == digest) {
+            return Some(current);
+        }
+        let key = (tenant.to_string(), name.to_string(), digest.to_string());
+        self.old_versions.read().unwrap().get(&key).cloned()
+    }
+
+    /// Keeps an older version from [`prepare`](Self::prepare) ready for the
+    /// jobs of `tenant` that need it.
+    pub fn keep_old_version(&self, tenant: &str, plugin: Plugin) -> Arc<Plugin> {
+        let plugin = Arc::new(plugin);
+        let key = (tenant.to_string(), plugin.name.clone(), plugin.digest.clone());
+        let mut old = self.old_versions.write().unwrap();
+        if old.len() >= MAX_OLD_VERSIONS {
+            old.clear();
+        }
+        old.insert(key, plugin.clone());
+        plugin
     }
 
     fn lookup(&self, key: &PluginKey) -> Result<Arc<Plugin>, PluginError> {

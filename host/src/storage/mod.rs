@@ -95,6 +95,17 @@ pub struct OutputBatch {
     pub metadata: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
+/// A version of a plugin as kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginVersion {
+    /// Who uploaded which bytes when.
+    pub record: PluginRecord,
+    /// New jobs of the plugin run this version.
+    pub current: bool,
+    /// Unfinished jobs enqueued with it.
+    pub jobs: u64,
+}
+
 /// What a job list is filtered by; `None` matches everything.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobFilter {
@@ -308,8 +319,23 @@ pub trait AdminStore: Send + Sync {
     async fn plugins(&self, tenant: Option<&str>) -> Result<Vec<PluginRecord>, StorageError>;
     /// The component bytes of a digest.
     async fn component(&self, digest: &str) -> Result<Vec<u8>, StorageError>;
-    /// Removes a plugin (and its bytes, when no other plugin uses them).
+    /// Removes a plugin with its versions (and their bytes, when no other
+    /// plugin uses them); refused while unfinished jobs need a version.
     async fn remove_plugin(&self, tenant: &str, name: &str) -> Result<PluginRecord, StorageError>;
+    /// The versions of `tenant`'s plugin `name` kept (the current one and
+    /// those unfinished jobs need), oldest first.
+    async fn plugin_versions(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Vec<PluginVersion>, StorageError>;
+    /// Removes one version, unless it is current or unfinished jobs need it.
+    async fn remove_plugin_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        digest: &str,
+    ) -> Result<PluginRecord, StorageError>;
     /// Stores a token under the hash of its secret.
     async fn put_token(&self, hash: &str, record: TokenRecord) -> Result<(), StorageError>;
     /// The token with this secret hash.

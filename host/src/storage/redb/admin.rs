@@ -2,11 +2,9 @@
 //! component bytes, tokens, tenants, and the webhook outbox.
 
 use super::schema::{CALLBACKS, COMPONENTS, PLUGINS, TENANTS, TOKENS, WORKERS, decode, encode};
-use super::{RedbStorage, StorageError, read_all};
-use crate::jobs::{
-    Millis, PluginRecord, TenantDefaults, TenantRecord, TokenRecord, WorkerMode, WorkerRecord,
-};
-use crate::storage::{AdminStore, Callback, OutboxStore};
+use super::{RedbStorage, StorageError, plugins, read_all};
+use crate::jobs::{Millis, PluginRecord, TenantRecord, TokenRecord, WorkerMode, WorkerRecord};
+use crate::storage::{AdminStore, Callback, OutboxStore, PluginVersion};
 use ::redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
@@ -24,68 +22,6 @@ fn heartbeat(
         WorkerRecord { id: id.to_string(), slots, running, heartbeat: now, started_at, mode };
     workers.insert(id, encode(&record).as_slice())?;
     Ok(mode)
-}
-
-fn remove_plugin(
-    txn: &WriteTransaction,
-    tenant: &str,
-    name: &str,
-) -> Result<PluginRecord, StorageError> {
-    let mut plugins = txn.open_table(PLUGINS)?;
-    let removed: PluginRecord = match plugins.remove((tenant, name))? {
-        Some(value) => decode(value.value())?,
-        None => return Err(StorageError::NotFound(format!("plugin {name:?}"))),
-    };
-    drop(plugins);
-    drop_unused_component(txn, &removed.digest)?;
-    Ok(removed)
-}
-
-/// Deletes the bytes of `digest` once no plugin uses them.
-fn drop_unused_component(txn: &WriteTransaction, digest: &str) -> Result<(), StorageError> {
-    for entry in txn.open_table(PLUGINS)?.iter()? {
-        if decode::<PluginRecord>(entry?.1.value())?.digest == digest {
-            return Ok(());
-        }
-    }
-    txn.open_table(COMPONENTS)?.remove(digest)?;
-    Ok(())
-}
-
-/// Stores a plugin version within its tenant's plugin quota, deleting the
-/// bytes of the version it replaces when nothing else uses them.
-fn put_plugin(
-    txn: &WriteTransaction,
-    record: &PluginRecord,
-    component: &[u8],
-    defaults: &TenantDefaults,
-) -> Result<(), StorageError> {
-    let mut plugins = txn.open_table(PLUGINS)?;
-    let key = (record.tenant.as_str(), record.name.as_str());
-    let replaced = plugins.get(key)?.map(|v| decode::<PluginRecord>(v.value())).transpose()?;
-    if replaced.is_none() {
-        let range = (record.tenant.as_str(), "")..;
-        let mut count = 0;
-        for entry in plugins.range::<(&str, &str)>(range)? {
-            if entry?.0.value().0 != record.tenant {
-                break;
-            }
-            count += 1;
-        }
-        if count >= defaults.max_plugins {
-            return Err(StorageError::OverQuota(format!(
-                "tenant {:?} has {count} plugins, its quota; remove one first",
-                record.tenant
-            )));
-        }
-    }
-    plugins.insert(key, encode(record).as_slice())?;
-    drop(plugins);
-    txn.open_table(COMPONENTS)?.insert(record.digest.as_str(), component)?;
-    if let Some(old) = replaced.filter(|old| old.digest != record.digest) {
-        drop_unused_component(txn, &old.digest)?;
-    }
-    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -136,7 +72,7 @@ impl AdminStore for RedbStorage {
         component: Vec<u8>,
     ) -> Result<(), StorageError> {
         let defaults = self.defaults;
-        self.writer.write(move |txn| put_plugin(txn, &record, &component, &defaults)).await
+        self.writer.write(move |txn| plugins::put(txn, &record, &component, &defaults)).await
     }
 
     async fn plugins(&self, tenant: Option<&str>) -> Result<Vec<PluginRecord>, StorageError> {
@@ -166,7 +102,26 @@ impl AdminStore for RedbStorage {
 
     async fn remove_plugin(&self, tenant: &str, name: &str) -> Result<PluginRecord, StorageError> {
         let (tenant, name) = (tenant.to_string(), name.to_string());
-        self.writer.write(move |txn| remove_plugin(txn, &tenant, &name)).await
+        self.writer.write(move |txn| plugins::remove(txn, &tenant, &name)).await
+    }
+
+    async fn plugin_versions(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Vec<PluginVersion>, StorageError> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.read(move |txn| plugins::versions(txn, &tenant, &name)).await
+    }
+
+    async fn remove_plugin_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        digest: &str,
+    ) -> Result<PluginRecord, StorageError> {
+        let (tenant, name, digest) = (tenant.to_string(), name.to_string(), digest.to_string());
+        self.writer.write(move |txn| plugins::remove_version(txn, &tenant, &name, &digest)).await
     }
 
     async fn put_token(&self, hash: &str, record: TokenRecord) -> Result<(), StorageError> {

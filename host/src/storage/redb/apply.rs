@@ -6,11 +6,12 @@
 //! its webhook to the outbox in the same transaction, so none is lost.
 
 use super::schema::{
-    CALLBACKS, EVENTS, EXPIRING, JOBS, LOCKS, PARKED, PENDING_V1, READY, RUNNING, SCHEDULED,
-    WAITING, encode, pending_v1_id, ready_key, ready_key_id, scheduled_key,
+    CALLBACKS, EVENTS, EXPIRING, JOBS, LOCKS, PARKED, PENDING_V1, PLUGIN_REFS, PLUGIN_VERSIONS,
+    PLUGINS, READY, RUNNING, SCHEDULED, WAITING, decode, encode, pending_v1_id, ready_key,
+    ready_key_id, scheduled_key,
 };
 use super::{Lease, StorageError, put_job, read_job};
-use crate::jobs::{JobEvent, JobRecord, JobState, Millis, Transition};
+use crate::jobs::{JobEvent, JobRecord, JobState, Millis, PluginRecord, Transition};
 use ::redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -37,8 +38,30 @@ pub(super) fn apply(
         JobState::Running if !was_running => hold(txn, job)?,
         _ => {}
     }
+    let opened = before.is_none() && !job.state.is_terminal();
+    let closed = before.is_some_and(|b| !b.state.is_terminal()) && job.state.is_terminal();
+    if opened || closed {
+        count_plugin_ref(txn, job, if opened { 1 } else { -1 })?;
+    }
     put_job(txn, job)?;
     journal(txn, job, transition.from, at, &transition.reason)
+}
+
+/// Counts an unfinished job of a plugin version in or out.
+fn count_plugin_ref(
+    txn: &WriteTransaction,
+    job: &JobRecord,
+    delta: i64,
+) -> Result<(), StorageError> {
+    let mut refs = txn.open_table(PLUGIN_REFS)?;
+    let key = (job.tenant.as_str(), job.job.as_str(), job.plugin_digest.as_str());
+    let count = refs.get(key)?.map_or(0, |v| v.value()).saturating_add_signed(delta);
+    if count == 0 {
+        refs.remove(key)?;
+    } else {
+        refs.insert(key, count)?;
+    }
+    Ok(())
 }
 
 /// Appends an event to the job's journal: the transition from `from` to the
@@ -206,7 +229,37 @@ pub(super) fn upgrade(txn: &WriteTransaction) -> Result<(), StorageError> {
         }
     }
     txn.delete_table(PENDING_V1)?;
+    recount_plugin_refs(txn)?;
     recount_waiting(txn)
+}
+
+/// Records the current version of every plugin and counts the unfinished
+/// jobs of every version, for a file from before versions were kept.
+fn recount_plugin_refs(txn: &WriteTransaction) -> Result<(), StorageError> {
+    if !txn.open_table(PLUGIN_VERSIONS)?.is_empty()? || txn.open_table(PLUGINS)?.is_empty()? {
+        return Ok(());
+    }
+    let mut current: Vec<PluginRecord> = Vec::new();
+    for entry in txn.open_table(PLUGINS)?.iter()? {
+        current.push(decode(entry?.1.value())?);
+    }
+    let mut versions = txn.open_table(PLUGIN_VERSIONS)?;
+    for record in &current {
+        let key = (record.tenant.as_str(), record.name.as_str(), record.digest.as_str());
+        versions.insert(key, encode(record).as_slice())?;
+    }
+    drop(versions);
+    let mut open = Vec::new();
+    for entry in txn.open_table(JOBS)?.iter()? {
+        let job: JobRecord = decode(entry?.1.value())?;
+        if !job.state.is_terminal() {
+            open.push(job);
+        }
+    }
+    for job in &open {
+        count_plugin_ref(txn, job, 1)?;
+    }
+    Ok(())
 }
 
 /// Counts the waiting jobs of every tenant from the indexes.

@@ -8,13 +8,15 @@
 //!   one way a job's state changes here.
 //! - `jobs`: the job operations inside a write transaction; `claim`: the
 //!   claim walk; `job_store`: [`super::JobStore`] over them and the reads.
-//! - `admin`: [`super::AdminStore`] and [`super::OutboxStore`].
+//! - `admin`: [`super::AdminStore`] and [`super::OutboxStore`]; `plugins`:
+//!   plugin versions, kept while jobs need them.
 
 mod admin;
 mod apply;
 mod claim;
 mod job_store;
 mod jobs;
+mod plugins;
 mod schema;
 mod writer;
 
@@ -22,8 +24,9 @@ use super::StorageError;
 use crate::jobs::{JobRecord, Millis, TenantDefaults};
 use ::redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use schema::{
-    CALLBACKS, COMPONENTS, EVENTS, EXPIRING, IDEMPOTENCY, JOBS, LOCKS, LOGS, PARKED, PLUGINS,
-    QUEUES, READY, RUNNING, SCHEDULED, TENANTS, TOKENS, WAITING, WORKERS, decode, encode,
+    CALLBACKS, COMPONENTS, EVENTS, EXPIRING, IDEMPOTENCY, JOBS, LOCKS, LOGS, PARKED, PLUGIN_REFS,
+    PLUGIN_VERSIONS, PLUGINS, QUEUES, READY, RUNNING, SCHEDULED, TENANTS, TOKENS, WAITING, WORKERS,
+    decode, encode,
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -101,6 +104,8 @@ impl RedbStorage {
             txn.open_table(WORKERS)?;
             txn.open_table(PLUGINS)?;
             txn.open_table(COMPONENTS)?;
+            txn.open_table(PLUGIN_VERSIONS)?;
+            txn.open_table(PLUGIN_REFS)?;
             txn.open_table(TOKENS)?;
             txn.open_table(TENANTS)?;
             txn.open_table(CALLBACKS)?;

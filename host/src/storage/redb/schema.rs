@@ -44,6 +44,16 @@ pub(super) const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("qu
 pub(super) const WORKERS: TableDefinition<&str, &[u8]> = TableDefinition::new("workers");
 /// (tenant, plugin name) → [`crate::jobs::PluginRecord`] JSON.
 pub(super) const PLUGINS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("plugins");
+/// (tenant, plugin name, digest) → [`crate::jobs::PluginRecord`] JSON: every
+/// version of an uploaded plugin that is current or that unfinished jobs
+/// still need.
+pub(super) const PLUGIN_VERSIONS: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("plugin_versions");
+/// (tenant, plugin name, digest) → unfinished jobs enqueued with that
+/// version, kept by [`super::apply`], so a version they need is never
+/// removed.
+pub(super) const PLUGIN_REFS: TableDefinition<(&str, &str, &str), u64> =
+    TableDefinition::new("plugin_refs");
 /// Component digest → component bytes, shared by every upload of them.
 pub(super) const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
 /// Token hash (hex SHA-256 of the secret) → [`crate::jobs::TokenRecord`] JSON.
