@@ -434,3 +434,25 @@ async fn a_job_runs_the_plugin_version_it_was_enqueued_with() {
     let (status, _) = server.call(Method::DELETE, "/v1/plugins/acme.greet", &ops, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_position_counts_only_the_callers_own_queue() {
+    let server = TestServer::start().await;
+    let p = people(&server).await;
+    for tenant in ["acme", "globex"] {
+        let ops = server.token(tenant, &format!("{tenant}-ops"), Role::Operator).await;
+        let (status, _) =
+            server.call(Method::PATCH, "/v1/queues/q", &ops, Some(json!({"paused": true}))).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let hello = json!({"job": "examples.hello", "args": {"name": "x"}, "queue": "q"});
+    for _ in 0..5 {
+        enqueue(&server, &p.gus, hello.clone()).await;
+    }
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(enqueue(&server, &p.ada, hello.clone()).await);
+    }
+    let (_, job) = server.call(Method::GET, &format!("/v1/jobs/{}", ids[2]), &p.ada, None).await;
+    assert_eq!(job["queue_position"], 2, "two of its own queue ahead, none of globex's: {job}");
+}
