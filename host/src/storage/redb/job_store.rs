@@ -3,11 +3,12 @@
 
 use super::apply::{unlock, waiting};
 use super::schema::{
-    EVENTS, EXPIRING, JOBS, LOCKS, LOGS, QUEUES, READY, RUNNING, SCHEDULED, WAITING, decode,
-    encode, ready_group, ready_key,
+    EVENTS, EXPIRING, JOBS, LOCKS, LOGS, QUEUES, READY, RUNNING, SCHEDULED, TimeIndex, WAITING,
+    decode, encode, ready_group, ready_key,
 };
 use super::{Lease, RedbStorage, StorageError, claim, jobs, read_job};
 use crate::jobs::enqueue::{Relabel, Resubmit};
+use crate::jobs::rules;
 use crate::jobs::{JobEvent, JobRecord, JobState, LogLine, Millis, NewJob, QueueSettings};
 use crate::storage::{
     ClaimRules, Enqueued, Finishing, JobFilter, JobPage, JobStore, OutputBatch, QueueStats,
@@ -148,19 +149,11 @@ impl JobStore for RedbStorage {
     }
 
     async fn promote(&self, now: Millis) -> Result<usize, StorageError> {
-        let txn = self.db.begin_read()?;
-        if txn.open_table(SCHEDULED)?.range(..=(now, u128::MAX))?.next().is_none() {
-            return Ok(0);
-        }
-        self.writer.write(move |txn| jobs::promote(txn, now)).await
+        self.apply_due(SCHEDULED, now, |job, _| rules::due(job)).await
     }
 
     async fn expire(&self, now: Millis) -> Result<usize, StorageError> {
-        let txn = self.db.begin_read()?;
-        if txn.open_table(EXPIRING)?.range(..=(now, u128::MAX))?.next().is_none() {
-            return Ok(0);
-        }
-        self.writer.write(move |txn| jobs::expire(txn, now)).await
+        self.apply_due(EXPIRING, now, rules::expired).await
     }
 
     async fn append_output(
@@ -293,6 +286,23 @@ impl JobStore for RedbStorage {
             ("writes_total", stats.writes.load(Ordering::Relaxed)),
             ("largest_commit_writes", stats.max_batch.load(Ordering::Relaxed)),
         ]
+    }
+}
+
+impl RedbStorage {
+    /// Applies `rule` to the jobs of a time index due by `now`, writing only
+    /// when there are some, so an idle host does not commit.
+    async fn apply_due(
+        &self,
+        index: TimeIndex,
+        now: Millis,
+        rule: fn(&JobRecord, Millis) -> rules::Transition,
+    ) -> Result<usize, StorageError> {
+        let txn = self.db.begin_read()?;
+        if txn.open_table(index)?.range(..=(now, u128::MAX))?.next().is_none() {
+            return Ok(0);
+        }
+        self.writer.write(move |txn| jobs::apply_due(txn, index, now, rule)).await
     }
 }
 

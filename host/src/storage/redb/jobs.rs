@@ -3,8 +3,8 @@
 
 use super::apply::{apply, waiting};
 use super::schema::{
-    EVENTS, EXPIRING, IDEMPOTENCY, JOBS, LOGS, QUEUES, RUNNING, SCHEDULED, TENANTS, WAITING,
-    WORKERS, decode, encode,
+    EVENTS, IDEMPOTENCY, JOBS, LOGS, QUEUES, RUNNING, TENANTS, TimeIndex, WAITING, WORKERS, decode,
+    encode,
 };
 use super::{Lease, StorageError, put_job, read_job};
 use crate::jobs::enqueue::Resubmit;
@@ -133,30 +133,24 @@ pub(super) fn hand_back(
     Ok(handed)
 }
 
-pub(super) fn promote(txn: &WriteTransaction, now: Millis) -> Result<usize, StorageError> {
+/// Applies `rule` to every job a time index (scheduled runs, deadlines)
+/// holds at or before `now`; returns how many.
+pub(super) fn apply_due(
+    txn: &WriteTransaction,
+    index: TimeIndex,
+    now: Millis,
+    rule: fn(&JobRecord, Millis) -> rules::Transition,
+) -> Result<usize, StorageError> {
     let due: Vec<(Millis, u128)> = txn
-        .open_table(SCHEDULED)?
+        .open_table(index)?
         .range(..=(now, u128::MAX))?
         .map(|entry| entry.map(|(key, _)| key.value()))
         .collect::<Result<_, _>>()?;
     for (_, id) in &due {
         let job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(*id))?;
-        apply(txn, Some(&job), &rules::due(&job), now)?;
+        apply(txn, Some(&job), &rule(&job, now), now)?;
     }
     Ok(due.len())
-}
-
-pub(super) fn expire(txn: &WriteTransaction, now: Millis) -> Result<usize, StorageError> {
-    let late: Vec<(Millis, u128)> = txn
-        .open_table(EXPIRING)?
-        .range(..=(now, u128::MAX))?
-        .map(|entry| entry.map(|(key, _)| key.value()))
-        .collect::<Result<_, _>>()?;
-    for (_, id) in &late {
-        let job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(*id))?;
-        apply(txn, Some(&job), &rules::expired(&job, now), now)?;
-    }
-    Ok(late.len())
 }
 
 pub(super) fn append_output(

@@ -21,11 +21,13 @@ pub(super) const PARKED: TableDefinition<(&str, &[u8]), ()> = TableDefinition::n
 /// The index of ready jobs before [`READY`]: priority, run_at, id → queue.
 /// Read once at open, to move its jobs into [`READY`].
 pub(super) const PENDING_V1: TableDefinition<&[u8], &str> = TableDefinition::new("pending");
+/// A (time, job id) index: [`SCHEDULED`], [`EXPIRING`].
+pub(super) type TimeIndex = TableDefinition<'static, (u64, u128), ()>;
 /// (expires_at, id) → (). Waiting jobs with a deadline to start, so expiry
 /// finds the late ones, in any queue, without a scan.
-pub(super) const EXPIRING: TableDefinition<(u64, u128), ()> = TableDefinition::new("expiring");
+pub(super) const EXPIRING: TimeIndex = TableDefinition::new("expiring");
 /// (run_at, id) → (). Jobs waiting for their time.
-pub(super) const SCHEDULED: TableDefinition<(u64, u128), ()> = TableDefinition::new("scheduled");
+pub(super) const SCHEDULED: TimeIndex = TableDefinition::new("scheduled");
 /// id → [`super::Lease`] JSON. Jobs being run, with their lease.
 pub(super) const RUNNING: TableDefinition<u128, &[u8]> = TableDefinition::new("running");
 /// (id, seq) → [`crate::jobs::JobEvent`] JSON. The journal.
