@@ -836,3 +836,39 @@ async fn the_queued_quota_counts_waiting_jobs_and_survives_a_restart() {
     assert_eq!(storage.waiting("acme").await.unwrap(), 1, "a claimed job no longer waits");
     storage.enqueue(job("fits again"), now_ms()).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_file_from_before_the_grouped_ready_index_is_upgraded_at_open() {
+    use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+    const READY: TableDefinition<&[u8], ()> = TableDefinition::new("ready");
+    const OLD: TableDefinition<&[u8], &str> = TableDefinition::new("pending");
+    let db = open();
+    let id = db.storage.enqueue(job("old"), now_ms()).await.unwrap().job.id;
+    let path = db.dir.path().join("jobhost.redb");
+    drop(db.storage);
+
+    // Rewrite the file as the version before wrote it: the ready job in the
+    // single `pending` index (priority, run_at, id → queue).
+    let file = redb::Database::create(&path).unwrap();
+    let txn = file.begin_write().unwrap();
+    {
+        let run_at = {
+            let read = file.begin_read().unwrap();
+            let ready = read.open_table(READY).unwrap();
+            let key = ready.iter().unwrap().next().unwrap().unwrap().0.value().to_vec();
+            u64::from_be_bytes(key[key.len() - 24..key.len() - 16].try_into().unwrap())
+        };
+        txn.open_table(READY).unwrap().retain(|_, _| false).unwrap();
+        let mut key = Vec::new();
+        key.extend_from_slice(&(!0x8000_0000u32).to_be_bytes()); // priority 0, inverted
+        key.extend_from_slice(&run_at.to_be_bytes());
+        key.extend_from_slice(&id.as_u128().to_be_bytes());
+        txn.open_table(OLD).unwrap().insert(key.as_slice(), "default").unwrap();
+    }
+    txn.commit().unwrap();
+    drop(file);
+
+    let storage = open_in(db.dir.path(), TenantDefaults::default());
+    let claimed = storage.claim(rules("w1", 10)).await.unwrap();
+    assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), [id], "the old job is claimable");
+}

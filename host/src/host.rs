@@ -199,12 +199,21 @@ impl Host {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.stop.send_replace(true);
         self.stopper.abort();
+        let _ = self.stopper.await;
         if !self.dispatching.is_finished() {
             self.dispatching.await?;
         }
         self.serving.await??;
         for service in self.services {
             service.await?;
+        }
+        // Tasks that hold the storage (connections, streams) end on their
+        // own once told to stop; the data file closes with the last of them,
+        // and a caller may open it again once this returns.
+        drop(self.dispatcher);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&self.storage) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Ok(())
     }

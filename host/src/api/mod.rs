@@ -195,6 +195,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .split_for_parts();
     openapi::DOCUMENT.get_or_init(|| document.to_pretty_json().expect("the document serialises"));
     router
+        .route_layer(axum::middleware::from_fn(system::log_request))
         .fallback(system::no_route)
         .method_not_allowed_fallback(system::no_method)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))

@@ -1,7 +1,11 @@
-//! Health, and the answers for routes and methods that do not exist.
+//! Health, the request log, and the answers for routes and methods that do
+//! not exist.
 
 use super::error::ApiError;
 use axum::Json;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
 
 /// The answer of the health check.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -14,6 +18,23 @@ pub struct Health {
 #[utoipa::path(get, path = "/v1/health", operation_id = "health", tag = "system", security(), responses((status = 200, description = "the server is up", body = Health)))]
 pub async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
+}
+
+/// Logs one line per request: method, route (the template, never ids or
+/// names from the path), status and latency.
+pub async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        route = route.as_deref().unwrap_or("?"),
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1e3,
+        "request"
+    );
+    response
 }
 
 /// Any unknown path.

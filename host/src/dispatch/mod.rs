@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// How a dispatcher works.
@@ -235,7 +236,15 @@ impl Dispatcher {
             let cancel = CancelToken::new();
             self.running.lock().unwrap().insert(job.id, cancel.clone());
             self.publish_state(&job, "claimed");
-            tokio::spawn(self.clone().run_job(job, cancel));
+            // Every host log line about this run names the job.
+            let span = tracing::info_span!(
+                "job",
+                id = %job.id,
+                plugin = %job.job,
+                tenant = %job.tenant,
+                attempt = job.attempt
+            );
+            tokio::spawn(self.clone().run_job(job, cancel).instrument(span));
         }
     }
 
