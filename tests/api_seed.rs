@@ -456,3 +456,46 @@ async fn queue_position_counts_only_the_callers_own_queue() {
     let (_, job) = server.call(Method::GET, &format!("/v1/jobs/{}", ids[2]), &p.ada, None).await;
     assert_eq!(job["queue_position"], 2, "two of its own queue ahead, none of globex's: {job}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_enqueues_many_jobs_with_a_result_for_each() {
+    let server = TestServer::start_with(|config| config.tenant_max_queued = 501).await;
+    let p = people(&server).await;
+    // A paused queue keeps every job waiting, so the quota is reached exactly.
+    let ops = server.token("acme", "ops", Role::Operator).await;
+    server.call(Method::POST, "/v1/queues/held/pause", &ops, None).await;
+    let hello =
+        |name: String| json!({"job": "examples.hello", "queue": "held", "args": {"name": name}});
+    let mut known = hello("k".into());
+    known["idempotency_key"] = json!("known");
+    let first = enqueue(&server, &p.ada, known.clone()).await;
+    let mut jobs: Vec<serde_json::Value> = (0..500).map(|i| hello(format!("n{i}"))).collect();
+    jobs.push(known);
+    jobs.push(json!({"job": "examples.nothing"}));
+    jobs.push(hello("over".into()));
+    let (status, batch) =
+        server.call(Method::POST, "/v1/jobs/batch", &p.ada, Some(json!({"jobs": jobs}))).await;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    let results = batch["results"].as_array().unwrap();
+    assert_eq!((results.len(), batch["created"].as_u64()), (503, Some(500)));
+    assert!(results[..500].iter().all(|r| r["status"] == 202 && r["job"]["state"] == "pending"));
+    assert_eq!(
+        (results[500]["status"].as_u64(), results[500]["job"]["id"].as_str()),
+        (Some(200), Some(first.as_str()))
+    );
+    assert_eq!(results[501]["status"], 404);
+    assert_eq!(
+        (results[502]["status"].as_u64(), results[502]["error"]["error"]["code"].as_str()),
+        (Some(429), Some("over_quota"))
+    );
+    server.call(Method::POST, "/v1/queues/held/resume", &ops, None).await;
+    let last = results[499]["job"]["id"].as_str().unwrap();
+    wait_state(&server, &p.ada, last, "completed").await;
+
+    let (status, _) =
+        server.call(Method::POST, "/v1/jobs/batch", &p.ada, Some(json!({"jobs": []}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) =
+        server.call(Method::POST, "/v1/jobs/batch", &p.viewer, Some(json!({"jobs": []}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

@@ -205,6 +205,10 @@ async fn every_operation_answers_what_the_document_says() {
     let ping = format!("/v1/workers/{worker}");
     client.call(M::GET, "/v1/workers/{id}", &ping, &ops, None, S::OK).await;
     let everyone = Some(json!({"job": "examples.hello", "args": {"name": "all"}}));
+    let batch = Some(
+        json!({"jobs": [{"job": "examples.hello", "args": {"name": "b"}}, {"job": "nope.nope"}]}),
+    );
+    client.call(M::POST, "/v1/jobs/batch", "/v1/jobs/batch", &ops, batch, S::OK).await;
     let broadcast = "/v1/jobs/broadcast";
     client.call(M::POST, broadcast, broadcast, &ops, everyone, S::ACCEPTED).await;
 

@@ -14,7 +14,8 @@ import jobhost_client.api as api
 from jobhost_client import AuthenticatedClient
 from jobhost_client.api.admin import (create_token, get_tenant, list_tenants, list_tokens,
                                       revoke_token, set_tenant)
-from jobhost_client.api.jobs import (broadcast_job, cancel_job, clone_job, enqueue_job, follow_job,
+from jobhost_client.api.jobs import (broadcast_job, cancel_job, clone_job, enqueue_batch,
+                                     enqueue_job, follow_job,
                                      get_job, job_logs, list_jobs, relabel_job, remove_job,
                                      retry_job)
 from jobhost_client.api.plugins import (get_plugin, list_plugins, plugin_versions, remove_plugin,
@@ -23,7 +24,7 @@ from jobhost_client.api.queues import (change_queue, clear_lock, get_queue, list
                                        list_queues, pause_queue, resume_queue)
 from jobhost_client.api.system import health, metrics, openapi_document, stats
 from jobhost_client.api.workers import command_workers, list_workers, ping_worker, set_worker_mode
-from jobhost_client.models import (Command, JobRequest, ResubmitRequest, NewToken, QueueChange, Quotas,
+from jobhost_client.models import (BatchRequest, Command, JobRequest, ResubmitRequest, NewToken, QueueChange, Quotas,
                                    Relabel)
 from jobhost_client.types import File
 
@@ -100,6 +101,8 @@ call(command_workers, body=Command.from_dict({"action": "resume"}))
 assert call(ping_worker, worker).slots > 0
 sent = call(broadcast_job, body=JobRequest.from_dict({"job": "examples.hello", "args": {"name": "all"}}))
 assert len(sent.jobs) == 1
+batch = call(enqueue_batch, body=BatchRequest.from_dict({"jobs": [{"job": "examples.hello", "args": {"name": "b"}}]}))
+assert batch.created == 1 and batch.results[0].status == 202
 
 made = call(create_token, body=NewToken.from_dict({"name": "ci", "tenant": "acme", "role": "submitter"}))
 assert made.secret, "the secret is shown once"

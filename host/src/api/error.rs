@@ -109,10 +109,16 @@ pub struct ErrorDetail {
     message: String,
 }
 
+impl From<ApiError> for ErrorBody {
+    fn from(error: ApiError) -> Self {
+        ErrorBody { error: ErrorDetail { code: error.code, message: error.message } }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
-        (self.status, Json(body)).into_response()
+        let status = self.status;
+        (status, Json(ErrorBody::from(self))).into_response()
     }
 }
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use utoipa::IntoParams;
 
 /// A 503 when this host takes no new jobs (shutting down, paused, draining).
-fn accepting(state: &ApiState) -> Result<(), ApiError> {
+pub(super) fn accepting(state: &ApiState) -> Result<(), ApiError> {
     match state.dispatcher.refusal() {
         Some(reason) => Err(ApiError::unavailable(format!("{reason}: it takes no new jobs"))),
         None => Ok(()),
@@ -34,7 +34,7 @@ fn accepting(state: &ApiState) -> Result<(), ApiError> {
 
 /// Admits `request` for the caller by the enqueue rules: the plugin as the
 /// tenant sees it, the tenant's caps, the callback URL this host can reach.
-async fn admit(
+pub(super) async fn admit(
     state: &ApiState,
     caller: &Caller,
     tenant: &TenantRecord,
@@ -128,7 +128,7 @@ pub async fn enqueue(
 /// only for the same request from a caller who may see it; anything else
 /// is a 409, so no caller receives a job it may not see or believes new
 /// work was queued when it was not.
-fn same_request(
+pub(super) fn same_request(
     caller: &Caller,
     existing: &JobRecord,
     fingerprint: &BTreeMap<String, String>,

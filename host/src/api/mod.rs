@@ -7,6 +7,7 @@
 //!   capped with it; `stats`: stats and /metrics; `openapi`: the OpenAPI
 //!   document, generated from the handlers.
 //! - `views`: the response bodies, apart from stored records.
+//! - `batch`: many jobs in one request and one commit.
 //! - `plugins`, `jobs`, `queues` (and locks), `workers`, `system`: the
 //!   routes; `tokens` and `tenants` for admins; `sse`: live job streams.
 //!
@@ -14,6 +15,7 @@
 //! 127.0.0.1:0 and the binary binds its configured address.
 
 mod auth;
+mod batch;
 mod body;
 mod caps;
 mod error;
@@ -171,6 +173,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .routes(routes!(plugins::remove_version))
         .routes(routes!(jobs::list, jobs::enqueue))
         .routes(routes!(jobs::broadcast))
+        .routes(routes!(batch::enqueue_batch))
         .routes(routes!(jobs::details, jobs::relabel, jobs::remove))
         .routes(routes!(sse::follow))
         .routes(routes!(jobs::logs))

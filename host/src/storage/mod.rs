@@ -181,6 +181,14 @@ pub trait JobStore: Send + Sync {
     /// its index entry and first event, or returns the job of a repeated
     /// idempotency key; refused over the tenant's `max_queued`.
     async fn enqueue(&self, new: NewJob, now: Millis) -> Result<Enqueued, StorageError>;
+    /// Writes many jobs in one transaction, each as [`JobStore::enqueue`]
+    /// would: a job refused (over quota) changes nothing and does not stop
+    /// the others.
+    async fn enqueue_many(
+        &self,
+        jobs: Vec<NewJob>,
+        now: Millis,
+    ) -> Result<Vec<Result<Enqueued, StorageError>>, StorageError>;
     /// One job.
     async fn get(&self, id: Uuid) -> Result<JobRecord, StorageError>;
     /// A page of jobs matching `filter`, newest first.

@@ -25,6 +25,26 @@ impl JobStore for RedbStorage {
         self.writer.write(move |txn| jobs::enqueue(txn, new, &defaults, now)).await
     }
 
+    async fn enqueue_many(
+        &self,
+        jobs: Vec<NewJob>,
+        now: Millis,
+    ) -> Result<Vec<Result<Enqueued, StorageError>>, StorageError> {
+        let defaults = self.defaults;
+        self.writer
+            .write(move |txn| {
+                let mut results = Vec::with_capacity(jobs.len());
+                for new in jobs {
+                    results.push(match jobs::enqueue(txn, new, &defaults, now) {
+                        Err(e @ StorageError::OverQuota(_)) => Err(e),
+                        other => Ok(other?),
+                    });
+                }
+                Ok(results)
+            })
+            .await
+    }
+
     async fn get(&self, id: Uuid) -> Result<JobRecord, StorageError> {
         read_job(&self.db.begin_read()?.open_table(JOBS)?, id)
     }
