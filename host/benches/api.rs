@@ -1,5 +1,6 @@
 //! HTTP API load benchmark over loopback: enqueue requests per second (one
-//! client vs. many in flight), and 1,000 SSE followers of one job (time to
+//! client vs. many in flight), jobs per second through `POST /v1/jobs/batch`,
+//! and 1,000 SSE followers of one job (time to
 //! open them all, time from the job's end until every follower has its
 //! `close`, events delivered).
 //!
@@ -13,6 +14,8 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "bench-admin-secret-0123456789abcdef";
 const ENQUEUE_FOR: Duration = Duration::from_secs(5);
 const FOLLOWERS: usize = 1_000;
+const BATCHES: usize = 20;
+const BATCH_SIZE: usize = 1_000;
 
 fn main() -> anyhow::Result<()> {
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -22,6 +25,8 @@ fn main() -> anyhow::Result<()> {
         let base = format!("http://{}", host.addr());
         enqueue_rate(&base, 1).await?;
         enqueue_rate(&base, 64).await?;
+        drain(&base).await?;
+        batch_rate(&base).await?;
         drain(&base).await?;
         followers(&base).await
     })
@@ -82,6 +87,41 @@ async fn enqueue_rate(base: &str, clients: usize) -> anyhow::Result<()> {
         elapsed.as_secs_f64(),
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+    );
+    Ok(())
+}
+
+/// One client sends [`BATCHES`] batches of [`BATCH_SIZE`] jobs, one after
+/// another.
+async fn batch_rate(base: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let jobs: Vec<_> =
+        (0..BATCH_SIZE).map(|_| json!({"job": "examples.hello", "args": {"name": "b"}})).collect();
+    let body = json!({ "jobs": jobs });
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    for _ in 0..BATCHES {
+        let sent = Instant::now();
+        let response = client
+            .post(format!("{base}/v1/jobs/batch"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(response.status() == 200, "batch: {}", response.status());
+        let result: serde_json::Value = response.json().await?;
+        anyhow::ensure!(result["created"] == BATCH_SIZE, "batch created {}", result["created"]);
+        latencies.push(sent.elapsed());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    println!(
+        "enqueue in batches of {BATCH_SIZE}: {:>7.0} jobs/s ({} jobs in {:.1} s), per batch p50 {:.1} ms, max {:.1} ms",
+        (BATCHES * BATCH_SIZE) as f64 / elapsed.as_secs_f64(),
+        BATCHES * BATCH_SIZE,
+        elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 1.0).as_secs_f64() * 1e3,
     );
     Ok(())
 }
