@@ -22,7 +22,9 @@ mod writer;
 
 use super::StorageError;
 use crate::jobs::{JobRecord, Millis, TenantDefaults};
-use ::redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use ::redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableHandle, WriteTransaction,
+};
 use schema::{
     CALLBACKS, COMPONENTS, EVENTS, EXPIRING, IDEMPOTENCY, JOBS, LOCKS, LOGS, PARKED, PLUGIN_REFS,
     PLUGIN_VERSIONS, PLUGINS, QUEUES, READY, RUNNING, SCHEDULED, TENANTS, TOKENS, WAITING, WORKERS,
@@ -85,9 +87,11 @@ struct Lease {
 }
 
 impl RedbStorage {
-    /// Opens (or creates) the database file at `path` and creates its tables.
+    /// Opens (or creates) the database file at `path` and creates its tables;
+    /// a redb file of another program is refused rather than written to.
     pub fn open(path: &Path) -> Result<RedbStorage, StorageError> {
         let db = Database::create(path)?;
+        refuse_foreign(&db)?;
         let txn = db.begin_write()?;
         {
             txn.open_table(JOBS)?;
@@ -123,6 +127,20 @@ impl RedbStorage {
     pub fn with_tenant_defaults(self, defaults: TenantDefaults) -> Self {
         Self { defaults, ..self }
     }
+}
+
+/// A jobhost database has a `jobs` table from its first open; a file with
+/// tables and none of that name belongs to someone else.
+fn refuse_foreign(db: &Database) -> Result<(), StorageError> {
+    let names: Vec<String> =
+        db.begin_read()?.list_tables()?.map(|table| table.name().to_string()).collect();
+    if names.is_empty() || names.iter().any(|name| name == JOBS.name()) {
+        return Ok(());
+    }
+    Err(StorageError::Backend(format!(
+        "not a jobhost database: it holds the tables {} and no jobs table",
+        names.join(", ")
+    )))
 }
 
 impl RedbStorage {
