@@ -4,11 +4,13 @@
 //! finish within a grace time and hands the rest back to the queue.
 
 use jobhost::jobs::Role;
-use jobhost_tests::server::{ADMIN, TestServer, enqueue, error_code, error_message, wait_state};
+use jobhost_tests::server::{
+    ADMIN, TestServer, enqueue, error_code, error_message, read_to_close, wait_state,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Sends `request` on a raw connection, stalls, and returns what the
 /// server answers before it closes the connection.
@@ -16,12 +18,7 @@ async fn stall(server: &TestServer, request: &str) -> String {
     let address = server.base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
-        .await
-        .expect("the server closed the stalled connection")
-        .unwrap();
-    String::from_utf8_lossy(&answer).into_owned()
+    read_to_close(&mut stream).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,11 +5,13 @@
 //! and connection floods that must not shut other clients out.
 
 use jobhost::jobs::{MAX_METADATA_BYTES, MAX_METADATA_KEYS, Role};
-use jobhost_tests::server::{ADMIN, TestServer, enqueue, error_code, error_message, wait_state};
+use jobhost_tests::server::{
+    ADMIN, TestServer, enqueue, error_code, error_message, read_to_close, wait_state,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 async fn post_job(
     server: &TestServer,
@@ -208,16 +210,6 @@ async fn connect(server: &TestServer, from: [u8; 4]) -> tokio::net::TcpStream {
     socket.connect(address).await.unwrap()
 }
 
-/// Whatever the server sends until it closes, within 30 s.
-async fn read_all(stream: &mut tokio::net::TcpStream) -> String {
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
-        .await
-        .expect("the server answered and closed")
-        .unwrap();
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_bodies_and_connection_floods_cannot_shut_others_out() {
     let server = TestServer::start_with(|config| {
@@ -235,7 +227,7 @@ async fn slow_bodies_and_connection_floods_cannot_shut_others_out() {
          Content-Type: application/json\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n{{"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
-    let answer = read_all(&mut stream).await;
+    let answer = read_to_close(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
 
     // A body trickled a byte at a time is cut off at the deadline, however
@@ -255,7 +247,7 @@ async fn slow_bodies_and_connection_floods_cannot_shut_others_out() {
         }
     };
     tokio::time::timeout(Duration::from_secs(60), trickle).await.expect("the server cut it off");
-    let answer = read_all(&mut stream).await;
+    let answer = read_to_close(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 
     // One address holds its cap of connections; the next is refused...
@@ -265,7 +257,7 @@ async fn slow_bodies_and_connection_floods_cannot_shut_others_out() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut refused = connect(&server, [127, 0, 0, 1]).await;
-    let answer = read_all(&mut refused).await;
+    let answer = read_to_close(&mut refused).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("maximum of 8 open connections"), "{answer}");
 

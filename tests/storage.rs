@@ -228,28 +228,16 @@ async fn tenants_are_held_to_their_running_quota() {
         .enqueue(NewJob { tenant: "globex".into(), ..job("globex-1") }, now_ms())
         .await
         .unwrap();
-    let names: Vec<_> = db
-        .storage
-        .claim(rules("w1", 10))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|j| j.name.unwrap())
-        .collect();
-    assert_eq!(names, ["acme-1", "globex-1"]);
+    assert_eq!(claim_names(db.storage.as_ref(), 10).await, ["acme-1", "globex-1"]);
 
     let generous =
         TenantRecord { name: "acme".into(), max_running: Some(3), ..TenantRecord::default() };
     db.storage.put_tenant(generous).await.unwrap();
-    let names: Vec<_> = db
-        .storage
-        .claim(rules("w1", 10))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|j| j.name.unwrap())
-        .collect();
-    assert_eq!(names, ["acme-2", "acme-3"], "the tenant's own quota wins over the default");
+    assert_eq!(
+        claim_names(db.storage.as_ref(), 10).await,
+        ["acme-2", "acme-3"],
+        "the tenant's own quota wins over the default"
+    );
 }
 
 #[tokio::test]

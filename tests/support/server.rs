@@ -190,3 +190,15 @@ fn parse_event(block: &str) -> Option<SseEvent> {
     let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
     event.map(|event| SseEvent { event, id, data })
 }
+
+/// Whatever the server sends on a raw connection until it closes it, within
+/// 30 s: for tests of what a misbehaving client gets.
+pub async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(30), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server answered and closed the connection")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}

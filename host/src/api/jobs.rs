@@ -289,10 +289,33 @@ pub async fn retry(
     Path(id): Path<String>,
     JsonBody(request): JsonBody<ResubmitRequest>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let job = visible_job(&state, &caller, &id).await?;
-    accepting(&state)?;
-    let changes = resubmit(&state, &job, request).await?;
-    let new = state.storage.retry(job.id, changes, state.clock.now()).await?;
+    copy(&state, &caller, &id, request, CopyKind::Retry).await
+}
+
+/// The two ways to enqueue a job again: a retry is linked both ways to the
+/// job it retries and only for a finished job not yet retried; a clone is a
+/// plain copy.
+enum CopyKind {
+    Retry,
+    Clone,
+}
+
+/// A new job from the visible job `id`, changed as `request` says.
+async fn copy(
+    state: &ApiState,
+    caller: &Caller,
+    id: &str,
+    request: ResubmitRequest,
+    kind: CopyKind,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let job = visible_job(state, caller, id).await?;
+    accepting(state)?;
+    let changes = resubmit(state, &job, request).await?;
+    let now = state.clock.now();
+    let new = match kind {
+        CopyKind::Retry => state.storage.retry(job.id, changes, now).await?,
+        CopyKind::Clone => state.storage.clone_job(job.id, changes, now).await?,
+    };
     state.dispatcher.wake();
     Ok((StatusCode::ACCEPTED, Json(JobView::from(&new))))
 }
@@ -331,12 +354,7 @@ pub async fn clone(
     Path(id): Path<String>,
     JsonBody(request): JsonBody<ResubmitRequest>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let job = visible_job(&state, &caller, &id).await?;
-    accepting(&state)?;
-    let changes = resubmit(&state, &job, request).await?;
-    let new = state.storage.clone_job(job.id, changes, state.clock.now()).await?;
-    state.dispatcher.wake();
-    Ok((StatusCode::ACCEPTED, Json(JobView::from(&new))))
+    copy(&state, &caller, &id, request, CopyKind::Clone).await
 }
 
 /// `PATCH /v1/jobs/{id}`: changes the job's name, description, tags or
