@@ -760,11 +760,17 @@ async fn plugins_are_stored_per_tenant_with_shared_component_bytes() {
         uploader: "ada".into(),
         retry_on: None,
     };
-    db.storage.put_plugin(record("acme"), b"abc".to_vec()).await.unwrap();
-    db.storage.put_plugin(record("globex"), b"abc".to_vec()).await.unwrap();
+    for tenant in ["acme", "globex", "ac", "acme2"] {
+        db.storage.put_plugin(record(tenant), b"abc".to_vec()).await.unwrap();
+    }
     assert_eq!(db.storage.plugins(Some("acme")).await.unwrap(), [record("acme")]);
-    assert_eq!(db.storage.plugins(None).await.unwrap().len(), 2);
-    db.storage.remove_plugin("acme", "examples.hello").await.unwrap();
+    assert_eq!(db.storage.plugins(None).await.unwrap().len(), 4);
+    assert_eq!(db.storage.plugin("acme", "examples.hello").await.unwrap(), Some(record("acme")));
+    assert_eq!(db.storage.plugin("acme", "examples.other").await.unwrap(), None);
+    assert_eq!(db.storage.plugin("initech", "examples.hello").await.unwrap(), None);
+    for tenant in ["ac", "acme2", "acme"] {
+        db.storage.remove_plugin(tenant, "examples.hello").await.unwrap();
+    }
     assert_eq!(db.storage.component("sha256:abc").await.unwrap(), b"abc", "globex still uses it");
     db.storage.remove_plugin("globex", "examples.hello").await.unwrap();
     assert!(matches!(db.storage.component("sha256:abc").await, Err(StorageError::NotFound(_))));

@@ -44,11 +44,10 @@ pub(super) async fn admit(
     if let Some(url) = &request.callback_url {
         crate::services::webhooks::check_url(url).map_err(ApiError::bad_request)?;
     }
-    let uploaded = match plugin.tenant {
-        Some(_) => state.storage.plugins(Some(&caller.tenant)).await?,
-        None => Vec::new(),
+    let record = match plugin.tenant {
+        Some(_) => state.storage.plugin(&caller.tenant, &plugin.name).await?,
+        None => None,
     };
-    let record = uploaded.iter().find(|record| record.name == plugin.name);
     let digest = match &request.version {
         None => plugin.digest.clone(),
         Some(version) if *version == plugin.digest => version.clone(),
@@ -68,7 +67,7 @@ pub(super) async fn admit(
         tenant,
         owner: &caller.name,
         plugin_digest: &digest,
-        plugin_retry_on: record.and_then(|record| record.retry_on.as_deref()),
+        plugin_retry_on: record.as_ref().and_then(|record| record.retry_on.as_deref()),
         defaults: state.runtime.defaults(),
         caps: state.runtime.caps(),
         now: state.clock.now(),

@@ -194,8 +194,8 @@ pub async fn details(
     Path(name): Path<String>,
 ) -> Result<Json<PluginView>, ApiError> {
     let plugin = state.runtime.registry().resolve(&caller.tenant, &name)?;
-    let records = state.storage.plugins(Some(&caller.tenant)).await?;
-    Ok(Json(view(&plugin, &records)))
+    let record = state.storage.plugin(&caller.tenant, &plugin.name).await?;
+    Ok(Json(view(&plugin, record.as_slice())))
 }
 
 /// `GET /v1/plugins/{name}/versions`: the versions kept, oldest first: the

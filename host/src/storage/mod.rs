@@ -325,6 +325,9 @@ pub trait AdminStore: Send + Sync {
     ) -> Result<(), StorageError>;
     /// Plugins of `tenant` (or all), by tenant and name.
     async fn plugins(&self, tenant: Option<&str>) -> Result<Vec<PluginRecord>, StorageError>;
+    /// `tenant`'s uploaded plugin `name`, if there is one: what an enqueue
+    /// reads, so it costs one lookup whatever the tenant holds.
+    async fn plugin(&self, tenant: &str, name: &str) -> Result<Option<PluginRecord>, StorageError>;
     /// The component bytes of a digest.
     async fn component(&self, digest: &str) -> Result<Vec<u8>, StorageError>;
     /// Removes a plugin with its versions (and their bytes, when no other

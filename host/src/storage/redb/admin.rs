@@ -78,16 +78,28 @@ impl AdminStore for RedbStorage {
     async fn plugins(&self, tenant: Option<&str>) -> Result<Vec<PluginRecord>, StorageError> {
         let tenant = tenant.map(str::to_string);
         self.read(move |txn| {
+            let table = txn.open_table(PLUGINS)?;
+            let entries = match tenant.as_deref() {
+                Some(tenant) => table.range((tenant, "")..)?,
+                None => table.iter()?,
+            };
             let mut all = Vec::new();
-            for entry in txn.open_table(PLUGINS)?.iter()? {
-                let plugin: PluginRecord = decode(entry?.1.value())?;
-                if tenant.as_deref().is_none_or(|t| t == plugin.tenant) {
-                    all.push(plugin);
+            for entry in entries {
+                let (key, value) = entry?;
+                if tenant.as_deref().is_some_and(|t| t != key.value().0) {
+                    break;
                 }
+                all.push(decode(value.value())?);
             }
             Ok(all)
         })
         .await
+    }
+
+    async fn plugin(&self, tenant: &str, name: &str) -> Result<Option<PluginRecord>, StorageError> {
+        let table = self.db.begin_read()?.open_table(PLUGINS)?;
+        let value = table.get((tenant, name))?;
+        value.map(|value| decode(value.value())).transpose()
     }
 
     async fn component(&self, digest: &str) -> Result<Vec<u8>, StorageError> {
