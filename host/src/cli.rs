@@ -1,8 +1,11 @@
 //! The `jobhost` command line: `serve` starts a host ([`Host::start`]) with
 //! the settings of [`Config`]; `run` runs one job of one plugin and prints
 //! its report. Both take every setting of the config, so `run --fuel 5`
-//! runs the job with that default fuel.
+//! runs the job with that default fuel. The other commands are clients of
+//! a server ([`crate::client`]); `completions` prints a shell's completion
+//! script.
 
+use crate::client;
 use crate::config::{Config, LogFormat};
 use crate::host::Host;
 use crate::jobs::{LogLevel, Outcome};
@@ -40,6 +43,23 @@ enum Command {
         #[command(flatten)]
         config: Config,
     },
+    #[command(flatten)]
+    Client(client::Command),
+    /// Print the completion script of a shell (`jobhost completions bash >
+    /// /etc/bash_completion.d/jobhost`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// What an invocation does.
+#[derive(Debug)]
+enum Action {
+    Serve,
+    Run { name: String, args: String },
+    Client(Box<client::Command>),
+    Completions(clap_complete::Shell),
 }
 
 /// A parsed command line with its settings resolved (flags, environment,
@@ -47,7 +67,7 @@ enum Command {
 #[derive(Debug)]
 pub struct Invocation {
     config: Config,
-    run: Option<(String, String)>,
+    action: Action,
 }
 
 impl Invocation {
@@ -65,12 +85,15 @@ impl Invocation {
     fn from_matches(matches: &ArgMatches) -> anyhow::Result<Invocation> {
         let cli = Cli::from_arg_matches(matches)?;
         let (_, sub) = matches.subcommand().context("a command is required")?;
-        let config = Config::from_matches(sub)?;
-        let run = match cli.command {
-            Command::Serve { .. } => None,
-            Command::Run { name, args, .. } => Some((name, args)),
+        let (config, action) = match cli.command {
+            Command::Serve { .. } => (Config::from_matches(sub)?, Action::Serve),
+            Command::Run { name, args, .. } => {
+                (Config::from_matches(sub)?, Action::Run { name, args })
+            }
+            Command::Client(command) => (Config::default(), Action::Client(Box::new(command))),
+            Command::Completions { shell } => (Config::default(), Action::Completions(shell)),
         };
-        Ok(Invocation { config, run })
+        Ok(Invocation { config, action })
     }
 
     /// How the log is to be written.
@@ -80,9 +103,19 @@ impl Invocation {
 
     /// Runs the command; returns the process exit status.
     pub async fn execute(self) -> anyhow::Result<i32> {
-        match self.run {
-            None => serve(self.config).await,
-            Some((name, args)) => run(self.config, &name, &args).await,
+        match self.action {
+            Action::Serve => serve(self.config).await,
+            Action::Run { name, args } => run(self.config, &name, &args).await,
+            Action::Client(command) => client::run(*command).await,
+            Action::Completions(shell) => {
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "jobhost",
+                    &mut std::io::stdout(),
+                );
+                Ok(0)
+            }
         }
     }
 }
@@ -161,7 +194,8 @@ mod tests {
     fn run_takes_a_name_args_and_any_setting() {
         let line = ["jobhost", "run", "examples.hello", "{}", "--fuel", "5", "--plugins", "p"];
         let invocation = Invocation::parse(&line).unwrap();
-        assert_eq!(invocation.run, Some(("examples.hello".into(), "{}".into())));
+        let Action::Run { name, args } = &invocation.action else { panic!("{invocation:?}") };
+        assert_eq!((name.as_str(), args.as_str()), ("examples.hello", "{}"));
         assert_eq!(invocation.config.fuel, 5);
         assert_eq!(invocation.config.plugins, [std::path::PathBuf::from("p")]);
     }

@@ -27,10 +27,14 @@
 //!   variables and an optional TOML file.
 //! - [`host`]: [`host::Host::start`], the one place a host is assembled,
 //!   used by the binary, the tests and the benchmarks.
-//! - [`cli`]: the `jobhost` command line (`serve`, `run`).
+//! - [`client`]: the client commands of the binary (`enqueue --follow`,
+//!   `jobs ls`, `job logs -f`, ...), which speak only the HTTP API.
+//! - [`cli`]: the `jobhost` command line (`serve`, `run`, the client
+//!   commands, shell completions).
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod dispatch;
 pub mod events;

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use utoipa::IntoParams;
+use uuid::Uuid;
 
 /// A 503 when this host takes no new jobs (shutting down, paused, draining).
 pub(super) fn accepting(state: &ApiState) -> Result<(), ApiError> {
@@ -186,13 +187,15 @@ pub struct ListQuery {
     #[param(value_type = Option<String>)]
     since: Option<u64>,
     search: Option<String>,
+    /// Only clones of this job.
+    cloned_from: Option<Uuid>,
     #[serde(default = "first_page")]
     page: usize,
     #[serde(default = "default_per_page")]
     per_page: usize,
 }
 
-/// `GET /v1/jobs?state=&queue=&job=&owner=&since=&search=&page=&per_page=`,
+/// `GET /v1/jobs?state=&queue=&job=&owner=&since=&search=&cloned_from=&page=&per_page=`,
 /// newest first, with the total that matched.
 #[utoipa::path(get, path = "/v1/jobs", operation_id = "list_jobs", tag = "jobs", params(ListQuery), responses((status = 200, description = "a page of jobs, newest first, with the total", body = JobPage), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
@@ -212,6 +215,7 @@ pub async fn list(
         job: query.job,
         since: query.since,
         search: query.search,
+        cloned_from: query.cloned_from,
     };
     let page = state.storage.list(&filter, start, query.per_page).await?;
     Ok(Json(JobPage {

@@ -10,6 +10,7 @@
 //! - `batch`: many jobs in one request and one commit.
 //! - `plugins`, `jobs`, `queues` (and locks), `workers`, `system`: the
 //!   routes; `tokens` and `tenants` for admins; `sse`: live job streams.
+//! - `ui`: the web dashboard at `/ui`, embedded assets over the same API.
 //!
 //! [`serve`] takes a bound listener and a shutdown future, so tests bind
 //! 127.0.0.1:0 and the binary binds its configured address.
@@ -29,6 +30,7 @@ mod streams;
 mod system;
 mod tenants;
 mod tokens;
+mod ui;
 mod views;
 mod workers;
 
@@ -163,6 +165,7 @@ impl std::fmt::Debug for ApiState {
 pub fn router(state: Arc<ApiState>) -> Router {
     let (router, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(system::health))
+        .routes(routes!(system::me))
         .routes(routes!(openapi::document))
         .routes(routes!(plugins::list))
         .routes(
@@ -198,6 +201,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .split_for_parts();
     openapi::DOCUMENT.get_or_init(|| document.to_pretty_json().expect("the document serialises"));
     router
+        .merge(ui::routes())
         .route_layer(axum::middleware::from_fn(system::log_request))
         .fallback(system::no_route)
         .method_not_allowed_fallback(system::no_method)

@@ -6,7 +6,7 @@ use super::ApiState;
 use super::auth::{CanAdministerHost, CanView};
 use super::error::{ApiError, ErrorBody};
 use super::queues::health;
-use crate::storage::QueueStats;
+use crate::storage::{MINUTES, Minute, QueueStats};
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
@@ -45,6 +45,19 @@ pub struct LastHour {
     pub completed: usize,
     /// completed / finished; `null` when nothing finished.
     pub success_rate: Option<f64>,
+    /// Its 60 minutes, oldest first: what completed and failed in each.
+    pub minutes: Vec<MinuteView>,
+}
+
+/// Jobs that finished in one minute.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MinuteView {
+    /// Start of the minute, ms since the epoch.
+    pub start: u64,
+    /// Jobs that completed in it.
+    pub completed: u32,
+    /// Jobs that failed in it.
+    pub failed: u32,
 }
 
 /// What this host has and does now.
@@ -85,7 +98,12 @@ pub async fn stats(
     let queues = health(&state, Some(&caller.tenant)).await?;
     let mut jobs: BTreeMap<String, usize> = BTreeMap::new();
     let (mut finished, mut completed, mut stuck) = (0, 0, 0);
+    let mut minutes = [Minute::default(); MINUTES];
     for queue in &queues {
+        for (sum, minute) in minutes.iter_mut().zip(&queue.minutes) {
+            sum.completed += minute.completed;
+            sum.failed += minute.failed;
+        }
         for (state, count) in &queue.counts {
             *jobs.entry(state.to_string()).or_default() += count;
         }
@@ -94,13 +112,23 @@ pub async fn stats(
         stuck += queue.stuck;
     }
     let success_rate = (finished > 0).then(|| completed as f64 / finished as f64);
+    let this_minute = state.clock.now() / 60_000 * 60_000;
+    let minutes = (0..MINUTES as u64)
+        .rev()
+        .zip(minutes)
+        .map(|(ago, minute)| MinuteView {
+            start: this_minute.saturating_sub(ago * 60_000),
+            completed: minute.completed,
+            failed: minute.failed,
+        })
+        .collect();
     Ok(Json(Stats {
         waiting: state.storage.waiting(&caller.tenant).await?,
         tenant: caller.tenant,
         queues: queues.len(),
         jobs,
         stuck,
-        last_hour: LastHour { finished, completed, success_rate },
+        last_hour: LastHour { finished, completed, success_rate, minutes },
         host: host(&state),
     }))
 }

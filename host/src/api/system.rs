@@ -1,7 +1,9 @@
-//! Health, the request log, and the answers for routes and methods that do
-//! not exist.
+//! Health, who the caller is, the request log, and the answers for routes
+//! and methods that do not exist.
 
-use super::error::ApiError;
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
+use crate::jobs::Role;
 use axum::Json;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -18,6 +20,24 @@ pub struct Health {
 #[utoipa::path(get, path = "/v1/health", operation_id = "health", tag = "system", security(), responses((status = 200, description = "the server is up", body = Health)))]
 pub async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
+}
+
+/// The token a request was made with, as its holder may see it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Me {
+    /// The token's name (jobs it submits are owned by this name).
+    pub name: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// What it may do.
+    pub role: Role,
+}
+
+/// `GET /v1/me`: the caller's token name, tenant and role, so a client can
+/// check a token and show only what the role may do.
+#[utoipa::path(get, path = "/v1/me", operation_id = "me", tag = "system", responses((status = 200, description = "the caller's name, tenant and role", body = Me), (status = "4XX", description = "error", body = ErrorBody)))]
+pub async fn me(caller: Caller) -> Json<Me> {
+    Json(Me { name: caller.name, tenant: caller.tenant, role: caller.role })
 }
 
 /// Logs one line per request: method, route (the template, never ids or

@@ -86,12 +86,16 @@ pub struct JobView {
     pub error: Option<JobError>,
     /// Fuel used over all attempts.
     pub fuel_used: u64,
+    /// Most linear memory any attempt held at once, in bytes.
+    pub memory_peak: u64,
     /// Worker running it, or that ran it last.
     pub worker: Option<String>,
     /// The job this one retries.
     pub retry_of: Option<Uuid>,
     /// The job that retried this one.
     pub retried_by: Option<Uuid>,
+    /// The job this one is a clone of (its clones: `GET /v1/jobs?cloned_from=`).
+    pub cloned_from: Option<Uuid>,
     /// URL that receives the final job once it finishes.
     pub callback_url: Option<String>,
     /// The broadcast this job is one copy of, and the worker it runs on.
@@ -133,9 +137,11 @@ impl From<&JobRecord> for JobView {
             result: job.result.as_deref().map(json),
             error: job.error.clone(),
             fuel_used: job.fuel_used,
+            memory_peak: job.memory_peak,
             worker: job.worker.clone(),
             retry_of: job.retry_of,
             retried_by: job.retried_by,
+            cloned_from: job.cloned_from,
             callback_url: job.callback_url.clone(),
             broadcast: job.broadcast,
             pinned_to: job.pinned_to.clone(),

@@ -231,6 +231,9 @@ pub struct JobRecord {
     pub error: Option<JobError>,
     /// Fuel used over all attempts.
     pub fuel_used: u64,
+    /// Most linear memory any attempt held at once, in bytes.
+    #[serde(default)]
+    pub memory_peak: u64,
     /// Worker running it (or that ran it last).
     pub worker: Option<String>,
     /// While running: the lease expiry; recovery requeues it after that.
@@ -239,6 +242,9 @@ pub struct JobRecord {
     pub retry_of: Option<Uuid>,
     /// The job that retried this one.
     pub retried_by: Option<Uuid>,
+    /// The job this one is a clone of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloned_from: Option<Uuid>,
     /// Someone asked to cancel it while it ran; recovery cancels instead of
     /// requeuing, and a worker that claims it late cancels at once.
     #[serde(default)]
@@ -297,10 +303,12 @@ impl JobRecord {
             result: None,
             error: None,
             fuel_used: 0,
+            memory_peak: 0,
             worker: None,
             lease_until: None,
             retry_of: None,
             retried_by: None,
+            cloned_from: None,
             cancel_requested: false,
             leases_lost: 0,
             pinned_to: None,

@@ -171,6 +171,7 @@ pub fn finished(
     let mut job = job.clone();
     job.lease_until = None;
     job.fuel_used = job.fuel_used.saturating_add(report.fuel_used);
+    job.memory_peak = job.memory_peak.max(report.memory_peak);
     let reason = match &report.outcome {
         Outcome::Completed { result } => {
             job.state = JobState::Completed;

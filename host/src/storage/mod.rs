@@ -15,7 +15,7 @@ mod queue_stats;
 mod redb;
 
 pub use self::redb::RedbStorage;
-pub use queue_stats::QueueStats;
+pub use queue_stats::{MINUTES, Minute, QueueStats};
 
 use crate::jobs::enqueue::{Relabel, Resubmit};
 use crate::jobs::{
@@ -123,6 +123,8 @@ pub struct JobFilter {
     pub since: Option<Millis>,
     /// Case-insensitive text in the name, description, plugin or tags.
     pub search: Option<String>,
+    /// Only clones of this job.
+    pub cloned_from: Option<Uuid>,
 }
 
 impl JobFilter {
@@ -136,6 +138,7 @@ impl JobFilter {
             && eq(&self.job, &job.job)
             && self.state.is_none_or(|state| state == job.state)
             && self.since.is_none_or(|since| job.created_at >= since)
+            && self.cloned_from.is_none_or(|original| job.cloned_from == Some(original))
             && self.search.as_deref().is_none_or(|text| {
                 let text = text.to_lowercase();
                 let has = |s: &str| s.to_lowercase().contains(&text);

@@ -28,8 +28,24 @@ pub struct QueueStats {
     pub success_rate: Option<f64>,
     /// Mean run time (start to finish) of jobs completed in the window.
     pub average_duration_ms: Option<f64>,
+    /// Jobs completed and failed in each of the last [`MINUTES`] minutes of
+    /// the clock (the last one is the current minute), oldest first.
+    #[serde(skip)]
+    pub minutes: [Minute; MINUTES],
     #[serde(skip)]
     total_duration_ms: u64,
+}
+
+/// How many minutes [`QueueStats::minutes`] covers.
+pub const MINUTES: usize = 60;
+
+/// Jobs that finished in one minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Minute {
+    /// Completed in it.
+    pub completed: u32,
+    /// Failed in it.
+    pub failed: u32,
 }
 
 impl QueueStats {
@@ -44,6 +60,7 @@ impl QueueStats {
             throughput_per_minute: 0.0,
             success_rate: None,
             average_duration_ms: None,
+            minutes: [Minute::default(); MINUTES],
             total_duration_ms: 0,
         }
     }
@@ -61,6 +78,18 @@ impl QueueStats {
         let waited_too_long = job.state == JobState::Pending && job.run_at + stuck_after_ms < now;
         if lease_expired || waited_too_long {
             self.stuck += 1;
+        }
+        let finished = matches!(job.state, JobState::Completed | JobState::Failed);
+        if let Some(at) = job.finished_at.filter(|_| finished) {
+            let ago = (now / 60_000).saturating_sub(at / 60_000) as usize;
+            if ago < MINUTES {
+                let minute = &mut self.minutes[MINUTES - 1 - ago];
+                if job.state == JobState::Completed {
+                    minute.completed += 1;
+                } else {
+                    minute.failed += 1;
+                }
+            }
         }
         let in_window = job.finished_at.is_some_and(|at| at + window_ms >= now);
         if in_window && matches!(job.state, JobState::Completed | JobState::Failed) {

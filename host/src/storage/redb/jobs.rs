@@ -256,7 +256,10 @@ pub(super) fn clone_job(
     now: Millis,
 ) -> Result<JobRecord, StorageError> {
     let old = read_job(&txn.open_table(JOBS)?, id)?;
-    insert(txn, resubmission(&old, changes), None, defaults, now)
+    let mut new = insert(txn, resubmission(&old, changes), None, defaults, now)?;
+    new.cloned_from = Some(old.id);
+    put_job(txn, &new)?;
+    Ok(new)
 }
 
 /// Deletes a job with its journal, logs and idempotency key.

@@ -1,0 +1,128 @@
+//! `jobhost plugin push|ls|show|rm|versions`.
+
+use super::format::{self, query, segment, text};
+use super::http::Client;
+use super::table::{Table, fields};
+use super::{Output, print, render};
+use anyhow::Context;
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// What to do with plugins.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Upload a component as a new version of plugin NAME.
+    Push {
+        /// The qualified name to serve it under (`acme.reports.monthly`).
+        name: String,
+        /// The component (`.wasm`, built for wasm32-wasip2).
+        file: PathBuf,
+        /// Failure kinds its jobs retry unless a job says otherwise
+        /// (`plugin_error,timeout`).
+        #[arg(long)]
+        retry_on: Option<String>,
+    },
+    /// The tenant's plugins and the shared ones.
+    Ls {
+        /// Text in the name.
+        #[arg(long)]
+        search: Option<String>,
+    },
+    /// One plugin: digest, size, imports and exports.
+    Show { name: String },
+    /// Its versions: the current one and those jobs still need.
+    Versions { name: String },
+    /// Remove the plugin, or only one of its versions.
+    Rm {
+        name: String,
+        /// Only this version (its digest).
+        #[arg(long)]
+        version: Option<String>,
+    },
+}
+
+/// Runs a plugin command.
+pub async fn run(client: &Client, output: Output, command: PluginCommand) -> anyhow::Result<i32> {
+    let path = |name: &str| format!("/v1/plugins/{}", segment(name));
+    match command {
+        PluginCommand::Push { name, file, retry_on } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let target = format!("{}{}", path(&name), query(&[("retry_on", retry_on)]));
+            let plugin = client.upload(&target, bytes).await?;
+            Ok(print(output, &plugin, |p| {
+                format!("pushed {} {}\n", text(&p["name"]), text(&p["digest"]))
+            }))
+        }
+        PluginCommand::Ls { search } => {
+            let page = client
+                .get(&format!(
+                    "/v1/plugins{}",
+                    query(&[("search", search), ("per_page", Some("200".into()))])
+                ))
+                .await?;
+            Ok(print(output, &page, |page| {
+                let mut table = Table::new(&["NAME", "SHARED", "DIGEST", "SIZE", "UPLOADED"]);
+                for plugin in page["plugins"].as_array().into_iter().flatten() {
+                    table.row(vec![
+                        text(&plugin["name"]).into(),
+                        text(&plugin["shared"]).into(),
+                        format::digest(&plugin["digest"]).into(),
+                        format::bytes(&plugin["size"]).into(),
+                        format::ago(&plugin["uploaded_at"]).into(),
+                    ]);
+                }
+                render(&table)
+            }))
+        }
+        PluginCommand::Show { name } => {
+            let plugin = client.get(&path(&name)).await?;
+            Ok(print(output, &plugin, |p| {
+                let list = |v: &Value| {
+                    v.as_array()
+                        .map(|items| items.iter().map(text).collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default()
+                };
+                fields(&[
+                    ("name", text(&p["name"])),
+                    ("shared", text(&p["shared"])),
+                    ("digest", text(&p["digest"])),
+                    ("size", format::bytes(&p["size"])),
+                    ("uploaded", format::time(&p["uploaded_at"])),
+                    ("uploader", text(&p["uploader"])),
+                    ("imports", list(&p["imports"])),
+                    ("exports", list(&p["exports"])),
+                ])
+            }))
+        }
+        PluginCommand::Versions { name } => {
+            let versions = client.get(&format!("{}/versions", path(&name))).await?;
+            Ok(print(output, &versions, |v| {
+                let mut table = Table::new(&["DIGEST", "CURRENT", "JOBS", "SIZE", "UPLOADED"]);
+                for version in v["versions"].as_array().into_iter().flatten() {
+                    table.row(vec![
+                        text(&version["digest"]).into(),
+                        text(&version["current"]).into(),
+                        text(&version["jobs"]).into(),
+                        format::bytes(&version["size"]).into(),
+                        format::ago(&version["uploaded_at"]).into(),
+                    ]);
+                }
+                render(&table)
+            }))
+        }
+        PluginCommand::Rm { name, version } => {
+            let target = match &version {
+                Some(digest) => format!("{}/versions/{}", path(&name), segment(digest)),
+                None => path(&name),
+            };
+            let answer = client.call(Method::DELETE, &target, None).await?;
+            Ok(print(output, &answer, |_| match &version {
+                Some(digest) => format!("removed {name} {digest}\n"),
+                None => format!("removed {name}\n"),
+            }))
+        }
+    }
+}
