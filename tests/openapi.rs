@@ -120,6 +120,8 @@ async fn every_operation_answers_what_the_document_says() {
     use StatusCode as S;
 
     client.call(M::GET, "/v1/health", "/v1/health", "", None, S::OK).await;
+    let me = client.call(M::GET, "/v1/me", "/v1/me", &ops, None, S::OK).await;
+    assert_eq!(me, json!({"name": "ops", "tenant": "acme", "role": "operator"}));
 
     // Plugins.
     let hello = std::fs::read(jobhost_plugin_artifacts::HELLO).unwrap();

@@ -572,7 +572,8 @@ function chartFrame(label, maxY, formatY) {
 /** Completed and failed jobs per minute, stacked bars. */
 function throughputChart(minutes) {
   const most = Math.max(1, ...minutes.map(m => m.completed + m.failed));
-  const maxY = niceCeiling(most);
+  // At least 2, so the middle grid line is a whole number of jobs.
+  const maxY = niceCeiling(Math.max(2, most));
   const root = chartFrame('jobs finished per minute', maxY, v => String(Math.round(v)));
   const slot = PLOT_WIDTH / minutes.length;
   const bottom = CHART.top + PLOT_HEIGHT;
@@ -1208,7 +1209,9 @@ async function pageJob(ctx, id) {
   }
 
   function renderProgress() {
-    const progress = (ACTIVE.has(job.state) && liveProgress) || job.progress || liveProgress;
+    // The stream's progress is never older than the record's (which is
+    // written in batches), so it wins while the page is open.
+    const progress = liveProgress || job.progress;
     setProgress(view.bar, progress ? progress.percent : job.state === 'completed' ? 100 : 0, job.state);
     view.progressMessage.textContent = (progress && progress.message) || (progress || ACTIVE.has(job.state) ? '' : 'The job reported no progress.');
     view.position.textContent = queuePosition != null && job.state === 'pending' ? `${queuePosition} ready jobs will be claimed before this one.` : '';

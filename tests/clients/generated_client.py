@@ -22,7 +22,7 @@ from jobhost_client.api.plugins import (get_plugin, list_plugins, plugin_version
                                         remove_plugin_version, replace_plugin, upload_plugin)
 from jobhost_client.api.queues import (change_queue, clear_lock, get_queue, list_locks,
                                        list_queues, pause_queue, resume_queue)
-from jobhost_client.api.system import health, metrics, openapi_document, stats
+from jobhost_client.api.system import health, me, metrics, openapi_document, stats
 from jobhost_client.api.workers import command_workers, list_workers, ping_worker, set_worker_mode
 from jobhost_client.models import (BatchRequest, Command, JobRequest, ResubmitRequest, NewToken, QueueChange, Quotas,
                                    Relabel)
@@ -57,6 +57,8 @@ def wait(job_id, state):
 component = open(component_path, "rb").read()
 call(health)
 call(openapi_document)
+who = call(me)
+assert who.role.value == "host_admin" and who.tenant == "default", who
 for upload in (upload_plugin, replace_plugin):
     view = call(upload, "acme.greeter", body=File(payload=io.BytesIO(component), file_name="c.wasm"))
     assert view.name == "acme.greeter" and view.digest.startswith("sha256:"), view

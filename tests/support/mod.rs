@@ -4,6 +4,7 @@
 
 pub mod schema;
 pub mod server;
+pub mod webdriver;
 
 use jobhost::jobs::{LimitOverrides, Limits, LogLevel, RunReport};
 use jobhost::runtime::{CancelToken, JobContext, JobObserver, Plugin, Runtime, RuntimeConfig};

@@ -1,0 +1,121 @@
+//! The dashboard at `/ui` in a real headless Chromium, used as an operator
+//! and a viewer use it: log in with a token, enqueue a job and watch it go
+//! pending → running → completed without a reload, read its live log,
+//! cancel a running job, and check that a viewer is offered no cancel.
+//! Screenshots land in `$CARGO_TARGET_TMPDIR/screenshots`.
+
+use jobhost::jobs::Role;
+use jobhost_tests::server::{ADMIN, TestServer};
+use jobhost_tests::webdriver::{Browser, WAIT};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn screenshots() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+}
+
+async fn log_in(browser: &Browser, base: &str, token: &str, name: &str) {
+    browser.goto(&format!("{base}/ui")).await;
+    let field = browser.wait_for("[data-test=token]").await;
+    browser.type_into(&field, token).await;
+    browser.click(&browser.wait_for("[data-test=login]").await).await;
+    browser.wait_for_text("[data-test=whoami]", |t| t.contains(name)).await;
+}
+
+/// The state cell of job `id`'s row on the jobs page.
+fn row_state(id: &str) -> String {
+    format!("[data-test=job-row][data-id=\"{id}\"] [data-test=job-state]")
+}
+
+async fn enqueue(server: &TestServer, body: Value) -> String {
+    let (status, job) = server.call(Method::POST, "/v1/jobs", ADMIN, Some(body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    job["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_watches_jobs_live_and_a_viewer_cannot_cancel() {
+    let server = TestServer::start().await;
+    let viewer = server.token("default", "watcher", Role::Viewer).await;
+    let (status, _) = server.call(Method::POST, "/v1/queues/ui/pause", ADMIN, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let browser = Browser::start().await;
+    log_in(&browser, &server.base, ADMIN, "admin").await;
+    browser.script("window.__loaded_once = true;").await;
+
+    // Enqueue from the form into the paused queue: the row says pending.
+    browser.click(&browser.wait_for("[data-test=nav-jobs]").await).await;
+    let option = browser.wait_for("[data-test=enqueue-job] option[value=\"examples.sleep\"]").await;
+    browser.click(&option).await;
+    let args = browser.wait_for("[data-test=enqueue-args]").await;
+    browser.type_into(&args, r#"{"seconds": 6, "steps": 30}"#).await;
+    browser.type_into(&browser.wait_for("[data-test=enqueue-queue]").await, "ui").await;
+    browser.click(&browser.wait_for("[data-test=enqueue-submit]").await).await;
+    let (_, page) = server.call(Method::GET, "/v1/jobs?queue=ui", ADMIN, None).await;
+    let deadline = Instant::now() + WAIT;
+    let mut page = page;
+    while page["total"] != 1 {
+        assert!(Instant::now() < deadline, "the form enqueued nothing: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        page = server.call(Method::GET, "/v1/jobs?queue=ui", ADMIN, None).await.1;
+    }
+    let id = page["jobs"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(page["jobs"][0]["args"], json!({"seconds": 6, "steps": 30}));
+    browser.wait_for_text(&row_state(&id), |t| t == "pending").await;
+
+    // Resume it: the same row goes running, then we open the job's page.
+    server.call(Method::POST, "/v1/queues/ui/resume", ADMIN, None).await;
+    browser.wait_for_text(&row_state(&id), |t| t == "running").await;
+    let link = format!("[data-test=job-row][data-id=\"{id}\"] a[href=\"#/jobs/{id}\"]");
+    browser.click(&browser.wait_for(&link).await).await;
+    browser.wait_for_text("[data-test=job-state]", |t| t == "running").await;
+    let first = browser.wait_for_text("[data-test=job-log]", |t| t.contains("step")).await;
+    let later = browser
+        .wait_for_text("[data-test=job-log]", |t| t.len() > first.len() && t.contains("step"))
+        .await;
+    assert!(later.starts_with(first.lines().next().unwrap()), "log lines append: {later}");
+    browser.wait_for_text("[data-test=job-state]", |t| t == "completed").await;
+    let log = browser.wait_for_text("[data-test=job-log]", |t| t.contains("step 30 of 30")).await;
+    assert_eq!(log.matches("step 1 of 30").count(), 1, "each line once: {log}");
+    browser.wait_for("[data-test=job-progress][data-percent=\"100\"]").await;
+    let events = browser.wait_for_text("[data-test=job-events]", |t| t.contains("completed")).await;
+    assert!(events.contains("pending") && events.contains("running"), "{events}");
+    let result = browser.wait_for_text("[data-test=job-result]", |t| t.contains("slept_ms")).await;
+    assert!(result.contains(&id), "the result shown is the job's own: {result}");
+    let loaded = browser.script("return window.__loaded_once === true;").await;
+    assert_eq!(loaded, json!(true), "all of it happened without a page load");
+    browser.screenshot(&screenshots().join("job.png")).await;
+
+    // Cancel a running job from its page.
+    let long = enqueue(&server, json!({"job": "examples.sleep", "args": {"seconds": 120}})).await;
+    browser.goto(&format!("{}/ui#/jobs/{long}", server.base)).await;
+    browser.wait_for_text("[data-test=job-state]", |t| t == "running").await;
+    browser.click(&browser.wait_for("[data-test=job-cancel]").await).await;
+    browser.wait_for_text("[data-test=job-state]", |t| t == "cancelled").await;
+    let (_, cancelled) = server.call(Method::GET, &format!("/v1/jobs/{long}"), ADMIN, None).await;
+    assert_eq!(cancelled["state"], "cancelled");
+
+    browser.click(&browser.wait_for("[data-test=nav-overview]").await).await;
+    browser.wait_for("[data-test=chart-throughput]").await;
+    browser.wait_for_text("[data-test=count-completed]", |t| t.contains('1')).await;
+    browser.screenshot(&screenshots().join("overview.png")).await;
+
+    // A viewer sees a running job but is offered no cancel, and no enqueue.
+    browser.click(&browser.wait_for("[data-test=logout]").await).await;
+    log_in(&browser, &server.base, &viewer, "watcher").await;
+    let running =
+        enqueue(&server, json!({"job": "examples.sleep", "args": {"seconds": 120}})).await;
+    browser.goto(&format!("{}/ui#/jobs/{running}", server.base)).await;
+    browser.wait_for_text("[data-test=job-state]", |t| t == "running").await;
+    browser.wait_for("[data-test=job-log]").await;
+    assert!(browser.find_all("[data-test=job-cancel]").await.is_empty(), "a viewer has no cancel");
+    assert!(browser.find_all("[data-test=job-remove]").await.is_empty());
+    browser.click(&browser.wait_for("[data-test=nav-jobs]").await).await;
+    browser.wait_for(&row_state(&running)).await;
+    assert!(browser.find_all("[data-test=enqueue-submit]").await.is_empty(), "nor an enqueue form");
+    assert!(browser.find_all("[data-test=nav-tokens]").await.is_empty(), "nor tokens");
+    server.call(Method::POST, &format!("/v1/jobs/{running}/cancel"), ADMIN, None).await;
+    browser.close().await;
+}
