@@ -365,6 +365,15 @@ async fn a_delayed_job_and_a_clone_with_new_args() {
     let copy_id = copy["id"].as_str().unwrap();
     let copied = wait_state(&server, &token, copy_id, "completed").await;
     assert_eq!(copied["result"], json!({"greeting": "Hello, copy!"}));
+    assert_eq!(copied["cloned_from"], id, "a clone names its original");
+    assert!(copied["memory_peak"].as_u64().unwrap() > 0, "the memory it used: {copied}");
+    let (_, clones) =
+        server.call(Method::GET, &format!("/v1/jobs?cloned_from={id}"), &token, None).await;
+    let ids: Vec<&str> =
+        clones["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [copy_id], "the original's clones: {clones}");
+    let (status, _) = server.call(Method::GET, "/v1/jobs?cloned_from=nope", &token, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

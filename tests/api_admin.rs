@@ -126,6 +126,14 @@ async fn stats_sum_the_tenant_and_metrics_show_the_host() {
     assert_eq!(stats["queues"], 2);
     assert_eq!(stats["last_hour"]["success_rate"], 0.5);
     assert_eq!(stats["host"]["slots"], 64);
+    let minutes = stats["last_hour"]["minutes"].as_array().unwrap();
+    assert_eq!(minutes.len(), 60, "an hour of minutes, oldest first");
+    let starts: Vec<u64> = minutes.iter().map(|m| m["start"].as_u64().unwrap()).collect();
+    assert!(starts.windows(2).all(|w| w[1] == w[0] + 60_000), "{starts:?}");
+    let sum = |key: &str| minutes.iter().map(|m| m[key].as_u64().unwrap()).sum::<u64>();
+    assert_eq!((sum("completed"), sum("failed")), (1, 1), "each finished job in its minute");
+    let now = jobhost::jobs::now_ms();
+    assert!(now >= starts[59] && now < starts[59] + 2 * 60_000, "the last minute is now");
 
     let (status, _) = server.call(Method::GET, "/metrics", &ops, None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);

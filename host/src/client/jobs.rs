@@ -313,7 +313,10 @@ pub async fn run(client: &Client, output: Output, command: JobCommand) -> anyhow
         }
         JobCommand::Cancel { id } => {
             let job = client.call(Method::POST, &path(&id, "/cancel"), None).await?;
-            Ok(print(output, &job, |job| format!("{id} {}\n", text(&job["state"]))))
+            Ok(print(output, &job, |job| match text(&job["state"]).as_str() {
+                "running" => format!("{id} asked to stop (running until it does)\n"),
+                state => format!("{id} {state}\n"),
+            }))
         }
         JobCommand::Retry { id, args } => copy(client, output, &path(&id, "/retry"), args).await,
         JobCommand::Clone { id, args } => copy(client, output, &path(&id, "/clone"), args).await,

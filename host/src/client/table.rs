@@ -1,5 +1,5 @@
 //! Tables for people: columns padded to their widest cell, the widest ones
-//! cut with `…` until the table fits the terminal, states in colour, and
+//! (but the first) cut with `…` until the table fits the terminal, states in colour, and
 //! colour only on a terminal (`NO_COLOR` and `CLICOLOR` are honoured).
 
 use console::{Alignment, Color, Style, measure_text_width, pad_str, truncate_str};
@@ -140,6 +140,7 @@ mod tests {
             assert!(measure_text_width(line) <= 40, "{line:?}");
         }
         assert!(fitted.contains("completed") && fitted.contains('…'), "{fitted}");
+        assert!(fitted.contains("0190-aaaa-bbbb-cccc"), "ids stay whole: {fitted}");
         assert!(!fitted.contains('\u{1b}'), "no colour unless asked");
         assert!(table.render(None, true).contains('\u{1b}'));
     }
