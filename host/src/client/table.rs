@@ -108,11 +108,14 @@ fn pad(text: &str, width: usize) -> String {
 }
 
 /// Narrows the widest columns, one character at a time, until the columns
-/// and gaps fit `limit` or every column is at its minimum.
+/// and gaps fit `limit` or every column is at its minimum. The first column
+/// names the row (an id a person copies into the next command), so it is
+/// never cut.
 fn fit(widths: &mut [usize], limit: usize) {
     let gaps = GAP.len() * widths.len().saturating_sub(1);
     while widths.iter().sum::<usize>() + gaps > limit {
-        let Some(widest) = widths.iter_mut().filter(|w| **w > MIN_WIDTH).max_by_key(|w| **w) else {
+        let cuttable = widths.iter_mut().skip(1).filter(|w| **w > MIN_WIDTH);
+        let Some(widest) = cuttable.max_by_key(|w| **w) else {
             return;
         };
         *widest -= 1;
