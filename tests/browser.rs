@@ -5,7 +5,7 @@
 //! Screenshots land in `$CARGO_TARGET_TMPDIR/screenshots`.
 
 use jobhost::jobs::Role;
-use jobhost_tests::server::{ADMIN, TestServer};
+use jobhost_tests::server::{ADMIN, TestServer, wait_state};
 use jobhost_tests::webdriver::{Browser, WAIT};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -117,5 +117,48 @@ async fn an_operator_watches_jobs_live_and_a_viewer_cannot_cancel() {
     assert!(browser.find_all("[data-test=enqueue-submit]").await.is_empty(), "nor an enqueue form");
     assert!(browser.find_all("[data-test=nav-tokens]").await.is_empty(), "nor tokens");
     server.call(Method::POST, &format!("/v1/jobs/{running}/cancel"), ADMIN, None).await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_loads_for_every_role_and_shows_only_what_it_may() {
+    let server = TestServer::start().await;
+    let submitter = server.token("default", "submitter", Role::Submitter).await;
+    let hello = json!({"job": "examples.hello", "args": {"name": "roles"}});
+    let (status, job) = server.call(Method::POST, "/v1/jobs", &submitter, Some(hello)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let done = job["id"].as_str().unwrap().to_string();
+    wait_state(&server, &submitter, &done, "completed").await;
+    let browser = Browser::start().await;
+    for role in [Role::Submitter, Role::Viewer, Role::Operator, Role::Admin, Role::HostAdmin] {
+        let name = format!("{role:?}").to_lowercase();
+        let token = match role {
+            Role::Submitter => submitter.clone(),
+            _ => server.token("default", &name, role).await,
+        };
+        log_in(&browser, &server.base, &token, &name).await;
+        let links = browser
+            .script("return [...document.querySelectorAll('[data-test^=nav-]')].map(a => a.getAttribute('href'));")
+            .await;
+        let links: Vec<String> = serde_json::from_value(links).unwrap();
+        let admin = matches!(role, Role::Admin | Role::HostAdmin);
+        assert_eq!(links.contains(&"#/tokens".to_string()), admin, "{name}: {links:?}");
+        assert!(links.contains(&"#/jobs".to_string()), "{name}: {links:?}");
+        for href in links.iter().map(String::as_str).chain([format!("#/jobs/{done}").as_str()]) {
+            match browser.find_all(&format!("[data-test^=nav-][href=\"{href}\"]")).await.first() {
+                Some(link) => browser.click(link).await,
+                None => {
+                    browser.script(&format!("location.hash = '{href}';")).await;
+                }
+            }
+            browser.wait_for(&format!("#main[data-ready=\"{href}\"]")).await;
+            let error = browser.script("const b = document.querySelector('[data-test=error]'); return b.hidden ? null : b.textContent;").await;
+            assert_eq!(error, Value::Null, "{name} on {href}");
+        }
+        let submits = !matches!(role, Role::Viewer);
+        let retry = browser.find_all("[data-test=job-retry]").await;
+        assert_eq!(!retry.is_empty(), submits, "{name}: retry on a finished job");
+        browser.click(&browser.wait_for("[data-test=logout]").await).await;
+    }
     browser.close().await;
 }

@@ -666,6 +666,9 @@ function route() {
   const {path, query} = parseHash();
   const main = document.getElementById('main');
   main.replaceChildren();
+  // Set once the page has loaded what it shows (tests wait for it).
+  delete main.dataset.ready;
+  const hash = location.hash || '#/';
   const found = ROUTES.map(r => ({r, match: path.match(r.pattern)})).find(({match}) => match);
   markNav(found ? found.r.section || found.r.nav[0] : null);
   if (!found) return main.append(card('Not found', h('p', {text: `There is no page ${path}.`})));
@@ -676,6 +679,7 @@ function route() {
   const args = found.match.slice(1).map(decodeURIComponent);
   Promise.resolve()
     .then(() => found.r.page(ctx, ...args, query))
+    .then(() => { if ((location.hash || '#/') === hash) main.dataset.ready = hash; })
     .catch(showError);
 }
 
