@@ -175,6 +175,16 @@ async fn following_a_finished_job_replays_it_and_last_event_id_resumes() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let body: Value = body.json().await.unwrap();
     assert!(error_message(&body).contains("Last-Event-ID"));
+
+    let path = format!("/v1/jobs/{id}/events?logs=false");
+    let quiet = server.request(Method::GET, &path, &token).send().await.unwrap();
+    let quiet = TestServer::read_events(quiet).await;
+    let names: Vec<&str> = quiet.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names, ["state", "state", "state", "close"], "no log lines: {quiet:?}");
+    let path = format!("/v1/jobs/{id}/events?logs=maybe");
+    let (status, body) = server.call(Method::GET, &path, &token, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error_message(&body).contains("logs"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,9 +18,8 @@ fn screenshots() -> PathBuf {
 
 async fn log_in(browser: &Browser, base: &str, token: &str, name: &str) {
     browser.goto(&format!("{base}/ui")).await;
-    let field = browser.wait_for("[data-test=token]").await;
-    browser.type_into(&field, token).await;
-    browser.click(&browser.wait_for("[data-test=login]").await).await;
+    browser.type_into("[data-test=token]", token).await;
+    browser.click("[data-test=login]").await;
     browser.wait_for_text("[data-test=whoami]", |t| t.contains(name)).await;
 }
 
@@ -46,13 +45,11 @@ async fn an_operator_watches_jobs_live_and_a_viewer_cannot_cancel() {
     browser.script("window.__loaded_once = true;").await;
 
     // Enqueue from the form into the paused queue: the row says pending.
-    browser.click(&browser.wait_for("[data-test=nav-jobs]").await).await;
-    let option = browser.wait_for("[data-test=enqueue-job] option[value=\"examples.sleep\"]").await;
-    browser.click(&option).await;
-    let args = browser.wait_for("[data-test=enqueue-args]").await;
-    browser.type_into(&args, r#"{"seconds": 6, "steps": 30}"#).await;
-    browser.type_into(&browser.wait_for("[data-test=enqueue-queue]").await, "ui").await;
-    browser.click(&browser.wait_for("[data-test=enqueue-submit]").await).await;
+    browser.click("[data-test=nav-jobs]").await;
+    browser.click("[data-test=enqueue-job] option[value=\"examples.sleep\"]").await;
+    browser.type_into("[data-test=enqueue-args]", r#"{"seconds": 6, "steps": 30}"#).await;
+    browser.type_into("[data-test=enqueue-queue]", "ui").await;
+    browser.click("[data-test=enqueue-submit]").await;
     let (_, page) = server.call(Method::GET, "/v1/jobs?queue=ui", ADMIN, None).await;
     let deadline = Instant::now() + WAIT;
     let mut page = page;
@@ -69,7 +66,7 @@ async fn an_operator_watches_jobs_live_and_a_viewer_cannot_cancel() {
     server.call(Method::POST, "/v1/queues/ui/resume", ADMIN, None).await;
     browser.wait_for_text(&row_state(&id), |t| t == "running").await;
     let link = format!("[data-test=job-row][data-id=\"{id}\"] a[href=\"#/jobs/{id}\"]");
-    browser.click(&browser.wait_for(&link).await).await;
+    browser.click(&link).await;
     browser.wait_for_text("[data-test=job-state]", |t| t == "running").await;
     let first = browser.wait_for_text("[data-test=job-log]", |t| t.contains("step")).await;
     let later = browser
@@ -92,18 +89,18 @@ async fn an_operator_watches_jobs_live_and_a_viewer_cannot_cancel() {
     let long = enqueue(&server, json!({"job": "examples.sleep", "args": {"seconds": 120}})).await;
     browser.goto(&format!("{}/ui#/jobs/{long}", server.base)).await;
     browser.wait_for_text("[data-test=job-state]", |t| t == "running").await;
-    browser.click(&browser.wait_for("[data-test=job-cancel]").await).await;
+    browser.click("[data-test=job-cancel]").await;
     browser.wait_for_text("[data-test=job-state]", |t| t == "cancelled").await;
     let (_, cancelled) = server.call(Method::GET, &format!("/v1/jobs/{long}"), ADMIN, None).await;
     assert_eq!(cancelled["state"], "cancelled");
 
-    browser.click(&browser.wait_for("[data-test=nav-overview]").await).await;
+    browser.click("[data-test=nav-overview]").await;
     browser.wait_for("[data-test=chart-throughput]").await;
     browser.wait_for_text("[data-test=count-completed]", |t| t.contains('1')).await;
     browser.screenshot(&screenshots().join("overview.png")).await;
 
     // A viewer sees a running job but is offered no cancel, and no enqueue.
-    browser.click(&browser.wait_for("[data-test=logout]").await).await;
+    browser.click("[data-test=logout]").await;
     log_in(&browser, &server.base, &viewer, "watcher").await;
     let running =
         enqueue(&server, json!({"job": "examples.sleep", "args": {"seconds": 120}})).await;
@@ -112,7 +109,7 @@ async fn an_operator_watches_jobs_live_and_a_viewer_cannot_cancel() {
     browser.wait_for("[data-test=job-log]").await;
     assert!(browser.find_all("[data-test=job-cancel]").await.is_empty(), "a viewer has no cancel");
     assert!(browser.find_all("[data-test=job-remove]").await.is_empty());
-    browser.click(&browser.wait_for("[data-test=nav-jobs]").await).await;
+    browser.click("[data-test=nav-jobs]").await;
     browser.wait_for(&row_state(&running)).await;
     assert!(browser.find_all("[data-test=enqueue-submit]").await.is_empty(), "nor an enqueue form");
     assert!(browser.find_all("[data-test=nav-tokens]").await.is_empty(), "nor tokens");
@@ -145,11 +142,11 @@ async fn every_page_loads_for_every_role_and_shows_only_what_it_may() {
         assert_eq!(links.contains(&"#/tokens".to_string()), admin, "{name}: {links:?}");
         assert!(links.contains(&"#/jobs".to_string()), "{name}: {links:?}");
         for href in links.iter().map(String::as_str).chain([format!("#/jobs/{done}").as_str()]) {
-            match browser.find_all(&format!("[data-test^=nav-][href=\"{href}\"]")).await.first() {
-                Some(link) => browser.click(link).await,
-                None => {
-                    browser.script(&format!("location.hash = '{href}';")).await;
-                }
+            let link = format!("[data-test^=nav-][href=\"{href}\"]");
+            if browser.find_all(&link).await.is_empty() {
+                browser.script(&format!("location.hash = '{href}';")).await;
+            } else {
+                browser.click(&link).await;
             }
             browser.wait_for(&format!("#main[data-ready=\"{href}\"]")).await;
             let error = browser.script("const b = document.querySelector('[data-test=error]'); return b.hidden ? null : b.textContent;").await;
@@ -158,7 +155,7 @@ async fn every_page_loads_for_every_role_and_shows_only_what_it_may() {
         let submits = !matches!(role, Role::Viewer);
         let retry = browser.find_all("[data-test=job-retry]").await;
         assert_eq!(!retry.is_empty(), submits, "{name}: retry on a finished job");
-        browser.click(&browser.wait_for("[data-test=logout]").await).await;
+        browser.click("[data-test=logout]").await;
     }
     browser.close().await;
 }

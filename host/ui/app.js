@@ -450,19 +450,20 @@ function sseParser(dispatch) {
 /**
  * Follows job `id`'s stream until it closes or `signal` aborts, calling
  * handlers.state / progress / log / close / dropped with each event's
- * JSON data. A broken stream is resumed with Last-Event-ID, so nothing is
- * missed or repeated; a 4xx (the job is gone, say) ends it. Resolves when
- * it is over.
+ * JSON data (with `logs: false`, no log lines: the server reads none). A
+ * broken stream is resumed with Last-Event-ID, so nothing is missed or
+ * repeated; a 4xx (the job is gone, say) ends it. Resolves when it is over.
  */
-async function followJob(id, handlers, signal, {lastEventId = null} = {}) {
-  let lastId = lastEventId;
+async function followJob(id, handlers, signal, {logs = true} = {}) {
+  let lastId = null;
   let closed = false;
   let failures = 0;
   while (!signal.aborted && !closed) {
     try {
       const headers = {...authHeaders(), Accept: 'text/event-stream'};
       if (lastId) headers['Last-Event-ID'] = lastId;
-      const response = await fetch(`/v1/jobs/${encodeURIComponent(id)}/events`, {headers, signal, cache: 'no-store'});
+      const query = logs ? '' : '?logs=false';
+      const response = await fetch(`/v1/jobs/${encodeURIComponent(id)}/events${query}`, {headers, signal, cache: 'no-store'});
       if (!response.ok) throw await errorOf(response);
       const parser = sseParser(({event, data, id: eventId}) => {
         if (eventId) lastId = eventId;
@@ -923,8 +924,6 @@ const JOB_FILTERS = ['state', 'queue', 'job', 'owner', 'since', 'search'];
 const PER_PAGE = [20, 50, 100];
 /** Streams the jobs page keeps open (see streamPool). */
 const ROW_STREAMS = 4;
-/** Row streams skip the log: they resume "after" a log line never reached. */
-const SKIP_LOGS = `0.${Number.MAX_SAFE_INTEGER}`;
 
 async function pageJobs(ctx, query) {
   const filters = Object.fromEntries(JOB_FILTERS.map(key => [key, query.get(key) || '']));
@@ -956,7 +955,7 @@ async function pageJobs(ctx, query) {
       if (row) setRowProgress(row, event, row.state);
     },
     close: reloadSoon,
-  }, {lastEventId: SKIP_LOGS});
+  }, {logs: false});
 
   function renderRows(jobs) {
     const shown = new Set(jobs.map(job => job.id));

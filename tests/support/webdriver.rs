@@ -73,6 +73,18 @@ impl Browser {
     }
 
     async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_command(method, path, body)
+            .await
+            .unwrap_or_else(|(error, message)| panic!("WebDriver {path}: {error}: {message}"))
+    }
+
+    /// A command; a WebDriver error as (error, message).
+    async fn try_command(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, (String, String)> {
         let url = format!("{}{path}", self.session);
         let mut request = self.http.request(method, &url);
         if let Some(body) = body {
@@ -80,10 +92,21 @@ impl Browser {
         }
         let answer: Value = request.send().await.unwrap().json().await.unwrap();
         let value = answer.get("value").cloned().unwrap_or(Value::Null);
-        if let Some(error) = value.get("error").and_then(Value::as_str) {
-            panic!("WebDriver {path}: {error}: {}", value["message"]);
+        match value.get("error").and_then(Value::as_str) {
+            Some(error) => Err((error.to_string(), value["message"].to_string())),
+            None => Ok(value),
         }
-        value
+    }
+
+    /// What a wait reads of an element: `None` once the page replaced it
+    /// (a re-render between finding and reading it), to look again.
+    async fn read(&self, element: &Element, what: &str) -> Option<Value> {
+        let path = format!("/element/{}/{what}", element.0);
+        match self.try_command(reqwest::Method::GET, &path, None).await {
+            Ok(value) => Some(value),
+            Err((error, _)) if error == "stale element reference" => None,
+            Err((error, message)) => panic!("WebDriver {path}: {error}: {message}"),
+        }
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
@@ -111,7 +134,7 @@ impl Browser {
         let deadline = Instant::now() + WAIT;
         loop {
             for element in self.find_all(css).await {
-                if self.displayed(&element).await {
+                if self.read(&element, "displayed").await == Some(Value::Bool(true)) {
                     return element;
                 }
             }
@@ -120,18 +143,21 @@ impl Browser {
         }
     }
 
-    /// Waits until the text of the first shown element matching `css`
-    /// satisfies `ok`; returns that text.
+    /// Waits until the text of a shown element matching `css` satisfies
+    /// `ok`; returns that text.
     pub async fn wait_for_text(&self, css: &str, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
         let mut last = String::new();
         loop {
             for element in self.find_all(css).await {
-                if self.displayed(&element).await {
-                    last = self.text(&element).await;
-                    if ok(&last) {
-                        return last;
+                if self.read(&element, "displayed").await != Some(Value::Bool(true)) {
+                    continue;
+                }
+                if let Some(Value::String(text)) = self.read(&element, "text").await {
+                    if ok(&text) {
+                        return text;
                     }
+                    last = text;
                 }
             }
             assert!(Instant::now() < deadline, "{css} never had the text wanted; last {last:?}");
@@ -139,27 +165,31 @@ impl Browser {
         }
     }
 
-    /// Whether a person would see it.
-    pub async fn displayed(&self, element: &Element) -> bool {
-        let path = format!("/element/{}/displayed", element.0);
-        self.command(reqwest::Method::GET, &path, None).await.as_bool().unwrap_or(false)
+    /// Clicks the first shown element matching `css`, once there is one.
+    pub async fn click(&self, css: &str) {
+        self.act(css, "click", json!({})).await;
     }
 
-    /// Clicks it.
-    pub async fn click(&self, element: &Element) {
-        self.post(&format!("/element/{}/click", element.0), json!({})).await;
+    /// Clears the first shown element matching `css` and types `text`.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.act(css, "clear", json!({})).await;
+        self.act(css, "value", json!({ "text": text })).await;
     }
 
-    /// Clears it and types `text` into it.
-    pub async fn type_into(&self, element: &Element, text: &str) {
-        self.post(&format!("/element/{}/clear", element.0), json!({})).await;
-        self.post(&format!("/element/{}/value", element.0), json!({ "text": text })).await;
-    }
-
-    /// Its visible text.
-    pub async fn text(&self, element: &Element) -> String {
-        let path = format!("/element/{}/text", element.0);
-        self.command(reqwest::Method::GET, &path, None).await.as_str().unwrap_or("").to_string()
+    /// Sends `action` to the element `css` finds, finding it again if the
+    /// page replaced it in between.
+    async fn act(&self, css: &str, action: &str, body: Value) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let element = self.wait_for(css).await;
+            let path = format!("/element/{}/{action}", element.0);
+            match self.try_command(reqwest::Method::POST, &path, Some(body.clone())).await {
+                Ok(_) => return,
+                Err((error, _)) if error == "stale element reference" => {}
+                Err((error, message)) => panic!("WebDriver {path}: {error}: {message}"),
+            }
+            assert!(Instant::now() < deadline, "{css} kept being replaced");
+        }
     }
 
     /// Runs `script` in the page; its return value.

@@ -111,7 +111,7 @@ pub async fn enqueue(
         .is_some_and(|accept| accept.contains("text/event-stream"));
     let id = enqueued.job.id;
     let mut response = if query.follow || wants_stream {
-        sse::stream(state, &caller, id, sse::Cursor::default())?.into_response()
+        sse::stream(state, &caller, id, sse::Cursor::default(), true)?.into_response()
     } else {
         let status = if enqueued.created { StatusCode::ACCEPTED } else { StatusCode::OK };
         (status, Json(JobView::from(&enqueued.job))).into_response()

@@ -18,6 +18,7 @@
 use super::ApiState;
 use super::auth::Caller;
 use super::auth::visible_job;
+use super::body::QueryParams;
 use super::error::{ApiError, ErrorBody};
 use crate::events::JobUpdate;
 use crate::jobs::{JobEvent, LogLine};
@@ -26,10 +27,12 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
+use serde::Deserialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 /// Events buffered for one follower; past that the stream waits for it.
@@ -57,12 +60,28 @@ impl Cursor {
     }
 }
 
-/// `GET /v1/jobs/{id}/events`, resuming after `Last-Event-ID`.
-#[utoipa::path(get, path = "/v1/jobs/{id}/events", operation_id = "follow_job", tag = "jobs", params(("id" = String, Path, description = "job id"), ("Last-Event-ID" = Option<String>, Header, description = "resume after this event id")), responses((status = 200, description = "state, progress, log and close events", content_type = "text/event-stream"), (status = "4XX", description = "error", body = ErrorBody)))]
+/// Query of a job stream.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct FollowQuery {
+    /// `false`: state, progress and close only, no log lines (a list that
+    /// follows many jobs at once).
+    #[serde(default = "with_logs")]
+    logs: bool,
+}
+
+fn with_logs() -> bool {
+    true
+}
+
+/// `GET /v1/jobs/{id}/events?logs=`, resuming after `Last-Event-ID`.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", operation_id = "follow_job", tag = "jobs", params(("id" = String, Path, description = "job id"), FollowQuery, ("Last-Event-ID" = Option<String>, Header, description = "resume after this event id")), responses((status = 200, description = "state, progress, log and close events", content_type = "text/event-stream"), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn follow(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     Path(id): Path<String>,
+    QueryParams(query): QueryParams<FollowQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let job = visible_job(&state, &caller, &id).await?;
@@ -72,11 +91,11 @@ pub async fn follow(
         })?,
         None => Cursor::default(),
     };
-    Ok(stream(state, &caller, job.id, cursor)?.into_response())
+    Ok(stream(state, &caller, job.id, cursor, query.logs)?.into_response())
 }
 
-/// The SSE response for job `id` from `cursor` on, if the caller's tenant
-/// and the host are under their stream caps. A follower that stops reading
+/// The SSE response for job `id` from `cursor` on (with its log lines if
+/// `logs`), if the caller's tenant and the host are under their stream caps. A follower that stops reading
 /// for the stall time is dropped, and the last event it gets, after those
 /// already buffered, says so and where to resume.
 pub(super) fn stream(
@@ -84,11 +103,12 @@ pub(super) fn stream(
     caller: &Caller,
     id: Uuid,
     cursor: Cursor,
+    logs: bool,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
     let slot = state.streams.open(&caller.tenant)?;
     let (sender, mut receiver) = mpsc::channel(BUFFER);
     let (last, last_event) = oneshot::channel();
-    let follower = Follower { id, sender, stall: state.config.stream_stall };
+    let follower = Follower { id, sender, stall: state.config.stream_stall, logs };
     tokio::spawn(async move {
         let _slot = slot;
         tokio::select! {
@@ -120,6 +140,8 @@ struct Follower {
     id: Uuid,
     sender: mpsc::Sender<Event>,
     stall: Duration,
+    /// Whether it gets log lines.
+    logs: bool,
 }
 
 impl Follower {
@@ -177,8 +199,11 @@ async fn replay(state: &ApiState, cursor: &mut Cursor, follower: &Follower) -> R
     let mut finished = false;
     loop {
         let events = state.storage.events(id, cursor.events).await.map_err(|_| Stop::Storage)?;
-        let logs =
-            state.storage.logs(id, cursor.logs, LOG_CHUNK).await.map_err(|_| Stop::Storage)?;
+        let logs = match follower.logs {
+            true => state.storage.logs(id, cursor.logs, LOG_CHUNK).await,
+            false => Ok(Vec::new()),
+        };
+        let logs = logs.map_err(|_| Stop::Storage)?;
         let more_logs = logs.len() == LOG_CHUNK;
         for item in merge(events, logs) {
             let before = *cursor;
