@@ -555,7 +555,12 @@ async fn a_finished_job_is_posted_to_its_callback_url_retried_until_accepted() {
         assert_eq!((body["id"].as_str(), &body["state"]), (Some(id.as_str()), &json!("completed")));
         assert_eq!(body["result"], json!({"greeting": "Hello, hook!"}));
     }
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // A 2xx answer takes the webhook off the outbox: nothing is due, ever.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !server.storage.due_callbacks(u64::MAX, 10).await.unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the delivered webhook stays in the outbox");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert!(bodies.try_recv().is_err(), "a 2xx answer ends the deliveries");
 
     for bad in ["https://example.test/hook", "ftp://x/y", "not a url"] {
@@ -564,6 +569,52 @@ async fn a_finished_job_is_posted_to_its_callback_url_retried_until_accepted() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(error_message(&answer).contains("callback_url"), "{answer}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_urls_to_internal_addresses_are_refused_unless_the_operator_allows_them() {
+    let server = TestServer::start_with(|config| config.webhook_allow.clear()).await;
+    let token = server.token("egress", "ada", Role::Operator).await;
+    for (url, why) in [
+        ("http://127.0.0.1:9/hook", "loopback"),
+        ("http://2130706433/", "loopback"),
+        ("http://localhost:8080/", "loopback"),
+        ("http://[::1]/", "loopback"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://10.0.0.1/", "private"),
+        ("http://[::ffff:192.168.1.1]/", "private"),
+        ("http://[fd00:ec2::254]/", "unique local"),
+        ("http://0/", "unspecified"),
+    ] {
+        let body = json!({"job": "examples.hello", "callback_url": url});
+        let (status, answer) = server.call(Method::POST, "/v1/jobs", &token, Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {answer}");
+        let message = error_message(&answer);
+        assert!(message.contains(why) && message.contains("--webhook-allow"), "{url}: {message}");
+    }
+    let item = json!({"job": "examples.hello", "callback_url": "http://127.0.0.1:9/"});
+    let (status, batch) =
+        server.call(Method::POST, "/v1/jobs/batch", &token, Some(json!({"jobs": [item]}))).await;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    assert_eq!(batch["results"][0]["status"], 400, "{batch}");
+    let (_, jobs) = server.call(Method::GET, "/v1/jobs", &token, None).await;
+    assert_eq!(jobs["total"], 0, "nothing refused was stored: {jobs}");
+
+    let allowed = TestServer::start_with(|config| {
+        config.webhook_allow = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let token = allowed.token("egress", "ada", Role::Operator).await;
+    let (url, mut bodies) = webhook_receiver(vec![]).await;
+    let id = enqueue(&allowed, &token, json!({"job": "examples.hello", "callback_url": url})).await;
+    let delivered = tokio::time::timeout(std::time::Duration::from_secs(60), bodies.recv())
+        .await
+        .expect("an allowed receiver gets the webhook")
+        .unwrap();
+    assert_eq!(delivered["id"], id.as_str());
+    let body = json!({"job": "examples.hello", "callback_url": "http://127.0.0.2/"});
+    let (status, answer) = allowed.call(Method::POST, "/v1/jobs", &token, Some(body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "only the allowed range: {answer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@
 
 use crate::api::ApiConfig;
 use crate::dispatch::DispatchConfig;
+use crate::egress::{Cidr, EgressPolicy};
 use crate::jobs::{Limits, TenantDefaults};
 use crate::runtime::RuntimeConfig;
 use anyhow::{Context, bail};
@@ -180,6 +181,14 @@ pub struct Config {
     /// At shutdown, how long HTTP requests in flight get, in ms.
     #[arg(long, env = "JOBHOST_HTTP_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub http_shutdown_grace_ms: u64,
+
+    /// Address ranges completion webhooks may reach besides public
+    /// addresses (`10.1.0.0/16`, `127.0.0.1`; repeat the flag or separate
+    /// with `,`). Loopback, private, link-local and other internal ranges
+    /// are refused unless listed here.
+    #[arg(long, env = "JOBHOST_WEBHOOK_ALLOW", value_delimiter = ',')]
+    #[serde(default)]
+    pub webhook_allow: Vec<Cidr>,
 }
 
 /// The command line of `jobhost serve`, for parsing a [`Config`] alone.
@@ -302,7 +311,13 @@ impl Config {
             shutdown_grace: Duration::from_millis(self.http_shutdown_grace_ms),
             tenant_defaults: self.tenant_defaults(),
             max_concurrent_compiles: self.max_concurrent_compiles.max(1),
+            egress: self.egress(),
         }
+    }
+
+    /// Where completion webhooks may go.
+    pub fn egress(&self) -> EgressPolicy {
+        EgressPolicy::new(self.webhook_allow.clone())
     }
 
     /// Quotas of a tenant that has none of its own.

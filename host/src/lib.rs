@@ -17,6 +17,8 @@
 //!   backend [`storage::RedbStorage`] writes each rule's transition with its
 //!   indexes and journal in one group-committed transaction.
 //! - [`events`]: the in-process bus live followers subscribe to.
+//! - [`egress`]: where the host may connect on a tenant's word (webhooks go
+//!   to public addresses and the ranges the operator allows).
 //! - [`dispatch`]: claims ready jobs into worker slots, runs them, reports
 //!   their outcomes.
 //! - [`services`]: background work, each a named service: promotion,
@@ -37,6 +39,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod dispatch;
+pub mod egress;
 pub mod events;
 pub mod host;
 pub mod jobs;

@@ -33,6 +33,7 @@ pub fn test_config(data: &Path) -> Config {
         pool_slots: 16,
         max_fuel: u64::MAX,
         max_wall_time_ms: 3_600_000,
+        webhook_allow: vec!["127.0.0.0/8".parse().unwrap()],
         ..Config::default()
     }
 }

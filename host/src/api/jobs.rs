@@ -43,7 +43,7 @@ pub(super) async fn admit(
 ) -> Result<NewJob, ApiError> {
     let plugin = state.runtime.registry().resolve(&caller.tenant, &request.job)?;
     if let Some(url) = &request.callback_url {
-        crate::services::webhooks::check_url(url).map_err(ApiError::bad_request)?;
+        state.config.egress.check_url(url).await.map_err(ApiError::bad_request)?;
     }
     let record = match plugin.tenant {
         Some(_) => state.storage.plugin(&caller.tenant, &plugin.name).await?,

@@ -40,6 +40,7 @@ pub use error::ApiError;
 pub use views::job_view;
 
 use crate::dispatch::Dispatcher;
+use crate::egress::EgressPolicy;
 use crate::events::EventBus;
 use crate::jobs::{Clock, TenantDefaults};
 use crate::runtime::Runtime;
@@ -87,6 +88,8 @@ pub struct ApiConfig {
     pub tenant_defaults: TenantDefaults,
     /// Plugin uploads compiled at once.
     pub max_concurrent_compiles: usize,
+    /// Where a job's `callback_url` may point.
+    pub egress: EgressPolicy,
 }
 
 impl Default for ApiConfig {
@@ -102,6 +105,7 @@ impl Default for ApiConfig {
             shutdown_grace: Duration::from_secs(10),
             tenant_defaults: TenantDefaults::default(),
             max_concurrent_compiles: 2,
+            egress: EgressPolicy::default(),
         }
     }
 }

@@ -5,8 +5,15 @@
 //! exponential backoff until the receiver answers 2xx or the attempts run
 //! out. Delivery is at least once: a receiver must accept the same job
 //! twice.
+//!
+//! Every delivery checks the URL against the [`EgressPolicy`] again, and
+//! the client resolves names through it, so the host connects only to
+//! addresses the policy allows (no DNS rebinding past the enqueue check).
+//! Only the receiver's status is read, never its body; it has
+//! [`TIMEOUT`] to answer.
 
 use super::Service;
+use crate::egress::EgressPolicy;
 use crate::jobs::{Clock, JobRecord};
 use crate::storage::{Callback, Storage, StorageError};
 use std::sync::Arc;
@@ -22,23 +29,6 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the outbox is read, and how much of it at once.
 const POLL: Duration = Duration::from_millis(250);
 const BATCH: usize = 64;
-
-/// Checks a job's `callback_url`: an absolute `http://` URL this service
-/// can deliver to; the refusal names why.
-pub fn check_url(url: &str) -> Result<(), String> {
-    let refuse = |why: &str| Err(format!("callback_url {url:?}: {why}"));
-    if url.len() > 2048 {
-        return refuse("longer than 2048 bytes");
-    }
-    match reqwest::Url::parse(url) {
-        Ok(parsed) if parsed.scheme() == "http" && parsed.host().is_some() => Ok(()),
-        Ok(parsed) if parsed.scheme() == "https" => {
-            refuse("https is not supported yet; use http (a relay inside your network)")
-        }
-        Ok(_) => refuse("must be an http:// URL with a host"),
-        Err(e) => refuse(&e.to_string()),
-    }
-}
 
 /// A callback URL as the host log may show it: without credentials or a
 /// query, which often carry a receiver's secret.
@@ -64,6 +54,7 @@ pub struct Webhooks {
     clock: Arc<dyn Clock>,
     render: Render,
     client: reqwest::Client,
+    egress: EgressPolicy,
 }
 
 impl std::fmt::Debug for Webhooks {
@@ -73,14 +64,22 @@ impl std::fmt::Debug for Webhooks {
 }
 
 impl Webhooks {
-    /// Delivers from `storage`'s outbox, each job rendered by `render`.
-    pub fn new(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>, render: Render) -> Self {
+    /// Delivers from `storage`'s outbox, each job rendered by `render`, to
+    /// the addresses `egress` allows.
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        render: Render,
+        egress: EgressPolicy,
+    ) -> Self {
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(egress.resolver())
             .build()
             .expect("a client without TLS always builds");
-        Self { storage, clock, render, client }
+        Self { storage, clock, render, client, egress }
     }
 }
 
@@ -124,10 +123,13 @@ impl Webhooks {
             let _ = storage.callback_done(callback, None).await;
             return;
         };
-        let failure = match self.client.post(url).json(&(self.render)(&job)).send().await {
-            Ok(response) if response.status().is_success() => None,
-            Ok(response) => Some(format!("answered {}", response.status())),
-            Err(e) => Some(e.to_string()),
+        let failure = match self.egress.check_url(url).await {
+            Err(refused) => Some(refused),
+            Ok(()) => match self.client.post(url).json(&(self.render)(&job)).send().await {
+                Ok(response) if response.status().is_success() => None,
+                Ok(response) => Some(format!("answered {}", response.status())),
+                Err(e) => Some(e.to_string()),
+            },
         };
         let retry_at = failure.and_then(|why| {
         let attempts = callback.attempts + 1;
