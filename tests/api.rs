@@ -2,8 +2,9 @@
 //! real plugins, a real redb file. Walks the seed workflows.
 
 use jobhost::jobs::Role;
+use jobhost_tests::eventually;
 use jobhost_tests::server::{
-    ADMIN, SseEvent, TestServer, enqueue, error_code, error_message, wait_state,
+    ADMIN, SseEvent, TestServer, enqueue, error_code, error_message, wait_state, workers,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -118,14 +119,12 @@ async fn the_seed_workflow_from_job_types_to_an_empty_queue() {
 
     // Follow the restarted job's log while it runs, then kill and remove it.
     wait_state(&server, &token, &new_id, "running").await;
-    let (_, logs) = loop {
-        let answer =
+    let logs = eventually("the restarted job logs", || async {
+        let (_, logs) =
             server.call(Method::GET, &format!("/v1/jobs/{new_id}/logs"), &token, None).await;
-        if !answer.1["logs"].as_array().unwrap().is_empty() {
-            break answer;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+        (!logs["logs"].as_array().unwrap().is_empty()).then_some(logs)
+    })
+    .await;
     assert_eq!(logs["logs"][0]["message"], "step 1 of 300");
     let (status, body) =
         server.call(Method::DELETE, &format!("/v1/jobs/{new_id}"), &token, None).await;
@@ -454,13 +453,7 @@ async fn a_named_lock_is_held_listed_and_cleared_by_hand() {
 async fn workers_are_listed_and_only_admins_change_them() {
     let server = TestServer::start().await;
     let operator = server.token("w", "ops", Role::Operator).await;
-    let workers = loop {
-        let (_, body) = server.call(Method::GET, "/v1/workers", &operator, None).await;
-        if !body["workers"].as_array().unwrap().is_empty() {
-            break body["workers"].clone();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let workers = workers(&server, &operator).await;
     let id = workers[0]["id"].as_str().unwrap();
     assert_eq!(workers[0]["slots"], 64);
     let (status, _) =
@@ -556,11 +549,10 @@ async fn a_finished_job_is_posted_to_its_callback_url_retried_until_accepted() {
         assert_eq!(body["result"], json!({"greeting": "Hello, hook!"}));
     }
     // A 2xx answer takes the webhook off the outbox: nothing is due, ever.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !server.storage.due_callbacks(u64::MAX, 10).await.unwrap().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the delivered webhook stays in the outbox");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually("the delivered webhook leaves the outbox", || async {
+        server.storage.due_callbacks(u64::MAX, 10).await.unwrap().is_empty().then_some(())
+    })
+    .await;
     assert!(bodies.try_recv().is_err(), "a 2xx answer ends the deliveries");
 
     for bad in ["https://example.test/hook", "ftp://x/y", "not a url"] {

@@ -5,7 +5,7 @@
 
 use jobhost::jobs::Role;
 use jobhost_tests::server::{
-    ADMIN, TestServer, enqueue, error_code, error_message, read_to_close, wait_state,
+    ADMIN, TestServer, enqueue, error_code, error_message, read_to_close, wait_state, workers,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -13,12 +13,14 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// Sends `request` on a raw connection, stalls, and returns what the
-/// server answers before it closes the connection.
+/// server answers before it closes the connection. The server's timeouts
+/// are 300 ms here: it must close well before hyper's own 30 s default
+/// would, so a setting that was ignored fails the test.
 async fn stall(server: &TestServer, request: &str) -> String {
     let address = server.base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
-    read_to_close(&mut stream).await
+    read_to_close(&mut stream, Duration::from_secs(10)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,13 +91,7 @@ async fn sse_streams_are_capped_per_tenant_and_in_all() {
 async fn a_draining_worker_takes_no_new_jobs_until_resumed() {
     let server = TestServer::start().await;
     let ops = server.token("d", "ops", Role::Operator).await;
-    let workers = loop {
-        let (_, body) = server.call(Method::GET, "/v1/workers", &ops, None).await;
-        if !body["workers"].as_array().unwrap().is_empty() {
-            break body["workers"].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let workers = workers(&server, &ops).await;
     let worker = workers[0]["id"].as_str().unwrap();
     server.call(Method::POST, &format!("/v1/workers/{worker}/drain"), ADMIN, None).await;
     let hello = json!({"job": "examples.hello", "args": {"name": "d"}});

@@ -227,7 +227,7 @@ async fn slow_bodies_and_connection_floods_cannot_shut_others_out() {
          Content-Type: application/json\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n{{"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
-    let answer = read_to_close(&mut stream).await;
+    let answer = read_to_close(&mut stream, Duration::from_secs(30)).await;
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
 
     // A body trickled a byte at a time is cut off at the deadline, however
@@ -247,7 +247,7 @@ async fn slow_bodies_and_connection_floods_cannot_shut_others_out() {
         }
     };
     tokio::time::timeout(Duration::from_secs(60), trickle).await.expect("the server cut it off");
-    let answer = read_to_close(&mut stream).await;
+    let answer = read_to_close(&mut stream, Duration::from_secs(30)).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 
     // One address holds its cap of connections; the next is refused...
@@ -257,7 +257,7 @@ async fn slow_bodies_and_connection_floods_cannot_shut_others_out() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut refused = connect(&server, [127, 0, 0, 1]).await;
-    let answer = read_to_close(&mut refused).await;
+    let answer = read_to_close(&mut refused, Duration::from_secs(30)).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("maximum of 8 open connections"), "{answer}");
 

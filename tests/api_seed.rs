@@ -3,7 +3,7 @@
 //! and a second tenant where isolation is involved.
 
 use jobhost::jobs::Role;
-use jobhost_tests::server::{ADMIN, TestServer, enqueue, error_message, wait_state};
+use jobhost_tests::server::{ADMIN, TestServer, enqueue, error_message, wait_state, workers};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -282,13 +282,7 @@ async fn a_queue_sets_how_many_lost_workers_fail_a_job_and_the_journal_says_so()
 async fn runners_pause_without_refusing_jobs_answer_pings_broadcast_and_stop() {
     let server = TestServer::start().await;
     let p = people(&server).await;
-    let workers = loop {
-        let (_, body) = server.call(Method::GET, "/v1/workers", &p.viewer, None).await;
-        if !body["workers"].as_array().unwrap().is_empty() {
-            break body["workers"].clone();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let workers = workers(&server, &p.viewer).await;
     let worker = workers[0]["id"].as_str().unwrap().to_string();
 
     // Pausing every worker at once: jobs are still taken, and wait.

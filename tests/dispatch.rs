@@ -10,6 +10,7 @@ use jobhost::jobs::{
     now_ms,
 };
 use jobhost::storage::{ClaimRules, JobStore, RedbStorage, Storage};
+use jobhost_tests::eventually;
 use jobhost_tests::server::test_config;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +54,23 @@ impl TestHost {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("job {id} did not finish: {:?}", self.storage.get(id).await.unwrap());
+    }
+
+    /// Waits until the job is in `state` (a minute at most).
+    async fn reaches(&self, id: Uuid, state: JobState) {
+        let what = format!("job {id} {}", state.as_str());
+        eventually(&what, || async {
+            (self.storage.get(id).await.unwrap().state == state).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until the host's first heartbeat registered its worker.
+    async fn worker_registered(&self) {
+        eventually("the worker registered", || async {
+            (!self.storage.workers().await.unwrap().is_empty()).then_some(())
+        })
+        .await;
     }
 
     async fn reasons(&self, id: Uuid) -> Vec<String> {
@@ -103,9 +121,7 @@ async fn progress_is_stored_and_streamed_live() {
 async fn cancel_stops_a_running_job_and_ends_a_waiting_one() {
     let host = start(|_| {}).await;
     let running = host.enqueue(job("examples.sleep", r#"{"seconds":30,"steps":300}"#)).await;
-    while host.storage.get(running).await.unwrap().state != JobState::Running {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    host.reaches(running, JobState::Running).await;
     host.host.dispatcher().cancel(running).await.unwrap();
     let done = host.finished(running).await;
     assert_eq!(done.state, JobState::Cancelled);
@@ -252,20 +268,25 @@ async fn a_paused_worker_claims_nothing_until_resumed() {
         config.worker = Some(worker.clone());
     })
     .await;
-    while host.storage.workers().await.unwrap().is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    host.worker_registered().await;
     host.storage.set_worker_mode(&worker, WorkerMode::Paused).await.unwrap();
     // Two heartbeats after the change: the worker has learned it.
     let changed_at = now_ms();
     for _ in 0..2 {
         let seen = host.storage.workers().await.unwrap()[0].heartbeat.max(changed_at);
-        while host.storage.workers().await.unwrap()[0].heartbeat <= seen {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually("a heartbeat", || async {
+            (host.storage.workers().await.unwrap()[0].heartbeat > seen).then_some(())
+        })
+        .await;
     }
     let id = host.enqueue(job("examples.hello", r#"{"name":"held"}"#)).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // A round that began before the enqueue may end after it; the one
+    // after that looked at storage with the job in it.
+    let dispatcher = host.host.dispatcher();
+    let seen = dispatcher.rounds();
+    dispatcher.wake();
+    eventually("two dispatch rounds", || async { (dispatcher.rounds() >= seen + 2).then_some(()) })
+        .await;
     assert_eq!(
         host.storage.get(id).await.unwrap().state,
         JobState::Pending,
@@ -278,9 +299,7 @@ async fn a_paused_worker_claims_nothing_until_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broadcast_job_runs_on_the_live_worker() {
     let host = start(|_| {}).await;
-    while host.storage.workers().await.unwrap().is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    host.worker_registered().await;
     let copies = host
         .storage
         .enqueue_broadcast(job("examples.hello", r#"{"name":"all"}"#), now_ms() - 60_000, now_ms())

@@ -122,6 +122,23 @@ impl JobObserver for Recorded {
     }
 }
 
+/// Polls `check` until it gives a value, for a minute at most (a slow
+/// machine included); past that the test fails naming `what`, rather than
+/// hang.
+pub async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "not within a minute: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Resident memory of this process, from /proc (Linux).
 pub fn resident_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();

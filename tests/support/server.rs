@@ -158,6 +158,17 @@ pub async fn enqueue(server: &TestServer, token: &str, body: Value) -> String {
     job["id"].as_str().unwrap().to_string()
 }
 
+/// The workers as `token` lists them, once the host's first heartbeat
+/// registered its own.
+pub async fn workers(server: &TestServer, token: &str) -> Value {
+    crate::eventually("the host registers its worker", || async {
+        let (_, body) = server.call(Method::GET, "/v1/workers", token, None).await;
+        let listed = body["workers"].as_array().is_some_and(|w| !w.is_empty());
+        listed.then(|| body["workers"].clone())
+    })
+    .await
+}
+
 pub async fn wait_state(server: &TestServer, token: &str, id: &str, state: &str) -> Value {
     let mut job = Value::Null;
     for _ in 0..1200 {
@@ -193,13 +204,16 @@ fn parse_event(block: &str) -> Option<SseEvent> {
 }
 
 /// Whatever the server sends on a raw connection until it closes it, within
-/// 30 s: for tests of what a misbehaving client gets.
-pub async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
+/// `within`: for tests of what a misbehaving client gets.
+pub async fn read_to_close(
+    stream: &mut tokio::net::TcpStream,
+    within: std::time::Duration,
+) -> String {
     use tokio::io::AsyncReadExt;
     let mut answer = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(30), stream.read_to_end(&mut answer))
+    tokio::time::timeout(within, stream.read_to_end(&mut answer))
         .await
-        .expect("the server answered and closed the connection")
+        .unwrap_or_else(|_| panic!("the server did not close the connection within {within:?}"))
         .unwrap();
     String::from_utf8_lossy(&answer).into_owned()
 }

@@ -202,6 +202,12 @@ fn render(state: &ApiState, queues: &[QueueStats]) -> String {
             state.started.elapsed().as_secs() as usize,
         ),
     ];
+    family(
+        "jobhost_dispatch_rounds_total",
+        "counter",
+        "Rounds of this host's dispatch loop (a stuck loop stops counting).",
+        vec![(String::new(), state.dispatcher.rounds().to_string())],
+    );
     for (name, kind, help, value) in host {
         family(name, kind, help, vec![(String::new(), value.to_string())]);
     }

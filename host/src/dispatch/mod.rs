@@ -16,7 +16,7 @@ use crate::runtime::{CancelToken, JobContext, Plugin, Runtime};
 use crate::storage::{ClaimRules, Finishing, Storage, StorageError};
 use output::JobOutput;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -73,6 +73,9 @@ pub struct Dispatcher {
     wake: Notify,
     /// Rung when the mode an operator set changes.
     stop_asked: Notify,
+    /// Rounds of the loop so far (claims tried), for metrics: a number
+    /// that stops growing is a stuck dispatcher.
+    rounds: AtomicU64,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -101,6 +104,7 @@ impl Dispatcher {
             stopping: AtomicBool::new(false),
             wake: Notify::new(),
             stop_asked: Notify::new(),
+            rounds: AtomicU64::new(0),
         })
     }
 
@@ -150,6 +154,12 @@ impl Dispatcher {
         self.config.lease
     }
 
+    /// Rounds the loop has finished: each looked at storage for work it
+    /// may claim (unless the worker was paused or full).
+    pub fn rounds(&self) -> u64 {
+        self.rounds.load(Ordering::Relaxed)
+    }
+
     /// Tells the loop to look for work now (after an enqueue).
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -175,6 +185,7 @@ impl Dispatcher {
         tokio::pin!(shutdown);
         loop {
             self.claim_and_start().await;
+            self.rounds.fetch_add(1, Ordering::Relaxed);
             tokio::select! {
                 () = &mut shutdown => break,
                 () = self.wake.notified() => {}
