@@ -727,6 +727,20 @@ async fn broadcast_jobs_run_once_on_every_live_worker() {
     assert_eq!(db.storage.claim(rules("w2", 10)).await.unwrap().len(), 1);
     let err = db.storage.enqueue_broadcast(job("nobody"), now + 1, now_ms()).await.unwrap_err();
     assert!(matches!(err, StorageError::Conflict(_)), "{err}");
+
+    // Room for one more job, two live workers: refused whole, nothing stored.
+    let quota =
+        TenantRecord { name: "acme".into(), max_queued: Some(1), ..TenantRecord::default() };
+    db.storage.put_tenant(quota).await.unwrap();
+    let before = db.storage.list(&JobFilter::default(), 0, 100).await.unwrap().total;
+    let refused = db.storage.enqueue_broadcast(job("too many"), now - 60_000, now_ms()).await;
+    let err = refused.unwrap_err();
+    assert!(
+        matches!(err, StorageError::OverQuota(_)) && err.to_string().contains("2 workers"),
+        "{err}"
+    );
+    let after = db.storage.list(&JobFilter::default(), 0, 100).await.unwrap().total;
+    assert_eq!(after, before, "a refused broadcast leaves no copy behind");
 }
 
 #[tokio::test]

@@ -325,6 +325,17 @@ pub(super) fn enqueue_broadcast(
     if live.is_empty() {
         return Err(StorageError::Conflict("no live worker to broadcast to".into()));
     }
+    // Every copy counts against the quota: check them all before the first
+    // is written, so a refused broadcast stores nothing.
+    let tenant = tenant(txn, &new.tenant)?;
+    let waiting = waiting(&txn.open_table(WAITING)?, &tenant.name)?;
+    let more = waiting.saturating_add(live.len() as u64 - 1);
+    rules::queued_quota(&tenant, defaults, more).map_err(|why| {
+        StorageError::OverQuota(format!(
+            "{why}; a broadcast to {} workers needs room for each",
+            live.len()
+        ))
+    })?;
     let broadcast = Uuid::now_v7();
     let mut copies = Vec::new();
     for worker in live {
