@@ -244,20 +244,42 @@ async fn a_job_left_running_by_a_dead_process_is_run_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn finished_jobs_past_retention_are_pruned() {
+async fn retention_prunes_finished_jobs_with_their_journal_logs_and_keys_and_keeps_the_rest() {
     let host = start(|config| {
-        config.retention_s = 1;
+        config.retention_s = 2;
         config.prune_every_s = 1;
     })
     .await;
-    let id = host.enqueue(job("examples.hello", r#"{"name":"brief"}"#)).await;
-    for _ in 0..1200 {
-        if host.storage.get(id).await.is_err() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let later = NewJob { run_at: Some(now_ms() + 3_600_000), ..job("examples.hello", "{}") };
+    let waiting = host.enqueue(later).await;
+    let keyed = NewJob {
+        idempotency_key: Some("nightly".into()),
+        ..job("examples.sleep", r#"{"seconds":0.1,"steps":2}"#)
+    };
+    let id = host.enqueue(keyed.clone()).await;
+    assert_eq!(host.finished(id).await.state, JobState::Completed);
+    assert_eq!(host.storage.logs(id, 0, 100).await.unwrap().len(), 2);
+    eventually("the finished job is pruned", || async {
+        host.storage.get(id).await.is_err().then_some(())
+    })
+    .await;
+    let again = host.storage.enqueue(keyed, now_ms()).await.unwrap();
+    assert!(again.created && again.job.id != id, "its idempotency key is free again");
+    let kept = host.storage.get(waiting).await.unwrap();
+    assert_eq!(kept.state, JobState::Scheduled, "an unfinished job is never pruned");
+
+    // In the file itself: no journal or log row of the pruned job is left.
+    let TestHost { host, storage, _dir: dir } = host;
+    drop(storage);
+    host.stop().await.unwrap();
+    let db = redb::Database::open(dir.path().join("jobhost.redb")).unwrap();
+    let read = redb::ReadableDatabase::begin_read(&db).unwrap();
+    for name in ["events", "logs"] {
+        let table: redb::TableDefinition<(u128, u64), &[u8]> = redb::TableDefinition::new(name);
+        let table = read.open_table(table).unwrap();
+        let rows = table.range((id.as_u128(), 0)..=(id.as_u128(), u64::MAX)).unwrap().count();
+        assert_eq!(rows, 0, "{rows} {name} rows of the pruned job are left");
     }
-    panic!("job {id} was not pruned: {:?}", host.storage.get(id).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 
 use jobhost::host::Host;
 use jobhost::jobs::Role;
-use jobhost_tests::server::{TestServer, enqueue, test_config, wait_state};
+use jobhost_tests::server::{SseEvent, TestServer, enqueue, test_config, wait_state};
 use redb::{ReadableDatabase, TableHandle};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -142,4 +142,84 @@ async fn another_programs_redb_file_is_refused_and_left_as_it_was() {
     let tables: Vec<String> = txn.list_tables().unwrap().map(|t| t.name().to_string()).collect();
     assert_eq!(tables, ["accounts"], "no table of ours was added");
     assert_eq!(txn.open_table(THEIRS).unwrap().get("alice").unwrap().map(|v| v.value()), Some(10));
+}
+
+/// The ids of `events` that carry one (state and log events).
+fn cursor_ids(events: &[SseEvent]) -> Vec<String> {
+    events.iter().filter_map(|e| e.id.clone()).collect()
+}
+
+async fn follow(server: &TestServer, token: &str, id: &str, last: Option<&str>) -> Vec<SseEvent> {
+    let mut request = server.request(Method::GET, &format!("/v1/jobs/{id}/events"), token);
+    if let Some(last) = last {
+        request = request.header("Last-Event-ID", last);
+    }
+    TestServer::read_events(request.send().await.unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_jobs_tokens_and_stream_cursors_survive_a_restart() {
+    let server = TestServer::start_with(|config| config.shutdown_grace_ms = 500).await;
+    let ops = server.token("acme", "ops", Role::Operator).await;
+    let hello = std::fs::read(jobhost_plugin_artifacts::HELLO).unwrap();
+    let upload = server.request(Method::POST, "/v1/plugins/acme.greeter", &ops).body(hello);
+    assert_eq!(upload.send().await.unwrap().status(), StatusCode::CREATED);
+    let sleep = json!({"job": "examples.sleep", "args": {"seconds": 0.2, "steps": 4}});
+    let done = enqueue(&server, &ops, sleep).await;
+    wait_state(&server, &ops, &done, "completed").await;
+    let before = cursor_ids(&follow(&server, &ops, &done, None).await);
+    assert_eq!(before.len(), 7, "3 states and 4 log lines: {before:?}");
+    server.call(Method::POST, "/v1/queues/held/pause", &ops, None).await;
+    let held = json!({"job": "examples.hello", "queue": "held", "args": {"name": "later"}});
+    let held = enqueue(&server, &ops, held).await;
+    let long = json!({"job": "examples.sleep", "args": {"seconds": 120}});
+    let running = enqueue(&server, &ops, long).await;
+    wait_state(&server, &ops, &running, "running").await;
+
+    let server = server.restart().await;
+    let (status, plugin) = server.call(Method::GET, "/v1/plugins/acme.greeter", &ops, None).await;
+    assert_eq!(status, StatusCode::OK, "the uploaded plugin is loaded again: {plugin}");
+    let greet = json!({"job": "acme.greeter", "args": {"name": "again"}});
+    let greeted = enqueue(&server, &ops, greet).await;
+    let greeted = wait_state(&server, &ops, &greeted, "completed").await;
+    assert_eq!(greeted["result"], json!({"greeting": "Hello, again!"}));
+
+    let resumed = cursor_ids(&follow(&server, &ops, &done, Some(&before[2])).await);
+    assert_eq!(resumed, before[3..], "Last-Event-ID resumes across a restart, nothing repeated");
+
+    let (_, job) = server.call(Method::GET, &format!("/v1/jobs/{held}"), &ops, None).await;
+    assert_eq!(job["state"], "pending", "a waiting job waits on: {job}");
+    server.call(Method::POST, "/v1/queues/held/resume", &ops, None).await;
+    wait_state(&server, &ops, &held, "completed").await;
+
+    // The job that ran at the stop was handed back, not counted, and runs again.
+    let again = wait_state(&server, &ops, &running, "running").await;
+    let reasons: Vec<&str> =
+        again["events"].as_array().unwrap().iter().map(|e| e["reason"].as_str().unwrap()).collect();
+    assert!(reasons.iter().any(|r| r.contains("handed the job back")), "{reasons:?}");
+    assert_eq!(again["attempt"], 1, "the handed-back run used no attempt: {again}");
+    server.call(Method::POST, &format!("/v1/jobs/{running}/cancel"), &ops, None).await;
+    wait_state(&server, &ops, &running, "cancelled").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_lock_holder_hands_the_lock_to_the_job_waiting_for_it() {
+    let server = TestServer::start().await;
+    let ops = server.token("acme", "ops", Role::Operator).await;
+    let holder = json!({"job": "examples.sleep", "args": {"seconds": 120}, "lock": "report"});
+    let holder = enqueue(&server, &ops, holder).await;
+    wait_state(&server, &ops, &holder, "running").await;
+    let waiter = json!({"job": "examples.hello", "args": {"name": "next"}, "lock": "report"});
+    let waiter = enqueue(&server, &ops, waiter).await;
+    let (_, locks) = server.call(Method::GET, "/v1/locks", &ops, None).await;
+    assert_eq!(locks["locks"], json!([{"name": "report", "job": holder}]), "{locks}");
+    let (_, job) = server.call(Method::GET, &format!("/v1/jobs/{waiter}"), &ops, None).await;
+    assert_eq!(job["state"], "pending", "the waiter waits for the lock: {job}");
+
+    server.call(Method::POST, &format!("/v1/jobs/{holder}/cancel"), &ops, None).await;
+    wait_state(&server, &ops, &holder, "cancelled").await;
+    let done = wait_state(&server, &ops, &waiter, "completed").await;
+    assert_eq!(done["result"], json!({"greeting": "Hello, next!"}));
+    let (_, locks) = server.call(Method::GET, "/v1/locks", &ops, None).await;
+    assert_eq!(locks["locks"], json!([]), "{locks}");
 }

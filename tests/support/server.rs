@@ -45,6 +45,7 @@ pub struct TestServer {
     pub storage: Arc<dyn Storage>,
     host: Mutex<Host>,
     client: reqwest::Client,
+    config: Config,
     _dir: tempfile::TempDir,
 }
 
@@ -66,14 +67,29 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
         change(&mut config);
-        let host = Host::start(config).await.unwrap();
+        TestServer::on(dir, config).await
+    }
+
+    async fn on(dir: tempfile::TempDir, config: Config) -> TestServer {
+        let host = Host::start(config.clone()).await.unwrap();
         TestServer {
             base: format!("http://{}", host.addr()),
             storage: host.storage().clone(),
             host: Mutex::new(host),
             client: reqwest::Client::new(),
+            config,
             _dir: dir,
         }
+    }
+
+    /// Stops this host as SIGTERM does (running jobs get the shutdown
+    /// grace, the rest are handed back) and starts a new one on the same
+    /// data and settings, on a new port.
+    pub async fn restart(self) -> TestServer {
+        let TestServer { host, storage, config, _dir: dir, .. } = self;
+        drop(storage);
+        host.into_inner().stop().await.unwrap();
+        TestServer::on(dir, config).await
     }
 
     /// Shuts the dispatcher down (the API keeps serving) and waits until it
