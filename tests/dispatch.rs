@@ -367,3 +367,28 @@ async fn progress_in_a_tight_loop_reaches_the_bus_coalesced_and_the_last_one_arr
     assert!(percents.len() < 2_000, "{} progress events for 100,000 reports", percents.len());
     assert_eq!(percents.last(), Some(&100.0), "the last report reaches followers");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_lost_its_lease_stops_and_writes_nothing_into_the_next_run() {
+    let host = start(|_| {}).await;
+    let id = host.enqueue(job("examples.sleep", r#"{"seconds":3,"steps":30}"#)).await;
+    host.reaches(id, JobState::Running).await;
+    eventually("the first run logs", || async {
+        (!host.storage.logs(id, 0, 10).await.unwrap().is_empty()).then_some(())
+    })
+    .await;
+    // The lease runs out as if the worker had stalled: recovery takes the
+    // job back and this same worker claims it again while the first run
+    // is still going.
+    host.storage.recover(now_ms() + 60_000).await.unwrap();
+    host.host.dispatcher().wake();
+    let done = host.finished(id).await;
+    assert_eq!((done.state, done.attempt), (JobState::Completed, 2), "{done:?}");
+    let logs = host.storage.logs(id, 0, 1_000).await.unwrap();
+    let second = logs.iter().position(|l| l.attempt == 2).expect("the second run logged");
+    let late: Vec<_> = logs[second..].iter().filter(|l| l.attempt != 2).collect();
+    assert!(late.is_empty(), "the first run wrote into the second's log: {late:?}");
+    assert_eq!(logs[second..].len(), 30, "the second run's whole log");
+    let reasons = host.reasons(id).await;
+    assert_eq!(reasons.iter().filter(|r| r.contains("completed")).count(), 1, "{reasons:?}");
+}

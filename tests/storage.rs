@@ -62,9 +62,10 @@ fn rules(worker: &str, max: usize) -> ClaimRules {
     ClaimRules { worker: worker.into(), max, now: now_ms(), lease_ms: 30_000 }
 }
 
+/// How `worker`'s first attempt at a job ended.
 fn finishing(worker: &str, report: RunReport, policy: &RetryPolicy) -> Finishing {
     let policy = policy.clone();
-    Finishing { worker: worker.into(), report, policy, now: now_ms(), random: 0 }
+    Finishing { worker: worker.into(), attempt: 1, report, policy, now: now_ms(), random: 0 }
 }
 
 fn report(outcome: Outcome) -> RunReport {
@@ -307,11 +308,11 @@ async fn retriable_failures_are_retried_with_backoff_until_max_retries() {
     db.storage.promote(retried.run_at).await.unwrap();
     let again = db.storage.claim(rules("w1", 1)).await.unwrap();
     assert_eq!(again[0].attempt, 2);
-    let last = db
-        .storage
-        .finish(id, finishing("w1", failed(FailureKind::Timeout), &RetryPolicy::default()))
-        .await
-        .unwrap();
+    let second = Finishing {
+        attempt: 2,
+        ..finishing("w1", failed(FailureKind::Timeout), &RetryPolicy::default())
+    };
+    let last = db.storage.finish(id, second).await.unwrap();
     assert_eq!(last.state, JobState::Failed, "attempts are used up");
     assert_eq!(last.fuel_used, 20, "fuel adds up over attempts");
 }
@@ -372,6 +373,25 @@ async fn a_worker_that_lost_its_lease_cannot_finish_the_job() {
         .unwrap_err();
     assert!(matches!(err, StorageError::Conflict(_)), "{err}");
     assert_eq!(db.storage.get(id).await.unwrap().state, JobState::Running);
+
+    // w1's lease expires and w1 itself claims the job again: the first run
+    // is told it lost the job, and can neither write output nor finish it.
+    let now = now_ms();
+    db.storage.recover(now + 60_000).await.unwrap();
+    let again = db.storage.claim(rules("w1", 1)).await.unwrap();
+    assert_eq!(again[0].attempt, 2);
+    let lost = db.storage.renew("w1", vec![(id, 1), (id, 2)], now + 30_000).await.unwrap();
+    assert_eq!(lost, [(id, 1)], "only the first run lost its lease");
+    let line =
+        OutputBatch { logs: vec![(now, LogLevel::Info, "stale".into())], ..OutputBatch::default() };
+    let err = db.storage.append_output(id, 1, line).await.unwrap_err();
+    assert!(matches!(err, StorageError::Conflict(_)), "{err}");
+    assert!(db.storage.logs(id, 0, 10).await.unwrap().is_empty(), "the stale line is not kept");
+    let stale = finishing("w1", completed(), &RetryPolicy::default());
+    let err = db.storage.finish(id, stale).await.unwrap_err();
+    assert!(matches!(err, StorageError::Conflict(_)), "{err}");
+    let current = Finishing { attempt: 2, ..finishing("w1", completed(), &RetryPolicy::default()) };
+    assert_eq!(db.storage.finish(id, current).await.unwrap().state, JobState::Completed);
 }
 
 #[tokio::test]
@@ -382,7 +402,8 @@ async fn expired_leases_are_recovered_and_renewed_ones_are_not() {
     let lost = db.storage.enqueue(short("lost"), now_ms()).await.unwrap().job.id;
     let now = now_ms();
     db.storage.claim(ClaimRules { lease_ms: 1_000, now, ..rules("w1", 2) }).await.unwrap();
-    db.storage.renew("w1", vec![renewed], now + 60_000).await.unwrap();
+    let gone = db.storage.renew("w1", vec![(renewed, 1)], now + 60_000).await.unwrap();
+    assert!(gone.is_empty(), "w1 holds the job it renews: {gone:?}");
 
     let recovered = db.storage.recover(now + 2_000).await.unwrap();
     assert_eq!(recovered, [lost]);
@@ -457,6 +478,7 @@ async fn cancel_ends_a_waiting_job_and_flags_a_running_one() {
 async fn output_is_appended_and_logs_page() {
     let db = open();
     let id = db.storage.enqueue(job("chatty"), now_ms()).await.unwrap().job.id;
+    db.storage.claim(rules("w1", 1)).await.unwrap();
     let logs = (1..=5).map(|i| (now_ms(), LogLevel::Info, format!("line {i}"))).collect();
     let batch = OutputBatch {
         logs,
@@ -486,6 +508,7 @@ async fn metadata_a_job_sets_is_bounded_over_all_its_batches() {
     use jobhost::jobs::{MAX_METADATA_BYTES, MAX_METADATA_KEYS};
     let db = open();
     let id = db.storage.enqueue(job("greedy"), now_ms()).await.unwrap().job.id;
+    db.storage.claim(rules("w1", 1)).await.unwrap();
     for round in 0..3 {
         let metadata = (0..MAX_METADATA_KEYS)
             .map(|i| (format!("key-{round}-{i}"), serde_json::json!("x".repeat(1000))))
@@ -626,7 +649,7 @@ async fn remove_deletes_a_finished_job_with_its_history() {
     let id = db.storage.enqueue(keyed.clone(), now_ms()).await.unwrap().job.id;
     let err = db.storage.remove(id).await.unwrap_err();
     assert!(matches!(&err, StorageError::Conflict(m) if m.contains("cancel it")), "{err}");
-    db.storage.cancel(id, now_ms()).await.unwrap();
+    db.storage.claim(rules("w1", 1)).await.unwrap();
     db.storage
         .append_output(
             id,
@@ -638,6 +661,7 @@ async fn remove_deletes_a_finished_job_with_its_history() {
         )
         .await
         .unwrap();
+    db.storage.finish(id, finishing("w1", completed(), &RetryPolicy::default())).await.unwrap();
     db.storage.remove(id).await.unwrap();
     assert!(matches!(db.storage.get(id).await, Err(StorageError::NotFound(_))));
     assert!(matches!(db.storage.events(id, 0).await, Err(StorageError::NotFound(_))));

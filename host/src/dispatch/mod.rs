@@ -64,8 +64,8 @@ pub struct Dispatcher {
     bus: EventBus,
     clock: Arc<dyn Clock>,
     config: DispatchConfig,
-    /// Cancel tokens of the jobs running here.
-    running: Mutex<HashMap<Uuid, CancelToken>>,
+    /// The runs going on here, by job.
+    running: Mutex<HashMap<Uuid, Run>>,
     /// The mode an operator set, as of the last heartbeat.
     mode: Mutex<WorkerMode>,
     /// Set once shutdown began: nothing more is claimed.
@@ -76,6 +76,13 @@ pub struct Dispatcher {
     /// Rounds of the loop so far (claims tried), for metrics: a number
     /// that stops growing is a stuck dispatcher.
     rounds: AtomicU64,
+}
+
+/// One run of a job on this worker: its attempt, and how to stop it.
+#[derive(Debug, Clone)]
+struct Run {
+    attempt: u32,
+    cancel: CancelToken,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -169,8 +176,8 @@ impl Dispatcher {
     /// then hard after its grace period.
     pub async fn cancel(&self, id: Uuid) -> Result<JobRecord, StorageError> {
         let job = self.storage.cancel(id, self.clock.now()).await?;
-        if let Some(token) = self.running.lock().unwrap().get(&id) {
-            token.cancel();
+        if let Some(run) = self.running.lock().unwrap().get(&id) {
+            run.cancel.cancel();
         }
         self.publish_state(&job, "cancel");
         Ok(job)
@@ -220,8 +227,8 @@ impl Dispatcher {
             }
             Err(e) => tracing::error!("handing jobs back (their leases will expire): {e}"),
         }
-        for token in self.running.lock().unwrap().values() {
-            token.cancel();
+        for run in self.running.lock().unwrap().values() {
+            run.cancel.cancel();
         }
     }
 
@@ -245,7 +252,13 @@ impl Dispatcher {
         };
         for job in claimed {
             let cancel = CancelToken::new();
-            self.running.lock().unwrap().insert(job.id, cancel.clone());
+            let run = Run { attempt: job.attempt, cancel: cancel.clone() };
+            // A run of an earlier attempt still going here lost its lease
+            // (this claim proves it): stop it, its output no longer lands.
+            if let Some(stale) = self.running.lock().unwrap().insert(job.id, run) {
+                tracing::warn!(job = %job.id, attempt = stale.attempt, "a run that lost its lease is stopped");
+                stale.cancel.cancel();
+            }
             self.publish_state(&job, "claimed");
             // Every host log line about this run names the job.
             let span = tracing::info_span!(
@@ -268,8 +281,8 @@ impl Dispatcher {
             Ok(plugin) => {
                 let (bus, clock) = (self.bus.clone(), self.clock.clone());
                 let output = Arc::new(JobOutput::new(job.id, job.tenant.clone(), bus, clock));
-                let flusher =
-                    tokio::spawn(self.clone().flush_output(job.id, job.attempt, output.clone()));
+                let run = Run { attempt: job.attempt, cancel: cancel.clone() };
+                let flusher = tokio::spawn(self.clone().flush_output(job.id, run, output.clone()));
                 let context = JobContext {
                     id: job.id.to_string(),
                     attempt: job.attempt,
@@ -295,6 +308,7 @@ impl Dispatcher {
         };
         let finishing = Finishing {
             worker: self.config.worker.clone(),
+            attempt: job.attempt,
             report,
             policy: self.config.retry.clone(),
             now: self.clock.now(),
@@ -307,7 +321,11 @@ impl Dispatcher {
             }
             Err(e) => tracing::warn!(job = %job.id, "recording the outcome: {e}"),
         }
-        self.running.lock().unwrap().remove(&job.id);
+        let mut running = self.running.lock().unwrap();
+        if running.get(&job.id).is_some_and(|run| run.attempt == job.attempt) {
+            running.remove(&job.id);
+        }
+        drop(running);
         self.wake.notify_one();
     }
 
@@ -333,14 +351,20 @@ impl Dispatcher {
         .map_err(|e: crate::runtime::PluginError| e.to_string())
     }
 
-    /// Writes a running job's buffered output every flush interval.
-    async fn flush_output(self: Arc<Self>, id: Uuid, attempt: u32, output: Arc<JobOutput>) {
+    /// Writes a running job's buffered output every flush interval; stops
+    /// the run if storage says it lost its lease.
+    async fn flush_output(self: Arc<Self>, id: Uuid, run: Run, output: Arc<JobOutput>) {
         loop {
             tokio::time::sleep(self.config.flush).await;
-            if let Some(batch) = output.take()
-                && let Err(e) = self.storage.append_output(id, attempt, batch).await
-            {
-                tracing::error!(job = %id, "writing output: {e}");
+            let Some(batch) = output.take() else { continue };
+            match self.storage.append_output(id, run.attempt, batch).await {
+                Err(StorageError::Conflict(why)) => {
+                    tracing::warn!(job = %id, "stopping the run: {why}");
+                    run.cancel.cancel();
+                    return;
+                }
+                Err(e) => tracing::error!(job = %id, "writing output: {e}"),
+                Ok(()) => {}
             }
         }
     }
@@ -348,7 +372,8 @@ impl Dispatcher {
     /// Reports this worker alive (learning the mode an operator set) and
     /// renews the leases of every job running here.
     pub async fn heartbeat(&self) {
-        let running: Vec<Uuid> = self.running.lock().unwrap().keys().copied().collect();
+        let running: Vec<(Uuid, u32)> =
+            self.running.lock().unwrap().iter().map(|(id, run)| (*id, run.attempt)).collect();
         let slots = self.config.slots as u32;
         let now = self.clock.now();
         match self.storage.heartbeat(&self.config.worker, slots, running.len() as u32, now).await {
@@ -366,8 +391,17 @@ impl Dispatcher {
             return;
         }
         let until = now + self.config.lease.as_millis() as u64;
-        if let Err(e) = self.storage.renew(&self.config.worker, running, until).await {
-            tracing::error!("renewing leases: {e}");
+        match self.storage.renew(&self.config.worker, running, until).await {
+            Ok(lost) => {
+                let runs = self.running.lock().unwrap();
+                for (id, attempt) in lost {
+                    if let Some(run) = runs.get(&id).filter(|run| run.attempt == attempt) {
+                        tracing::warn!(job = %id, attempt, "the run lost its lease and is stopped");
+                        run.cancel.cancel();
+                    }
+                }
+            }
+            Err(e) => tracing::error!("renewing leases: {e}"),
         }
     }
 

@@ -166,6 +166,8 @@ pub struct JobPage {
 pub struct Finishing {
     /// The worker that ran it; refused if it no longer holds the job.
     pub worker: String,
+    /// The attempt that ran; refused if the job has gone on to another.
+    pub attempt: u32,
     /// How the run ended.
     pub report: RunReport,
     /// Which failures are retried.
@@ -214,8 +216,15 @@ pub trait JobStore: Send + Sync {
     /// Records how a claimed job's run ended, as the outcome rule decides;
     /// refused if the worker lost the job.
     async fn finish(&self, id: Uuid, finishing: Finishing) -> Result<JobRecord, StorageError>;
-    /// Extends the leases `worker` holds on `ids` to `until`.
-    async fn renew(&self, worker: &str, ids: Vec<Uuid>, until: Millis) -> Result<(), StorageError>;
+    /// Extends the leases `worker` holds on `runs` (job, attempt) to
+    /// `until`; returns the runs it no longer holds (recovered, or claimed
+    /// again as a later attempt), which the worker must stop.
+    async fn renew(
+        &self,
+        worker: &str,
+        runs: Vec<(Uuid, u32)>,
+        until: Millis,
+    ) -> Result<Vec<(Uuid, u32)>, StorageError>;
     /// Takes the jobs whose lease ended before `now` off their dead workers
     /// (the lost-worker rule: back to pending, or finished).
     async fn recover(&self, now: Millis) -> Result<Vec<Uuid>, StorageError>;
@@ -233,7 +242,9 @@ pub trait JobStore: Send + Sync {
     /// Expires the waiting jobs whose `expires_at` is not after `now`, in
     /// any queue, paused ones included. Returns how many.
     async fn expire(&self, now: Millis) -> Result<usize, StorageError>;
-    /// Appends a running job's output: log lines, latest progress, metadata.
+    /// Appends a running job's output: log lines, latest progress, metadata;
+    /// refused (`Conflict`, nothing written) unless the job is running
+    /// `attempt`, so a run that lost its lease writes nothing more.
     async fn append_output(
         &self,
         id: Uuid,

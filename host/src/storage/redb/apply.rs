@@ -139,6 +139,7 @@ fn hold(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
         until: job.lease_until.unwrap_or_default(),
         queue: job.queue.clone(),
         tenant: job.tenant.clone(),
+        attempt: job.attempt,
     };
     txn.open_table(RUNNING)?.insert(job.id.as_u128(), encode(&lease).as_slice())?;
     if let Some(lock) = &job.lock {

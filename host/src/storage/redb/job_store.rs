@@ -125,22 +125,31 @@ impl JobStore for RedbStorage {
         self.writer.write(move |txn| jobs::finish(txn, id, finishing)).await
     }
 
-    async fn renew(&self, worker: &str, ids: Vec<Uuid>, until: Millis) -> Result<(), StorageError> {
+    async fn renew(
+        &self,
+        worker: &str,
+        runs: Vec<(Uuid, u32)>,
+        until: Millis,
+    ) -> Result<Vec<(Uuid, u32)>, StorageError> {
         let worker = worker.to_string();
         self.writer
             .write(move |txn| {
                 let mut running = txn.open_table(RUNNING)?;
-                for id in ids {
+                let mut lost = Vec::new();
+                for (id, attempt) in runs {
                     let lease = running
                         .get(id.as_u128())?
                         .map(|l| decode::<Lease>(l.value()))
                         .transpose()?;
-                    if let Some(mut lease) = lease.filter(|l| l.worker == worker) {
-                        lease.until = until;
-                        running.insert(id.as_u128(), encode(&lease).as_slice())?;
+                    match lease.filter(|l| l.worker == worker && l.attempt == attempt) {
+                        Some(mut lease) => {
+                            lease.until = until;
+                            running.insert(id.as_u128(), encode(&lease).as_slice())?;
+                        }
+                        None => lost.push((id, attempt)),
                     }
                 }
-                Ok(())
+                Ok(lost)
             })
             .await
     }

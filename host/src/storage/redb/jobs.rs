@@ -79,10 +79,13 @@ pub(super) fn finish(
     finishing: Finishing,
 ) -> Result<JobRecord, StorageError> {
     let job = read_job(&txn.open_table(JOBS)?, id)?;
-    if job.state != JobState::Running || job.worker.as_deref() != Some(&finishing.worker) {
+    let held = job.state == JobState::Running
+        && job.worker.as_deref() == Some(&finishing.worker)
+        && job.attempt == finishing.attempt;
+    if !held {
         return Err(StorageError::Conflict(format!(
-            "job {id} is not running on worker {}: its lease was lost",
-            finishing.worker
+            "job {id} is not running attempt {} on worker {}: its lease was lost",
+            finishing.attempt, finishing.worker
         )));
     }
     let Finishing { report, policy, now, random, .. } = finishing;
@@ -160,6 +163,11 @@ pub(super) fn append_output(
     batch: OutputBatch,
 ) -> Result<(), StorageError> {
     let mut job = read_job(&txn.open_table(JOBS)?, id)?;
+    if job.state != JobState::Running || job.attempt != attempt {
+        return Err(StorageError::Conflict(format!(
+            "job {id} is not running attempt {attempt}: its lease was lost"
+        )));
+    }
     if !batch.logs.is_empty() {
         let mut logs = txn.open_table(LOGS)?;
         let key = id.as_u128();

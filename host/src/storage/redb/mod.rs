@@ -84,6 +84,9 @@ struct Lease {
     queue: String,
     /// The job's tenant, for quotas.
     tenant: String,
+    /// The attempt the lease is for (0 in files from before it was kept).
+    #[serde(default)]
+    attempt: u32,
 }
 
 impl RedbStorage {
