@@ -4,7 +4,8 @@
 //! enqueues, runs, commits and lock holds. Then one last host runs what is
 //! left and every acknowledged job (a 202 the client read) is there and
 //! ended completed, or failed by the lost-worker rule (the only documented
-//! way a job fails here); nothing is left running or locked.
+//! way a job fails here); nothing is left running or locked. The last host
+//! gets SIGTERM while a job runs: it exits 0 and hands the job back.
 //!
 //! `JOBHOST_CRASH_ROUNDS` sets the rounds (default 20, the CI run); a
 //! longer run is documented in docs/RELIABILITY.md.
@@ -38,6 +39,7 @@ impl Server {
             .args(["serve", "--plugins", jobhost_plugin_artifacts::EXAMPLES_DIR, "--data"])
             .arg(data)
             .args(["--listen", "127.0.0.1:0", "--lease-ms", "2000", "--slots", "16"])
+            .args(["--shutdown-grace-ms", "500"])
             .env("JOBHOST_ADMIN_TOKEN", TOKEN)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -182,6 +184,21 @@ async fn no_acknowledged_job_is_lost_when_the_host_is_killed_over_and_over() {
         .await
         .unwrap();
     assert_eq!(locks["locks"], serde_json::json!([]), "no lock outlives its holder");
+    // SIGTERM while a job runs: the host exits cleanly and hands it back.
+    let long = serde_json::json!({"job": "examples.sleep", "args": {"seconds": 600}});
+    let long = http.post(format!("{}/v1/jobs", server.base)).bearer_auth(TOKEN).json(&long);
+    let long: serde_json::Value = long.send().await.unwrap().json().await.unwrap();
+    let long = Uuid::parse_str(long["id"].as_str().unwrap()).unwrap();
+    loop {
+        let url = format!("{}/v1/jobs/{long}", server.base);
+        let job: serde_json::Value =
+            http.get(url).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+        if job["state"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the long job never started: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     tokio::task::spawn_blocking(move || server.stop()).await.unwrap();
 
     let storage = RedbStorage::open(&data.path().join("jobhost.redb")).unwrap();
@@ -207,6 +224,10 @@ async fn no_acknowledged_job_is_lost_when_the_host_is_killed_over_and_over() {
     }
     let running = JobFilter { state: Some(JobState::Running), ..JobFilter::default() };
     assert_eq!(storage.list(&running, 0, 1).await.unwrap().total, 0, "none left running");
+    let handed = storage.get(long).await.unwrap();
+    assert_eq!(handed.state, JobState::Pending, "SIGTERM hands a running job back");
+    let reason = storage.events(long, 0).await.unwrap().last().unwrap().reason.clone();
+    assert!(reason.contains("handed the job back"), "{reason}");
     eprintln!(
         "{rounds} kills, {} jobs acknowledged, {rerun} run again after a kill, {lost_worker} failed \
          by the lost-worker rule, 0 lost",
