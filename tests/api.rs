@@ -563,6 +563,60 @@ async fn a_finished_job_is_posted_to_its_callback_url_retried_until_accepted() {
     }
 }
 
+/// The next webhook the receiver got, within a minute.
+async fn next_webhook(bodies: &mut tokio::sync::mpsc::UnboundedReceiver<Value>) -> Value {
+    tokio::time::timeout(std::time::Duration::from_secs(60), bodies.recv())
+        .await
+        .expect("a webhook arrives")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_come_for_failed_cancelled_and_expired_jobs_and_survive_a_restart() {
+    let server = TestServer::start_with(|config| config.shutdown_grace_ms = 200).await;
+    let token = server.token("hooks", "ada", Role::Operator).await;
+    let (url, mut bodies) = webhook_receiver(vec![]).await;
+    let failed = json!({"job": "examples.fail", "args": {"message": "no"}, "callback_url": url});
+    let failed = enqueue(&server, &token, failed).await;
+    let hook = next_webhook(&mut bodies).await;
+    assert_eq!((hook["id"].as_str(), &hook["state"]), (Some(failed.as_str()), &json!("failed")));
+    assert_eq!(hook["error"]["message"], "no");
+
+    let long = json!({"job": "examples.sleep", "args": {"seconds": 120}, "callback_url": url});
+    let cancelled = enqueue(&server, &token, long).await;
+    wait_state(&server, &token, &cancelled, "running").await;
+    server.call(Method::POST, &format!("/v1/jobs/{cancelled}/cancel"), &token, None).await;
+    let hook = next_webhook(&mut bodies).await;
+    assert_eq!(
+        (hook["id"].as_str(), &hook["state"]),
+        (Some(cancelled.as_str()), &json!("cancelled"))
+    );
+
+    server.call(Method::POST, "/v1/queues/held/pause", &token, None).await;
+    let late = json!({"job": "examples.hello", "queue": "held", "expires_in_ms": 200, "callback_url": url});
+    let expired = enqueue(&server, &token, late).await;
+    let hook = next_webhook(&mut bodies).await;
+    assert_eq!((hook["id"].as_str(), &hook["state"]), (Some(expired.as_str()), &json!("expired")));
+
+    // A receiver that is down when the host stops gets the job from the
+    // next host: the outbox row outlives the process.
+    let (down, mut later) = webhook_receiver(vec![503]).await;
+    let body = json!({"job": "examples.hello", "args": {"name": "later"}, "callback_url": down});
+    let id = enqueue(&server, &token, body).await;
+    let refused = next_webhook(&mut later).await;
+    assert_eq!(refused["id"], id.as_str(), "the first try was answered 503");
+    let server = server.restart().await;
+    let delivered = next_webhook(&mut later).await;
+    assert_eq!(
+        (delivered["id"].as_str(), &delivered["state"]),
+        (Some(id.as_str()), &json!("completed"))
+    );
+    eventually("the delivered webhook leaves the outbox", || async {
+        server.storage.due_callbacks(u64::MAX, 10).await.unwrap().is_empty().then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_urls_to_internal_addresses_are_refused_unless_the_operator_allows_them() {
     let server = TestServer::start_with(|config| config.webhook_allow.clear()).await;
