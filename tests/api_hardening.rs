@@ -128,3 +128,92 @@ async fn shutdown_lets_short_jobs_finish_and_hands_the_rest_back() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(error_message(&body).contains("shutting down"), "{body}");
 }
+
+/// Sends raw bytes as a JSON body; returns the status and the error message.
+async fn post_raw(
+    server: &TestServer,
+    path: &str,
+    token: &str,
+    body: Vec<u8>,
+) -> (StatusCode, String) {
+    let request =
+        server.request(Method::POST, path, token).header("content-type", "application/json");
+    let response = request.body(body).send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|body| body["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or(text);
+    (status, message)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_bodies_and_paths_get_a_4xx_naming_the_problem_and_store_nothing() {
+    let server = TestServer::start().await;
+    let ops = server.token("fuzz", "ops", Role::Operator).await;
+    let deep = format!(
+        r#"{{"job":"examples.hello","args":{{"a":{}{}}}}}"#,
+        "[".repeat(5_000),
+        "]".repeat(5_000)
+    );
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("cut off", br#"{"job": "#.to_vec(), "EOF"),
+        ("not an object", b"[1, 2]".to_vec(), "expected"),
+        ("deeply nested", deep.into_bytes(), "recursion"),
+        (
+            "invalid UTF-8",
+            b"{\"job\": \"examples.hello\", \"name\": \"\xff\xfe\"}".to_vec(),
+            "unicode",
+        ),
+        ("huge priority", br#"{"job":"examples.hello","priority":1e400}"#.to_vec(), "priority"),
+        (
+            "priority past i32",
+            br#"{"job":"examples.hello","priority":99999999999}"#.to_vec(),
+            "priority",
+        ),
+        (
+            "delay past u64",
+            br#"{"job":"examples.hello","delay_ms":18446744073709551616}"#.to_vec(),
+            "delay_ms",
+        ),
+        (
+            "negative retries",
+            br#"{"job":"examples.hello","max_retries":-1}"#.to_vec(),
+            "max_retries",
+        ),
+        ("unknown field", br#"{"job":"examples.hello","jobb":1}"#.to_vec(), "jobb"),
+        ("a name with a NUL", b"{\"job\": \"examples.hello\\u0000\"}".to_vec(), "examples.hello"),
+        ("a path for a name", br#"{"job":"../../etc/passwd"}"#.to_vec(), "passwd"),
+        (
+            "a queue with a slash",
+            br#"{"job":"examples.hello","queue":"other/q"}"#.to_vec(),
+            "queue",
+        ),
+        (
+            "a long name",
+            format!(r#"{{"job":"{}"}}"#, "a.".repeat(5_000) + "b").into_bytes(),
+            "name",
+        ),
+    ];
+    for (case, body, named) in cases {
+        let (status, message) = post_raw(&server, "/v1/jobs", &ops, body).await;
+        assert!(status.is_client_error(), "{case}: {status} {message}");
+        assert!(message.contains(named), "{case}: the message names {named:?}: {message}");
+    }
+    for path in [
+        "/v1/jobs/..%2F..%2Fetc%2Fpasswd",
+        "/v1/jobs/%00",
+        "/v1/jobs/01a232e0-e64d-73d4-bd34-df13055d693a%00",
+        "/v1/plugins/%2e%2e",
+        "/v1/plugins/..%2Fexamples.hello",
+        "/v1/queues/..%2Fother",
+        "/v1/tenants/%2e%2e%2fdefault",
+    ] {
+        let (status, answer) = server.call(Method::GET, path, &ops, None).await;
+        assert!(status.is_client_error(), "{path}: {status} {answer}");
+        assert!(answer["error"]["message"].is_string(), "{path}: {answer}");
+    }
+    let (_, jobs) = server.call(Method::GET, "/v1/jobs", &ops, None).await;
+    assert_eq!(jobs["total"], 0, "nothing refused was stored: {jobs}");
+}

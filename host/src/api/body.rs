@@ -46,9 +46,17 @@ impl<T: DeserializeOwned> FromRequest<Arc<ApiState>> for JsonBody<T> {
         if !is_json {
             return Err(refuse());
         }
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+        // The path names the field that did not parse, even for an error
+        // the JSON reader raised (a number out of range, a bad escape).
+        let mut reader = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
+            match e.path().to_string().as_str() {
+                "." => ApiError::bad_request(format!("invalid JSON body: {}", e.inner())),
+                path => ApiError::bad_request(format!("invalid JSON body: {path}: {}", e.inner())),
+            }
+        })?;
+        reader.end().map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+        Ok(JsonBody(value))
     }
 }
 

@@ -166,8 +166,10 @@ impl Registry {
         self.lookup(&(None, name.to_string()))
     }
 
-    /// The plugin `name` as `tenant` sees it: its own, else the shared one.
+    /// The plugin `name` as `tenant` sees it: its own, else the shared one;
+    /// a name that is not a qualified name is refused as such.
     pub fn resolve(&self, tenant: &str, name: &str) -> Result<Arc<Plugin>, PluginError> {
+        check_name(name)?;
         self.lookup(&(Some(tenant.to_string()), name.to_string())).or_else(|_| self.get(name))
     }
 
@@ -239,7 +241,12 @@ impl Registry {
 /// A qualified name: two or more dot-separated segments of lowercase ASCII
 /// letters, digits, `-` and `_`, each starting with a letter or digit.
 pub fn check_name(name: &str) -> Result<(), PluginError> {
-    let invalid = |reason| Err(PluginError::InvalidName { name: name.to_string(), reason });
+    // The refusal quotes the name, so a huge one is cut, not echoed whole.
+    let shown = match name.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &name[..end]),
+        None => name.to_string(),
+    };
+    let invalid = |reason| Err(PluginError::InvalidName { name: shown.clone(), reason });
     if name.len() > MAX_NAME_LEN {
         return invalid("longer than 128 bytes");
     }
