@@ -4,6 +4,7 @@
 //! fit the schemas the document gives them.
 
 use jobhost::jobs::Role;
+use jobhost_tests::python;
 use jobhost_tests::schema::{dangling_refs, problems};
 use jobhost_tests::server::{ADMIN, TestServer, wait_state};
 use reqwest::{Method, StatusCode};
@@ -240,29 +241,9 @@ async fn every_operation_answers_what_the_document_says() {
     assert!(missed.is_empty(), "operations this test did not call: {missed:?}");
 }
 
-/// A Python environment with openapi-python-client, kept under
-/// `~/.cache/jobhost` so later runs reuse it.
+/// A Python environment with openapi-python-client.
 fn generator() -> std::path::PathBuf {
-    let home = std::env::var("HOME").expect("HOME is set");
-    let venv = std::path::Path::new(&home).join(".cache/jobhost/openapi-client-venv");
-    if !venv.join("bin/openapi-python-client").exists() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-        let pip = venv.join("bin/pip");
-        run(Command::new(pip).args(["install", "--quiet", "openapi-python-client==0.29.1"]));
-    }
-    venv
-}
-
-/// Runs `command` to the end; panics with its output if it fails.
-fn run(command: &mut Command) -> String {
-    let output = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "{command:?} failed:\n{text}");
-    text
+    python::venv("openapi-client-venv", "openapi-python-client==0.29.1", "openapi-python-client")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,17 +257,21 @@ async fn a_client_generated_from_the_document_calls_every_operation() {
     let base = server.base.clone();
     let output = tokio::task::spawn_blocking(move || {
         let venv = generator();
-        let generated = run(Command::new(venv.join("bin/openapi-python-client"))
-            .args(["generate", "--meta", "none", "--path"])
-            .arg(&doc_path)
-            .arg("--output-path")
-            .arg(out.join("jobhost_client")));
+        let generated = python::run(
+            Command::new(venv.join("bin/openapi-python-client"))
+                .args(["generate", "--meta", "none", "--path"])
+                .arg(&doc_path)
+                .arg("--output-path")
+                .arg(out.join("jobhost_client")),
+        );
         assert!(!generated.contains("will not be generated"), "{generated}");
         let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/generated_client.py");
-        run(Command::new(venv.join("bin/python"))
-            .arg(driver)
-            .args([base.as_str(), ADMIN, jobhost_plugin_artifacts::HELLO])
-            .env("PYTHONPATH", &out))
+        python::run(
+            Command::new(venv.join("bin/python"))
+                .arg(driver)
+                .args([base.as_str(), ADMIN, jobhost_plugin_artifacts::HELLO])
+                .env("PYTHONPATH", &out),
+        )
     })
     .await
     .unwrap();
