@@ -102,10 +102,7 @@ fn non_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
         ("224.0.0.0/4", "a multicast address"),
         ("240.0.0.0/4", "a reserved or broadcast address"),
     ];
-    RANGES.iter().find_map(|(range, why)| {
-        let range: Cidr = range.parse().expect("the table's ranges parse");
-        range.contains(IpAddr::V4(ip)).then_some(*why)
-    })
+    in_table(RANGES, IpAddr::V4(ip))
 }
 
 fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
@@ -127,9 +124,14 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
         ("fe80::/10", "a link-local address"),
         ("ff00::/8", "a multicast address"),
     ];
-    RANGES.iter().find_map(|(range, why)| {
+    in_table(RANGES, IpAddr::V6(ip))
+}
+
+/// What the first range of `table` that holds `ip` says about it.
+fn in_table(table: &[(&str, &'static str)], ip: IpAddr) -> Option<&'static str> {
+    table.iter().find_map(|(range, why)| {
         let range: Cidr = range.parse().expect("the table's ranges parse");
-        range.contains(IpAddr::V6(ip)).then_some(*why)
+        range.contains(ip).then_some(*why)
     })
 }
 
