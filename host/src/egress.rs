@@ -189,27 +189,25 @@ impl EgressPolicy {
         }
     }
 
-    /// Checks a webhook URL: an absolute `http://` URL whose host resolves
-    /// to an address this policy allows; the refusal names why.
+    /// Checks a webhook URL at enqueue: an absolute `http://` URL whose host
+    /// is, or resolves to, an address this policy allows; the refusal names
+    /// why.
     pub async fn check_url(&self, url: &str) -> Result<(), String> {
-        let refuse = |why: &str| Err(format!("callback_url {url:?}: {why}"));
-        if url.len() > 2048 {
-            return refuse("longer than 2048 bytes");
-        }
-        let parsed = match reqwest::Url::parse(url) {
-            Ok(parsed) if parsed.scheme() == "http" && parsed.host().is_some() => parsed,
-            Ok(parsed) if parsed.scheme() == "https" => {
-                return refuse(
-                    "https is not supported yet; use http (a relay inside your network)",
-                );
-            }
-            Ok(_) => return refuse("must be an http:// URL with a host"),
-            Err(e) => return refuse(&e.to_string()),
-        };
-        let host = parsed.host_str().expect("checked above");
-        match self.resolve(host, parsed.port_or_known_default().unwrap_or(80)).await {
-            Ok(_) => Ok(()),
-            Err(why) => refuse(&why),
+        let parsed = parse(url)?;
+        let host = parsed.host_str().expect("parse checked it");
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        self.resolve(host, port).await.map(drop).map_err(|why| refused(url, &why))
+    }
+
+    /// Checks a webhook URL before a delivery, without a lookup of its own:
+    /// an address in the URL is checked here, a name by the client's
+    /// [`CheckedResolver`] as it connects.
+    pub fn check_before_connect(&self, url: &str) -> Result<(), String> {
+        let parsed = parse(url)?;
+        let host = parsed.host_str().expect("parse checked it");
+        match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            Ok(ip) => self.check(ip).map_err(|why| refused(url, &why)),
+            Err(_) => Ok(()),
         }
     }
 
@@ -217,6 +215,26 @@ impl EgressPolicy {
     /// allows.
     pub fn resolver(&self) -> Arc<CheckedResolver> {
         Arc::new(CheckedResolver { policy: self.clone() })
+    }
+}
+
+fn refused(url: &str, why: &str) -> String {
+    format!("callback_url {url:?}: {why}")
+}
+
+/// `url` if it has the shape of a webhook URL: absolute `http://` with a
+/// host, at most 2048 bytes.
+fn parse(url: &str) -> Result<reqwest::Url, String> {
+    if url.len() > 2048 {
+        return Err(refused(url, "longer than 2048 bytes"));
+    }
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if parsed.scheme() == "http" && parsed.host().is_some() => Ok(parsed),
+        Ok(parsed) if parsed.scheme() == "https" => {
+            Err(refused(url, "https is not supported yet; use http (a relay inside your network)"))
+        }
+        Ok(_) => Err(refused(url, "must be an http:// URL with a host")),
+        Err(e) => Err(refused(url, &e.to_string())),
     }
 }
 
@@ -306,5 +324,12 @@ mod tests {
         for bad in ["https://example.test/", "ftp://x/y", "not a url"] {
             assert!(policy.check_url(bad).await.unwrap_err().starts_with("callback_url"), "{bad}");
         }
+        let refusal = policy.check_before_connect("http://169.254.169.254/").unwrap_err();
+        assert!(refusal.contains("link-local"), "an address is checked at delivery: {refusal}");
+        assert_eq!(
+            policy.check_before_connect("http://hooks.example/done"),
+            Ok(()),
+            "names at connect"
+        );
     }
 }

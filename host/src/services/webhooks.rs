@@ -6,9 +6,10 @@
 //! out. Delivery is at least once: a receiver must accept the same job
 //! twice.
 //!
-//! Every delivery checks the URL against the [`EgressPolicy`] again, and
-//! the client resolves names through it, so the host connects only to
-//! addresses the policy allows (no DNS rebinding past the enqueue check).
+//! Every delivery checks the URL against the [`EgressPolicy`] again (an
+//! address in it here, a name as the client resolves it, through the
+//! policy: one lookup, and the addresses checked are those connected to,
+//! so no DNS rebinding past the enqueue check).
 //! Only the receiver's status is read, never its body; it has
 //! [`TIMEOUT`] to answer.
 
@@ -123,7 +124,7 @@ impl Webhooks {
             let _ = storage.callback_done(callback, None).await;
             return;
         };
-        let failure = match self.egress.check_url(url).await {
+        let failure = match self.egress.check_before_connect(url) {
             Err(refused) => Some(refused),
             Ok(()) => match self.client.post(url).json(&(self.render)(&job)).send().await {
                 Ok(response) if response.status().is_success() => None,
