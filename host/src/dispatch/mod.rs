@@ -251,11 +251,10 @@ impl Dispatcher {
             }
         };
         for job in claimed {
-            let cancel = CancelToken::new();
-            let run = Run { attempt: job.attempt, cancel: cancel.clone() };
+            let run = Run { attempt: job.attempt, cancel: CancelToken::new() };
             // A run of an earlier attempt still going here lost its lease
             // (this claim proves it): stop it, its output no longer lands.
-            if let Some(stale) = self.running.lock().unwrap().insert(job.id, run) {
+            if let Some(stale) = self.running.lock().unwrap().insert(job.id, run.clone()) {
                 tracing::warn!(job = %job.id, attempt = stale.attempt, "a run that lost its lease is stopped");
                 stale.cancel.cancel();
             }
@@ -268,25 +267,25 @@ impl Dispatcher {
                 tenant = %job.tenant,
                 attempt = job.attempt
             );
-            tokio::spawn(self.clone().run_job(job, cancel).instrument(span));
+            tokio::spawn(self.clone().run_job(job, run).instrument(span));
         }
     }
 
-    async fn run_job(self: Arc<Self>, job: JobRecord, cancel: CancelToken) {
+    async fn run_job(self: Arc<Self>, job: JobRecord, run: Run) {
         // A cancel that landed between the claim and the token's insertion.
         if self.storage.get(job.id).await.is_ok_and(|j| j.cancel_requested) {
-            cancel.cancel();
+            run.cancel.cancel();
         }
         let report = match self.plugin_for(&job).await {
             Ok(plugin) => {
                 let (bus, clock) = (self.bus.clone(), self.clock.clone());
                 let output = Arc::new(JobOutput::new(job.id, job.tenant.clone(), bus, clock));
-                let run = Run { attempt: job.attempt, cancel: cancel.clone() };
-                let flusher = tokio::spawn(self.clone().flush_output(job.id, run, output.clone()));
+                let flusher =
+                    tokio::spawn(self.clone().flush_output(job.id, run.clone(), output.clone()));
                 let context = JobContext {
                     id: job.id.to_string(),
                     attempt: job.attempt,
-                    cancel,
+                    cancel: run.cancel.clone(),
                     observer: output.clone(),
                 };
                 let limits = self.runtime.limits(&job.limits);

@@ -80,25 +80,22 @@ impl QueueStats {
             self.stuck += 1;
         }
         let finished = matches!(job.state, JobState::Completed | JobState::Failed);
-        if let Some(at) = job.finished_at.filter(|_| finished) {
-            let ago = (now / 60_000).saturating_sub(at / 60_000) as usize;
-            if ago < MINUTES {
-                let minute = &mut self.minutes[MINUTES - 1 - ago];
-                if job.state == JobState::Completed {
-                    minute.completed += 1;
-                } else {
-                    minute.failed += 1;
-                }
+        let Some(at) = job.finished_at.filter(|_| finished) else { return };
+        let completed = job.state == JobState::Completed;
+        let ago = (now / 60_000).saturating_sub(at / 60_000) as usize;
+        if let Some(minute) = MINUTES.checked_sub(ago + 1).map(|i| &mut self.minutes[i]) {
+            if completed {
+                minute.completed += 1;
+            } else {
+                minute.failed += 1;
             }
         }
-        let in_window = job.finished_at.is_some_and(|at| at + window_ms >= now);
-        if in_window && matches!(job.state, JobState::Completed | JobState::Failed) {
+        if at + window_ms >= now {
             self.finished += 1;
-            if job.state == JobState::Completed {
+            if completed {
                 self.completed += 1;
                 let started = job.started_at.unwrap_or(job.created_at);
-                self.total_duration_ms +=
-                    job.finished_at.unwrap_or(started).saturating_sub(started);
+                self.total_duration_ms += at.saturating_sub(started);
             }
         }
     }
