@@ -184,11 +184,10 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
 /// `jobhost login`: asks for the token on a terminal if no flag or
 /// variable gave one, checks it (`GET /v1/me`), and saves URL and token.
 async fn login(connection: &Connection) -> anyhow::Result<i32> {
-    let saved = Settings::load()?;
-    let mut settings = Settings { url: connection.url.clone(), token: connection.token.clone() };
-    if settings.url.is_none() {
-        settings.url = saved.url;
-    }
+    // A saved URL is kept, a saved token is not: login is for a new one.
+    let saved = Settings { token: None, ..Settings::load()? };
+    let given = Settings { url: connection.url.clone(), token: connection.token.clone() };
+    let mut settings = given.or(saved);
     if settings.token.is_none() {
         let term = console::Term::stderr();
         anyhow::ensure!(
