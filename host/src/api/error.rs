@@ -130,6 +130,9 @@ impl From<StorageError> for ApiError {
             StorageError::Invalid(message) => ApiError::bad_request(message),
             StorageError::OverQuota(message) => ApiError::over_quota(message),
             StorageError::Closed => ApiError::unavailable("the host is shutting down"),
+            StorageError::Unavailable(why) => ApiError::unavailable(format!(
+                "the database could not be read or written ({why}); nothing was changed, try again later"
+            )),
             other @ (StorageError::Corrupt(_) | StorageError::Backend(_)) => {
                 tracing::error!("storage: {other}");
                 ApiError::internal(other.to_string())

@@ -42,6 +42,10 @@ pub enum StorageError {
     /// The database failed.
     #[error("database error: {0}")]
     Backend(String),
+    /// The database file could not be read or written (a full disk, say);
+    /// nothing was changed, and a later try may succeed.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// The tenant is over one of its quotas.
     #[error("{0}")]
     OverQuota(String),

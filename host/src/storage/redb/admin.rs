@@ -5,7 +5,7 @@ use super::schema::{CALLBACKS, COMPONENTS, PLUGINS, TENANTS, TOKENS, WORKERS, de
 use super::{RedbStorage, StorageError, plugins, read_all};
 use crate::jobs::{Millis, PluginRecord, TenantRecord, TokenRecord, WorkerMode, WorkerRecord};
 use crate::storage::{AdminStore, Callback, OutboxStore, PluginVersion};
-use ::redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use ::redb::{ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
 fn heartbeat(
@@ -97,7 +97,7 @@ impl AdminStore for RedbStorage {
     }
 
     async fn plugin(&self, tenant: &str, name: &str) -> Result<Option<PluginRecord>, StorageError> {
-        let table = self.db.begin_read()?.open_table(PLUGINS)?;
+        let table = self.begin_read()?.open_table(PLUGINS)?;
         let value = table.get((tenant, name))?;
         value.map(|value| decode(value.value())).transpose()
     }
@@ -147,7 +147,7 @@ impl AdminStore for RedbStorage {
     }
 
     async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(TOKENS)?;
         let value = table.get(hash)?;
         value.map(|v| decode(v.value())).transpose()
@@ -178,7 +178,7 @@ impl AdminStore for RedbStorage {
     }
 
     async fn tenant(&self, name: &str) -> Result<TenantRecord, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(TENANTS)?;
         let value = table.get(name)?;
         let stored = value.map(|v| decode(v.value())).transpose()?;

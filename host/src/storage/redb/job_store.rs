@@ -13,7 +13,7 @@ use crate::jobs::{JobEvent, JobRecord, JobState, LogLine, Millis, NewJob, QueueS
 use crate::storage::{
     ClaimRules, Enqueued, Finishing, JobFilter, JobPage, JobStore, OutputBatch, QueueStats,
 };
-use ::redb::{ReadTransaction, ReadableDatabase, ReadableTable};
+use ::redb::{ReadTransaction, ReadableTable};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use uuid::Uuid;
@@ -46,7 +46,7 @@ impl JobStore for RedbStorage {
     }
 
     async fn get(&self, id: Uuid) -> Result<JobRecord, StorageError> {
-        read_job(&self.db.begin_read()?.open_table(JOBS)?, id)
+        read_job(&self.begin_read()?.open_table(JOBS)?, id)
     }
 
     async fn list(
@@ -155,7 +155,7 @@ impl JobStore for RedbStorage {
     }
 
     async fn recover(&self, now: Millis) -> Result<Vec<Uuid>, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let running = txn.open_table(RUNNING)?;
         let any_expired =
             running.iter()?.try_fold(false, |found, entry| -> Result<bool, StorageError> {
@@ -263,7 +263,7 @@ impl JobStore for RedbStorage {
     }
 
     async fn waiting(&self, tenant: &str) -> Result<u64, StorageError> {
-        waiting(&self.db.begin_read()?.open_table(WAITING)?, tenant)
+        waiting(&self.begin_read()?.open_table(WAITING)?, tenant)
     }
 
     async fn set_queue(&self, name: &str, settings: QueueSettings) -> Result<(), StorageError> {
@@ -277,7 +277,7 @@ impl JobStore for RedbStorage {
     }
 
     async fn queue(&self, name: &str) -> Result<QueueSettings, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(QUEUES)?;
         let settings = table.get(name)?.map(|v| decode(v.value())).transpose()?;
         Ok(settings.unwrap_or_default())
@@ -327,7 +327,7 @@ impl RedbStorage {
         now: Millis,
         rule: fn(&JobRecord, Millis) -> rules::Transition,
     ) -> Result<usize, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         if txn.open_table(index)?.range(..=(now, u128::MAX))?.next().is_none() {
             return Ok(0);
         }

@@ -14,6 +14,7 @@
 mod admin;
 mod apply;
 mod claim;
+mod file;
 mod job_store;
 mod jobs;
 mod plugins;
@@ -25,6 +26,7 @@ use crate::jobs::{JobRecord, Millis, TenantDefaults};
 use ::redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, TableHandle, WriteTransaction,
 };
+use file::DbFile;
 use schema::{
     CALLBACKS, COMPONENTS, EVENTS, EXPIRING, IDEMPOTENCY, JOBS, LOCKS, LOGS, PARKED, PLUGIN_REFS,
     PLUGIN_VERSIONS, PLUGINS, QUEUES, READY, RUNNING, SCHEDULED, TENANTS, TOKENS, WAITING, WORKERS,
@@ -40,7 +42,7 @@ use writer::Writer;
 /// when the last clone is dropped.
 #[derive(Clone)]
 pub struct RedbStorage {
-    db: Arc<Database>,
+    db: Arc<DbFile>,
     writer: Writer,
     /// Quotas of tenants without their own.
     defaults: TenantDefaults,
@@ -54,17 +56,30 @@ impl std::fmt::Debug for RedbStorage {
     }
 }
 
+impl From<::redb::Error> for StorageError {
+    /// An I/O failure is [`StorageError::Unavailable`]: the file reopens
+    /// once it passes; anything else is a backend error.
+    fn from(error: ::redb::Error) -> Self {
+        match error {
+            ::redb::Error::Io(e) => StorageError::Unavailable(e.to_string()),
+            ::redb::Error::PreviousIo => {
+                StorageError::Unavailable("an earlier write to the database file failed".into())
+            }
+            other => StorageError::Backend(other.to_string()),
+        }
+    }
+}
+
 macro_rules! backend_errors {
     ($($error:ty),*) => {$(
         impl From<$error> for StorageError {
             fn from(error: $error) -> Self {
-                StorageError::Backend(error.to_string())
+                StorageError::from(::redb::Error::from(error))
             }
         }
     )*};
 }
 backend_errors!(
-    ::redb::Error,
     ::redb::DatabaseError,
     ::redb::TransactionError,
     ::redb::TableError,
@@ -93,34 +108,7 @@ impl RedbStorage {
     /// Opens (or creates) the database file at `path` and creates its tables;
     /// a redb file of another program is refused rather than written to.
     pub fn open(path: &Path) -> Result<RedbStorage, StorageError> {
-        let db = Database::create(path)?;
-        refuse_foreign(&db)?;
-        let txn = db.begin_write()?;
-        {
-            txn.open_table(JOBS)?;
-            txn.open_table(READY)?;
-            txn.open_table(PARKED)?;
-            txn.open_table(SCHEDULED)?;
-            txn.open_table(EXPIRING)?;
-            txn.open_table(RUNNING)?;
-            txn.open_table(EVENTS)?;
-            txn.open_table(LOGS)?;
-            txn.open_table(IDEMPOTENCY)?;
-            txn.open_table(LOCKS)?;
-            txn.open_table(QUEUES)?;
-            txn.open_table(WORKERS)?;
-            txn.open_table(PLUGINS)?;
-            txn.open_table(COMPONENTS)?;
-            txn.open_table(PLUGIN_VERSIONS)?;
-            txn.open_table(PLUGIN_REFS)?;
-            txn.open_table(TOKENS)?;
-            txn.open_table(TENANTS)?;
-            txn.open_table(CALLBACKS)?;
-            txn.open_table(WAITING)?;
-            apply::upgrade(&txn)?;
-        }
-        txn.commit()?;
-        let db = Arc::new(db);
+        let db = Arc::new(DbFile::new(path, open_database)?);
         let defaults = TenantDefaults::default();
         let claim_cursor = Arc::default();
         Ok(RedbStorage { writer: Writer::start(db.clone()), db, defaults, claim_cursor })
@@ -130,6 +118,39 @@ impl RedbStorage {
     pub fn with_tenant_defaults(self, defaults: TenantDefaults) -> Self {
         Self { defaults, ..self }
     }
+}
+
+/// Opens the file, refuses a foreign one, creates the tables a new file
+/// lacks and upgrades an old one: at start, and again after an I/O failure.
+fn open_database(path: &Path) -> Result<Database, StorageError> {
+    let db = Database::create(path)?;
+    refuse_foreign(&db)?;
+    let txn = db.begin_write()?;
+    {
+        txn.open_table(JOBS)?;
+        txn.open_table(READY)?;
+        txn.open_table(PARKED)?;
+        txn.open_table(SCHEDULED)?;
+        txn.open_table(EXPIRING)?;
+        txn.open_table(RUNNING)?;
+        txn.open_table(EVENTS)?;
+        txn.open_table(LOGS)?;
+        txn.open_table(IDEMPOTENCY)?;
+        txn.open_table(LOCKS)?;
+        txn.open_table(QUEUES)?;
+        txn.open_table(WORKERS)?;
+        txn.open_table(PLUGINS)?;
+        txn.open_table(COMPONENTS)?;
+        txn.open_table(PLUGIN_VERSIONS)?;
+        txn.open_table(PLUGIN_REFS)?;
+        txn.open_table(TOKENS)?;
+        txn.open_table(TENANTS)?;
+        txn.open_table(CALLBACKS)?;
+        txn.open_table(WAITING)?;
+        apply::upgrade(&txn)?;
+    }
+    txn.commit()?;
+    Ok(db)
 }
 
 /// A jobhost database has a `jobs` table from its first open; a file with
@@ -147,6 +168,11 @@ fn refuse_foreign(db: &Database) -> Result<(), StorageError> {
 }
 
 impl RedbStorage {
+    /// A read transaction on the open file.
+    fn begin_read(&self) -> Result<ReadTransaction, StorageError> {
+        Ok(self.db.get()?.begin_read()?)
+    }
+
     /// Runs a read on a blocking thread, so a scan of many records never
     /// holds one of the async workers every request shares.
     async fn read<T: Send + 'static>(
@@ -154,7 +180,7 @@ impl RedbStorage {
         read: impl FnOnce(&ReadTransaction) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || read(&db.begin_read()?))
+        tokio::task::spawn_blocking(move || read(&db.get()?.begin_read()?))
             .await
             .map_err(|e| StorageError::Backend(format!("a read task failed: {e}")))?
     }

@@ -4,7 +4,8 @@
 //! holds its change is durable.
 
 use super::StorageError;
-use ::redb::{Database, WriteTransaction};
+use super::file::DbFile;
+use ::redb::WriteTransaction;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -53,7 +54,7 @@ impl Drop for Inner {
 }
 
 impl Writer {
-    pub(super) fn start(db: Arc<Database>) -> Writer {
+    pub(super) fn start(db: Arc<DbFile>) -> Writer {
         let (queue, incoming) = mpsc::channel::<Apply>();
         let stats = Arc::new(CommitStats::default());
         let counters = stats.clone();
@@ -89,7 +90,7 @@ impl Writer {
     }
 }
 
-fn run(db: &Database, incoming: &mpsc::Receiver<Apply>, stats: &CommitStats) {
+fn run(db: &DbFile, incoming: &mpsc::Receiver<Apply>, stats: &CommitStats) {
     while let Ok(first) = incoming.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -105,13 +106,23 @@ fn run(db: &Database, incoming: &mpsc::Receiver<Apply>, stats: &CommitStats) {
 }
 
 /// Applies a batch in one transaction, counts it, then tells every writer
-/// the result.
-fn commit(db: &Database, batch: Vec<Apply>, stats: &CommitStats) -> Result<(), StorageError> {
+/// the result. An I/O failure closes the file, to be reopened by the next
+/// batch (see [`DbFile`]).
+fn commit(file: &DbFile, batch: Vec<Apply>, stats: &CommitStats) -> Result<(), StorageError> {
     let size = batch.len() as u64;
-    let txn = match db.begin_write() {
-        Ok(txn) => txn,
+    let begun = file.get().and_then(|db| match db.begin_write() {
+        Ok(txn) => Ok((db, txn)),
         Err(e) => {
-            let error = StorageError::from(redb::Error::from(e));
+            let error = StorageError::from(e);
+            if let StorageError::Unavailable(why) = &error {
+                file.failed(&db, why);
+            }
+            Err(error)
+        }
+    });
+    let (db, txn) = match begun {
+        Ok(begun) => begun,
+        Err(error) => {
             for apply in batch {
                 apply(Err(error.clone()))(Err(error.clone()));
             }
@@ -119,7 +130,11 @@ fn commit(db: &Database, batch: Vec<Apply>, stats: &CommitStats) -> Result<(), S
         }
     };
     let replies: Vec<Reply> = batch.into_iter().map(|apply| apply(Ok(&txn))).collect();
-    let committed = txn.commit().map_err(|e| StorageError::from(redb::Error::from(e)));
+    let committed = txn.commit().map_err(StorageError::from);
+    if let Err(StorageError::Unavailable(why)) = &committed {
+        file.failed(&db, why);
+    }
+    drop(db);
     stats.commits.fetch_add(1, Ordering::Relaxed);
     stats.writes.fetch_add(size, Ordering::Relaxed);
     stats.max_batch.fetch_max(size, Ordering::Relaxed);
