@@ -554,6 +554,12 @@ async fn a_finished_job_is_posted_to_its_callback_url_retried_until_accepted() {
     })
     .await;
     assert!(bodies.try_recv().is_err(), "a 2xx answer ends the deliveries");
+    let (_, job) = server.call(Method::GET, &format!("/v1/jobs/{id}"), &token, None).await;
+    assert_eq!(
+        (&job["webhook"]["state"], &job["webhook"]["attempts"], &job["webhook"]["error"]),
+        (&json!("delivered"), &json!(3), &Value::Null),
+        "{job}"
+    );
 
     for bad in ["https://example.test/hook", "ftp://x/y", "not a url"] {
         let body = json!({"job": "examples.hello", "callback_url": bad});
@@ -561,6 +567,41 @@ async fn a_finished_job_is_posted_to_its_callback_url_retried_until_accepted() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(error_message(&answer).contains("callback_url"), "{answer}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_is_given_up_after_its_last_attempt_and_the_job_says_so() {
+    let server = TestServer::start_with(|config| {
+        config.webhook_attempts = 3;
+        config.webhook_backoff_ms = 50;
+    })
+    .await;
+    let token = server.token("hooks", "ada", Role::Operator).await;
+    let (url, mut bodies) = webhook_receiver(vec![500; 10]).await;
+    let body = json!({"job": "examples.hello", "args": {"name": "never"}, "callback_url": url});
+    let id = enqueue(&server, &token, body).await;
+    for _ in 0..3 {
+        assert_eq!(next_webhook(&mut bodies).await["id"], id.as_str());
+    }
+    let path = format!("/v1/jobs/{id}");
+    let webhook = eventually("the job says its webhook was given up", || async {
+        let (_, job) = server.call(Method::GET, &path, &token, None).await;
+        (job["webhook"]["state"] == "given_up").then(|| job["webhook"].clone())
+    })
+    .await;
+    assert_eq!(webhook["attempts"], 3, "{webhook}");
+    assert_eq!(webhook["next_attempt_at"], Value::Null, "{webhook}");
+    assert!(webhook["error"].as_str().unwrap().contains("500"), "{webhook}");
+    assert!(server.storage.due_callbacks(u64::MAX, 10).await.unwrap().is_empty());
+    assert!(bodies.try_recv().is_err(), "no attempt after the last");
+
+    // A job that has not finished has no webhook yet; one that did, before
+    // any delivery, is pending.
+    server.call(Method::POST, "/v1/queues/held/pause", &token, None).await;
+    let body = json!({"job": "examples.hello", "queue": "held", "callback_url": url});
+    let held = enqueue(&server, &token, body).await;
+    let (_, job) = server.call(Method::GET, &format!("/v1/jobs/{held}"), &token, None).await;
+    assert_eq!(job["webhook"], Value::Null, "{job}");
 }
 
 /// The next webhook the receiver got, within a minute.

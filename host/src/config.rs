@@ -10,6 +10,7 @@ use crate::dispatch::DispatchConfig;
 use crate::egress::{Cidr, EgressPolicy};
 use crate::jobs::{Limits, TenantDefaults};
 use crate::runtime::RuntimeConfig;
+use crate::services::WebhookPolicy;
 use anyhow::{Context, bail};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, FromArgMatches};
@@ -189,6 +190,18 @@ pub struct Config {
     #[arg(long, env = "JOBHOST_WEBHOOK_ALLOW", value_delimiter = ',')]
     #[serde(default)]
     pub webhook_allow: Vec<Cidr>,
+    /// Deliveries of a completion webhook tried before it is given up.
+    #[arg(long, env = "JOBHOST_WEBHOOK_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub webhook_attempts: u32,
+    /// Delay before the first retry of a webhook, in ms; doubled each time.
+    #[arg(long, env = "JOBHOST_WEBHOOK_BACKOFF_MS", default_value_t = 1_000)]
+    pub webhook_backoff_ms: u64,
+    /// Longest delay between two webhook attempts, in ms.
+    #[arg(long, env = "JOBHOST_WEBHOOK_MAX_BACKOFF_MS", default_value_t = 300_000)]
+    pub webhook_max_backoff_ms: u64,
+    /// How long a webhook receiver gets to answer, in ms.
+    #[arg(long, env = "JOBHOST_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
 }
 
 /// The command line of `jobhost serve`, for parsing a [`Config`] alone.
@@ -318,6 +331,17 @@ impl Config {
     /// Where completion webhooks may go.
     pub fn egress(&self) -> EgressPolicy {
         EgressPolicy::new(self.webhook_allow.clone())
+    }
+
+    /// How completion webhooks are delivered and retried.
+    pub fn webhooks(&self) -> WebhookPolicy {
+        WebhookPolicy {
+            egress: self.egress(),
+            attempts: self.webhook_attempts.max(1),
+            backoff: Duration::from_millis(self.webhook_backoff_ms),
+            max_backoff: Duration::from_millis(self.webhook_max_backoff_ms),
+            timeout: Duration::from_millis(self.webhook_timeout_ms),
+        }
     }
 
     /// Quotas of a tenant that has none of its own.

@@ -96,7 +96,12 @@ impl Host {
             Arc::new(Expiry { storage: storage.clone(), clock: clock.clone(), period: poll }),
             recovery,
             Arc::new(Heartbeat { dispatcher: dispatcher.clone() }),
-            Arc::new(Webhooks::new(storage.clone(), clock.clone(), api::job_view, config.egress())),
+            Arc::new(Webhooks::new(
+                storage.clone(),
+                clock.clone(),
+                api::job_view,
+                config.webhooks(),
+            )),
         ];
         if let Some(keep) = config.retention() {
             background.push(Arc::new(Retention {

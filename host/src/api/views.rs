@@ -8,7 +8,8 @@
 use crate::jobs::enqueue::unscoped;
 use crate::jobs::{
     Backoff, FailureKind, JobError, JobEvent, JobRecord, JobState, LimitOverrides, LogLine, Millis,
-    Progress, QueueSettings, Role, TenantRecord, TokenRecord, WorkerMode, WorkerRecord,
+    Progress, QueueSettings, Role, TenantRecord, TokenRecord, WebhookState, WebhookStatus,
+    WorkerMode, WorkerRecord,
 };
 use crate::runtime::Plugin;
 use crate::storage::QueueStats;
@@ -98,6 +99,8 @@ pub struct JobView {
     pub cloned_from: Option<Uuid>,
     /// URL that receives the final job once it finishes.
     pub callback_url: Option<String>,
+    /// How the delivery to `callback_url` goes, once the job finished.
+    pub webhook: Option<WebhookStatus>,
     /// The broadcast this job is one copy of, and the worker it runs on.
     pub broadcast: Option<Uuid>,
     /// The worker a broadcast copy runs on.
@@ -143,6 +146,15 @@ impl From<&JobRecord> for JobView {
             retried_by: job.retried_by,
             cloned_from: job.cloned_from,
             callback_url: job.callback_url.clone(),
+            webhook: job.webhook.clone().or_else(|| {
+                (job.callback_url.is_some() && job.state.is_terminal()).then_some(WebhookStatus {
+                    state: WebhookState::Pending,
+                    attempts: 0,
+                    last_attempt_at: 0,
+                    next_attempt_at: job.finished_at,
+                    error: None,
+                })
+            }),
             broadcast: job.broadcast,
             pinned_to: job.pinned_to.clone(),
         }

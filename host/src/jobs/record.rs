@@ -261,6 +261,9 @@ pub struct JobRecord {
     /// URL that receives the final job record once the job finishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
+    /// How its completion webhook went, once one was tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookStatus>,
     /// Digests of the enqueue request's fields (see [`NewJob::fingerprint`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schema(ignore)]
@@ -314,6 +317,7 @@ impl JobRecord {
             pinned_to: None,
             broadcast: None,
             callback_url: new.callback_url,
+            webhook: None,
             fingerprint: new.fingerprint,
         }
     }
@@ -409,4 +413,33 @@ mod tests {
             (JobState::Pending, now, "default")
         );
     }
+}
+
+/// How the completion webhook of a finished job went, after its latest try.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookStatus {
+    /// Where it stands now.
+    pub state: WebhookState,
+    /// Deliveries tried.
+    pub attempts: u32,
+    /// When the latest was tried.
+    pub last_attempt_at: Millis,
+    /// When the next will be, while retrying.
+    pub next_attempt_at: Option<Millis>,
+    /// Why the latest failed.
+    pub error: Option<String>,
+}
+
+/// Where a completion webhook stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookState {
+    /// The job finished; no delivery tried yet.
+    Pending,
+    /// A delivery failed; another comes at `next_attempt_at`.
+    Retrying,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Every attempt failed; no more come.
+    GivenUp,
 }

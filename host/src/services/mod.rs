@@ -21,7 +21,7 @@ pub use heartbeat::Heartbeat;
 pub use promotion::Promotion;
 pub use recovery::Recovery;
 pub use retention::Retention;
-pub use webhooks::Webhooks;
+pub use webhooks::{WebhookPolicy, Webhooks};
 
 use std::sync::Arc;
 use std::time::Duration;

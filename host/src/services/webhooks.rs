@@ -10,26 +10,44 @@
 //! address in it here, a name as the client resolves it, through the
 //! policy: one lookup, and the addresses checked are those connected to,
 //! so no DNS rebinding past the enqueue check).
-//! Only the receiver's status is read, never its body; it has
-//! [`TIMEOUT`] to answer.
+//! Only the receiver's status is read, never its body; it has the
+//! policy's timeout to answer. Each try is recorded on the job
+//! ([`WebhookStatus`]), so a client sees a webhook delivered, retrying or
+//! given up.
 
 use super::Service;
 use crate::egress::EgressPolicy;
-use crate::jobs::{Clock, JobRecord};
+use crate::jobs::{Clock, JobRecord, WebhookState, WebhookStatus};
 use crate::storage::{Callback, Storage, StorageError};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Deliveries tried before a webhook is given up.
-pub const MAX_ATTEMPTS: u32 = 10;
-/// First retry delay; doubled each attempt up to [`MAX_BACKOFF`].
-const BASE_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// How long a receiver gets to answer.
-const TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the outbox is read, and how much of it at once.
 const POLL: Duration = Duration::from_millis(250);
 const BATCH: usize = 64;
+
+/// How deliveries are made and retried: the operator's settings.
+#[derive(Debug, Clone)]
+pub struct WebhookPolicy {
+    /// Where deliveries may go.
+    pub egress: EgressPolicy,
+    /// Deliveries tried before a webhook is given up.
+    pub attempts: u32,
+    /// First retry delay; doubled each attempt up to `max_backoff`.
+    pub backoff: Duration,
+    /// Longest delay between two attempts.
+    pub max_backoff: Duration,
+    /// How long a receiver gets to answer.
+    pub timeout: Duration,
+}
+
+impl WebhookPolicy {
+    /// When attempt `attempts + 1` comes, `None` when `attempts` were the last.
+    fn next_delay(&self, attempts: u32) -> Option<Duration> {
+        (attempts < self.attempts)
+            .then(|| self.backoff.saturating_mul(1 << (attempts - 1).min(16)).min(self.max_backoff))
+    }
+}
 
 /// A callback URL as the host log may show it: without credentials or a
 /// query, which often carry a receiver's secret.
@@ -55,7 +73,7 @@ pub struct Webhooks {
     clock: Arc<dyn Clock>,
     render: Render,
     client: reqwest::Client,
-    egress: EgressPolicy,
+    policy: WebhookPolicy,
 }
 
 impl std::fmt::Debug for Webhooks {
@@ -65,22 +83,22 @@ impl std::fmt::Debug for Webhooks {
 }
 
 impl Webhooks {
-    /// Delivers from `storage`'s outbox, each job rendered by `render`, to
-    /// the addresses `egress` allows.
+    /// Delivers from `storage`'s outbox, each job rendered by `render`, as
+    /// `policy` says.
     pub fn new(
         storage: Arc<dyn Storage>,
         clock: Arc<dyn Clock>,
         render: Render,
-        egress: EgressPolicy,
+        policy: WebhookPolicy,
     ) -> Self {
         let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
+            .timeout(policy.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .dns_resolver(egress.resolver())
+            .dns_resolver(policy.egress.resolver())
             .build()
             .expect("a client without TLS always builds");
-        Self { storage, clock, render, client, egress }
+        Self { storage, clock, render, client, policy }
     }
 }
 
@@ -124,7 +142,7 @@ impl Webhooks {
             let _ = storage.callback_done(callback, None).await;
             return;
         };
-        let failure = match self.egress.check_before_connect(url) {
+        let failure = match self.policy.egress.check_before_connect(url) {
             Err(refused) => Some(refused),
             Ok(()) => match self.client.post(url).json(&(self.render)(&job)).send().await {
                 Ok(response) if response.status().is_success() => None,
@@ -132,20 +150,42 @@ impl Webhooks {
                 Err(e) => Some(e.to_string()),
             },
         };
-        let retry_at = failure.and_then(|why| {
+        let now = self.clock.now();
         let attempts = callback.attempts + 1;
-        if attempts >= MAX_ATTEMPTS {
-            let url = redacted(url);
-            tracing::warn!(job = %job.id, url, "webhook given up after {attempts} attempts: {why}");
-            return None;
-        }
-        let delay = BASE_BACKOFF.saturating_mul(1 << (attempts - 1).min(16)).min(MAX_BACKOFF);
-        let url = redacted(url);
-        tracing::info!(job = %job.id, url, "webhook attempt {attempts} failed ({why}); retry in {delay:?}");
-        Some(self.clock.now() + delay.as_millis() as u64)
-    });
-        if let Err(e) = storage.callback_done(callback, retry_at).await {
-            tracing::error!(job = %job.id, "updating the webhook outbox: {e}");
+        let (url, id) = (redacted(url), job.id);
+        let status = match failure {
+            None => WebhookStatus {
+                state: WebhookState::Delivered,
+                attempts,
+                last_attempt_at: now,
+                next_attempt_at: None,
+                error: None,
+            },
+            Some(why) => {
+                let delay = self.policy.next_delay(attempts);
+                match delay {
+                    Some(delay) => {
+                        tracing::info!(job = %id, url, "webhook attempt {attempts} failed ({why}); retry in {delay:?}")
+                    }
+                    None => {
+                        tracing::warn!(job = %id, url, "webhook given up after {attempts} attempts: {why}")
+                    }
+                }
+                WebhookStatus {
+                    state: if delay.is_some() {
+                        WebhookState::Retrying
+                    } else {
+                        WebhookState::GivenUp
+                    },
+                    attempts,
+                    last_attempt_at: now,
+                    next_attempt_at: delay.map(|delay| now + delay.as_millis() as u64),
+                    error: Some(why),
+                }
+            }
+        };
+        if let Err(e) = storage.callback_done(callback, Some(status)).await {
+            tracing::error!(job = %id, "updating the webhook outbox: {e}");
         }
     }
 }

@@ -20,7 +20,8 @@ pub use queue_stats::{MINUTES, Minute, QueueStats};
 use crate::jobs::enqueue::{Relabel, Resubmit};
 use crate::jobs::{
     JobEvent, JobRecord, JobState, LogLevel, LogLine, Millis, NewJob, PluginRecord, Progress,
-    QueueSettings, RetryPolicy, RunReport, TenantRecord, TokenRecord, WorkerMode, WorkerRecord,
+    QueueSettings, RetryPolicy, RunReport, TenantRecord, TokenRecord, WebhookStatus, WorkerMode,
+    WorkerRecord,
 };
 use uuid::Uuid;
 
@@ -387,12 +388,13 @@ pub trait AdminStore: Send + Sync {
 pub trait OutboxStore: Send + Sync {
     /// Completion webhooks due by `now`, oldest first, at most `max`.
     async fn due_callbacks(&self, now: Millis, max: usize) -> Result<Vec<Callback>, StorageError>;
-    /// Takes a webhook off the outbox: delivered or given up (`None`), or
-    /// due again at `retry_at` with one more attempt counted.
+    /// Records how a delivery went on its job (`None`: the job has no
+    /// webhook any more) and takes the webhook off the outbox, or makes it
+    /// due again at the status's `next_attempt_at`.
     async fn callback_done(
         &self,
         callback: Callback,
-        retry_at: Option<Millis>,
+        status: Option<WebhookStatus>,
     ) -> Result<(), StorageError>;
 }
 

@@ -1,9 +1,14 @@
 //! [`AdminStore`] and [`OutboxStore`] on redb: workers, plugins and their
 //! component bytes, tokens, tenants, and the webhook outbox.
 
-use super::schema::{CALLBACKS, COMPONENTS, PLUGINS, TENANTS, TOKENS, WORKERS, decode, encode};
-use super::{RedbStorage, StorageError, plugins, read_all};
-use crate::jobs::{Millis, PluginRecord, TenantRecord, TokenRecord, WorkerMode, WorkerRecord};
+use super::schema::{
+    CALLBACKS, COMPONENTS, JOBS, PLUGINS, TENANTS, TOKENS, WORKERS, decode, encode,
+};
+use super::{RedbStorage, StorageError, plugins, put_job, read_all, read_job};
+use crate::jobs::{
+    JobRecord, Millis, PluginRecord, TenantRecord, TokenRecord, WebhookStatus, WorkerMode,
+    WorkerRecord,
+};
 use crate::storage::{AdminStore, Callback, OutboxStore, PluginVersion};
 use ::redb::{ReadableTable, WriteTransaction};
 use uuid::Uuid;
@@ -212,16 +217,25 @@ impl OutboxStore for RedbStorage {
     async fn callback_done(
         &self,
         callback: Callback,
-        retry_at: Option<Millis>,
+        status: Option<WebhookStatus>,
     ) -> Result<(), StorageError> {
         self.writer
             .write(move |txn| {
+                let id = callback.job.as_u128();
                 let mut table = txn.open_table(CALLBACKS)?;
-                table.remove((callback.due, callback.job.as_u128()))?;
-                if let Some(at) = retry_at {
-                    table.insert((at, callback.job.as_u128()), callback.attempts + 1)?;
+                table.remove((callback.due, id))?;
+                let Some(status) = status else { return Ok(()) };
+                if let Some(at) = status.next_attempt_at {
+                    table.insert((at, id), status.attempts)?;
                 }
-                Ok(())
+                let jobs = txn.open_table(JOBS)?;
+                let job = match read_job(&jobs, callback.job) {
+                    Ok(job) => job,
+                    Err(StorageError::NotFound(_)) => return Ok(()),
+                    Err(e) => return Err(e),
+                };
+                drop(jobs);
+                put_job(txn, &JobRecord { webhook: Some(status), ..job })
             })
             .await
     }
