@@ -107,6 +107,9 @@ pub struct Config {
     /// take seconds and hundreds of MiB).
     #[arg(long, env = "JOBHOST_MAX_CONCURRENT_COMPILES", default_value_t = 2)]
     pub max_concurrent_compiles: usize,
+    /// A plugin upload whose compile takes longer is refused, in ms.
+    #[arg(long, env = "JOBHOST_COMPILE_TIMEOUT_MS", default_value_t = 120_000)]
+    pub compile_timeout_ms: u64,
 
     /// Fuel of a job that asks for nothing else.
     #[arg(long, env = "JOBHOST_FUEL", default_value_t = 10_000_000_000)]
@@ -324,6 +327,7 @@ impl Config {
             shutdown_grace: Duration::from_millis(self.http_shutdown_grace_ms),
             tenant_defaults: self.tenant_defaults(),
             max_concurrent_compiles: self.max_concurrent_compiles.max(1),
+            compile_timeout: Duration::from_millis(self.compile_timeout_ms),
             egress: self.egress(),
         }
     }

@@ -158,6 +158,8 @@ impl From<PluginError> for ApiError {
             PluginError::NotWasm
             | PluginError::CoreModule
             | PluginError::Invalid(_)
+            | PluginError::OverLimit(_)
+            | PluginError::CompileTimeout(_)
             | PluginError::WrongWorld(_) => ApiError::unprocessable(error.to_string()),
         }
     }

@@ -88,6 +88,9 @@ pub struct ApiConfig {
     pub tenant_defaults: TenantDefaults,
     /// Plugin uploads compiled at once.
     pub max_concurrent_compiles: usize,
+    /// An upload whose compile takes longer is refused (the compile ends in
+    /// the background, still holding its permit).
+    pub compile_timeout: Duration,
     /// Where a job's `callback_url` may point.
     pub egress: EgressPolicy,
 }
@@ -105,6 +108,7 @@ impl Default for ApiConfig {
             shutdown_grace: Duration::from_secs(10),
             tenant_defaults: TenantDefaults::default(),
             max_concurrent_compiles: 2,
+            compile_timeout: Duration::from_secs(120),
             egress: EgressPolicy::default(),
         }
     }

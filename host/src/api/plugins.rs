@@ -8,7 +8,7 @@ use super::body::{QueryParams, RawBody};
 use super::error::{ApiError, ErrorBody};
 use super::views::{PluginPage, PluginVersionView, PluginVersions, PluginView};
 use crate::jobs::{FailureKind, PluginRecord};
-use crate::runtime::{Plugin, check_name};
+use crate::runtime::{Plugin, PluginError, check_name};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -79,16 +79,22 @@ pub async fn upload(
         return Err(ApiError::bad_request("the body must be the component's bytes"));
     }
     // Checked and compiled first, stored next, made visible last: a store
-    // that fails leaves the registry as it was. Compiles take turns.
-    let _permit = state.compiles.acquire().await.expect("the compile semaphore is never closed");
+    // that fails leaves the registry as it was. Compiles take turns, and a
+    // compile the request stopped waiting for keeps its turn until it ends.
+    let permit = state.compiles.clone().acquire_owned().await;
+    let permit = permit.expect("the compile semaphore is never closed");
     let runtime = state.runtime.clone();
     let (tenant, plugin_name, component) = (caller.tenant.clone(), name.clone(), bytes.to_vec());
-    let plugin = tokio::task::spawn_blocking(move || {
-        runtime.registry().prepare(Some(&tenant), &plugin_name, &component).map(|p| (p, component))
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("compiling the plugin: {e}")))??;
-    let (plugin, component) = plugin;
+    let compile = tokio::task::spawn_blocking(move || {
+        let prepared = runtime.registry().prepare(Some(&tenant), &plugin_name, &component);
+        drop(permit);
+        prepared.map(|p| (p, component))
+    });
+    let timeout = state.config.compile_timeout;
+    let (plugin, component) = tokio::time::timeout(timeout, compile)
+        .await
+        .map_err(|_| PluginError::CompileTimeout(timeout.as_millis() as u64))?
+        .map_err(|e| ApiError::internal(format!("compiling the plugin: {e}")))??;
     let record = PluginRecord {
         tenant: caller.tenant.clone(),
         name: name.clone(),

@@ -24,6 +24,15 @@ pub enum PluginError {
     /// WebAssembly that does not validate or compile.
     #[error("invalid component: {0}")]
     Invalid(String),
+    /// A component that asks for more than any job may have.
+    #[error("the component asks for more than this host allows: {0}")]
+    OverLimit(String),
+    /// A component whose compile took longer than the host allows.
+    #[error(
+        "compiling the component took longer than the {0} ms this host allows \
+         (--compile-timeout-ms); it was not stored"
+    )]
+    CompileTimeout(u64),
     /// A valid component that does not fit `jobhost:plugin/job`.
     #[error("the component does not implement the jobhost:plugin/job@0.1.0 world: {0}")]
     WrongWorld(String),

@@ -2,7 +2,9 @@
 //! plugins, and [`Runtime::run`] that runs one job under its limits.
 //!
 //! - `engine`: wasmtime configuration and the epoch ticker.
-//! - `registry` and `compile`: plugins by name, checked, compiled once, cached.
+//! - `registry`, `footprint` and `compile`: plugins by name, checked (their
+//!   memories, tables and data against the caps, before compiling), compiled
+//!   once, cached.
 //! - `sandbox`: the per-job store (WASI without ambient capabilities, memory
 //!   limiter) and the `context` host imports.
 //! - `joblog` and `output`: the bounded job log fed by `log` and stdout/stderr.
@@ -16,6 +18,7 @@ mod cancel;
 mod compile;
 mod engine;
 mod error;
+mod footprint;
 mod joblog;
 mod observer;
 mod output;
@@ -94,7 +97,7 @@ impl Runtime {
             None => None,
         };
         Ok(Self {
-            registry: Registry::new(engine.clone(), linker, cache),
+            registry: Registry::new(engine.clone(), linker, cache, config.caps.clone()),
             slots: config.pool_slots.map(|n| Arc::new(Semaphore::new(n as usize))),
             engine,
             defaults: config.defaults,

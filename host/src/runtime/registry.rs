@@ -5,7 +5,9 @@
 use super::bindings::JobPre;
 use super::compile::{self, CompileCache, CompiledFrom};
 use super::error::PluginError;
+use super::footprint;
 use super::sandbox::JobState;
+use crate::jobs::Limits;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -55,6 +57,8 @@ pub struct Registry {
     engine: Engine,
     linker: Linker<JobState>,
     cache: Option<CompileCache>,
+    /// The most a job may have: a component whose start needs more is refused.
+    caps: Limits,
     plugins: RwLock<BTreeMap<PluginKey, Arc<Plugin>>>,
     /// Older versions, loaded on demand for jobs enqueued before an upload,
     /// by (tenant, name, digest); at most [`MAX_OLD_VERSIONS`].
@@ -75,8 +79,10 @@ impl Registry {
         engine: Engine,
         linker: Linker<JobState>,
         cache: Option<CompileCache>,
+        caps: Limits,
     ) -> Self {
-        Self { engine, linker, cache, plugins: RwLock::default(), old_versions: RwLock::default() }
+        let (plugins, old_versions) = (RwLock::default(), RwLock::default());
+        Self { engine, linker, cache, caps, plugins, old_versions }
     }
 
     /// Checks, compiles and registers `bytes` as the shared plugin `name`.
@@ -114,6 +120,7 @@ impl Registry {
     ) -> Result<Plugin, PluginError> {
         check_name(name)?;
         compile::check_header(bytes)?;
+        footprint::check(bytes, &self.caps)?;
         let digest = compile::digest(bytes);
         let (component, compiled_from) = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, bytes, &digest)?,

@@ -1,0 +1,60 @@
+//! What a component asks for before it runs, read from its bytes before
+//! anything compiles: the initial size of its core memories and tables, and
+//! its data segments. A component whose start alone passes the host's caps
+//! could never run a job; refusing it at upload says why at once, instead of
+//! failing every job it is given, and costs no compile.
+
+use super::error::PluginError;
+use crate::jobs::Limits;
+use wasmparser::{Parser, Payload};
+
+const MIB: u64 = 1 << 20;
+
+/// Refuses a component whose memories, tables or data exceed `caps`. Bytes
+/// that do not parse pass: the compiler names their fault better.
+pub(crate) fn check(bytes: &[u8], caps: &Limits) -> Result<(), PluginError> {
+    let over = |what: String| Err(PluginError::OverLimit(what));
+    let (mut memory, mut data) = (0u64, 0u64);
+    for payload in Parser::new(0).parse_all(bytes) {
+        let Ok(payload) = payload else { return Ok(()) };
+        match payload {
+            Payload::MemorySection(memories) => {
+                for ty in memories.into_iter().flatten() {
+                    let page = 1u64 << ty.page_size_log2.unwrap_or(16);
+                    memory = memory.saturating_add(ty.initial.saturating_mul(page));
+                }
+                if memory > caps.memory_bytes {
+                    return over(format!(
+                        "its memories start at {} MiB, over the {} MiB a job may have",
+                        memory.div_ceil(MIB),
+                        caps.memory_bytes / MIB
+                    ));
+                }
+            }
+            Payload::TableSection(tables) => {
+                for table in tables.into_iter().flatten() {
+                    if table.ty.initial > caps.table_elements {
+                        return over(format!(
+                            "a table starts with {} elements, over the {} a job may have",
+                            table.ty.initial, caps.table_elements
+                        ));
+                    }
+                }
+            }
+            Payload::DataSection(segments) => {
+                for segment in segments.into_iter().flatten() {
+                    data = data.saturating_add(segment.data.len() as u64);
+                }
+                if data > caps.memory_bytes {
+                    return over(format!(
+                        "its data segments hold {} MiB, over the {} MiB of memory a job may have",
+                        data.div_ceil(MIB),
+                        caps.memory_bytes / MIB
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
