@@ -4,13 +4,14 @@
 //! finish within a grace time and hands the rest back to the queue.
 
 use jobhost::jobs::Role;
+use jobhost_tests::eventually;
 use jobhost_tests::server::{
     ADMIN, TestServer, enqueue, error_code, error_message, read_to_close, wait_state, workers,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends `request` on a raw connection, stalls, and returns what the
 /// server answers before it closes the connection. The server's timeouts
@@ -216,4 +217,62 @@ async fn hostile_bodies_and_paths_get_a_4xx_naming_the_problem_and_store_nothing
     }
     let (_, jobs) = server.call(Method::GET, "/v1/jobs", &ops, None).await;
     assert_eq!(jobs["total"], 0, "nothing refused was stored: {jobs}");
+}
+
+/// The host's open HTTP connections, from the admin's stats.
+async fn open_connections(server: &TestServer) -> u64 {
+    let (_, stats) = server.call(Method::GET, "/v1/stats", ADMIN, None).await;
+    stats["host"]["open_connections"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_stops_reading_is_cut_off_while_the_others_get_every_event() {
+    // More log than the socket buffers on both ends hold (several MiB on
+    // loopback), so the host's writes to a client that reads nothing block.
+    let lines = 50_000;
+    let server = TestServer::start_with(|config| {
+        config.stream_stall_ms = 5_000;
+        (config.log_lines, config.max_log_lines) = (lines, lines);
+        (config.log_bytes, config.max_log_bytes) = (64 << 20, 64 << 20);
+    })
+    .await;
+    let ada = server.token("acme", "ada", Role::Submitter).await;
+    let chatty = json!({"job": "examples.sleep", "args": {"seconds": 0, "steps": lines}});
+    let id = enqueue(&server, &ada, chatty).await;
+    wait_state(&server, &ada, &id, "completed").await;
+    let before = open_connections(&server).await;
+
+    // The slow follower asks for the stream on a socket with the smallest
+    // receive buffer, then reads nothing: the host's writes to it block.
+    let address: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = socket.connect(address).await.unwrap();
+    let request = format!(
+        "GET /v1/jobs/{id}/events HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {ada}\r\n\r\n"
+    );
+    slow.write_all(request.as_bytes()).await.unwrap();
+
+    // Meanwhile every other follower gets the whole stream.
+    for _ in 0..3 {
+        let response = server.request(Method::GET, &format!("/v1/jobs/{id}/events"), &ada);
+        let events = TestServer::read_events(response.send().await.unwrap()).await;
+        let logs = events.iter().filter(|event| event.event == "log").count();
+        assert_eq!((logs, events.last().unwrap().event.as_str()), (lines as usize, "close"));
+    }
+
+    // The host closes the slow follower's connection while its client still
+    // holds it open, and the client never saw the stream's end.
+    eventually("the stalled connection is closed by the host", || async {
+        (open_connections(&server).await <= before).then_some(())
+    })
+    .await;
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), slow.read_to_end(&mut seen)).await;
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(read.is_ok(), "the host closed the connection");
+    assert!(seen.starts_with("HTTP/1.1 200"), "{}", &seen[..seen.len().min(200)]);
+    assert!(!seen.contains("event: close"), "a client that read nothing got the whole stream");
+    let (_, stats) = server.call(Method::GET, "/v1/stats", ADMIN, None).await;
+    assert_eq!(stats["host"]["open_streams"], 0, "{stats}");
 }

@@ -179,7 +179,9 @@ pub struct Config {
     /// Open SSE streams of one tenant, at most.
     #[arg(long, env = "JOBHOST_MAX_STREAMS_PER_TENANT", default_value_t = 2_000)]
     pub max_streams_per_tenant: usize,
-    /// An SSE follower that reads nothing for this long is dropped, in ms.
+    /// An SSE follower that reads nothing for this long is dropped, and a
+    /// connection whose writes make no progress for this long is closed,
+    /// in ms.
     #[arg(long, env = "JOBHOST_STREAM_STALL_MS", default_value_t = 30_000)]
     pub stream_stall_ms: u64,
     /// At shutdown, how long HTTP requests in flight get, in ms.

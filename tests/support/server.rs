@@ -141,9 +141,11 @@ impl TestServer {
         let reading = async {
             while let Some(chunk) = response.chunk().await.unwrap() {
                 buffer.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buffer.find("\n\n") {
-                    let block: String = buffer.drain(..end + 2).collect();
-                    if let Some(event) = parse_event(&block) {
+                let mut start = 0;
+                while let Some(end) = buffer[start..].find("\n\n") {
+                    let block = &buffer[start..start + end + 2];
+                    start += end + 2;
+                    if let Some(event) = parse_event(block) {
                         let closed = event.event == "close";
                         events.push(event);
                         if closed {
@@ -151,6 +153,7 @@ impl TestServer {
                         }
                     }
                 }
+                buffer.drain(..start);
             }
         };
         tokio::time::timeout(std::time::Duration::from_secs(60), reading)

@@ -5,7 +5,8 @@
 //! - `body`: JSON bodies with size limits and errors that name the field.
 //! - `caps`: counted places per key and in all; `streams`: SSE streams
 //!   capped with it; `stats`: stats and /metrics; `openapi`: the OpenAPI
-//!   document, generated from the handlers.
+//!   document, generated from the handlers; `send_timeout`: connections
+//!   whose client stopped reading are closed.
 //! - `views`: the response bodies, apart from stored records.
 //! - `batch`: many jobs in one request and one commit.
 //! - `plugins`, `jobs`, `queues` (and locks), `workers`, `system`: the
@@ -24,6 +25,7 @@ mod jobs;
 mod openapi;
 mod plugins;
 mod queues;
+mod send_timeout;
 mod sse;
 mod stats;
 mod streams;
@@ -37,6 +39,7 @@ mod workers;
 pub use auth::{Caller, ensure_admin, new_secret, token_hash};
 use caps::{Caps, Over};
 pub use error::ApiError;
+use send_timeout::SendTimeout;
 pub use views::job_view;
 
 use crate::dispatch::Dispatcher;
@@ -80,7 +83,8 @@ pub struct ApiConfig {
     pub max_streams: usize,
     /// Open SSE streams of one tenant, at most.
     pub max_streams_per_tenant: usize,
-    /// A follower that reads nothing for this long is dropped.
+    /// A follower that reads nothing for this long is dropped; a connection
+    /// whose writes make no progress for this long is closed.
     pub stream_stall: Duration,
     /// At shutdown, how long requests in flight get to finish.
     pub shutdown_grace: Duration,
@@ -128,6 +132,8 @@ pub struct ApiState {
     pub config: ApiConfig,
     /// Open SSE streams.
     pub streams: Arc<Streams>,
+    /// Open connections, per client address and in all.
+    pub connections: Arc<Caps<std::net::IpAddr>>,
     /// When the server started, for uptime.
     pub started: std::time::Instant,
     /// What "now" is for every request.
@@ -149,7 +155,9 @@ impl ApiState {
         let streams = Streams::new(config.max_streams, config.max_streams_per_tenant);
         let started = std::time::Instant::now();
         let compiles = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_compiles));
+        let connections = Caps::new(config.max_connections, config.max_connections_per_address);
         Arc::new(ApiState {
+            connections,
             storage,
             runtime,
             dispatcher,
@@ -229,7 +237,6 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let service = router(state.clone());
-    let caps = Caps::new(state.config.max_connections, state.config.max_connections_per_address);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(state.config.header_timeout);
     let connections = GracefulShutdown::new();
@@ -248,13 +255,14 @@ pub async fn serve(
                 }
             },
         };
-        let slot = match caps.open(&peer.ip()) {
+        let slot = match state.connections.open(&peer.ip()) {
             Ok(slot) => slot,
             Err(over) => {
                 tokio::spawn(refuse_connection(stream, over));
                 continue;
             }
         };
+        let stream = SendTimeout::new(stream, state.config.stream_stall);
         let connection =
             http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
         let connection = connections.watch(connection);

@@ -71,6 +71,8 @@ pub struct HostStats {
     pub running: usize,
     /// Open SSE streams.
     pub open_streams: usize,
+    /// Open HTTP connections.
+    pub open_connections: usize,
     /// Seconds since it started.
     pub uptime_s: u64,
     /// Figures of the storage backend (commits, writes).
@@ -83,6 +85,7 @@ fn host(state: &ApiState) -> HostStats {
         slots: state.dispatcher.slots(),
         running: state.dispatcher.running_count(),
         open_streams: state.streams.count(),
+        open_connections: state.connections.count(),
         uptime_s: state.started.elapsed().as_secs(),
         storage: state.storage.counters().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
     }
@@ -195,6 +198,7 @@ fn render(state: &ApiState, queues: &[QueueStats]) -> String {
             state.dispatcher.running_count(),
         ),
         ("jobhost_open_streams", "gauge", "Open SSE streams.", state.streams.count()),
+        ("jobhost_open_connections", "gauge", "Open HTTP connections.", state.connections.count()),
         (
             "jobhost_uptime_seconds",
             "gauge",
