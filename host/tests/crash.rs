@@ -10,74 +10,25 @@
 //! `JOBHOST_CRASH_ROUNDS` sets the rounds (default 20, the CI run); a
 //! longer run is documented in docs/RELIABILITY.md.
 
+mod child;
+
+use child::{Server, TOKEN};
 use jobhost::jobs::JobState;
 use jobhost::storage::{JobFilter, JobStore, RedbStorage};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// The admin secret the child runs with.
-const TOKEN: &str = "crash-test-admin-0123456789abcdef";
 /// Clients enqueuing at once.
 const CLIENTS: usize = 4;
 
-/// A running `jobhost serve`, killed if the test ends early.
-struct Server {
-    child: Child,
-    /// `http://127.0.0.1:<port>` the API listens on.
-    base: String,
-}
-
-impl Server {
-    fn start(data: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_jobhost"))
-            .args(["serve", "--plugins", jobhost_plugin_artifacts::EXAMPLES_DIR, "--data"])
-            .arg(data)
-            .args(["--listen", "127.0.0.1:0", "--lease-ms", "2000", "--slots", "16"])
-            .args(["--shutdown-grace-ms", "500"])
-            .env("JOBHOST_ADMIN_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting jobhost serve");
-        let stderr = child.stderr.take().unwrap();
-        let (address_tx, address) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some((_, rest)) = line.split_once("http://") {
-                    let _ =
-                        address_tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-                }
-            }
-        });
-        let address =
-            address.recv_timeout(Duration::from_secs(120)).expect("the server never listened");
-        Server { child, base: format!("http://{address}") }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "jobhost serve exited with {status}");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The host of a round: short leases, so a killed host's jobs come back soon.
+fn start(data: &Path) -> Server {
+    let args = ["--lease-ms", "2000", "--slots", "16", "--shutdown-grace-ms", "500"];
+    Server::start(data, &args)
 }
 
 /// What the clients share: the server's address of this round (none while
@@ -133,11 +84,11 @@ async fn no_acknowledged_job_is_lost_when_the_host_is_killed_over_and_over() {
     let rounds = rounds();
     for round in 0..rounds {
         let dir = data.path().to_path_buf();
-        let server = tokio::task::spawn_blocking(move || Server::start(&dir)).await.unwrap();
+        let server = tokio::task::spawn_blocking(move || start(&dir)).await.unwrap();
         *shared.base.lock().unwrap() = Some(server.base.clone());
         // Vary how long each host lives, so kills land everywhere.
         tokio::time::sleep(Duration::from_millis(150 + 37 * (round as u64 % 9))).await;
-        server.kill();
+        drop(server);
         *shared.base.lock().unwrap() = None;
     }
     shared.done.store(true, Ordering::Relaxed);
@@ -149,7 +100,7 @@ async fn no_acknowledged_job_is_lost_when_the_host_is_killed_over_and_over() {
 
     // A last host runs whatever is left, then stops cleanly.
     let dir = data.path().to_path_buf();
-    let server = tokio::task::spawn_blocking(move || Server::start(&dir)).await.unwrap();
+    let server = tokio::task::spawn_blocking(move || start(&dir)).await.unwrap();
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
