@@ -604,6 +604,43 @@ async fn a_webhook_is_given_up_after_its_last_attempt_and_the_job_says_so() {
     assert_eq!(job["webhook"], Value::Null, "{job}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_of_a_removed_or_pruned_job_leaves_the_outbox_undelivered() {
+    for pruned in [false, true] {
+        let server = TestServer::start_with(|config| {
+            config.webhook_backoff_ms = 5_000;
+            if pruned {
+                (config.retention_s, config.prune_every_s) = (1, 1);
+            }
+        })
+        .await;
+        let token = server.token("hooks", "ada", Role::Operator).await;
+        let (url, mut bodies) = webhook_receiver(vec![500; 10]).await;
+        let body = json!({"job": "examples.hello", "args": {"name": "gone"}, "callback_url": url});
+        let id = enqueue(&server, &token, body).await;
+        assert_eq!(next_webhook(&mut bodies).await["id"], id.as_str(), "the first try");
+        let path = format!("/v1/jobs/{id}");
+        if pruned {
+            eventually("retention removes the finished job", || async {
+                let (status, _) = server.call(Method::GET, &path, &token, None).await;
+                (status == StatusCode::NOT_FOUND).then_some(())
+            })
+            .await;
+        } else {
+            let (status, answer) = server.call(Method::DELETE, &path, &token, None).await;
+            assert!(status.is_success(), "{status} {answer}");
+        }
+        eventually("the webhook of a job that is gone leaves the outbox", || async {
+            server.storage.due_callbacks(u64::MAX, 10).await.unwrap().is_empty().then_some(())
+        })
+        .await;
+        assert!(
+            bodies.try_recv().is_err(),
+            "no delivery after the job was gone (pruned: {pruned})"
+        );
+    }
+}
+
 /// The next webhook the receiver got, within a minute.
 async fn next_webhook(bodies: &mut tokio::sync::mpsc::UnboundedReceiver<Value>) -> Value {
     tokio::time::timeout(std::time::Duration::from_secs(60), bodies.recv())

@@ -1310,6 +1310,7 @@ function jobDetails(job, live) {
     ['Clones', live.clones],
     job.broadcast && ['Broadcast', h('span', {class: 'mono', text: `${job.broadcast} on ${job.pinned_to}`})],
     job.callback_url && ['Callback', h('span', {class: 'mono', text: job.callback_url})],
+    job.webhook && ['Webhook', `${job.webhook.state.replace('_', ' ')} after ${job.webhook.attempts} attempts${job.webhook.error ? ` (last: ${job.webhook.error})` : ''}`],
     json(job.metadata) && ['Metadata', json(job.metadata)],
     json(job.plugin_metadata) && ['Plugin metadata', json(job.plugin_metadata)],
   ]);

@@ -417,6 +417,14 @@ fn show(job: &Value) -> String {
     if let Some(position) = job["queue_position"].as_u64() {
         rows.push(("queue position", position.to_string()));
     }
+    if let Some(webhook) = job["webhook"].as_object() {
+        let mut line =
+            format!("{} after {} attempts", text(&webhook["state"]), text(&webhook["attempts"]));
+        if let Some(error) = webhook["error"].as_str() {
+            line.push_str(&format!(" (last: {error})"));
+        }
+        rows.push(("webhook", line));
+    }
     format!("{}\n{}", fields(&rows), render(&journal(&job["events"])))
 }
 
@@ -439,6 +447,15 @@ fn journal(events: &Value) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn show_says_how_the_webhook_went() {
+        let webhook = json!({"state": "given_up", "attempts": 3, "error": "answered 500"});
+        let shown = show(&json!({"id": "j", "state": "completed", "webhook": webhook}));
+        let line = shown.lines().find(|line| line.starts_with("webhook")).unwrap();
+        assert!(line.ends_with("given_up after 3 attempts (last: answered 500)"), "{shown}");
+        assert!(!show(&json!({"id": "j"})).contains("webhook"));
+    }
 
     #[test]
     fn args_come_from_json_a_file_and_pairs() {

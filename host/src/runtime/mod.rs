@@ -97,7 +97,7 @@ impl Runtime {
             None => None,
         };
         Ok(Self {
-            registry: Registry::new(engine.clone(), linker, cache, config.caps.clone()),
+            registry: Registry::new(engine.clone(), linker, cache, config.caps),
             slots: config.pool_slots.map(|n| Arc::new(Semaphore::new(n as usize))),
             engine,
             defaults: config.defaults,

@@ -153,36 +153,24 @@ impl Webhooks {
         let now = self.clock.now();
         let attempts = callback.attempts + 1;
         let (url, id) = (redacted(url), job.id);
-        let status = match failure {
-            None => WebhookStatus {
-                state: WebhookState::Delivered,
-                attempts,
-                last_attempt_at: now,
-                next_attempt_at: None,
-                error: None,
-            },
-            Some(why) => {
-                let delay = self.policy.next_delay(attempts);
-                match delay {
-                    Some(delay) => {
-                        tracing::info!(job = %id, url, "webhook attempt {attempts} failed ({why}); retry in {delay:?}")
-                    }
-                    None => {
-                        tracing::warn!(job = %id, url, "webhook given up after {attempts} attempts: {why}")
-                    }
-                }
-                WebhookStatus {
-                    state: if delay.is_some() {
-                        WebhookState::Retrying
-                    } else {
-                        WebhookState::GivenUp
-                    },
-                    attempts,
-                    last_attempt_at: now,
-                    next_attempt_at: delay.map(|delay| now + delay.as_millis() as u64),
-                    error: Some(why),
-                }
+        let delay = failure.as_ref().and_then(|_| self.policy.next_delay(attempts));
+        let state = match (&failure, delay) {
+            (None, _) => WebhookState::Delivered,
+            (Some(why), Some(delay)) => {
+                tracing::info!(job = %id, url, "webhook attempt {attempts} failed ({why}); retry in {delay:?}");
+                WebhookState::Retrying
             }
+            (Some(why), None) => {
+                tracing::warn!(job = %id, url, "webhook given up after {attempts} attempts: {why}");
+                WebhookState::GivenUp
+            }
+        };
+        let status = WebhookStatus {
+            state,
+            attempts,
+            last_attempt_at: now,
+            next_attempt_at: delay.map(|delay| now + delay.as_millis() as u64),
+            error: failure,
         };
         if let Err(e) = storage.callback_done(callback, Some(status)).await {
             tracing::error!(job = %id, "updating the webhook outbox: {e}");
@@ -192,7 +180,22 @@ impl Webhooks {
 
 #[cfg(test)]
 mod tests {
-    use super::redacted;
+    use super::{WebhookPolicy, redacted};
+    use std::time::Duration;
+
+    #[test]
+    fn retries_double_up_to_the_longest_delay_and_stop_after_the_last_attempt() {
+        let policy = WebhookPolicy {
+            egress: Default::default(),
+            attempts: 5,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(3),
+            timeout: Duration::from_secs(1),
+        };
+        let delays: Vec<_> = (1..=5).map(|attempt| policy.next_delay(attempt)).collect();
+        let seconds = |s| Some(Duration::from_secs(s));
+        assert_eq!(delays, [seconds(1), seconds(2), seconds(3), seconds(3), None]);
+    }
 
     #[test]
     fn the_log_shows_no_credentials_or_query() {
