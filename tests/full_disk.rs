@@ -74,6 +74,12 @@ async fn a_full_disk_refuses_writes_with_503_loses_nothing_acknowledged_and_reco
         acknowledged.push(body["id"].as_str().unwrap().to_string());
     }
 
+    // A job runs while the disk fills; it ends while nothing can be written.
+    let sleep = json!({"job": "examples.sleep", "args": {"seconds": 1, "steps": 4}});
+    let (_, body) = server.call(Method::POST, "/v1/jobs", &ops, Some(sleep)).await;
+    let running = body["id"].as_str().unwrap().to_string();
+    wait_state(&server, &ops, &running, "running").await;
+
     let filler = disk.path.join("filler");
     let filled = fill(&filler);
     let mut refusal = None;
@@ -114,6 +120,9 @@ async fn a_full_disk_refuses_writes_with_503_loses_nothing_acknowledged_and_reco
         assert!(status.is_success() || status == StatusCode::SERVICE_UNAVAILABLE, "{status}");
     }
 
+    // The disk stays full while the running job ends: its outcome and log
+    // wait to be written.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     std::fs::remove_file(&filler).unwrap();
     let id = eventually("an enqueue works again once space returns", || async {
         let (status, body) = server.call(Method::POST, "/v1/jobs", &ops, Some(job(0))).await;
@@ -121,6 +130,13 @@ async fn a_full_disk_refuses_writes_with_503_loses_nothing_acknowledged_and_reco
     })
     .await;
     acknowledged.push(id);
+
+    // The job that ended meanwhile has its outcome and its whole log, from
+    // its one run: it was not run again.
+    let job = wait_state(&server, &ops, &running, "completed").await;
+    assert_eq!(job["attempt"], 1, "{job}");
+    let (_, logs) = server.call(Method::GET, &format!("/v1/jobs/{running}/logs"), &ops, None).await;
+    assert_eq!(logs["logs"].as_array().map(Vec::len), Some(4), "{logs}");
 
     // Exactly the acknowledged jobs are stored, and all of them run.
     let (status, _) = server.call(Method::POST, "/v1/queues/full/resume", &ops, None).await;

@@ -10,6 +10,10 @@
 
 mod output;
 
+/// How soon a run's output or outcome is written again while storage is
+/// unavailable.
+const UNAVAILABLE_RETRY: Duration = Duration::from_millis(250);
+
 use crate::events::{EventBus, JobUpdate};
 use crate::jobs::{Clock, FailureKind, JobRecord, Outcome, RetryPolicy, RunReport, WorkerMode};
 use crate::runtime::{CancelToken, JobContext, Plugin, Runtime};
@@ -280,8 +284,9 @@ impl Dispatcher {
             Ok(plugin) => {
                 let (bus, clock) = (self.bus.clone(), self.clock.clone());
                 let output = Arc::new(JobOutput::new(job.id, job.tenant.clone(), bus, clock));
-                let flusher =
-                    tokio::spawn(self.clone().flush_output(job.id, run.clone(), output.clone()));
+                let (ended, end) = tokio::sync::oneshot::channel();
+                let flusher = self.clone().flush_output(job.id, run.clone(), output.clone(), end);
+                let flusher = tokio::spawn(flusher);
                 let context = JobContext {
                     id: job.id.to_string(),
                     attempt: job.attempt,
@@ -290,12 +295,8 @@ impl Dispatcher {
                 };
                 let limits = self.runtime.limits(&job.limits);
                 let report = self.runtime.run(&plugin, context, &job.args, &limits).await;
-                flusher.abort();
-                if let Some(batch) = output.take()
-                    && let Err(e) = self.storage.append_output(job.id, job.attempt, batch).await
-                {
-                    tracing::error!(job = %job.id, "writing output: {e}");
-                }
+                let _ = ended.send(());
+                let _ = flusher.await;
                 report
             }
             Err(message) => RunReport {
@@ -313,7 +314,7 @@ impl Dispatcher {
             now: self.clock.now(),
             random: fastrand::u64(..),
         };
-        match self.storage.finish(job.id, finishing).await {
+        match self.patiently(|| self.storage.finish(job.id, finishing.clone())).await {
             Ok(done) => {
                 tracing::debug!(job = %done.id, state = done.state.as_str(), "job finished");
                 self.publish_state(&done, "finished");
@@ -350,20 +351,54 @@ impl Dispatcher {
         .map_err(|e: crate::runtime::PluginError| e.to_string())
     }
 
-    /// Writes a running job's buffered output every flush interval; stops
-    /// the run if storage says it lost its lease.
-    async fn flush_output(self: Arc<Self>, id: Uuid, run: Run, output: Arc<JobOutput>) {
+    /// Tries `write` again while storage is unavailable (a full disk), for
+    /// at most a lease: a run's output and outcome are worth the wait, and
+    /// past its lease recovery takes the job anyway.
+    async fn patiently<T, F: Future<Output = Result<T, StorageError>>>(
+        &self,
+        mut write: impl FnMut() -> F,
+    ) -> Result<T, StorageError> {
+        let give_up = tokio::time::Instant::now() + self.config.lease;
         loop {
-            tokio::time::sleep(self.config.flush).await;
-            let Some(batch) = output.take() else { continue };
-            match self.storage.append_output(id, run.attempt, batch).await {
-                Err(StorageError::Conflict(why)) => {
-                    tracing::warn!(job = %id, "stopping the run: {why}");
-                    run.cancel.cancel();
-                    return;
+            match write().await {
+                Err(StorageError::Unavailable(why)) if tokio::time::Instant::now() < give_up => {
+                    tracing::warn!("storage unavailable ({why}); trying again");
+                    tokio::time::sleep(UNAVAILABLE_RETRY).await;
                 }
-                Err(e) => tracing::error!(job = %id, "writing output: {e}"),
-                Ok(()) => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Writes a running job's buffered output every flush interval, and
+    /// what is left once `end` says the run ended (so a write in progress
+    /// is never cut off); stops the run if storage says it lost its lease.
+    async fn flush_output(
+        self: Arc<Self>,
+        id: Uuid,
+        run: Run,
+        output: Arc<JobOutput>,
+        mut end: tokio::sync::oneshot::Receiver<()>,
+    ) {
+        loop {
+            let ended = tokio::select! {
+                () = tokio::time::sleep(self.config.flush) => false,
+                _ = &mut end => true,
+            };
+            if let Some(batch) = output.take() {
+                let append = || self.storage.append_output(id, run.attempt, batch.clone());
+                match self.patiently(append).await {
+                    Err(StorageError::Conflict(why)) => {
+                        tracing::warn!(job = %id, "stopping the run: {why}");
+                        run.cancel.cancel();
+                        return;
+                    }
+                    Err(e) => tracing::error!(job = %id, "writing output: {e}"),
+                    Ok(()) => {}
+                }
+            }
+            if ended {
+                return;
             }
         }
     }
