@@ -595,8 +595,7 @@ async fn a_webhook_is_given_up_after_its_last_attempt_and_the_job_says_so() {
     assert!(server.storage.due_callbacks(u64::MAX, 10).await.unwrap().is_empty());
     assert!(bodies.try_recv().is_err(), "no attempt after the last");
 
-    // A job that has not finished has no webhook yet; one that did, before
-    // any delivery, is pending.
+    // A job that has not finished has no webhook status yet.
     server.call(Method::POST, "/v1/queues/held/pause", &token, None).await;
     let body = json!({"job": "examples.hello", "queue": "held", "callback_url": url});
     let held = enqueue(&server, &token, body).await;

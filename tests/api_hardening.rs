@@ -231,7 +231,7 @@ async fn a_follower_that_stops_reading_is_cut_off_while_the_others_get_every_eve
     // loopback), so the host's writes to a client that reads nothing block.
     let lines = 50_000;
     let server = TestServer::start_with(|config| {
-        config.stream_stall_ms = 5_000;
+        config.stream_stall_ms = 3_000;
         (config.log_lines, config.max_log_lines) = (lines, lines);
         (config.log_bytes, config.max_log_bytes) = (64 << 20, 64 << 20);
     })

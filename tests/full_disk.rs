@@ -75,7 +75,7 @@ async fn a_full_disk_refuses_writes_with_503_loses_nothing_acknowledged_and_reco
     }
 
     // A job runs while the disk fills; it ends while nothing can be written.
-    let sleep = json!({"job": "examples.sleep", "args": {"seconds": 1, "steps": 4}});
+    let sleep = json!({"job": "examples.sleep", "args": {"seconds": 2, "steps": 4}});
     let (_, body) = server.call(Method::POST, "/v1/jobs", &ops, Some(sleep)).await;
     let running = body["id"].as_str().unwrap().to_string();
     wait_state(&server, &ops, &running, "running").await;
@@ -95,6 +95,7 @@ async fn a_full_disk_refuses_writes_with_503_loses_nothing_acknowledged_and_reco
     }
     let (status, body) = refusal.expect("the disk never filled up");
     let before_full = acknowledged.len();
+    let full_at = jobhost::jobs::now_ms();
     assert_eq!((status, error_code(&body)), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
     let message = error_message(&body);
     assert!(message.contains("No space left on device"), "{message}");
@@ -122,7 +123,8 @@ async fn a_full_disk_refuses_writes_with_503_loses_nothing_acknowledged_and_reco
 
     // The disk stays full while the running job ends: its outcome and log
     // wait to be written.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let freed_at = jobhost::jobs::now_ms();
     std::fs::remove_file(&filler).unwrap();
     let id = eventually("an enqueue works again once space returns", || async {
         let (status, body) = server.call(Method::POST, "/v1/jobs", &ops, Some(job(0))).await;
@@ -135,6 +137,8 @@ async fn a_full_disk_refuses_writes_with_503_loses_nothing_acknowledged_and_reco
     // its one run: it was not run again.
     let job = wait_state(&server, &ops, &running, "completed").await;
     assert_eq!(job["attempt"], 1, "{job}");
+    let ended = job["started_at"].as_u64().unwrap() + job["result"]["slept_ms"].as_u64().unwrap();
+    assert!((full_at..freed_at).contains(&ended), "its run ended while the disk was full: {job}");
     let (_, logs) = server.call(Method::GET, &format!("/v1/jobs/{running}/logs"), &ops, None).await;
     assert_eq!(logs["logs"].as_array().map(Vec::len), Some(4), "{logs}");
 

@@ -34,11 +34,15 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
-    for (label, pool_slots) in
-        [("on-demand allocator", None), ("pooling allocator", Some(POOL_SLOTS))]
-    {
-        let runtime =
-            Arc::new(Runtime::new(RuntimeConfig { pool_slots, ..RuntimeConfig::default() })?);
+    let pools = [
+        ("on-demand allocator", None, 0),
+        ("pooling allocator, nothing kept resident", Some(POOL_SLOTS), 0),
+        ("pooling allocator, 1 MiB kept resident", Some(POOL_SLOTS), 1 << 20),
+        ("pooling allocator, 4 MiB kept resident", Some(POOL_SLOTS), 4 << 20),
+    ];
+    for (label, pool_slots, pool_keep_resident) in pools {
+        let config = RuntimeConfig { pool_slots, pool_keep_resident, ..RuntimeConfig::default() };
+        let runtime = Arc::new(Runtime::new(config)?);
         let plugin = runtime.registry().register("examples.hello", &hello)?;
         println!("\n{label}");
         let mut latencies = tokio.block_on(latencies(&runtime, &plugin));

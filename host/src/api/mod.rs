@@ -84,7 +84,7 @@ pub struct ApiConfig {
     /// Open SSE streams of one tenant, at most.
     pub max_streams_per_tenant: usize,
     /// A follower that reads nothing for this long is dropped; a connection
-    /// whose writes make no progress for this long is closed.
+    /// whose writes make no progress for twice this long is closed.
     pub stream_stall: Duration,
     /// At shutdown, how long requests in flight get to finish.
     pub shutdown_grace: Duration,
@@ -97,6 +97,15 @@ pub struct ApiConfig {
     pub compile_timeout: Duration,
     /// Where a job's `callback_url` may point.
     pub egress: EgressPolicy,
+}
+
+impl ApiConfig {
+    /// A write pending this long closes its connection: twice the stream
+    /// stall, so a stalled follower's stream is dropped (and its `dropped`
+    /// event queued) first, and never under a second.
+    pub fn send_timeout(&self) -> Duration {
+        (self.stream_stall * 2).max(Duration::from_secs(1))
+    }
 }
 
 impl Default for ApiConfig {
@@ -262,7 +271,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let stream = SendTimeout::new(stream, state.config.stream_stall);
+        let stream = SendTimeout::new(stream, state.config.send_timeout());
         let connection =
             http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
         let connection = connections.watch(connection);

@@ -86,7 +86,10 @@ pub async fn upload(
     let runtime = state.runtime.clone();
     let (tenant, plugin_name, component) = (caller.tenant.clone(), name.clone(), bytes.to_vec());
     let compile = tokio::task::spawn_blocking(move || {
-        let prepared = runtime.registry().prepare(Some(&tenant), &plugin_name, &component);
+        let registry = runtime.registry();
+        let prepared = registry
+            .check_footprint(&component)
+            .and_then(|()| registry.prepare(Some(&tenant), &plugin_name, &component));
         drop(permit);
         prepared.map(|p| (p, component))
     });

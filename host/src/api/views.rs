@@ -8,8 +8,8 @@
 use crate::jobs::enqueue::unscoped;
 use crate::jobs::{
     Backoff, FailureKind, JobError, JobEvent, JobRecord, JobState, LimitOverrides, LogLine, Millis,
-    Progress, QueueSettings, Role, TenantRecord, TokenRecord, WebhookState, WebhookStatus,
-    WorkerMode, WorkerRecord,
+    Progress, QueueSettings, Role, TenantRecord, TokenRecord, WebhookStatus, WorkerMode,
+    WorkerRecord,
 };
 use crate::runtime::Plugin;
 use crate::storage::QueueStats;
@@ -146,15 +146,7 @@ impl From<&JobRecord> for JobView {
             retried_by: job.retried_by,
             cloned_from: job.cloned_from,
             callback_url: job.callback_url.clone(),
-            webhook: job.webhook.clone().or_else(|| {
-                (job.callback_url.is_some() && job.state.is_terminal()).then_some(WebhookStatus {
-                    state: WebhookState::Pending,
-                    attempts: 0,
-                    last_attempt_at: 0,
-                    next_attempt_at: job.finished_at,
-                    error: None,
-                })
-            }),
+            webhook: job.webhook.clone(),
             broadcast: job.broadcast,
             pinned_to: job.pinned_to.clone(),
         }

@@ -380,6 +380,43 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// How the completion webhook of a finished job went, after its latest try.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookStatus {
+    /// Where it stands now.
+    pub state: WebhookState,
+    /// Deliveries tried.
+    pub attempts: u32,
+    /// When the latest was tried.
+    pub last_attempt_at: Option<Millis>,
+    /// When the next will be, while retrying.
+    pub next_attempt_at: Option<Millis>,
+    /// Why the latest failed.
+    pub error: Option<String>,
+}
+
+impl WebhookStatus {
+    /// A webhook due at `at`, not tried yet: written as the job finishes.
+    pub fn pending(at: Millis) -> Self {
+        let state = WebhookState::Pending;
+        Self { state, attempts: 0, last_attempt_at: None, next_attempt_at: Some(at), error: None }
+    }
+}
+
+/// Where a completion webhook stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookState {
+    /// The job finished; no delivery tried yet.
+    Pending,
+    /// A delivery failed; another comes at `next_attempt_at`.
+    Retrying,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Every attempt failed; no more come.
+    GivenUp,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,33 +450,4 @@ mod tests {
             (JobState::Pending, now, "default")
         );
     }
-}
-
-/// How the completion webhook of a finished job went, after its latest try.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct WebhookStatus {
-    /// Where it stands now.
-    pub state: WebhookState,
-    /// Deliveries tried.
-    pub attempts: u32,
-    /// When the latest was tried.
-    pub last_attempt_at: Millis,
-    /// When the next will be, while retrying.
-    pub next_attempt_at: Option<Millis>,
-    /// Why the latest failed.
-    pub error: Option<String>,
-}
-
-/// Where a completion webhook stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum WebhookState {
-    /// The job finished; no delivery tried yet.
-    Pending,
-    /// A delivery failed; another comes at `next_attempt_at`.
-    Retrying,
-    /// The receiver answered 2xx.
-    Delivered,
-    /// Every attempt failed; no more come.
-    GivenUp,
 }

@@ -3,7 +3,7 @@
 
 use crate::jobs::Limits;
 use std::time::Duration;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances. Each tick, a running guest yields to tokio,
 /// so this bounds how long one guest holds a worker thread and how late a
@@ -20,8 +20,13 @@ const POOL_TABLES_PER_JOB: u32 = 4;
 /// Builds the engine: component model, async calls, fuel metering and epoch
 /// interruption, and starts its epoch ticker thread. With `pool_slots`, the
 /// pooling allocator keeps memories, tables and stacks for that many jobs at
-/// once, sized by `caps`, so a job start reuses them instead of mapping anew.
-pub fn new_engine(pool_slots: Option<u32>, caps: &Limits) -> anyhow::Result<Engine> {
+/// once, sized by `caps`, so a job start reuses them instead of mapping anew;
+/// `keep_resident` bytes of each are reset in place rather than decommitted.
+pub fn new_engine(
+    pool_slots: Option<u32>,
+    keep_resident: usize,
+    caps: &Limits,
+) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true).consume_fuel(true).epoch_interruption(true);
     if let Some(slots) = pool_slots {
@@ -35,7 +40,10 @@ pub fn new_engine(pool_slots: Option<u32>, caps: &Limits) -> anyhow::Result<Engi
             .total_tables(slots * POOL_TABLES_PER_JOB)
             .max_tables_per_component(POOL_TABLES_PER_JOB)
             .max_memory_size(usize::try_from(caps.memory_bytes)?)
-            .table_elements(usize::try_from(caps.table_elements)?);
+            .table_elements(usize::try_from(caps.table_elements)?)
+            .linear_memory_keep_resident(keep_resident)
+            .table_keep_resident(keep_resident)
+            .pagemap_scan(Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     let engine = Engine::new(&config)?;

@@ -44,6 +44,8 @@ use wasmtime::component::{HasSelf, Linker};
 
 /// Jobs the default pool has room for at once.
 pub const DEFAULT_POOL_SLOTS: u32 = 128;
+/// Bytes of a pooled memory kept resident between jobs by default.
+pub const DEFAULT_KEEP_RESIDENT: usize = 1 << 20;
 
 /// How to build a [`Runtime`].
 #[derive(Debug, Clone)]
@@ -58,6 +60,11 @@ pub struct RuntimeConfig {
     /// `None` maps each job's memory on demand. Runs beyond the pool's room
     /// wait for a slot before their wall time starts.
     pub pool_slots: Option<u32>,
+    /// With the pool: bytes of each linear memory and table that a finished
+    /// job's slot resets with memset (only the pages it touched) and keeps
+    /// resident, instead of handing them back with madvise, so the next job
+    /// in the slot takes no page faults there.
+    pub pool_keep_resident: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -69,6 +76,7 @@ impl Default for RuntimeConfig {
             defaults: Limits::default(),
             caps: Limits::default(),
             pool_slots: Some(DEFAULT_POOL_SLOTS),
+            pool_keep_resident: DEFAULT_KEEP_RESIDENT,
         }
     }
 }
@@ -88,7 +96,8 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the engine, links WASI and the `context` imports, opens the cache.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
-        let engine = engine::new_engine(config.pool_slots, &config.caps)?;
+        let engine =
+            engine::new_engine(config.pool_slots, config.pool_keep_resident, &config.caps)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Job::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;

@@ -101,6 +101,15 @@ impl Registry {
         Ok(self.insert(self.prepare(Some(tenant), name, bytes)?))
     }
 
+    /// Refuses an upload whose memories, tables or data start over the caps
+    /// (before it costs a compile). Only uploads are checked: a plugin
+    /// already stored still loads after the caps are lowered, so the host
+    /// starts and the operator can remove it; its jobs fail at instantiation.
+    pub fn check_footprint(&self, bytes: &[u8]) -> Result<(), PluginError> {
+        compile::check_header(bytes)?;
+        footprint::check(bytes, &self.caps)
+    }
+
     /// Makes a plugin from [`prepare`](Self::prepare) visible under its
     /// name, replacing the one there.
     pub fn insert(&self, plugin: Plugin) -> Arc<Plugin> {
@@ -120,7 +129,6 @@ impl Registry {
     ) -> Result<Plugin, PluginError> {
         check_name(name)?;
         compile::check_header(bytes)?;
-        footprint::check(bytes, &self.caps)?;
         let digest = compile::digest(bytes);
         let (component, compiled_from) = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, bytes, &digest)?,

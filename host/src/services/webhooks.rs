@@ -168,7 +168,7 @@ impl Webhooks {
         let status = WebhookStatus {
             state,
             attempts,
-            last_attempt_at: now,
+            last_attempt_at: Some(now),
             next_attempt_at: delay.map(|delay| now + delay.as_millis() as u64),
             error: failure,
         };

@@ -225,9 +225,6 @@ impl OutboxStore for RedbStorage {
                 let mut table = txn.open_table(CALLBACKS)?;
                 table.remove((callback.due, id))?;
                 let Some(status) = status else { return Ok(()) };
-                if let Some(at) = status.next_attempt_at {
-                    table.insert((at, id), status.attempts)?;
-                }
                 let jobs = txn.open_table(JOBS)?;
                 let job = match read_job(&jobs, callback.job) {
                     Ok(job) => job,
@@ -235,6 +232,9 @@ impl OutboxStore for RedbStorage {
                     Err(e) => return Err(e),
                 };
                 drop(jobs);
+                if let Some(at) = status.next_attempt_at {
+                    table.insert((at, id), status.attempts)?;
+                }
                 put_job(txn, &JobRecord { webhook: Some(status), ..job })
             })
             .await

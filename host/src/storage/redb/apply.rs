@@ -3,7 +3,8 @@
 //! state entered: a waiting job leaves its index, a running one its lease
 //! and lock; the new state enters its index; the record is written and the
 //! journal says why. A terminal event of a job with a `callback_url` writes
-//! its webhook to the outbox in the same transaction, so none is lost.
+//! its webhook to the outbox in the same transaction, so none is lost, and
+//! marks it pending on the record.
 
 use super::schema::{
     CALLBACKS, EVENTS, EXPIRING, JOBS, LOCKS, PARKED, PENDING_V1, PLUGIN_REFS, PLUGIN_VERSIONS,
@@ -11,7 +12,7 @@ use super::schema::{
     ready_key_id, scheduled_key,
 };
 use super::{Lease, StorageError, put_job, read_job};
-use crate::jobs::{JobEvent, JobRecord, JobState, Millis, PluginRecord, Transition};
+use crate::jobs::{JobEvent, JobRecord, JobState, Millis, PluginRecord, Transition, WebhookStatus};
 use ::redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -43,7 +44,12 @@ pub(super) fn apply(
     if opened || closed {
         count_plugin_ref(txn, job, if opened { 1 } else { -1 })?;
     }
-    put_job(txn, job)?;
+    if job.state.is_terminal() && transition.from != Some(job.state) && job.callback_url.is_some() {
+        txn.open_table(CALLBACKS)?.insert((at, job.id.as_u128()), 0)?;
+        put_job(txn, &JobRecord { webhook: Some(WebhookStatus::pending(at)), ..job.clone() })?;
+    } else {
+        put_job(txn, job)?;
+    }
     journal(txn, job, transition.from, at, &transition.reason)
 }
 
@@ -87,9 +93,6 @@ pub(super) fn journal(
         reason: reason.to_string(),
     };
     events.insert((id, seq), encode(&event).as_slice())?;
-    if job.state.is_terminal() && from != Some(job.state) && job.callback_url.is_some() {
-        txn.open_table(CALLBACKS)?.insert((event.at, id), 0)?;
-    }
     Ok(event)
 }
 

@@ -3,9 +3,12 @@
 //! redb fails every operation after a failed write (a full disk, say) with
 //! `PreviousIo` until the file is closed and opened again, which repairs it
 //! from its last commit. [`DbFile`] hands out the open [`Database`]; the
-//! writer [drops](DbFile::failed) it when a commit fails that way, and the
-//! next caller opens it again, at most every [`RETRY`], so the host answers
-//! 503 while the disk is full and works again as soon as space returns.
+//! writer [drops](DbFile::failed) it when a commit fails that way, readers
+//! meanwhile get [`StorageError::Unavailable`], and the writer thread alone
+//! [reopens](DbFile::reopened) it (a repair can take a while: never on a
+//! thread that serves requests), backing off from [`RETRY`] to
+//! [`MAX_RETRY`], so the host answers 503 while the disk is full and works
+//! again soon after space returns.
 
 use super::StorageError;
 use ::redb::Database;
@@ -13,8 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How often a closed file is tried again.
+/// The first wait before a closed file is opened again; it doubles with
+/// each failed try up to [`MAX_RETRY`].
 const RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(4);
 
 pub(super) struct DbFile {
     path: PathBuf,
@@ -26,10 +31,14 @@ pub(super) struct DbFile {
 struct State {
     /// The open database; `None` after an I/O failure, until reopened.
     open: Option<Arc<Database>>,
-    /// Why it is closed, for the errors given meanwhile.
+    /// The I/O failure that closed it.
+    cause: String,
+    /// What the errors given meanwhile say: the cause, and why the last
+    /// try to reopen failed.
     failure: String,
-    /// The last time reopening was tried.
-    tried: Option<Instant>,
+    /// When to try opening it again, and the wait after that.
+    next_try: Instant,
+    wait: Duration,
 }
 
 impl DbFile {
@@ -37,30 +46,51 @@ impl DbFile {
         path: &Path,
         open: fn(&Path) -> Result<Database, StorageError>,
     ) -> Result<DbFile, StorageError> {
-        let db = open(path)?;
-        let state = State { open: Some(Arc::new(db)), failure: String::new(), tried: None };
+        let db = Some(Arc::new(open(path)?));
+        let (cause, failure, next_try) = (String::new(), String::new(), Instant::now());
+        let state = State { open: db, cause, failure, next_try, wait: RETRY };
         Ok(DbFile { path: path.to_path_buf(), open, state: Mutex::new(state) })
     }
 
-    /// The open database, reopening it if an I/O failure closed it.
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The open database, or why there is none.
     pub(super) fn get(&self) -> Result<Arc<Database>, StorageError> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(db) = &state.open {
-            return Ok(db.clone());
+        let state = self.state();
+        state.open.clone().ok_or_else(|| StorageError::Unavailable(state.failure.clone()))
+    }
+
+    /// The open database, opening it again first if an I/O failure closed
+    /// it and its next try is due. For the writer thread only.
+    pub(super) fn reopened(&self) -> Result<Arc<Database>, StorageError> {
+        {
+            let state = self.state();
+            match &state.open {
+                Some(db) => return Ok(db.clone()),
+                None if Instant::now() < state.next_try => {
+                    return Err(StorageError::Unavailable(state.failure.clone()));
+                }
+                None => {}
+            }
         }
-        if state.tried.is_some_and(|tried| tried.elapsed() < RETRY) {
-            return Err(StorageError::Unavailable(state.failure.clone()));
-        }
-        state.tried = Some(Instant::now());
-        match (self.open)(&self.path) {
+        // Outside the lock: readers keep getting their answer meanwhile.
+        let opened = (self.open)(&self.path);
+        let mut state = self.state();
+        match opened {
             Ok(db) => {
                 tracing::info!("the database file is open again");
                 let db = Arc::new(db);
                 state.open = Some(db.clone());
+                state.wait = RETRY;
                 Ok(db)
             }
             Err(e) => {
-                tracing::debug!("reopening the database file: {e}");
+                tracing::warn!("reopening the database file: {e}; next try in {:?}", state.wait);
+                state.next_try = Instant::now() + state.wait;
+                state.wait = (state.wait * 2).min(MAX_RETRY);
+                state.failure = format!("{}; reopening the file: {e}", state.cause);
                 Err(StorageError::Unavailable(state.failure.clone()))
             }
         }
@@ -70,12 +100,14 @@ impl DbFile {
     /// one: redb refuses everything on it from now on. The file closes when
     /// the reads still holding it end.
     pub(super) fn failed(&self, db: &Arc<Database>, why: &str) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state();
         if state.open.as_ref().is_some_and(|open| Arc::ptr_eq(open, db)) {
             tracing::error!("database I/O failed: {why}; closing the file to reopen it");
             state.open = None;
+            state.cause = why.to_string();
             state.failure = why.to_string();
-            state.tried = None;
+            state.next_try = Instant::now();
+            state.wait = RETRY;
         }
     }
 }

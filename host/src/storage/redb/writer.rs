@@ -110,7 +110,7 @@ fn run(db: &DbFile, incoming: &mpsc::Receiver<Apply>, stats: &CommitStats) {
 /// batch (see [`DbFile`]).
 fn commit(file: &DbFile, batch: Vec<Apply>, stats: &CommitStats) -> Result<(), StorageError> {
     let size = batch.len() as u64;
-    let begun = file.get().and_then(|db| match db.begin_write() {
+    let begun = file.reopened().and_then(|db| match db.begin_write() {
         Ok(txn) => Ok((db, txn)),
         Err(e) => {
             let error = StorageError::from(e);
