@@ -5,8 +5,9 @@
 //! from its last commit. [`DbFile`] hands out the open [`Database`]; the
 //! writer [drops](DbFile::failed) it when a commit fails that way, readers
 //! meanwhile get [`StorageError::Unavailable`], and the writer thread alone
-//! [reopens](DbFile::reopened) it (a repair can take a while: never on a
-//! thread that serves requests), backing off from [`RETRY`] to
+//! [reopens](DbFile::reopened) it, at its next write or when idle (a repair
+//! can take a while: never on a thread that serves requests), backing off
+//! from [`RETRY`] to
 //! [`MAX_RETRY`], so the host answers 503 while the disk is full and works
 //! again soon after space returns.
 

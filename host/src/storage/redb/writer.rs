@@ -9,6 +9,7 @@ use ::redb::WriteTransaction;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Most writes folded into one commit.
@@ -90,8 +91,20 @@ impl Writer {
     }
 }
 
+/// How long the writer waits for a write before it looks whether a closed
+/// file is due to be reopened, so reads recover even when nothing writes.
+const IDLE: Duration = Duration::from_millis(250);
+
 fn run(db: &DbFile, incoming: &mpsc::Receiver<Apply>, stats: &CommitStats) {
-    while let Ok(first) = incoming.recv() {
+    loop {
+        let first = match incoming.recv_timeout(IDLE) {
+            Ok(first) => first,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = db.reopened();
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match incoming.try_recv() {
