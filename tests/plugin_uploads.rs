@@ -49,6 +49,17 @@ fn fresh_hello() -> Vec<u8> {
     bytes
 }
 
+/// Asserts a 422 whose message holds every one of `words`.
+fn assert_unprocessable(status: StatusCode, body: &Value, words: &[&str]) {
+    assert_eq!(
+        (status, error_code(body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+        "{body}"
+    );
+    let message = error_message(body);
+    assert!(words.iter().all(|word| message.contains(word)), "{words:?}: {message}");
+}
+
 async fn assert_answers(server: &TestServer) {
     let (status, health) = server.call(Method::GET, "/v1/health", "", None).await;
     assert_eq!(status, StatusCode::OK, "{health}");
@@ -84,16 +95,7 @@ async fn components_asking_for_too_much_memory_tables_or_data_are_refused_before
     for (name, text, why) in hostile {
         let bytes = wat::parse_str(&text).unwrap();
         let (status, body) = upload(&server, &ops, &format!("acme.hostile.{name}"), bytes).await;
-        assert_eq!(
-            (status, error_code(&body)),
-            (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
-            "{name}: {body}"
-        );
-        let message = error_message(&body);
-        assert!(
-            message.contains("asks for more than this host allows") && message.contains(why),
-            "{name}: {message}"
-        );
+        assert_unprocessable(status, &body, &["asks for more than this host allows", why]);
         assert_answers(&server).await;
     }
     assert_eq!(own_plugins(&server, &ops).await, Vec::<String>::new());
@@ -102,8 +104,7 @@ async fn components_asking_for_too_much_memory_tables_or_data_are_refused_before
     // they do not implement the job world.
     let fits = wat::parse_str("(component (core module (memory 100) (table 10 funcref)))").unwrap();
     let (status, body) = upload(&server, &ops, "acme.hostile.fits", fits).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(error_message(&body).contains("does not implement the jobhost:plugin/job"), "{body}");
+    assert_unprocessable(status, &body, &["does not implement the jobhost:plugin/job"]);
 
     // A body over the cap is refused from its length, before it is read.
     let address = server.base.trim_start_matches("http://");
@@ -135,16 +136,7 @@ async fn a_compile_over_the_time_limit_is_refused_and_nothing_is_stored() {
     let server = TestServer::start_with(|config| config.compile_timeout_ms = 1).await;
     let ops = server.token("acme", "ops", Role::Operator).await;
     let (status, body) = upload(&server, &ops, "acme.slow.hello", fresh_hello()).await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
-        "{body}"
-    );
-    let message = error_message(&body);
-    assert!(
-        message.contains("took longer than the 1 ms") && message.contains("not stored"),
-        "{message}"
-    );
+    assert_unprocessable(status, &body, &["took longer than the 1 ms", "not stored"]);
     assert_answers(&server).await;
     assert_eq!(own_plugins(&server, &ops).await, Vec::<String>::new());
 }

@@ -152,15 +152,17 @@ impl Webhooks {
         };
         let now = self.clock.now();
         let attempts = callback.attempts + 1;
-        let (url, id) = (redacted(url), job.id);
+        let id = job.id;
         let delay = failure.as_ref().and_then(|_| self.policy.next_delay(attempts));
         let state = match (&failure, delay) {
             (None, _) => WebhookState::Delivered,
             (Some(why), Some(delay)) => {
+                let url = redacted(url);
                 tracing::info!(job = %id, url, "webhook attempt {attempts} failed ({why}); retry in {delay:?}");
                 WebhookState::Retrying
             }
             (Some(why), None) => {
+                let url = redacted(url);
                 tracing::warn!(job = %id, url, "webhook given up after {attempts} attempts: {why}");
                 WebhookState::GivenUp
             }
