@@ -8,8 +8,8 @@
 use crate::client;
 use crate::config::{Config, LogFormat};
 use crate::host::Host;
-use crate::jobs::{LogLevel, Outcome};
-use crate::runtime::{CancelToken, JobContext, JobObserver, Runtime};
+use crate::jobs::{LogLevel, Outcome, RunReport};
+use crate::runtime::{CancelToken, JobContext, JobObserver, Loaded, Runtime};
 use anyhow::Context;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::sync::Arc;
@@ -149,7 +149,13 @@ async fn run(config: Config, name: &str, args: &str) -> anyhow::Result<i32> {
     let runtime = Arc::new(Runtime::new(config.runtime())?);
     for dir in config.plugins.clone() {
         let loader = runtime.clone();
-        tokio::task::spawn_blocking(move || loader.registry().load_dir(&dir)).await??;
+        let loaded =
+            tokio::task::spawn_blocking(move || loader.registry().load_dir(&dir)).await??;
+        for Loaded { plugin, .. } in loaded {
+            if let Err(error) = plugin {
+                eprintln!("skipped: {error:#}");
+            }
+        }
     }
     let plugin = runtime.registry().get(name)?;
     let cancel = CancelToken::new();
@@ -167,8 +173,20 @@ async fn run(config: Config, name: &str, args: &str) -> anyhow::Result<i32> {
     });
     let limits = runtime.limits(&Default::default());
     let report = runtime.run(&plugin, job, args, &limits).await;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    println!("{}", serde_json::to_string_pretty(&report_json(&report)?)?);
     Ok(if matches!(report.outcome, Outcome::Completed { .. }) { 0 } else { 1 })
+}
+
+/// The report as JSON with its result decoded: the guest returns JSON text,
+/// which should print as the value it is, not as an escaped string.
+fn report_json(report: &RunReport) -> serde_json::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(report)?;
+    if let Some(result) = value.pointer_mut("/outcome/result")
+        && let Some(decoded) = result.as_str().and_then(|text| serde_json::from_str(text).ok())
+    {
+        *result = decoded;
+    }
+    Ok(value)
 }
 
 /// Streams a job's output to stderr as it happens.
@@ -198,6 +216,19 @@ mod tests {
         assert_eq!((name.as_str(), args.as_str()), ("examples.hello", "{}"));
         assert_eq!(invocation.config.fuel, 5);
         assert_eq!(invocation.config.plugins, [std::path::PathBuf::from("p")]);
+    }
+
+    #[test]
+    fn a_run_prints_its_result_as_json() {
+        let report = RunReport {
+            outcome: Outcome::Completed { result: r#"{"words":3}"#.into() },
+            fuel_used: 1,
+            duration: std::time::Duration::from_millis(2),
+            memory_peak: 3,
+        };
+        let printed = report_json(&report).unwrap();
+        assert_eq!(printed["outcome"]["result"], serde_json::json!({ "words": 3 }));
+        assert_eq!(printed["outcome"]["status"], "completed");
     }
 
     #[test]

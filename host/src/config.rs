@@ -9,7 +9,7 @@ use crate::api::ApiConfig;
 use crate::dispatch::DispatchConfig;
 use crate::egress::{Cidr, EgressPolicy};
 use crate::jobs::{Limits, TenantDefaults};
-use crate::runtime::RuntimeConfig;
+use crate::runtime::{DEFAULT_MAX_CORE_INSTANCES, RuntimeConfig};
 use crate::services::WebhookPolicy;
 use anyhow::{Context, bail};
 use clap::parser::ValueSource;
@@ -77,6 +77,11 @@ pub struct Config {
     /// per pool slot used).
     #[arg(long, env = "JOBHOST_POOL_KEEP_RESIDENT_KIB", default_value_t = 1024)]
     pub pool_keep_resident_kib: usize,
+    /// Core wasm instances one component may create: a Rust plugin needs a
+    /// few, an interpreter with native libraries one per library. Each pool
+    /// slot reserves room for this many.
+    #[arg(long, env = "JOBHOST_MAX_CORE_INSTANCES", default_value_t = DEFAULT_MAX_CORE_INSTANCES)]
+    pub max_core_instances: u32,
     /// Lease of a running job, in ms; a worker silent this long loses it.
     #[arg(long, env = "JOBHOST_LEASE_MS", default_value_t = 30_000)]
     pub lease_ms: u64,
@@ -142,14 +147,16 @@ pub struct Config {
     #[arg(long, env = "JOBHOST_CANCEL_GRACE_MS", default_value_t = 5_000)]
     pub cancel_grace_ms: u64,
 
-    /// Most fuel any job may ask for.
-    #[arg(long, env = "JOBHOST_MAX_FUEL", default_value_t = 10_000_000_000)]
+    /// Most fuel any job may ask for (ten times the default: an interpreted
+    /// plugin burns far more fuel for the same work).
+    #[arg(long, env = "JOBHOST_MAX_FUEL", default_value_t = 100_000_000_000)]
     pub max_fuel: u64,
     /// Most wall time any job may ask for, in ms.
     #[arg(long, env = "JOBHOST_MAX_WALL_TIME_MS", default_value_t = 60_000)]
     pub max_wall_time_ms: u64,
-    /// Most linear memory any job may ask for, in MiB.
-    #[arg(long, env = "JOBHOST_MAX_MEMORY_MIB", default_value_t = 64)]
+    /// Most linear memory any job may ask for, in MiB (four times the
+    /// default, for interpreters and their heaps).
+    #[arg(long, env = "JOBHOST_MAX_MEMORY_MIB", default_value_t = 256)]
     pub max_memory_mib: u64,
     /// Most table elements any job may ask for.
     #[arg(long, env = "JOBHOST_MAX_TABLE_ELEMENTS", default_value_t = 10_000)]
@@ -306,6 +313,7 @@ impl Config {
             caps: self.caps(),
             pool_slots: (self.pool_slots > 0).then_some(self.pool_slots),
             pool_keep_resident: self.pool_keep_resident_kib << 10,
+            max_core_instances: self.max_core_instances,
         }
     }
 

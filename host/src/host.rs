@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::events::EventBus;
 use crate::jobs::{Clock, SystemClock};
-use crate::runtime::Runtime;
+use crate::runtime::{Loaded, Runtime};
 use crate::services::{self, Expiry, Heartbeat, Promotion, Recovery, Retention, Service, Webhooks};
 use crate::storage::{RedbStorage, Storage};
 use anyhow::Context;
@@ -237,19 +237,30 @@ async fn load_plugins(
             continue;
         }
         let (loader, dir) = (runtime.clone(), dir.clone());
-        let plugins =
+        let loaded =
             tokio::task::spawn_blocking(move || loader.registry().load_dir(&dir)).await??;
-        for plugin in &plugins {
-            tracing::info!(name = %plugin.name, digest = %plugin.digest, size = plugin.size, from = ?plugin.compiled_from, "plugin loaded");
+        for Loaded { plugin, .. } in loaded {
+            match plugin {
+                Ok(plugin) => {
+                    tracing::info!(name = %plugin.name, digest = %plugin.digest, size = plugin.size, from = ?plugin.compiled_from, "plugin loaded")
+                }
+                Err(error) => {
+                    tracing::error!("{error:#}; the host goes on without it")
+                }
+            }
         }
     }
     for record in storage.plugins(None).await? {
         let bytes = storage.component(&record.digest).await?;
         let runtime = runtime.clone();
-        tokio::task::spawn_blocking(move || {
+        let (tenant, name) = (record.tenant.clone(), record.name.clone());
+        let registered = tokio::task::spawn_blocking(move || {
             runtime.registry().register_for(&record.tenant, &record.name, &bytes)
         })
-        .await??;
+        .await?;
+        if let Err(error) = registered {
+            tracing::error!(%tenant, %name, "stored plugin not loaded: {error}; its jobs cannot run until it is uploaded again");
+        }
     }
     Ok(())
 }

@@ -29,12 +29,15 @@
 //!   variables and an optional TOML file.
 //! - [`host`]: [`host::Host::start`], the one place a host is assembled,
 //!   used by the binary, the tests and the benchmarks.
+//! - [`author`]: the plugin author's local tools: `plugin new` (a project
+//!   per language) and `plugin check` (does a component fit, and why not).
 //! - [`client`]: the client commands of the binary (`enqueue --follow`,
 //!   `jobs ls`, `job logs -f`, ...), which speak only the HTTP API.
 //! - [`cli`]: the `jobhost` command line (`serve`, `run`, the client
 //!   commands, shell completions).
 
 pub mod api;
+pub mod author;
 pub mod cli;
 pub mod client;
 pub mod config;

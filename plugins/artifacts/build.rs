@@ -30,7 +30,7 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
 
     println!("cargo:rerun-if-changed={}", workspace.join("wit").display());
-    println!("cargo:rerun-if-changed={}", workspace.join("sdk").display());
+    println!("cargo:rerun-if-changed={}", workspace.join("sdk").join("rust").display());
     for (krate, _) in PLUGINS {
         println!("cargo:rerun-if-changed={}", plugins_dir.join(krate).display());
     }

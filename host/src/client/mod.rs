@@ -11,7 +11,9 @@
 //! - `jobs`, `plugins`, `admin`: the commands, by what they act on.
 //!
 //! Nothing here depends on the rest of the host: a client speaks only the
-//! HTTP API, so it works against any jobhost server it can reach.
+//! HTTP API, so it works against any jobhost server it can reach. The one
+//! exception is `plugin new|check`, the author's local tools in
+//! [`crate::author`].
 
 mod admin;
 mod follow;
@@ -74,7 +76,7 @@ pub enum Command {
         #[command(flatten)]
         connection: Connection,
     },
-    /// Upload, list, show and remove plugins.
+    /// Write and check plugins; upload, list, show and remove them.
     Plugin {
         #[command(flatten)]
         connection: Connection,
@@ -148,7 +150,13 @@ pub enum Command {
 pub async fn run(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Login { connection } => login(&connection).await,
-        Command::Plugin { connection, command } => {
+        Command::Plugin { command: plugins::PluginCommand::New { lang, name, dir }, .. } => {
+            plugins::new(lang, &name, dir.as_deref())
+        }
+        Command::Plugin { command: plugins::PluginCommand::Check { file }, .. } => {
+            plugins::check(&file)
+        }
+        Command::Plugin { connection, command: plugins::PluginCommand::Server(command) } => {
             plugins::run(&connection.client()?, connection.output, command).await
         }
         Command::Enqueue { connection, request } => {

@@ -1,9 +1,11 @@
-//! `jobhost plugin push|ls|show|rm|versions`.
+//! `jobhost plugin push|ls|show|rm|versions`, and the author's local tools
+//! `jobhost plugin new|check` ([`crate::author`]), which need no server.
 
 use super::format::{self, query, segment, text};
 use super::http::Client;
 use super::table::{Table, fields};
 use super::{Output, print, render};
+use crate::author::{self, Lang};
 use anyhow::Context;
 use clap::Subcommand;
 use reqwest::Method;
@@ -13,6 +15,32 @@ use std::path::PathBuf;
 /// What to do with plugins.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// Write a new plugin project into NAME/ (no server needed): a job, its
+    /// unit test, a build script, a copy of the SDK and of the interface.
+    New {
+        /// The language of the project.
+        #[arg(long, value_enum)]
+        lang: Lang,
+        /// The plugin's qualified name (`acme.reports.monthly`).
+        name: String,
+        /// Write the project here instead of NAME/.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Check a component before pushing it (no server needed): whether it
+    /// fits the job world and the default limits, what it imports and
+    /// exports, and how to fix a known mistake. Exit status 0 if it fits.
+    Check {
+        /// The component (`.wasm`).
+        file: PathBuf,
+    },
+    #[command(flatten)]
+    Server(ServerCommand),
+}
+
+/// What to do with the plugins of a server.
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
     /// Upload a component as a new version of plugin NAME.
     Push {
         /// The qualified name to serve it under (`acme.reports.monthly`).
@@ -43,11 +71,25 @@ pub enum PluginCommand {
     },
 }
 
-/// Runs a plugin command.
-pub async fn run(client: &Client, output: Output, command: PluginCommand) -> anyhow::Result<i32> {
+/// Writes a new project and says what to run next.
+pub fn new(lang: Lang, name: &str, dir: Option<&std::path::Path>) -> anyhow::Result<i32> {
+    let (dir, next) = author::new_project(lang, name, dir)?;
+    println!("wrote a {lang:?} plugin project for {name} in {}\nnext: {next}", dir.display());
+    Ok(0)
+}
+
+/// Checks a component and prints the report; 1 if it does not fit.
+pub fn check(file: &std::path::Path) -> anyhow::Result<i32> {
+    let (report, fits) = author::check(file)?;
+    print!("{report}");
+    Ok(if fits { 0 } else { 1 })
+}
+
+/// Runs a command on a server's plugins.
+pub async fn run(client: &Client, output: Output, command: ServerCommand) -> anyhow::Result<i32> {
     let path = |name: &str| format!("/v1/plugins/{}", segment(name));
     match command {
-        PluginCommand::Push { name, file, retry_on } => {
+        ServerCommand::Push { name, file, retry_on } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let target = format!("{}{}", path(&name), query(&[("retry_on", retry_on)]));
@@ -56,7 +98,7 @@ pub async fn run(client: &Client, output: Output, command: PluginCommand) -> any
                 format!("pushed {} {}\n", text(&p["name"]), text(&p["digest"]))
             }))
         }
-        PluginCommand::Ls { search } => {
+        ServerCommand::Ls { search } => {
             let page = client
                 .get(&format!(
                     "/v1/plugins{}",
@@ -77,7 +119,7 @@ pub async fn run(client: &Client, output: Output, command: PluginCommand) -> any
                 render(&table)
             }))
         }
-        PluginCommand::Show { name } => {
+        ServerCommand::Show { name } => {
             let plugin = client.get(&path(&name)).await?;
             Ok(print(output, &plugin, |p| {
                 let list = |v: &Value| {
@@ -97,7 +139,7 @@ pub async fn run(client: &Client, output: Output, command: PluginCommand) -> any
                 ])
             }))
         }
-        PluginCommand::Versions { name } => {
+        ServerCommand::Versions { name } => {
             let versions = client.get(&format!("{}/versions", path(&name))).await?;
             Ok(print(output, &versions, |v| {
                 let mut table = Table::new(&["DIGEST", "CURRENT", "JOBS", "SIZE", "UPLOADED"]);
@@ -113,7 +155,7 @@ pub async fn run(client: &Client, output: Output, command: PluginCommand) -> any
                 render(&table)
             }))
         }
-        PluginCommand::Rm { name, version } => {
+        ServerCommand::Rm { name, version } => {
             let target = match &version {
                 Some(digest) => format!("{}/versions/{}", path(&name), segment(digest)),
                 None => path(&name),

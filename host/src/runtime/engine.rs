@@ -1,7 +1,7 @@
 //! The one wasmtime [`Engine`] of the host, and the epoch ticker that gives
 //! running guests their chance to yield.
 
-use crate::jobs::Limits;
+use super::RuntimeConfig;
 use std::time::Duration;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -10,31 +10,29 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 /// timeout or hard cancel can land.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Core wasm instances, memories and tables reserved per pooled job slot;
-/// a component built by rustc for wasm32-wasip2 needs one memory and a few
-/// instances; the headroom is for components of other toolchains.
-const POOL_INSTANCES_PER_JOB: u32 = 32;
+/// Memories and tables reserved per pooled job slot; a component built by
+/// rustc, componentize-py or jco needs one memory; the headroom is for
+/// components of other toolchains.
 const POOL_MEMORIES_PER_JOB: u32 = 2;
 const POOL_TABLES_PER_JOB: u32 = 4;
 
 /// Builds the engine: component model, async calls, fuel metering and epoch
 /// interruption, and starts its epoch ticker thread. With `pool_slots`, the
 /// pooling allocator keeps memories, tables and stacks for that many jobs at
-/// once, sized by `caps`, so a job start reuses them instead of mapping anew;
-/// `keep_resident` bytes of each are reset in place rather than decommitted.
-pub fn new_engine(
-    pool_slots: Option<u32>,
-    keep_resident: usize,
-    caps: &Limits,
-) -> anyhow::Result<Engine> {
+/// once, sized by the caps, so a job start reuses them instead of mapping
+/// anew; `pool_keep_resident` bytes of each are reset in place rather than
+/// decommitted.
+pub fn new_engine(runtime: &RuntimeConfig) -> anyhow::Result<Engine> {
+    let (caps, keep_resident, instances) =
+        (&runtime.caps, runtime.pool_keep_resident, runtime.max_core_instances);
     let mut config = Config::new();
     config.wasm_component_model(true).consume_fuel(true).epoch_interruption(true);
-    if let Some(slots) = pool_slots {
+    if let Some(slots) = runtime.pool_slots {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(slots)
             .total_stacks(slots)
-            .total_core_instances(slots * POOL_INSTANCES_PER_JOB)
-            .max_core_instances_per_component(POOL_INSTANCES_PER_JOB)
+            .total_core_instances(slots.saturating_mul(instances))
+            .max_core_instances_per_component(instances)
             .total_memories(slots * POOL_MEMORIES_PER_JOB)
             .max_memories_per_component(POOL_MEMORIES_PER_JOB)
             .total_tables(slots * POOL_TABLES_PER_JOB)

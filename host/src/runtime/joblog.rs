@@ -1,8 +1,13 @@
 //! The job log of one run: guest `log` calls and stdout/stderr lines, bounded
 //! by the job's line and byte limits, forwarded to the observer.
+//!
+//! A flooded log keeps its head and its tail, where the error usually is:
+//! three quarters of the budget stream live, the last quarter holds the
+//! latest lines, which are written when the run ends.
 
 use super::observer::JobObserver;
 use crate::jobs::LogLevel;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 /// A partial stdout/stderr line longer than this is logged as it stands,
@@ -35,8 +40,15 @@ pub(crate) struct JobLog {
 
 struct Inner {
     observer: Arc<dyn JobObserver>,
+    /// What the head may still stream.
     lines_left: u32,
     bytes_left: u64,
+    /// The latest lines past the head, within the tail's budget.
+    tail: VecDeque<(LogLevel, String)>,
+    tail_bytes: u64,
+    max_tail_lines: usize,
+    max_tail_bytes: u64,
+    /// Lines between the head and the tail that were let go.
     dropped: u64,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
@@ -48,10 +60,15 @@ struct Inner {
 
 impl JobLog {
     pub(crate) fn new(observer: Arc<dyn JobObserver>, max_lines: u32, max_bytes: u64) -> Self {
+        let (tail_lines, tail_bytes) = (max_lines / 4, max_bytes / 4);
         let inner = Inner {
             observer,
-            lines_left: max_lines,
-            bytes_left: max_bytes,
+            lines_left: max_lines - tail_lines,
+            bytes_left: max_bytes - tail_bytes,
+            tail: VecDeque::new(),
+            tail_bytes: 0,
+            max_tail_lines: tail_lines as usize,
+            max_tail_bytes: tail_bytes,
             dropped: 0,
             stdout: Vec::new(),
             stderr: Vec::new(),
@@ -87,15 +104,23 @@ impl JobLog {
         self.inner.lock().unwrap().panic.clone()
     }
 
-    /// Logs unterminated output and, if lines were dropped, one warning that
-    /// says how many (the only line allowed past the budget).
+    /// Logs unterminated output, then the tail: after one warning that says
+    /// how many lines were dropped before it, if any were (the only line
+    /// allowed past the budget).
     pub(crate) fn finish(&self) {
         let mut inner = self.inner.lock().unwrap();
         inner.flush_line(GuestStream::Stdout);
         inner.flush_line(GuestStream::Stderr);
         if inner.dropped > 0 {
-            let message = format!("log limit reached: {} more lines were dropped", inner.dropped);
+            let message = format!(
+                "log limit reached: {} lines were dropped here, before the last {}",
+                inner.dropped,
+                inner.tail.len()
+            );
             inner.observer.log(LogLevel::Warn, &message);
+        }
+        for (level, message) in std::mem::take(&mut inner.tail) {
+            inner.observer.log(level, &message);
         }
     }
 }
@@ -145,15 +170,28 @@ impl Inner {
         }
     }
 
+    /// Streams a line while the head has room; past it, keeps it in the
+    /// tail, letting the oldest tail lines go to make room.
     fn line(&mut self, level: LogLevel, message: &str) {
         let size = message.len() as u64;
-        if self.lines_left == 0 || self.bytes_left < size {
+        if self.tail.is_empty() && self.lines_left > 0 && self.bytes_left >= size {
+            self.lines_left -= 1;
+            self.bytes_left -= size;
+            self.observer.log(level, message);
+            return;
+        }
+        if self.max_tail_lines == 0 || size > self.max_tail_bytes {
             self.dropped += 1;
             return;
         }
-        self.lines_left -= 1;
-        self.bytes_left -= size;
-        self.observer.log(level, message);
+        while self.tail.len() >= self.max_tail_lines || self.tail_bytes + size > self.max_tail_bytes
+        {
+            let (_, old) = self.tail.pop_front().expect("a full tail has lines");
+            self.tail_bytes -= old.len() as u64;
+            self.dropped += 1;
+        }
+        self.tail_bytes += size;
+        self.tail.push_back((level, message.to_string()));
     }
 }
 
@@ -204,16 +242,45 @@ mod tests {
     }
 
     #[test]
-    fn drops_past_the_budget_and_says_how_many() {
+    fn keeps_the_head_and_the_tail_and_says_how_many_it_dropped() {
         let lines = Arc::new(Lines::default());
-        let log = JobLog::new(lines.clone(), 2, 1000);
-        for i in 0..5 {
+        let log = JobLog::new(lines.clone(), 8, 1000);
+        for i in 0..20 {
+            log.line(LogLevel::Info, &format!("line {i}"));
+        }
+        assert_eq!(lines.0.lock().unwrap().len(), 6, "the head streams live");
+        log.finish();
+        let got: Vec<String> = lines.0.lock().unwrap().iter().map(|(_, m)| m.clone()).collect();
+        let mut expected: Vec<String> = (0..6).map(|i| format!("line {i}")).collect();
+        expected.push("log limit reached: 12 lines were dropped here, before the last 2".into());
+        expected.extend(["line 18".to_string(), "line 19".to_string()]);
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_log_within_its_budget_is_kept_whole_and_in_order() {
+        let lines = Arc::new(Lines::default());
+        let log = JobLog::new(lines.clone(), 8, 1000);
+        for i in 0..8 {
             log.line(LogLevel::Info, &format!("line {i}"));
         }
         log.finish();
-        let got = lines.0.lock().unwrap().clone();
-        assert_eq!(got.len(), 3);
-        assert_eq!(got[1].1, "line 1");
-        assert_eq!(got[2], (LogLevel::Warn, "log limit reached: 3 more lines were dropped".into()));
+        let got: Vec<String> = lines.0.lock().unwrap().iter().map(|(_, m)| m.clone()).collect();
+        assert_eq!(got, (0..8).map(|i| format!("line {i}")).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_byte_budget_bounds_the_tail_too() {
+        let lines = Arc::new(Lines::default());
+        let log = JobLog::new(lines.clone(), 100, 40);
+        for i in 0..10 {
+            log.line(LogLevel::Info, &format!("line {i}"));
+        }
+        log.finish();
+        let got: Vec<String> = lines.0.lock().unwrap().iter().map(|(_, m)| m.clone()).collect();
+        let kept: u64 = got.iter().filter(|m| m.starts_with("line")).map(|m| m.len() as u64).sum();
+        assert!(kept <= 40, "{got:?}");
+        assert_eq!(got.last().unwrap(), "line 9");
+        assert!(got[0] == "line 0" && got.iter().any(|m| m.starts_with("log limit reached")));
     }
 }

@@ -19,6 +19,7 @@ mod compile;
 mod engine;
 mod error;
 mod footprint;
+mod hints;
 mod joblog;
 mod observer;
 mod output;
@@ -31,7 +32,7 @@ use compile::CompileCache;
 pub use compile::{CompiledFrom, digest};
 pub use error::PluginError;
 pub use observer::{IgnoreOutput, JobObserver};
-pub use registry::{Plugin, Registry, check_name};
+pub use registry::{Inspection, Loaded, Plugin, Registry, check_name};
 pub use sandbox::JobContext;
 
 use crate::jobs::{LimitOverrides, Limits, RunReport};
@@ -46,6 +47,9 @@ use wasmtime::component::{HasSelf, Linker};
 pub const DEFAULT_POOL_SLOTS: u32 = 128;
 /// Bytes of a pooled memory kept resident between jobs by default.
 pub const DEFAULT_KEEP_RESIDENT: usize = 1 << 20;
+/// Core instances per component: a component built by rustc for
+/// wasm32-wasip2 needs a few; componentize-py and jco builds a dozen or so.
+pub const DEFAULT_MAX_CORE_INSTANCES: u32 = 32;
 
 /// How to build a [`Runtime`].
 #[derive(Debug, Clone)]
@@ -65,6 +69,10 @@ pub struct RuntimeConfig {
     /// resident, instead of handing them back with madvise, so the next job
     /// in the slot takes no page faults there.
     pub pool_keep_resident: usize,
+    /// Core wasm instances one component may create; a component that
+    /// needs more is refused at upload, and each pool slot has room for
+    /// this many.
+    pub max_core_instances: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -77,6 +85,7 @@ impl Default for RuntimeConfig {
             caps: Limits::default(),
             pool_slots: Some(DEFAULT_POOL_SLOTS),
             pool_keep_resident: DEFAULT_KEEP_RESIDENT,
+            max_core_instances: DEFAULT_MAX_CORE_INSTANCES,
         }
     }
 }
@@ -96,8 +105,7 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the engine, links WASI and the `context` imports, opens the cache.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
-        let engine =
-            engine::new_engine(config.pool_slots, config.pool_keep_resident, &config.caps)?;
+        let engine = engine::new_engine(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Job::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
@@ -106,7 +114,13 @@ impl Runtime {
             None => None,
         };
         Ok(Self {
-            registry: Registry::new(engine.clone(), linker, cache, config.caps),
+            registry: Registry::new(
+                engine.clone(),
+                linker,
+                cache,
+                config.caps,
+                config.max_core_instances,
+            ),
             slots: config.pool_slots.map(|n| Arc::new(Semaphore::new(n as usize))),
             engine,
             defaults: config.defaults,

@@ -6,6 +6,7 @@ use super::bindings::JobPre;
 use super::compile::{self, CompileCache, CompiledFrom};
 use super::error::PluginError;
 use super::footprint;
+use super::hints;
 use super::sandbox::JobState;
 use crate::jobs::Limits;
 use std::collections::{BTreeMap, HashMap};
@@ -47,6 +48,26 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
+/// One file of a plugin folder and what became of it.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The `.wasm` file.
+    pub path: std::path::PathBuf,
+    /// The plugin it registered, or why it was refused.
+    pub plugin: anyhow::Result<Arc<Plugin>>,
+}
+
+/// A component as `jobhost plugin check` sees it.
+#[derive(Debug)]
+pub struct Inspection {
+    /// The interfaces it imports, with their versions.
+    pub imports: Vec<String>,
+    /// What it exports.
+    pub exports: Vec<String>,
+    /// Whether it links as a job, or why not.
+    pub fits: Result<(), PluginError>,
+}
+
 /// Owning tenant (`None`: shared) and qualified name.
 type PluginKey = (Option<String>, String);
 
@@ -59,6 +80,8 @@ pub struct Registry {
     cache: Option<CompileCache>,
     /// The most a job may have: a component whose start needs more is refused.
     caps: Limits,
+    /// Core instances one component may create.
+    max_core_instances: u32,
     plugins: RwLock<BTreeMap<PluginKey, Arc<Plugin>>>,
     /// Older versions, loaded on demand for jobs enqueued before an upload,
     /// by (tenant, name, digest); at most [`MAX_OLD_VERSIONS`].
@@ -80,9 +103,10 @@ impl Registry {
         linker: Linker<JobState>,
         cache: Option<CompileCache>,
         caps: Limits,
+        max_core_instances: u32,
     ) -> Self {
         let (plugins, old_versions) = (RwLock::default(), RwLock::default());
-        Self { engine, linker, cache, caps, plugins, old_versions }
+        Self { engine, linker, cache, caps, max_core_instances, plugins, old_versions }
     }
 
     /// Checks, compiles and registers `bytes` as the shared plugin `name`.
@@ -107,7 +131,7 @@ impl Registry {
     /// starts and the operator can remove it; its jobs fail at instantiation.
     pub fn check_footprint(&self, bytes: &[u8]) -> Result<(), PluginError> {
         compile::check_header(bytes)?;
-        footprint::check(bytes, &self.caps)
+        footprint::check(bytes, &self.caps, self.max_core_instances)
     }
 
     /// Makes a plugin from [`prepare`](Self::prepare) visible under its
@@ -134,12 +158,8 @@ impl Registry {
             Some(cache) => cache.load_or_compile(&self.engine, bytes, &digest)?,
             None => (compile::compile(&self.engine, bytes)?, CompiledFrom::Compiler),
         };
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(JobPre::new)
-            .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
         let (imports, exports) = interface_names(&self.engine, &component);
+        let pre = self.link(&component, &imports, &exports)?;
         Ok(Plugin {
             tenant: tenant.map(String::from),
             name: name.to_string(),
@@ -152,10 +172,11 @@ impl Registry {
         })
     }
 
-    /// Registers every `<qualified name>.wasm` file of `dir`. A file that is
-    /// refused stops the load with its name and reason: a server should not
-    /// start with half its plugins.
-    pub fn load_dir(&self, dir: &Path) -> anyhow::Result<Vec<Arc<Plugin>>> {
+    /// Registers every `<qualified name>.wasm` file of `dir`, each on its
+    /// own: a file that is refused is returned with its reason and the
+    /// others still load, so one bad build does not take every plugin down.
+    /// Fails only when the folder cannot be read.
+    pub fn load_dir(&self, dir: &Path) -> anyhow::Result<Vec<Loaded>> {
         use anyhow::Context as _;
         let mut paths = Vec::new();
         for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
@@ -165,15 +186,46 @@ impl Registry {
             }
         }
         paths.sort();
-        paths
-            .iter()
+        Ok(paths
+            .into_iter()
             .map(|path| {
                 let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-                let bytes =
-                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-                self.register(name, &bytes).with_context(|| format!("loading {}", path.display()))
+                let plugin = std::fs::read(&path)
+                    .with_context(|| format!("reading {}", path.display()))
+                    .and_then(|bytes| {
+                        self.register(name, &bytes)
+                            .with_context(|| format!("loading {}", path.display()))
+                    });
+                Loaded { path, plugin }
             })
-            .collect()
+            .collect())
+    }
+
+    /// What `jobhost plugin check` reports: the component's imports and
+    /// exports, and whether it fits this host as an upload would (caps,
+    /// compile, world), without keeping it or touching the cache.
+    pub fn inspect(&self, bytes: &[u8]) -> Result<Inspection, PluginError> {
+        self.check_footprint(bytes)?;
+        let component = compile::compile(&self.engine, bytes)?;
+        let (imports, exports) = interface_names(&self.engine, &component);
+        let fits = self.link(&component, &imports, &exports).map(drop);
+        Ok(Inspection { imports, exports, fits })
+    }
+
+    /// Links `component` against WASI and the job context; a refusal says
+    /// how to fix a known mistake.
+    fn link(
+        &self,
+        component: &Component,
+        imports: &[String],
+        exports: &[String],
+    ) -> Result<JobPre<JobState>, PluginError> {
+        self.linker.instantiate_pre(component).and_then(JobPre::new).map_err(|error| {
+            let hint = hints::for_interfaces(imports, exports)
+                .map(|hint| format!("; {hint}"))
+                .unwrap_or_default();
+            PluginError::WrongWorld(format!("{error:#}{hint}"))
+        })
     }
 
     /// The shared plugin `name`.
@@ -266,6 +318,12 @@ pub fn check_name(name: &str) -> Result<(), PluginError> {
         return invalid("longer than 128 bytes");
     }
     let segments: Vec<&str> = name.split('.').collect();
+    if segments.last() == Some(&"wasm") {
+        return invalid(
+            "ends in `.wasm`, the file extension: the name is the file name without it \
+             (`acme.reports.monthly.wasm` is served as `acme.reports.monthly`)",
+        );
+    }
     if segments.len() < 2 {
         return invalid("needs at least two dot-separated segments, like `acme.reports`");
     }
@@ -302,7 +360,9 @@ mod tests {
         for ok in ["examples.hello", "acme.reports.monthly", "a1.b-c.d_e"] {
             assert!(check_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["hello", "acme..x", ".acme.x", "Acme.x", "acme.x!", "acme._x", ""] {
+        for bad in
+            ["hello", "acme..x", ".acme.x", "Acme.x", "acme.x!", "acme._x", "", "acme.x.wasm"]
+        {
             assert!(check_name(bad).is_err(), "{bad}");
         }
         assert!(check_name(&format!("a.{}", "b".repeat(200))).is_err());

@@ -49,3 +49,25 @@ fn sleep(args: Args) -> Result<Slept> {
 }
 
 export_job!(sleep);
+
+#[cfg(test)]
+mod tests {
+    use jobhost_sdk::{Level, testing::MockContext};
+
+    #[test]
+    fn stops_early_when_cancelled() {
+        let args = r#"{"seconds": 0.01, "steps": 10}"#;
+        let ran = MockContext::new().cancel_after(3).run(super::sleep, args);
+        assert_eq!(ran.result, Err("cancelled".to_string()));
+        assert_eq!(ran.progress.len(), 3);
+        assert_eq!(ran.log.last().unwrap(), &(Level::Info, "cancelled at step 4 of 10".into()));
+    }
+
+    #[test]
+    fn reports_its_job_id_and_attempt() {
+        let ran =
+            MockContext::new().job_id("j-1").attempt(2).run(super::sleep, r#"{"seconds": 0}"#);
+        let result = ran.result.unwrap();
+        assert_eq!((result["job_id"].as_str(), result["attempt"].as_u64()), (Some("j-1"), Some(2)));
+    }
+}

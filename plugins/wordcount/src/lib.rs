@@ -41,3 +41,24 @@ fn wordcount(args: Args) -> Result<Counts> {
 }
 
 export_job!(wordcount);
+
+#[cfg(test)]
+mod tests {
+    use jobhost_sdk::testing;
+    use serde_json::json;
+
+    #[test]
+    fn counts_words_and_reports_them() {
+        let ran = testing::run(super::wordcount, r#"{"text": "The cat, the hat.", "top": 1}"#);
+        let expected = json!({"total_words": 4, "distinct_words": 3, "top": [["the", 2]]});
+        assert_eq!(ran.result, Ok(expected));
+        assert_eq!(ran.metadata, [("distinct_words".to_string(), json!(3))]);
+        assert_eq!(ran.progress, [(100.0, None)]);
+    }
+
+    #[test]
+    fn args_without_text_are_refused_by_name() {
+        let ran = testing::run(super::wordcount, r#"{"top": 1}"#);
+        assert!(ran.result.unwrap_err().contains("missing field `text`"));
+    }
+}

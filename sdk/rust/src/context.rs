@@ -1,6 +1,11 @@
 //! Calls from the job to its host: logging, progress, metadata, cancellation.
+//! Built for wasm they go to the host; built natively (a job's own `cargo
+//! test`) they go to [`crate::testing`]'s mock context instead of aborting.
 
+#[cfg(target_family = "wasm")]
 use crate::bindings::jobhost::plugin::context as host;
+#[cfg(not(target_family = "wasm"))]
+use crate::testing::host;
 
 /// Severity of a log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +22,7 @@ pub enum Level {
     Error,
 }
 
+#[cfg(target_family = "wasm")]
 impl From<Level> for host::Level {
     fn from(level: Level) -> Self {
         match level {
@@ -31,7 +37,9 @@ impl From<Level> for host::Level {
 
 /// Appends a line to the job log; followers see it at once.
 pub fn log(level: Level, message: impl AsRef<str>) {
-    host::log(level.into(), message.as_ref());
+    #[cfg(target_family = "wasm")]
+    let level = host::Level::from(level);
+    host::log(level, message.as_ref());
 }
 
 /// Logs at [`Level::Debug`].

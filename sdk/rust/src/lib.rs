@@ -26,10 +26,15 @@
 //! The host calls the function once per attempt, in a fresh sandbox.
 //! `println!` and `eprintln!` land in the job log; [`log`], [`progress`],
 //! [`set_metadata`] and [`is_cancelled`] talk to the host directly.
+//!
+//! Built natively, as by a job's own `cargo test`, those calls go to a mock
+//! context instead: see [`testing`].
 #![deny(missing_docs)]
 
 mod context;
 mod error;
+#[cfg(not(target_family = "wasm"))]
+pub mod testing;
 
 pub use context::{
     Level, attempt, debug, error, info, is_cancelled, job_id, log, progress, set_metadata, warn,
@@ -40,7 +45,7 @@ pub use error::{Error, Result};
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../../wit",
         world: "job",
         pub_export_macro: true,
         default_bindings_module: "jobhost_sdk::bindings",
