@@ -132,6 +132,46 @@ async fn components_asking_for_too_much_memory_tables_or_data_are_refused_before
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_mistakes_and_too_many_instances_are_refused_with_the_fix() {
+    let server = TestServer::start().await;
+    let ops = server.token("acme", "ops", Role::Operator).await;
+    let mistakes = [
+        (
+            "http",
+            r#"(component (import "wasi:http/types@0.2.3" (instance)))"#,
+            "-d http -d fetch-event",
+        ),
+        (
+            "newer",
+            r#"(component (import "jobhost:plugin/context@0.2.0" (instance)))"#,
+            "another version",
+        ),
+        ("norun", "(component)", "exports no `run`"),
+    ];
+    for (name, text, fix) in mistakes {
+        let bytes = wat::parse_str(text).unwrap();
+        let (status, body) = upload(&server, &ops, &format!("acme.mistake.{name}"), bytes).await;
+        assert_unprocessable(status, &body, &["does not implement the jobhost:plugin/job", fix]);
+    }
+    let command = std::fs::read(jobhost_plugin_artifacts::COMMAND).unwrap();
+    let (status, body) = upload(&server, &ops, "acme.mistake.command", command).await;
+    assert_unprocessable(status, &body, &["this is a WASI command", "cdylib"]);
+
+    let instances = "(core instance (instantiate $m))".repeat(33);
+    let many = wat::parse_str(format!("(component (core module $m) {instances})")).unwrap();
+    let (status, body) = upload(&server, &ops, "acme.mistake.many", many).await;
+    let why = ["creates 33 core instances, over the 32", "--max-core-instances"];
+    assert_unprocessable(status, &body, &why);
+
+    let (status, body) = upload(&server, &ops, "acme.mistake.fixed", fresh_hello()).await;
+    assert_eq!(status, StatusCode::CREATED, "a valid upload still works: {body}");
+    let (status, body) = upload(&server, &ops, "acme.hello.wasm", fresh_hello()).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "bad_request"), "{body}");
+    assert!(error_message(&body).contains("ends in `.wasm`"), "{body}");
+    assert_eq!(own_plugins(&server, &ops).await, ["acme.mistake.fixed"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compile_over_the_time_limit_is_refused_and_nothing_is_stored() {
     let server = TestServer::start_with(|config| config.compile_timeout_ms = 1).await;
     let ops = server.token("acme", "ops", Role::Operator).await;

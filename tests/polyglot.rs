@@ -122,18 +122,32 @@ async fn an_exception_fails_the_job_with_its_message_and_its_stack_in_the_log() 
 async fn fuel_time_and_memory_limits_stop_interpreted_jobs() {
     let server = server().await;
     let token = server.token("poly", "ada", Role::Submitter).await;
+    // Each case logs before its loop: the limit stopped the loop, not the
+    // interpreter's start.
     let cases = [
-        (json!({"mode": "spin"}), json!({"fuel": 200_000_000}), "fuel_exhausted"),
-        (json!({"mode": "sleep", "seconds": 600}), json!({"wall_time": 1500}), "timeout"),
-        (json!({"mode": "alloc", "mib": 512}), json!({"memory_bytes": 48 << 20}), "memory_limit"),
+        (json!({"mode": "spin"}), json!({"fuel": 200_000_000}), "fuel_exhausted", "spinning"),
+        (
+            json!({"mode": "sleep", "seconds": 600}),
+            json!({"wall_time": 1500}),
+            "timeout",
+            "sleeping",
+        ),
+        (
+            json!({"mode": "alloc", "mib": 512}),
+            json!({"memory_bytes": 48 << 20}),
+            "memory_limit",
+            "allocating 512 MiB",
+        ),
     ];
     for lang in LANGS {
-        for (args, limits, kind) in &cases {
+        for (args, limits, kind, started) in &cases {
             let name = format!("tests.{lang}-probe");
             let body = json!({"job": name, "args": args, "limits": limits});
             let job = run(&server, &token, body).await;
             assert_eq!(job["state"], "failed", "{lang} {args}: {job}");
             assert_eq!(job["error"]["kind"], *kind, "{lang} {args}: {job}");
+            let log = log_messages(&server, &token, &job).await;
+            assert!(log.iter().any(|line| line.starts_with(started)), "{lang} {args}: {log:?}");
         }
     }
 }

@@ -131,7 +131,7 @@ async fn the_log_is_bounded_and_says_what_it_dropped() {
         "step 1 of 10",
         "step 2 of 10",
         "step 3 of 10",
-        "log limit reached: 6 lines were dropped here, before the last 1",
+        "log limit reached: 6 lines dropped here, before the last 1",
         "step 10 of 10",
     ];
     assert_eq!(lines, expected);

@@ -9,11 +9,13 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// Checks the component at `path` against a host with the default
-/// settings; returns the report for a person and whether it fits.
+/// settings (not the `JOBHOST_*` variables of this shell); returns the
+/// report for a person and whether it fits. The pool has one slot, so its
+/// own bounds (memories and tables per component) are checked too.
 pub fn check(path: &Path) -> anyhow::Result<(String, bool)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let config = Config::default().runtime();
-    let runtime = Runtime::new(RuntimeConfig { cache_dir: None, pool_slots: None, ..config })?;
+    let runtime = Runtime::new(RuntimeConfig { cache_dir: None, pool_slots: Some(1), ..config })?;
     let mut report = format!("{}: {:.1} MB\n", path.display(), bytes.len() as f64 / 1e6);
     let fits = match runtime.registry().inspect(&bytes) {
         Ok(Inspection { imports, exports, fits }) => {

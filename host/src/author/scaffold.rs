@@ -61,7 +61,7 @@ const PYTHON: &[File] = files! {
 
 const JS: &[File] = files! {
     "package.json" => "sdk/js/template/package.json";
-    "package-lock.json" => "sdk/js/template/package-lock.json";
+    "package-lock.json" => "sdk/js/package-lock.json";
     "job.js" => "sdk/js/template/job.js";
     "job.test.js" => "sdk/js/template/job.test.js";
     "README.md" => "sdk/js/template/README.md";
@@ -108,7 +108,11 @@ pub fn new_project(
     if dir.read_dir().is_ok_and(|mut entries| entries.next().is_some()) {
         bail!("{} exists and is not empty: choose another folder with --dir", dir.display());
     }
-    let krate = name.replace('.', "-");
+    // A crate name may not start with a digit, as a qualified name may.
+    let krate = match name.replace('.', "-") {
+        krate if krate.starts_with(|c: char| c.is_ascii_digit()) => format!("plugin-{krate}"),
+        krate => krate,
+    };
     let values = [
         ("{{name}}", name.to_string()),
         ("{{crate_file}}", krate.replace('-', "_")),
@@ -146,11 +150,22 @@ mod tests {
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
         assert!(manifest.contains(r#"name = "acme-reports-monthly""#), "{manifest}");
         let build = std::fs::read_to_string(dir.join("build")).unwrap();
-        assert!(build.contains("acme_reports_monthly.wasm acme.reports.monthly.wasm"), "{build}");
+        assert!(
+            build.contains("release/acme_reports_monthly.wasm\" acme.reports.monthly.wasm"),
+            "{build}"
+        );
         assert!(!build.contains("{{"), "{build}");
         assert!(dir.join("wit/job.wit").exists() && dir.join("sdk/rust/src/testing.rs").exists());
         let again = new_project(Lang::Rust, "acme.reports.monthly", Some(&dir)).unwrap_err();
         assert!(again.to_string().contains("not empty"), "{again}");
+    }
+
+    #[test]
+    fn a_name_starting_with_a_digit_still_makes_a_crate_name() {
+        let temp = tempfile::tempdir().unwrap();
+        new_project(Lang::Rust, "1acme.x", Some(temp.path())).unwrap();
+        let manifest = std::fs::read_to_string(temp.path().join("Cargo.toml")).unwrap();
+        assert!(manifest.contains(r#"name = "plugin-1acme-x""#), "{manifest}");
     }
 
     #[test]

@@ -20,10 +20,16 @@ pub(crate) fn check(
 ) -> Result<(), PluginError> {
     let over = |what: String| Err(PluginError::OverLimit(what));
     let (mut memory, mut data, mut instances) = (0u64, 0u64, 0u32);
+    // Nesting depth: the core instances counted are those the outer
+    // component creates (all of them, for what rustc, componentize-py and
+    // jco make); the pool checks nested ones when it instantiates.
+    let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {
         let Ok(payload) = payload else { return Ok(()) };
         match payload {
-            Payload::InstanceSection(section) => {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::InstanceSection(section) if depth == 0 => {
                 let created = section
                     .into_iter()
                     .flatten()

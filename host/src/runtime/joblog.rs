@@ -112,11 +112,14 @@ impl JobLog {
         inner.flush_line(GuestStream::Stdout);
         inner.flush_line(GuestStream::Stderr);
         if inner.dropped > 0 {
-            let message = format!(
-                "log limit reached: {} lines were dropped here, before the last {}",
-                inner.dropped,
-                inner.tail.len()
-            );
+            let lines = |n: u64| if n == 1 { "1 line".into() } else { format!("{n} lines") };
+            let message = match inner.tail.len() {
+                0 => format!("log limit reached: {} dropped", lines(inner.dropped)),
+                kept => format!(
+                    "log limit reached: {} dropped here, before the last {kept}",
+                    lines(inner.dropped)
+                ),
+            };
             inner.observer.log(LogLevel::Warn, &message);
         }
         for (level, message) in std::mem::take(&mut inner.tail) {
@@ -160,30 +163,29 @@ impl Inner {
             let separator = if panic.ends_with(':') { " " } else { "\n" };
             panic.push_str(separator);
             panic.push_str(line);
-            if panic.len() > MAX_PANIC {
-                let mut end = MAX_PANIC;
-                while !panic.is_char_boundary(end) {
-                    end -= 1;
-                }
-                panic.truncate(end);
-            }
+            let kept = cut(panic, MAX_PANIC).len();
+            panic.truncate(kept);
         }
     }
 
-    /// Streams a line while the head has room; past it, keeps it in the
-    /// tail, letting the oldest tail lines go to make room.
+    /// Streams a line while the head has room; the first line that does not
+    /// fit closes the head, and it and every later line go to the tail (cut
+    /// to the tail's size), letting the oldest tail lines go to make room.
     fn line(&mut self, level: LogLevel, message: &str) {
         let size = message.len() as u64;
-        if self.tail.is_empty() && self.lines_left > 0 && self.bytes_left >= size {
+        if self.lines_left > 0 && self.bytes_left >= size {
             self.lines_left -= 1;
             self.bytes_left -= size;
             self.observer.log(level, message);
             return;
         }
-        if self.max_tail_lines == 0 || size > self.max_tail_bytes {
+        self.lines_left = 0;
+        if self.max_tail_lines == 0 || self.max_tail_bytes == 0 {
             self.dropped += 1;
             return;
         }
+        let message = cut(message, self.max_tail_bytes as usize);
+        let size = message.len() as u64;
         while self.tail.len() >= self.max_tail_lines || self.tail_bytes + size > self.max_tail_bytes
         {
             let (_, old) = self.tail.pop_front().expect("a full tail has lines");
@@ -193,6 +195,15 @@ impl Inner {
         self.tail_bytes += size;
         self.tail.push_back((level, message.to_string()));
     }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 #[cfg(test)]
@@ -208,6 +219,12 @@ mod tests {
         }
         fn progress(&self, _: f32, _: Option<&str>) {}
         fn metadata(&self, _: &str, _: serde_json::Value) {}
+    }
+
+    impl Lines {
+        fn messages(&self) -> Vec<String> {
+            self.0.lock().unwrap().iter().map(|(_, message)| message.clone()).collect()
+        }
     }
 
     #[test]
@@ -250,9 +267,9 @@ mod tests {
         }
         assert_eq!(lines.0.lock().unwrap().len(), 6, "the head streams live");
         log.finish();
-        let got: Vec<String> = lines.0.lock().unwrap().iter().map(|(_, m)| m.clone()).collect();
+        let got = lines.messages();
         let mut expected: Vec<String> = (0..6).map(|i| format!("line {i}")).collect();
-        expected.push("log limit reached: 12 lines were dropped here, before the last 2".into());
+        expected.push("log limit reached: 12 lines dropped here, before the last 2".into());
         expected.extend(["line 18".to_string(), "line 19".to_string()]);
         assert_eq!(got, expected);
     }
@@ -265,8 +282,41 @@ mod tests {
             log.line(LogLevel::Info, &format!("line {i}"));
         }
         log.finish();
-        let got: Vec<String> = lines.0.lock().unwrap().iter().map(|(_, m)| m.clone()).collect();
+        let got = lines.messages();
         assert_eq!(got, (0..8).map(|i| format!("line {i}")).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_long_line_closes_the_head_and_is_cut_to_fit_the_tail() {
+        let lines = Arc::new(Lines::default());
+        let log = JobLog::new(lines.clone(), 100, 400);
+        log.line(LogLevel::Info, "first");
+        log.line(LogLevel::Error, &"é".repeat(300));
+        log.line(LogLevel::Info, "short");
+        assert_eq!(lines.messages(), ["first"], "past the head nothing streams");
+        log.finish();
+        let got = lines.messages();
+        assert_eq!(got[0], "first");
+        assert_eq!(got[1], "log limit reached: 1 line dropped here, before the last 1");
+        assert_eq!(got[2], "short", "the tail keeps the latest lines that fit its 100 bytes");
+
+        let lines = Arc::new(Lines::default());
+        let log = JobLog::new(lines.clone(), 100, 400);
+        log.line(LogLevel::Error, &"é".repeat(300));
+        log.finish();
+        assert_eq!(lines.messages(), ["é".repeat(50)], "a long last line is cut, not lost");
+    }
+
+    #[test]
+    fn a_budget_too_small_for_a_tail_drops_and_says_how_many() {
+        let lines = Arc::new(Lines::default());
+        let log = JobLog::new(lines.clone(), 2, 1000);
+        for i in 0..5 {
+            log.line(LogLevel::Info, &format!("line {i}"));
+        }
+        log.finish();
+        let expected = ["line 0", "line 1", "log limit reached: 3 lines dropped"];
+        assert_eq!(lines.messages(), expected);
     }
 
     #[test]
@@ -277,7 +327,7 @@ mod tests {
             log.line(LogLevel::Info, &format!("line {i}"));
         }
         log.finish();
-        let got: Vec<String> = lines.0.lock().unwrap().iter().map(|(_, m)| m.clone()).collect();
+        let got = lines.messages();
         let kept: u64 = got.iter().filter(|m| m.starts_with("line")).map(|m| m.len() as u64).sum();
         assert!(kept <= 40, "{got:?}");
         assert_eq!(got.last().unwrap(), "line 9");

@@ -100,6 +100,8 @@ pub struct Runtime {
     slots: Option<Arc<Semaphore>>,
     defaults: Limits,
     caps: Limits,
+    /// Core instances a job's component may create.
+    max_core_instances: usize,
 }
 
 impl Runtime {
@@ -125,6 +127,7 @@ impl Runtime {
             engine,
             defaults: config.defaults,
             caps: config.caps,
+            max_core_instances: usize::try_from(config.max_core_instances)?,
         })
     }
 
@@ -163,6 +166,6 @@ impl Runtime {
             Some(slots) => Some(slots.acquire().await.expect("the slot semaphore is never closed")),
             None => None,
         };
-        run::run(&self.engine, plugin, job, args, limits).await
+        run::run(&self.engine, plugin, job, args, limits, self.max_core_instances).await
     }
 }

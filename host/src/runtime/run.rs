@@ -25,6 +25,7 @@ pub(crate) async fn run(
     job: JobContext,
     args: &str,
     limits: &Limits,
+    instances: usize,
 ) -> RunReport {
     let started = Instant::now();
     if args.len() as u64 > limits.payload_bytes {
@@ -41,7 +42,7 @@ pub(crate) async fn run(
         };
     }
     let cancel = job.cancel.clone();
-    let mut store = sandbox::new_store(engine, job, limits);
+    let mut store = sandbox::new_store(engine, job, limits, instances);
 
     let finished = {
         let call = async {

@@ -18,8 +18,9 @@ const MAX_METADATA_VALUE: usize = 64 << 10;
 
 /// Longest progress message kept; longer ones are cut.
 const MAX_PROGRESS_MESSAGE: usize = 1 << 10;
-/// Wasm instances, memories and tables one job may create. A component
-/// built by rustc needs a handful; this only stops abuse.
+/// Memories and tables one job may create. A component built by rustc
+/// needs one or two; this only stops abuse. Instances are bounded by
+/// `--max-core-instances`.
 const MAX_OBJECTS: usize = 100;
 
 /// Who the job is and where its output goes, for the `context` imports.
@@ -56,6 +57,8 @@ pub(crate) struct JobState {
 pub(crate) struct MemoryBudget {
     limit: u64,
     table_elements: u64,
+    /// Core instances the component may create (`--max-core-instances`).
+    instances: usize,
     used: u64,
     pub(crate) peak: u64,
     /// Set when a growth was refused; a trap after that is a `memory_limit`.
@@ -64,8 +67,14 @@ pub(crate) struct MemoryBudget {
 
 /// A fresh store for one run: fuel set, epoch deadline one tick away with a
 /// callback that yields to tokio on every tick (so a spinning guest shares
-/// the thread), and the memory limiter installed.
-pub(crate) fn new_store(engine: &Engine, job: JobContext, limits: &Limits) -> Store<JobState> {
+/// the thread), and the memory limiter installed, allowing `instances` core
+/// instances.
+pub(crate) fn new_store(
+    engine: &Engine,
+    job: JobContext,
+    limits: &Limits,
+    instances: usize,
+) -> Store<JobState> {
     let log = JobLog::new(job.observer.clone(), limits.log_lines, limits.log_bytes);
     let wasi = WasiCtxBuilder::new()
         .stdout(GuestOutput::new(log.clone(), GuestStream::Stdout))
@@ -77,6 +86,7 @@ pub(crate) fn new_store(engine: &Engine, job: JobContext, limits: &Limits) -> St
     let memory = MemoryBudget {
         limit: limits.memory_bytes,
         table_elements: limits.table_elements,
+        instances,
         used: 0,
         peak: 0,
         exceeded: None,
@@ -140,7 +150,7 @@ impl ResourceLimiter for MemoryBudget {
     }
 
     fn instances(&self) -> usize {
-        MAX_OBJECTS
+        self.instances
     }
 
     fn tables(&self) -> usize {

@@ -6,15 +6,17 @@
 //   "alloc"  allocates `args.mib` MiB and touches every page (stopped by the memory cap)
 //   "raise"  throws an Error the plugin does not catch (the SDK makes it the job's error)
 //   "ok"     logs at every level, progress 50, metadata; returns { job_id, attempt }
-import { job, log, LEVELS, progress, setMetadata, jobId, attempt, sleep, JobError } from '../../../sdk/js/src/index.js';
+import { job, info, log, LEVELS, progress, setMetadata, jobId, attempt, sleep, JobError } from '../../../sdk/js/src/index.js';
 
 export const run = job((args) => {
   switch (args.mode) {
     case 'spin': {
+      info('spinning');
       let n = 0;
       for (;;) n = (n + 1) | 0;
     }
     case 'sleep':
+      info(`sleeping ${args.seconds ?? 1} s`);
       return sleep(Number(args.seconds ?? 1) * 1000).then(() => ({ slept_s: args.seconds }));
     case 'busy': {
       const until = Date.now() + Number(args.seconds ?? 1) * 1000;
@@ -24,6 +26,7 @@ export const run = job((args) => {
     }
     case 'alloc': {
       const mib = Number(args.mib ?? 1);
+      info(`allocating ${mib} MiB`);
       const chunks = [];
       for (let i = 0; i < mib; i++) {
         const chunk = new Uint8Array(1 << 20);

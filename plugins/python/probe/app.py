@@ -19,14 +19,17 @@ from jobhost import job
 def probe(args):
     mode = args.get("mode")
     if mode == "spin":
+        jobhost.info("spinning")
         n = 0
         while True:
             n += 1
     if mode == "sleep":
+        jobhost.info(f"sleeping {args.get('seconds', 3600)} s")
         time.sleep(float(args.get("seconds", 3600)))
         return {"slept": float(args.get("seconds", 3600))}
     if mode == "alloc":
         mib = int(args.get("mib", 1024))
+        jobhost.info(f"allocating {mib} MiB")
         held = []
         for _ in range(mib):
             block = bytearray(1 << 20)

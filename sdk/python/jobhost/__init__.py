@@ -139,8 +139,10 @@ def set_metadata(key, value):
 
 def is_cancelled():
     """True once someone asked to cancel this job. Check it in loops and
-    return (or raise) early: a job that ignores it is stopped hard after the
-    host's grace period. Either way the job ends `cancelled`."""
+    raise (`JobError("cancelled")`) to stop early: an error raised after a
+    cancel ends the job `cancelled`, a value returned ends it `completed`.
+    A job that ignores the flag is stopped hard after the host's grace
+    period, also `cancelled`."""
     return _host.active.is_cancelled()
 
 

@@ -42,6 +42,11 @@ pub fn log(level: Level, message: impl AsRef<str>) {
     host::log(level, message.as_ref());
 }
 
+/// Logs at [`Level::Trace`].
+pub fn trace(message: impl AsRef<str>) {
+    log(Level::Trace, message);
+}
+
 /// Logs at [`Level::Debug`].
 pub fn debug(message: impl AsRef<str>) {
     log(Level::Debug, message);

@@ -37,7 +37,8 @@ mod error;
 pub mod testing;
 
 pub use context::{
-    Level, attempt, debug, error, info, is_cancelled, job_id, log, progress, set_metadata, warn,
+    Level, attempt, debug, error, info, is_cancelled, job_id, log, progress, set_metadata, trace,
+    warn,
 };
 pub use error::{Error, Result};
 
