@@ -4,8 +4,8 @@
 //! fuel, wall-time and memory limits stopping an interpreted job.
 
 use jobhost::jobs::Role;
+use jobhost_plugin_artifacts::polyglot;
 use jobhost_tests::eventually;
-use jobhost_tests::polyglot;
 use jobhost_tests::server::{TestServer, enqueue, wait_state};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 const LANGS: [&str; 2] = ["python", "js"];
 
 async fn server() -> TestServer {
-    let plugins = polyglot::plugins_dir().to_path_buf();
+    let plugins = polyglot::dir().to_path_buf();
     TestServer::start_with(|config| config.plugins.push(plugins)).await
 }
 

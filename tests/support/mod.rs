@@ -2,7 +2,6 @@
 //! registered from its freshly built component, and an observer that records
 //! what a job reported, with the time it arrived.
 
-pub mod polyglot;
 pub mod python;
 pub mod schema;
 pub mod server;
