@@ -10,11 +10,13 @@
 //! The Python and JavaScript components are built first by their SDKs'
 //! build scripts (cached after the first run).
 
-use jobhost::jobs::{LimitOverrides, Outcome, RunReport};
-use jobhost::runtime::{CancelToken, IgnoreOutput, JobContext, Plugin, Runtime, RuntimeConfig};
+mod measure;
+
+use jobhost::runtime::{Runtime, RuntimeConfig};
 use jobhost_plugin_artifacts::polyglot;
+use measure::{ms, percentile, run, throughput};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const RUNS: usize = 300;
 const THROUGHPUT_JOBS: usize = 2_000;
@@ -75,7 +77,8 @@ fn main() -> anyhow::Result<()> {
             let config = RuntimeConfig { pool_keep_resident: keep_resident, ..Default::default() };
             let runtime = Arc::new(Runtime::new(config)?);
             let plugin = runtime.registry().register(name, &bytes)?;
-            let (elapsed, done) = tokio.block_on(throughput(&runtime, &plugin, &args));
+            let (elapsed, done) =
+                tokio.block_on(throughput(&runtime, &plugin, &args, THROUGHPUT_JOBS, IN_FLIGHT));
             println!(
                 "  throughput, {done} jobs, {IN_FLIGHT} in flight, {} MiB kept resident: {:.0} jobs/s",
                 keep_resident >> 20,
@@ -84,43 +87,4 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-async fn run(runtime: &Runtime, plugin: &Plugin, args: &str) -> (Duration, RunReport) {
-    let job = JobContext {
-        id: "bench".into(),
-        attempt: 1,
-        cancel: CancelToken::new(),
-        observer: Arc::new(IgnoreOutput),
-    };
-    let limits = runtime.limits(&LimitOverrides::default());
-    let started = Instant::now();
-    let report = runtime.run(plugin, job, args, &limits).await;
-    let took = started.elapsed();
-    assert!(matches!(report.outcome, Outcome::Completed { .. }), "{report:?}");
-    (took, report)
-}
-
-async fn throughput(runtime: &Arc<Runtime>, plugin: &Arc<Plugin>, args: &str) -> (Duration, usize) {
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..IN_FLIGHT {
-        let (runtime, plugin, args) = (runtime.clone(), plugin.clone(), args.to_string());
-        tasks.spawn(async move {
-            for _ in 0..THROUGHPUT_JOBS / IN_FLIGHT {
-                run(&runtime, &plugin, &args).await;
-            }
-            THROUGHPUT_JOBS / IN_FLIGHT
-        });
-    }
-    let done = tasks.join_all().await.into_iter().sum();
-    (started.elapsed(), done)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p / 100.0).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }

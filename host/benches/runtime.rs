@@ -4,12 +4,14 @@
 //!
 //! `cargo bench -p jobhost --bench runtime` (figures in docs/BENCHMARKS.md).
 
-use jobhost::jobs::{LimitOverrides, Outcome};
-use jobhost::runtime::{
-    CancelToken, CompiledFrom, IgnoreOutput, JobContext, Plugin, Runtime, RuntimeConfig,
-};
+mod measure;
+
+use jobhost::runtime::{CompiledFrom, Plugin, Runtime, RuntimeConfig};
+use measure::{ms, percentile, run, throughput};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+const HELLO_ARGS: &str = r#"{"name":"bench"}"#;
 
 const COMPILES: usize = 5;
 const LATENCY_RUNS: usize = 2_000;
@@ -52,7 +54,8 @@ fn main() -> anyhow::Result<()> {
             us(percentile(&latencies, 50.0)),
             us(percentile(&latencies, 99.0))
         );
-        let (elapsed, done) = tokio.block_on(throughput(&runtime, &plugin));
+        let jobs = throughput(&runtime, &plugin, HELLO_ARGS, THROUGHPUT_JOBS, IN_FLIGHT);
+        let (elapsed, done) = tokio.block_on(jobs);
         println!(
             "  hello throughput, {done} jobs, {IN_FLIGHT} in flight: {:.0} jobs/s",
             done as f64 / elapsed.as_secs_f64()
@@ -86,56 +89,15 @@ fn compile_times(name: &str, bytes: &[u8]) -> anyhow::Result<(Duration, Duration
     Ok((cold[COMPILES / 2], cached[COMPILES / 2]))
 }
 
-async fn run_hello(runtime: &Runtime, plugin: &Plugin) -> Duration {
-    let job = JobContext {
-        id: "bench".into(),
-        attempt: 1,
-        cancel: CancelToken::new(),
-        observer: Arc::new(IgnoreOutput),
-    };
-    let limits = runtime.limits(&LimitOverrides::default());
-    let started = Instant::now();
-    let report = runtime.run(plugin, job, r#"{"name":"bench"}"#, &limits).await;
-    let took = started.elapsed();
-    assert!(matches!(report.outcome, Outcome::Completed { .. }), "{report:?}");
-    took
-}
-
 async fn latencies(runtime: &Runtime, plugin: &Plugin) -> Vec<Duration> {
     for _ in 0..100 {
-        run_hello(runtime, plugin).await;
+        run(runtime, plugin, HELLO_ARGS).await;
     }
     let mut out = Vec::with_capacity(LATENCY_RUNS);
     for _ in 0..LATENCY_RUNS {
-        out.push(run_hello(runtime, plugin).await);
+        out.push(run(runtime, plugin, HELLO_ARGS).await.0);
     }
     out
-}
-
-/// Runs THROUGHPUT_JOBS hello jobs, IN_FLIGHT at a time, on tokio's workers.
-async fn throughput(runtime: &Arc<Runtime>, plugin: &Arc<Plugin>) -> (Duration, usize) {
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for worker in 0..IN_FLIGHT {
-        let (runtime, plugin) = (runtime.clone(), plugin.clone());
-        let share = THROUGHPUT_JOBS / IN_FLIGHT + usize::from(worker < THROUGHPUT_JOBS % IN_FLIGHT);
-        tasks.spawn(async move {
-            for _ in 0..share {
-                run_hello(&runtime, &plugin).await;
-            }
-            share
-        });
-    }
-    let done = tasks.join_all().await.into_iter().sum();
-    (started.elapsed(), done)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p / 100.0).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn us(d: Duration) -> f64 {
