@@ -12,19 +12,18 @@ use serde_json::{Value, json};
 
 const LANGS: [&str; 2] = ["python", "js"];
 
-async fn server() -> TestServer {
+/// A server with the polyglot plugins, and a submitter's token.
+async fn server() -> (TestServer, String) {
     let plugins = polyglot::dir().to_path_buf();
-    TestServer::start_with(|config| config.plugins.push(plugins)).await
+    let server = TestServer::start_with(|config| config.plugins.push(plugins)).await;
+    let token = server.token("poly", "ada", Role::Submitter).await;
+    (server, token)
 }
 
-/// Enqueues `body` and waits for the job's end; returns the job.
-async fn run(server: &TestServer, token: &str, body: Value) -> Value {
+/// Enqueues `body` and waits until the job is `state`; returns the job.
+async fn run(server: &TestServer, token: &str, body: Value, state: &str) -> Value {
     let id = enqueue(server, token, body).await;
-    eventually("the job ends", || async {
-        let (_, job) = server.call(Method::GET, &format!("/v1/jobs/{id}"), token, None).await;
-        ["completed", "failed", "cancelled"].contains(&job["state"].as_str()?).then_some(job)
-    })
-    .await
+    wait_state(server, token, &id, state).await
 }
 
 async fn log_messages(server: &TestServer, token: &str, job: &Value) -> Vec<String> {
@@ -36,15 +35,13 @@ async fn log_messages(server: &TestServer, token: &str, job: &Value) -> Vec<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wordcount_gives_the_same_answer_in_every_language() {
-    let server = server().await;
-    let token = server.token("poly", "ada", Role::Submitter).await;
+    let (server, token) = server().await;
     let args = json!({"text": "Der Hund, the DOG; the dog's bowl. Äpfel äpfel", "top": 3});
-    let rust = run(&server, &token, json!({"job": "examples.wordcount", "args": args})).await;
-    assert_eq!(rust["state"], "completed", "{rust}");
+    let rust = json!({"job": "examples.wordcount", "args": args});
+    let rust = run(&server, &token, rust, "completed").await;
     for lang in LANGS {
         let name = format!("examples.{lang}-wordcount");
-        let job = run(&server, &token, json!({"job": name, "args": args})).await;
-        assert_eq!(job["state"], "completed", "{job}");
+        let job = run(&server, &token, json!({"job": name, "args": args}), "completed").await;
         assert_eq!(job["result"], rust["result"], "{lang} and Rust disagree");
         assert_eq!(job["plugin_metadata"]["distinct_words"], rust["result"]["distinct_words"]);
         assert_eq!(job["progress"]["percent"], 100.0, "{job}");
@@ -56,8 +53,7 @@ async fn wordcount_gives_the_same_answer_in_every_language() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_countdown_reports_progress_and_stops_when_cancelled() {
-    let server = server().await;
-    let token = server.token("poly", "ada", Role::Submitter).await;
+    let (server, token) = server().await;
     for lang in LANGS {
         let name = format!("examples.{lang}-countdown");
         let id =
@@ -81,12 +77,11 @@ async fn a_countdown_reports_progress_and_stops_when_cancelled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_context_reaches_the_host_from_every_language() {
-    let server = server().await;
-    let token = server.token("poly", "ada", Role::Submitter).await;
+    let (server, token) = server().await;
     for lang in LANGS {
         let name = format!("tests.{lang}-probe");
-        let job = run(&server, &token, json!({"job": name, "args": {"mode": "ok"}})).await;
-        assert_eq!(job["state"], "completed", "{job}");
+        let job = json!({"job": name, "args": {"mode": "ok"}});
+        let job = run(&server, &token, job, "completed").await;
         assert_eq!(job["result"], json!({"job_id": job["id"], "attempt": 1}), "{lang}");
         assert_eq!(job["progress"]["percent"], 50.0, "{lang}: {job}");
         assert_eq!(job["plugin_metadata"]["probe"]["mode"], "ok", "{lang}: {job}");
@@ -102,15 +97,14 @@ async fn the_context_reaches_the_host_from_every_language() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exception_fails_the_job_with_its_message_and_its_stack_in_the_log() {
-    let server = server().await;
-    let token = server.token("poly", "ada", Role::Submitter).await;
+    let (server, token) = server().await;
     for (lang, message, stack) in [
         ("python", "ValueError: probe failure", "Traceback"),
         ("js", "Error: probe failure", "probe"),
     ] {
         let name = format!("tests.{lang}-probe");
-        let job = run(&server, &token, json!({"job": name, "args": {"mode": "raise"}})).await;
-        assert_eq!(job["state"], "failed", "{job}");
+        let body = json!({"job": name, "args": {"mode": "raise"}});
+        let job = run(&server, &token, body, "failed").await;
         assert_eq!(job["error"]["kind"], "plugin_error", "{lang} must not trap: {job}");
         assert_eq!(job["error"]["message"], message, "{lang}");
         let log = log_messages(&server, &token, &job).await.join("\n");
@@ -120,8 +114,7 @@ async fn an_exception_fails_the_job_with_its_message_and_its_stack_in_the_log() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuel_time_and_memory_limits_stop_interpreted_jobs() {
-    let server = server().await;
-    let token = server.token("poly", "ada", Role::Submitter).await;
+    let (server, token) = server().await;
     // Each case logs before its loop: the limit stopped the loop, not the
     // interpreter's start.
     let cases = [
@@ -143,8 +136,7 @@ async fn fuel_time_and_memory_limits_stop_interpreted_jobs() {
         for (args, limits, kind, started) in &cases {
             let name = format!("tests.{lang}-probe");
             let body = json!({"job": name, "args": args, "limits": limits});
-            let job = run(&server, &token, body).await;
-            assert_eq!(job["state"], "failed", "{lang} {args}: {job}");
+            let job = run(&server, &token, body, "failed").await;
             assert_eq!(job["error"]["kind"], *kind, "{lang} {args}: {job}");
             let log = log_messages(&server, &token, &job).await;
             assert!(log.iter().any(|line| line.starts_with(started)), "{lang} {args}: {log:?}");

@@ -8,7 +8,7 @@
 use crate::client;
 use crate::config::{Config, LogFormat};
 use crate::host::Host;
-use crate::jobs::{LogLevel, Outcome, RunReport};
+use crate::jobs::{LogLevel, Outcome, RunReport, stored_json};
 use crate::runtime::{CancelToken, JobContext, JobObserver, Loaded, Runtime};
 use anyhow::Context;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -182,7 +182,7 @@ async fn run(config: Config, name: &str, args: &str) -> anyhow::Result<i32> {
 fn report_json(report: &RunReport) -> serde_json::Result<serde_json::Value> {
     let mut value = serde_json::to_value(report)?;
     if let Some(result) = value.pointer_mut("/outcome/result")
-        && let Some(decoded) = result.as_str().and_then(|text| serde_json::from_str(text).ok())
+        && let Some(decoded) = result.as_str().map(stored_json)
     {
         *result = decoded;
     }

@@ -9,7 +9,7 @@ use crate::jobs::enqueue::unscoped;
 use crate::jobs::{
     Backoff, FailureKind, JobError, JobEvent, JobRecord, JobState, LimitOverrides, LogLine, Millis,
     Progress, QueueSettings, Role, TenantRecord, TokenRecord, WebhookStatus, WorkerMode,
-    WorkerRecord,
+    WorkerRecord, stored_json,
 };
 use crate::runtime::Plugin;
 use crate::storage::QueueStats;
@@ -18,11 +18,6 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
-
-/// Stored JSON text as JSON (a string if it is not JSON).
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
-}
 
 /// A job as a client sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -115,7 +110,7 @@ impl From<&JobRecord> for JobView {
             owner: job.owner.clone(),
             job: job.job.clone(),
             plugin_digest: job.plugin_digest.clone(),
-            args: json(&job.args),
+            args: stored_json(&job.args),
             queue: unscoped(&job.queue).to_string(),
             priority: job.priority,
             state: job.state,
@@ -137,7 +132,7 @@ impl From<&JobRecord> for JobView {
             metadata: job.metadata.clone(),
             plugin_metadata: job.plugin_metadata.clone(),
             progress: job.progress.clone(),
-            result: job.result.as_deref().map(json),
+            result: job.result.as_deref().map(stored_json),
             error: job.error.clone(),
             fuel_used: job.fuel_used,
             memory_peak: job.memory_peak,

@@ -32,6 +32,6 @@ pub use limits::{LimitOverrides, Limits};
 pub use outcome::{FailureKind, LogLevel, Outcome, RunReport};
 pub use record::{
     Backoff, JobError, JobEvent, JobRecord, JobState, LogLine, MAX_METADATA_BYTES,
-    MAX_METADATA_KEYS, Millis, NewJob, Progress, WebhookState, WebhookStatus, now_ms,
+    MAX_METADATA_KEYS, Millis, NewJob, Progress, WebhookState, WebhookStatus, now_ms, stored_json,
 };
 pub use rules::{RetryPolicy, Transition};

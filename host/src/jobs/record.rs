@@ -380,6 +380,12 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// JSON a job stored as text (its result, its metadata) as a value, or as
+/// a string if the text is not JSON, for whoever shows it.
+pub fn stored_json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
+}
+
 /// How the completion webhook of a finished job went, after its latest try.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WebhookStatus {

@@ -221,6 +221,12 @@ mod tests {
         fn metadata(&self, _: &str, _: serde_json::Value) {}
     }
 
+    /// A log with these budgets and the lines it passes on.
+    fn recorded(max_lines: u32, max_bytes: u64) -> (Arc<Lines>, JobLog) {
+        let lines = Arc::new(Lines::default());
+        (lines.clone(), JobLog::new(lines, max_lines, max_bytes))
+    }
+
     impl Lines {
         fn messages(&self) -> Vec<String> {
             self.0.lock().unwrap().iter().map(|(_, message)| message.clone()).collect()
@@ -229,8 +235,7 @@ mod tests {
 
     #[test]
     fn splits_output_into_lines_per_stream() {
-        let lines = Arc::new(Lines::default());
-        let log = JobLog::new(lines.clone(), 100, 1000);
+        let (lines, log) = recorded(100, 1000);
         log.write(GuestStream::Stdout, b"one\ntw");
         log.write(GuestStream::Stderr, b"oops\r\n");
         log.write(GuestStream::Stdout, b"o\nthree");
@@ -247,8 +252,7 @@ mod tests {
 
     #[test]
     fn keeps_the_text_of_a_panic_even_past_the_budget() {
-        let lines = Arc::new(Lines::default());
-        let log = JobLog::new(lines.clone(), 0, 1000);
+        let (lines, log) = recorded(0, 1000);
         log.write(GuestStream::Stdout, b"thread 'x' panicked at fake.rs:1:1:\nnot on stderr\n");
         assert_eq!(log.panic_message(), None);
         log.write(GuestStream::Stderr, b"\nthread '<unnamed>' panicked at src/lib.rs:16:9:\n");
@@ -256,12 +260,12 @@ mod tests {
         log.write(GuestStream::Stderr, b"later output\n");
         let expected = "panicked at src/lib.rs:16:9: mail server down";
         assert_eq!(log.panic_message().as_deref(), Some(expected));
+        assert!(lines.messages().is_empty(), "a budget of no lines logs none of it");
     }
 
     #[test]
     fn keeps_the_head_and_the_tail_and_says_how_many_it_dropped() {
-        let lines = Arc::new(Lines::default());
-        let log = JobLog::new(lines.clone(), 8, 1000);
+        let (lines, log) = recorded(8, 1000);
         for i in 0..20 {
             log.line(LogLevel::Info, &format!("line {i}"));
         }
@@ -276,8 +280,7 @@ mod tests {
 
     #[test]
     fn a_log_within_its_budget_is_kept_whole_and_in_order() {
-        let lines = Arc::new(Lines::default());
-        let log = JobLog::new(lines.clone(), 8, 1000);
+        let (lines, log) = recorded(8, 1000);
         for i in 0..8 {
             log.line(LogLevel::Info, &format!("line {i}"));
         }
@@ -288,8 +291,7 @@ mod tests {
 
     #[test]
     fn a_long_line_closes_the_head_and_is_cut_to_fit_the_tail() {
-        let lines = Arc::new(Lines::default());
-        let log = JobLog::new(lines.clone(), 100, 400);
+        let (lines, log) = recorded(100, 400);
         log.line(LogLevel::Info, "first");
         log.line(LogLevel::Error, &"é".repeat(300));
         log.line(LogLevel::Info, "short");
@@ -300,8 +302,7 @@ mod tests {
         assert_eq!(got[1], "log limit reached: 1 line dropped here, before the last 1");
         assert_eq!(got[2], "short", "the tail keeps the latest lines that fit its 100 bytes");
 
-        let lines = Arc::new(Lines::default());
-        let log = JobLog::new(lines.clone(), 100, 400);
+        let (lines, log) = recorded(100, 400);
         log.line(LogLevel::Error, &"é".repeat(300));
         log.finish();
         assert_eq!(lines.messages(), ["é".repeat(50)], "a long last line is cut, not lost");
@@ -309,8 +310,7 @@ mod tests {
 
     #[test]
     fn a_budget_too_small_for_a_tail_drops_and_says_how_many() {
-        let lines = Arc::new(Lines::default());
-        let log = JobLog::new(lines.clone(), 2, 1000);
+        let (lines, log) = recorded(2, 1000);
         for i in 0..5 {
             log.line(LogLevel::Info, &format!("line {i}"));
         }
@@ -321,8 +321,7 @@ mod tests {
 
     #[test]
     fn the_byte_budget_bounds_the_tail_too() {
-        let lines = Arc::new(Lines::default());
-        let log = JobLog::new(lines.clone(), 100, 40);
+        let (lines, log) = recorded(100, 40);
         for i in 0..10 {
             log.line(LogLevel::Info, &format!("line {i}"));
         }
