@@ -19,10 +19,12 @@
 //! - [`events`]: the in-process bus live followers subscribe to.
 //! - [`egress`]: where the host may connect on a tenant's word (webhooks go
 //!   to public addresses and the ranges the operator allows).
+//! - [`admission`]: a job request admitted for a tenant (plugin, caps,
+//!   callback, chain), the same for the API, schedules and spawned jobs.
 //! - [`dispatch`]: claims ready jobs into worker slots, runs them, reports
 //!   their outcomes.
 //! - [`services`]: background work, each a named service: promotion,
-//!   recovery, retention, heartbeat, webhooks.
+//!   recovery, retention, heartbeat, webhooks, schedules.
 //! - [`api`]: the HTTP API (routes, auth, bodies, response views, SSE,
 //!   OpenAPI).
 //! - [`config`]: one [`config::Config`] from flags, `JOBHOST_*` environment
@@ -36,6 +38,7 @@
 //! - [`cli`]: the `jobhost` command line (`serve`, `run`, the client
 //!   commands, shell completions).
 
+pub mod admission;
 pub mod api;
 pub mod author;
 pub mod cli;

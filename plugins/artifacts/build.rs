@@ -18,6 +18,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("wordcount", "examples.wordcount"),
     ("spin", "tests.spin"),
     ("memhog", "tests.memhog"),
+    ("echo", "tests.echo"),
     ("command", "invalid.command"),
 ];
 

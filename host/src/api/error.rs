@@ -1,6 +1,7 @@
 //! The one error shape of the API, `{"error":{"code":"…","message":"…"}}`,
 //! and the mapping of every internal error to its status, in one place.
 
+use crate::admission::AdmitError;
 use crate::jobs::enqueue::Refusal;
 use crate::runtime::PluginError;
 use crate::storage::StorageError;
@@ -109,6 +110,14 @@ pub struct ErrorDetail {
     message: String,
 }
 
+impl ApiError {
+    /// The same error, its message after `prefix` (which part of a request
+    /// of many parts it is about).
+    pub fn prefixed(self, prefix: &str) -> Self {
+        ApiError { message: format!("{prefix}{}", self.message), ..self }
+    }
+}
+
 impl From<ApiError> for ErrorBody {
     fn from(error: ApiError) -> Self {
         ErrorBody { error: ErrorDetail { code: error.code, message: error.message } }
@@ -137,6 +146,17 @@ impl From<StorageError> for ApiError {
                 tracing::error!("storage: {other}");
                 ApiError::internal(other.to_string())
             }
+        }
+    }
+}
+
+impl From<AdmitError> for ApiError {
+    fn from(error: AdmitError) -> Self {
+        match error {
+            AdmitError::Plugin(error) => error.into(),
+            AdmitError::Refused(refusal) => refusal.into(),
+            AdmitError::NoVersion(what) => ApiError::not_found(what),
+            AdmitError::Storage(error) => error.into(),
         }
     }
 }

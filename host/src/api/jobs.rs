@@ -10,9 +10,8 @@ use super::error::{ApiError, ErrorBody};
 use super::plugins::{default_per_page, first_page, offset};
 use super::sse;
 use super::views::{BroadcastView, JobDetails, JobPage, JobView, LogPage};
-use crate::jobs::enqueue::{
-    self, Admission, JobRequest, Relabel, Resubmit, ResubmitRequest, scoped,
-};
+use crate::admission::Admitter;
+use crate::jobs::enqueue::{self, JobRequest, Relabel, Resubmit, ResubmitRequest, scoped};
 use crate::jobs::{JobRecord, JobState, NewJob, TenantRecord};
 use crate::storage::JobFilter;
 use axum::Json;
@@ -33,47 +32,21 @@ pub(super) fn accepting(state: &ApiState) -> Result<(), ApiError> {
     }
 }
 
-/// Admits `request` for the caller by the enqueue rules: the plugin as the
-/// tenant sees it, the tenant's caps, the callback URL this host can reach.
+/// Admits `request` for the caller by the enqueue rules (see
+/// [`crate::admission`]).
 pub(super) async fn admit(
     state: &ApiState,
     caller: &Caller,
     tenant: &TenantRecord,
     request: JobRequest,
 ) -> Result<NewJob, ApiError> {
-    let plugin = state.runtime.registry().resolve(&caller.tenant, &request.job)?;
-    if let Some(url) = &request.callback_url {
-        state.config.egress.check_url(url).await.map_err(ApiError::bad_request)?;
-    }
-    let record = match plugin.tenant {
-        Some(_) => state.storage.plugin(&caller.tenant, &plugin.name).await?,
-        None => None,
-    };
-    let digest = match &request.version {
-        None => plugin.digest.clone(),
-        Some(version) if *version == plugin.digest => version.clone(),
-        Some(version) => {
-            let kept = match plugin.tenant {
-                Some(_) => state.storage.plugin_versions(&caller.tenant, &plugin.name).await?,
-                None => Vec::new(),
-            };
-            if !kept.iter().any(|v| v.record.digest == *version) {
-                let name = &plugin.name;
-                return Err(ApiError::not_found(format!("version {version} of plugin {name:?}")));
-            }
-            version.clone()
-        }
-    };
-    let admission = Admission {
-        tenant,
-        owner: &caller.name,
-        plugin_digest: &digest,
-        plugin_retry_on: record.as_ref().and_then(|record| record.retry_on.as_deref()),
-        defaults: state.runtime.defaults(),
-        caps: state.runtime.caps(),
+    let admitter = Admitter {
+        storage: state.storage.as_ref(),
+        runtime: &state.runtime,
+        egress: &state.config.egress,
         now: state.clock.now(),
     };
-    Ok(enqueue::admit(request, &admission)?)
+    Ok(admitter.admit(tenant, &caller.name, request).await?)
 }
 
 /// Query of `POST /v1/jobs`.

@@ -11,6 +11,7 @@
 //! - `batch`: many jobs in one request and one commit.
 //! - `plugins`, `jobs`, `queues` (and locks), `workers`, `system`: the
 //!   routes; `tokens` and `tenants` for admins; `sse`: live job streams.
+//! - `workflows`: graphs of steps, their state, SSE, cancel and retry.
 //! - `ui`: the web dashboard at `/ui`, embedded assets over the same API.
 //!
 //! [`serve`] takes a bound listener and a shutdown future, so tests bind
@@ -35,6 +36,7 @@ mod tokens;
 mod ui;
 mod views;
 mod workers;
+mod workflows;
 
 pub use auth::{Caller, ensure_admin, new_secret, token_hash};
 use caps::{Caps, Over};
@@ -208,6 +210,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .routes(routes!(jobs::cancel))
         .routes(routes!(jobs::retry))
         .routes(routes!(jobs::clone))
+        .routes(routes!(workflows::list, workflows::submit))
+        .routes(routes!(workflows::details))
+        .routes(routes!(workflows::follow))
+        .routes(routes!(workflows::cancel))
+        .routes(routes!(workflows::retry))
         .routes(routes!(queues::list))
         .routes(routes!(queues::details, queues::change))
         .routes(routes!(queues::pause))

@@ -6,10 +6,11 @@
 //! tenant prefix storage keeps.
 
 use crate::jobs::enqueue::unscoped;
+use crate::jobs::workflow::{Summary, WorkflowStep};
 use crate::jobs::{
-    Backoff, FailureKind, JobError, JobEvent, JobRecord, JobState, LimitOverrides, LogLine, Millis,
-    Progress, QueueSettings, Role, TenantRecord, TokenRecord, WebhookStatus, WorkerMode,
-    WorkerRecord, stored_json,
+    Backoff, DependencyFailure, FailureKind, JobError, JobEvent, JobRecord, JobState,
+    LimitOverrides, LogLine, Millis, Progress, QueueSettings, Role, TenantRecord, TokenRecord,
+    WebhookStatus, WorkerMode, WorkerRecord, stored_json,
 };
 use crate::runtime::Plugin;
 use crate::storage::QueueStats;
@@ -100,6 +101,22 @@ pub struct JobView {
     pub broadcast: Option<Uuid>,
     /// The worker a broadcast copy runs on.
     pub pinned_to: Option<String>,
+    /// Jobs it waits for (`blocked` until they all finished).
+    pub depends_on: Vec<Uuid>,
+    /// `cancel` or `run` when one of them fails.
+    pub if_dependency_fails: DependencyFailure,
+    /// The job that follows it in a chain.
+    pub next_job_id: Option<Uuid>,
+    /// The workflow it is a step of, and the step's name.
+    pub workflow: Option<Uuid>,
+    /// Its step in that workflow.
+    pub step: Option<String>,
+    /// The job that spawned it.
+    pub parent: Option<Uuid>,
+    /// The jobs it spawned.
+    pub children: Vec<Uuid>,
+    /// The schedule that enqueued it.
+    pub schedule: Option<Uuid>,
 }
 
 impl From<&JobRecord> for JobView {
@@ -144,6 +161,14 @@ impl From<&JobRecord> for JobView {
             webhook: job.webhook.clone(),
             broadcast: job.broadcast,
             pinned_to: job.pinned_to.clone(),
+            depends_on: job.flow.depends_on.clone(),
+            if_dependency_fails: job.flow.if_dependency_fails,
+            next_job_id: job.flow.next_job_id,
+            workflow: job.flow.workflow,
+            step: job.flow.step.clone(),
+            parent: job.flow.parent,
+            children: job.flow.children.clone(),
+            schedule: job.flow.schedule,
         }
     }
 }
@@ -163,6 +188,81 @@ pub struct JobDetails {
     pub events: Vec<JobEvent>,
     /// Ready jobs claimed before this one, while it is pending.
     pub queue_position: Option<usize>,
+}
+
+/// A workflow as a client sees it: its steps and, read from them, its
+/// state and progress.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WorkflowView {
+    /// UUID v7.
+    pub id: Uuid,
+    /// Tenant.
+    pub tenant: String,
+    /// Who submitted it.
+    pub owner: String,
+    /// Label.
+    pub name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Submission time.
+    pub created_at: Millis,
+    /// Times it was retried.
+    pub retries: u32,
+    /// State, progress (`done` of `total`, `percent`) and steps per state.
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// The steps, each after those it depends on.
+    pub steps: Vec<StepView>,
+}
+
+/// A step of a workflow, with the state of its current job.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StepView {
+    /// The step's name.
+    pub step: String,
+    /// Its current job (a retry replaces it).
+    pub job: Uuid,
+    /// The job's state; `null` once the job was removed.
+    pub state: Option<JobState>,
+    /// The steps it waits for.
+    pub depends_on: Vec<String>,
+    /// Start of its latest attempt.
+    pub started_at: Option<Millis>,
+    /// When it finished.
+    pub finished_at: Option<Millis>,
+    /// Its result, once completed.
+    pub result: Option<Value>,
+    /// Why it failed or was cancelled.
+    pub error: Option<JobError>,
+}
+
+impl StepView {
+    /// The view of `step`, whose job is `job`.
+    pub fn new(step: &WorkflowStep, job: Option<&JobRecord>) -> Self {
+        StepView {
+            step: step.name.clone(),
+            job: step.job,
+            state: job.map(|j| j.state),
+            depends_on: step.depends_on.clone(),
+            started_at: job.and_then(|j| j.started_at),
+            finished_at: job.and_then(|j| j.finished_at),
+            result: job.and_then(|j| j.result.as_deref().map(stored_json)),
+            error: job.and_then(|j| j.error.clone()),
+        }
+    }
+}
+
+/// A page of workflows, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowPage {
+    /// The workflows of this page.
+    pub workflows: Vec<WorkflowView>,
+    /// How many in all.
+    pub total: usize,
+    /// This page, from 1.
+    pub page: usize,
+    /// Page size.
+    pub per_page: usize,
 }
 
 /// A page of jobs, newest first.

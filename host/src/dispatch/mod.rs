@@ -187,6 +187,19 @@ impl Dispatcher {
         Ok(job)
     }
 
+    /// Cancels a workflow's unfinished steps: waiting ones at once, running
+    /// ones told to stop, as [`Dispatcher::cancel`] does for one job.
+    pub async fn cancel_workflow(&self, id: Uuid) -> Result<Vec<JobRecord>, StorageError> {
+        let jobs = self.storage.cancel_workflow(id, self.clock.now()).await?;
+        for job in &jobs {
+            if let Some(run) = self.running.lock().unwrap().get(&job.id) {
+                run.cancel.cancel();
+            }
+            self.publish_state(job, "cancel");
+        }
+        Ok(jobs)
+    }
+
     /// The dispatch loop, until `shutdown` resolves. Then nothing more is
     /// claimed, running jobs get the shutdown grace to finish, and the rest
     /// are handed back to the queue (if the process dies first, their leases

@@ -4,14 +4,17 @@
 //! the tenant. And the idempotency rule: the same key means the same
 //! request ([`JobRequest::fingerprint`], [`idempotency_conflict`]).
 
+use super::flow::{self, MAX_DEPENDENCIES, PREVIOUS};
 use super::{
-    Backoff, FailureKind, JobRecord, LimitOverrides, Limits, Millis, NewJob, TenantRecord,
+    Backoff, DependencyFailure, FailureKind, Flow, JobRecord, LimitOverrides, Limits, Millis,
+    NewJob, TenantRecord,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 /// Priorities run from `-MAX_PRIORITY` to `MAX_PRIORITY`; a tenant's
 /// `max_priority` may lower the top. Priority orders a tenant's own jobs:
@@ -115,7 +118,29 @@ pub struct JobRequest {
     /// An `http://` URL that receives the final job (POST, JSON) once the
     /// job finishes; retried with backoff until it answers 2xx.
     pub callback_url: Option<String>,
+    /// Jobs (ids) this one waits for: it stays `blocked` until they all
+    /// finished. Its args may take their results: `{"$result": "<id>"}`,
+    /// optionally with `"pointer": "/field"`. In a workflow, step names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// `cancel` (default): cancelled when a dependency fails, is cancelled
+    /// or expires; `run`: runs anyway once all finished.
+    #[serde(default, skip_serializing_if = "is_cancel")]
+    pub if_dependency_fails: DependencyFailure,
+    /// The job that follows this one once it completed (a chain): its args
+    /// are this job's result, or, when given, may take it with
+    /// `{"$result": "previous"}`. Written now, `blocked` until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub next: Option<Box<JobRequest>>,
 }
+
+fn is_cancel(policy: &DependencyFailure) -> bool {
+    *policy == DependencyFailure::Cancel
+}
+
+/// Most jobs one chain may hold.
+pub const MAX_CHAIN: usize = 20;
 
 fn empty_object() -> Value {
     Value::Object(Map::new())
@@ -138,6 +163,8 @@ pub struct Admission<'a> {
     pub caps: &'a Limits,
     /// The time of the enqueue.
     pub now: Millis,
+    /// The job follows another in a chain: its args may name `previous`.
+    pub chained: bool,
 }
 
 impl JobRequest {
@@ -387,6 +414,7 @@ pub fn admit(request: JobRequest, admission: &Admission) -> Result<NewJob, Refus
             args.len()
         )));
     }
+    let depends_on = dependencies(&request, admission.chained)?;
     let now = admission.now;
     let run_at = when(("delay_ms", "run_at"), request.delay_ms, request.run_at, now)?;
     let expires_at =
@@ -409,6 +437,8 @@ pub fn admit(request: JobRequest, admission: &Admission) -> Result<NewJob, Refus
         &request.tags,
         &request.metadata,
     )?;
+    let refers = !flow::references(&request.args).is_empty();
+    let args_template = refers.then(|| args.clone());
     let backoff = request.backoff.unwrap_or_default();
     if backoff.base_ms > backoff.max_ms || backoff.max_ms > MAX_BACKOFF_MS {
         return Err(Refusal::Invalid(format!(
@@ -417,6 +447,7 @@ pub fn admit(request: JobRequest, admission: &Admission) -> Result<NewJob, Refus
         )));
     }
     Ok(NewJob {
+        id: None,
         fingerprint,
         tenant: tenant.name.clone(),
         owner: admission.owner.to_string(),
@@ -438,7 +469,46 @@ pub fn admit(request: JobRequest, admission: &Admission) -> Result<NewJob, Refus
         tags: request.tags,
         metadata: request.metadata,
         callback_url: request.callback_url,
+        flow: Flow {
+            depends_on,
+            if_dependency_fails: request.if_dependency_fails,
+            args_template,
+            ..Flow::default()
+        },
+        next: None,
     })
+}
+
+/// The ids a request depends on, checked, and every `$result` reference of
+/// its args checked to name one of them (or `previous`, in a chain).
+fn dependencies(request: &JobRequest, chained: bool) -> Result<Vec<Uuid>, Refusal> {
+    if request.depends_on.len() > MAX_DEPENDENCIES {
+        return Err(Refusal::Invalid(format!(
+            "a job may depend on at most {MAX_DEPENDENCIES} jobs, not {}",
+            request.depends_on.len()
+        )));
+    }
+    let mut ids = Vec::with_capacity(request.depends_on.len());
+    for text in &request.depends_on {
+        let id = Uuid::parse_str(text).map_err(|_| {
+            Refusal::Invalid(format!("depends_on: {text:?} is not a job id (a UUID)"))
+        })?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    for reference in flow::references(&request.args) {
+        let known = (chained && reference == PREVIOUS)
+            || Uuid::parse_str(&reference).is_ok_and(|id| ids.contains(&id));
+        if !known {
+            let hint = if chained { " or \"previous\"" } else { "" };
+            return Err(Refusal::Invalid(format!(
+                "args take the result of {reference:?}, which is not in depends_on{hint}: \
+                 a job can take only the results of the jobs it waits for"
+            )));
+        }
+    }
+    Ok(ids)
 }
 
 #[cfg(test)]
@@ -460,6 +530,7 @@ mod tests {
             defaults: &limits,
             caps: &limits,
             now: 1_000,
+            chained: false,
         };
         admit(request(body), &admission)
     }

@@ -7,6 +7,10 @@
 //! - `enqueue`: what a client may ask for and how it becomes a job; the
 //!   idempotency rule.
 //! - `limits`: sandbox limits as data, per job, per plugin, and the caps.
+//! - `flow`: how jobs relate (dependencies, results passed on, chains,
+//!   workflow steps, children, schedules) and the rule that settles a job
+//!   whose dependencies finished; `workflow`: graphs of steps; `schedule`:
+//!   cron schedules.
 //! - `outcome`: how a run ended ([`Outcome`], [`FailureKind`]).
 //! - `rules`: the rules as pure functions of (record, event, now): what a
 //!   claim, an outcome, a lost worker, a cancel or the clock does to a job.
@@ -17,17 +21,20 @@
 mod admin;
 mod clock;
 pub mod enqueue;
+pub mod flow;
 mod limits;
 mod outcome;
 mod record;
 pub mod rules;
 pub mod when;
+pub mod workflow;
 
 pub use admin::{
     PluginRecord, QueueSettings, Role, TenantDefaults, TenantRecord, TokenRecord, WorkerMode,
     WorkerRecord,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use flow::{DependencyFailure, Flow};
 pub use limits::{LimitOverrides, Limits};
 pub use outcome::{FailureKind, LogLevel, Outcome, RunReport};
 pub use record::{

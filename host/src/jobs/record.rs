@@ -2,7 +2,7 @@
 //! its log lines. Records are plain serde types, so every backend stores the
 //! same shape.
 
-use super::{FailureKind, LimitOverrides, LogLevel};
+use super::{FailureKind, Flow, LimitOverrides, LogLevel};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -29,6 +29,8 @@ pub fn now_ms() -> Millis {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
+    /// Waiting for the jobs it depends on to finish.
+    Blocked,
     /// Waiting for its `run_at`.
     Scheduled,
     /// Ready to run.
@@ -54,6 +56,7 @@ impl JobState {
     /// The snake_case name used in the API.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Blocked => "blocked",
             Self::Scheduled => "scheduled",
             Self::Pending => "pending",
             Self::Running => "running",
@@ -114,6 +117,10 @@ pub struct JobError {
 /// What a client asks for when enqueuing. Everything but `job` has a default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewJob {
+    /// The id it gets; `None`: a new UUID v7. Set by the host only, for
+    /// workflow steps, which are linked to each other before they are
+    /// written.
+    pub id: Option<Uuid>,
     /// Tenant the job belongs to.
     pub tenant: String,
     /// Who enqueued it (a user or token name).
@@ -158,6 +165,12 @@ pub struct NewJob {
     /// One digest per field of the request that carried the idempotency
     /// key, so the same key with another body can be told apart.
     pub fingerprint: BTreeMap<String, String>,
+    /// How it relates to other jobs: what it waits for, the workflow it is
+    /// a step of, the job that spawned it, the schedule that fired it.
+    pub flow: Flow,
+    /// The job that follows it, given its result (a chain): written with
+    /// it, `blocked` until it finishes.
+    pub next: Option<Box<NewJob>>,
 }
 
 /// Everything stored about one job.
@@ -268,6 +281,9 @@ pub struct JobRecord {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schema(ignore)]
     pub fingerprint: BTreeMap<String, String>,
+    /// Dependencies, chain, workflow, parent and children, schedule.
+    #[serde(default)]
+    pub flow: Flow,
 }
 
 impl JobRecord {
@@ -319,6 +335,7 @@ impl JobRecord {
             callback_url: new.callback_url,
             webhook: None,
             fingerprint: new.fingerprint,
+            flow: new.flow,
         }
     }
 }

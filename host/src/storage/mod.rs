@@ -18,6 +18,7 @@ pub use self::redb::RedbStorage;
 pub use queue_stats::{MINUTES, Minute, QueueStats};
 
 use crate::jobs::enqueue::{Relabel, Resubmit};
+use crate::jobs::workflow::WorkflowRecord;
 use crate::jobs::{
     JobEvent, JobRecord, JobState, LogLevel, LogLine, Millis, NewJob, PluginRecord, Progress,
     QueueSettings, RetryPolicy, RunReport, TenantRecord, TokenRecord, WebhookStatus, WorkerMode,
@@ -201,6 +202,8 @@ pub trait JobStore: Send + Sync {
     ) -> Result<Vec<Result<Enqueued, StorageError>>, StorageError>;
     /// One job.
     async fn get(&self, id: Uuid) -> Result<JobRecord, StorageError>;
+    /// The jobs `ids`, read at one moment; `None` for one not stored.
+    async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Option<JobRecord>>, StorageError>;
     /// A page of jobs matching `filter`, newest first.
     async fn list(
         &self,
@@ -398,7 +401,38 @@ pub trait OutboxStore: Send + Sync {
     ) -> Result<(), StorageError>;
 }
 
-/// Everything the host stores: one backend implementing the three traits.
-pub trait Storage: JobStore + AdminStore + OutboxStore + std::fmt::Debug {}
+/// Workflows: graphs of step jobs written in one transaction.
+#[async_trait::async_trait]
+pub trait WorkflowStore: Send + Sync {
+    /// Writes a workflow and its steps (dependencies first, each with its
+    /// id), all or none: refused as a whole over the tenant's `max_queued`.
+    async fn create_workflow(
+        &self,
+        workflow: WorkflowRecord,
+        steps: Vec<NewJob>,
+        now: Millis,
+    ) -> Result<Vec<JobRecord>, StorageError>;
+    /// One workflow.
+    async fn workflow(&self, id: Uuid) -> Result<WorkflowRecord, StorageError>;
+    /// A page of the workflows of `tenant` (or all) and `owner` (or
+    /// anyone's), newest first, with the total that matched.
+    async fn workflows(
+        &self,
+        tenant: Option<&str>,
+        owner: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<WorkflowRecord>, usize), StorageError>;
+    /// Cancels every unfinished step (as the cancel rule says for each);
+    /// returns the steps' jobs after it.
+    async fn cancel_workflow(&self, id: Uuid, now: Millis) -> Result<Vec<JobRecord>, StorageError>;
+    /// Enqueues again, as retries of the old jobs, the steps that did not
+    /// complete and every step depending on them (see
+    /// [`crate::jobs::workflow::retry_plan`]), linked to the steps kept.
+    async fn retry_workflow(&self, id: Uuid, now: Millis) -> Result<WorkflowRecord, StorageError>;
+}
 
-impl<T: JobStore + AdminStore + OutboxStore + std::fmt::Debug> Storage for T {}
+/// Everything the host stores: one backend implementing the traits.
+pub trait Storage: JobStore + AdminStore + OutboxStore + WorkflowStore + std::fmt::Debug {}
+
+impl<T: JobStore + AdminStore + OutboxStore + WorkflowStore + std::fmt::Debug> Storage for T {}

@@ -7,11 +7,12 @@
 //! marks it pending on the record.
 
 use super::schema::{
-    CALLBACKS, EVENTS, EXPIRING, JOBS, LOCKS, PARKED, PENDING_V1, PLUGIN_REFS, PLUGIN_VERSIONS,
-    PLUGINS, READY, RUNNING, SCHEDULED, WAITING, decode, encode, pending_v1_id, ready_key,
-    ready_key_id, scheduled_key,
+    CALLBACKS, DEPENDENTS, EVENTS, EXPIRING, JOBS, LOCKS, PARKED, PENDING_V1, PLUGIN_REFS,
+    PLUGIN_VERSIONS, PLUGINS, READY, RUNNING, SCHEDULED, WAITING, decode, encode, pending_v1_id,
+    ready_key, ready_key_id, scheduled_key,
 };
 use super::{Lease, StorageError, put_job, read_job};
+use crate::jobs::flow::settle;
 use crate::jobs::{JobEvent, JobRecord, JobState, Millis, PluginRecord, Transition, WebhookStatus};
 use ::redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use std::collections::HashMap;
@@ -28,14 +29,16 @@ pub(super) fn apply(
     let job = &transition.job;
     if let Some(before) = before {
         match before.state {
-            JobState::Pending | JobState::Scheduled => unindex_waiting(txn, before)?,
+            JobState::Blocked | JobState::Pending | JobState::Scheduled => {
+                unindex_waiting(txn, before)?
+            }
             JobState::Running if job.state != JobState::Running => release(txn, before)?,
             _ => {}
         }
     }
     let was_running = before.is_some_and(|b| b.state == JobState::Running);
     match job.state {
-        JobState::Pending | JobState::Scheduled => index_waiting(txn, job)?,
+        JobState::Blocked | JobState::Pending | JobState::Scheduled => index_waiting(txn, job)?,
         JobState::Running if !was_running => hold(txn, job)?,
         _ => {}
     }
@@ -50,7 +53,56 @@ pub(super) fn apply(
     } else {
         put_job(txn, job)?;
     }
-    journal(txn, job, transition.from, at, &transition.reason)
+    let event = journal(txn, job, transition.from, at, &transition.reason)?;
+    if closed {
+        settle_dependents(txn, job.id, at)?;
+    }
+    Ok(event)
+}
+
+/// Asks the settle rule about every job waiting for `finished`, now that it
+/// finished, and writes what it decides (which may finish them in turn:
+/// a failure cancels down the whole graph in this one transaction).
+fn settle_dependents(
+    txn: &WriteTransaction,
+    finished: Uuid,
+    at: Millis,
+) -> Result<(), StorageError> {
+    let key = finished.as_u128();
+    let waiting: Vec<u128> = {
+        let mut table = txn.open_table(DEPENDENTS)?;
+        let ids = table
+            .range((key, 0)..=(key, u128::MAX))?
+            .map(|entry| entry.map(|(k, _)| k.value().1))
+            .collect::<Result<_, _>>()?;
+        table.retain_in((key, 0)..=(key, u128::MAX), |_, _| false)?;
+        ids
+    };
+    for id in waiting {
+        let job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(id))?;
+        if job.state != JobState::Blocked {
+            continue;
+        }
+        let deps = dependencies(txn, &job.flow.depends_on)?;
+        if let Some(transition) = settle(&job, &deps, at) {
+            apply(txn, Some(&job), &transition, at)?;
+        }
+    }
+    Ok(())
+}
+
+/// The records of the jobs `ids`, `None` for one not stored.
+pub(super) fn dependencies(
+    txn: &WriteTransaction,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, Option<JobRecord>)>, StorageError> {
+    let jobs = txn.open_table(JOBS)?;
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        let record = jobs.get(id.as_u128())?.map(|v| decode(v.value())).transpose()?;
+        found.push((*id, record));
+    }
+    Ok(found)
 }
 
 /// Counts an unfinished job of a plugin version in or out.
@@ -99,10 +151,11 @@ pub(super) fn journal(
 /// Puts a waiting job in the index its state calls for (and in the
 /// deadline index if it has one), and counts it.
 fn index_waiting(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
-    if let (Some(at), JobState::Pending | JobState::Scheduled) = (job.expires_at, job.state) {
+    if let Some(at) = job.expires_at {
         txn.open_table(EXPIRING)?.insert((at, job.id.as_u128()), ())?;
     }
     match job.state {
+        JobState::Blocked => {}
         JobState::Pending => {
             txn.open_table(READY)?.insert(ready_key(job).as_slice(), ())?;
         }
@@ -116,10 +169,11 @@ fn index_waiting(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageE
 
 /// Removes a waiting job from its indexes, and uncounts it.
 fn unindex_waiting(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
-    if let (Some(at), JobState::Pending | JobState::Scheduled) = (job.expires_at, job.state) {
+    if let Some(at) = job.expires_at {
         txn.open_table(EXPIRING)?.remove((at, job.id.as_u128()))?;
     }
     match job.state {
+        JobState::Blocked => {}
         JobState::Pending => {
             let key = ready_key(job);
             txn.open_table(READY)?.remove(key.as_slice())?;

@@ -49,6 +49,16 @@ impl JobStore for RedbStorage {
         read_job(&self.begin_read()?.open_table(JOBS)?, id)
     }
 
+    async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Option<JobRecord>>, StorageError> {
+        let txn = self.begin_read()?;
+        let jobs = txn.open_table(JOBS)?;
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.push(jobs.get(id.as_u128())?.map(|v| decode(v.value())).transpose()?);
+        }
+        Ok(found)
+    }
+
     async fn list(
         &self,
         filter: &JobFilter,

@@ -1,13 +1,14 @@
 //! The job operations, each inside the writer's transaction: read the
 //! record, ask the rule of [`crate::jobs::rules`], [`apply`] its answer.
 
-use super::apply::{apply, waiting};
+use super::apply::{apply, dependencies, waiting};
 use super::schema::{
-    EVENTS, IDEMPOTENCY, JOBS, LOGS, QUEUES, RUNNING, TENANTS, TimeIndex, WAITING, WORKERS, decode,
-    encode,
+    DEPENDENTS, EVENTS, IDEMPOTENCY, JOBS, LOGS, QUEUES, RUNNING, TENANTS, TimeIndex, WAITING,
+    WORKERS, decode, encode,
 };
 use super::{Lease, StorageError, put_job, read_job};
 use crate::jobs::enqueue::Resubmit;
+use crate::jobs::flow;
 use crate::jobs::rules::{self, Release};
 use crate::jobs::{
     JobRecord, JobState, LogLine, Millis, NewJob, QueueSettings, TenantDefaults, TenantRecord,
@@ -39,27 +40,53 @@ pub(super) fn enqueue(
 
 /// Writes a new job (for a broadcast copy: pinned to its worker, with the
 /// broadcast's id) within its tenant's `max_queued`, with its idempotency
-/// key.
-fn insert(
+/// key, waiting for its dependencies, and the rest of its chain after it.
+pub(super) fn insert(
     txn: &WriteTransaction,
-    new: NewJob,
+    mut new: NewJob,
     copy: Option<(String, Uuid)>,
     defaults: &TenantDefaults,
     now: Millis,
 ) -> Result<JobRecord, StorageError> {
     let tenant = tenant(txn, &new.tenant)?;
     let waiting = waiting(&txn.open_table(WAITING)?, &tenant.name)?;
-    rules::queued_quota(&tenant, defaults, waiting).map_err(StorageError::OverQuota)?;
-    let mut transition = rules::enqueued(new, Uuid::now_v7(), now);
+    let more = std::iter::successors(new.next.as_deref(), |next| next.next.as_deref()).count();
+    rules::queued_quota(&tenant, defaults, waiting.saturating_add(more as u64))
+        .map_err(StorageError::OverQuota)?;
+    let deps = dependencies(txn, &new.flow.depends_on)?;
+    for (id, dep) in &deps {
+        if dep.as_ref().is_none_or(|dep| dep.tenant != new.tenant) {
+            return Err(StorageError::Invalid(format!("depends_on: there is no job {id}")));
+        }
+    }
+    let id = new.id.take().unwrap_or_else(Uuid::now_v7);
+    let mut next = new.next.take().map(|next| *next);
+    if let Some(next) = &mut next {
+        next.id = Some(Uuid::now_v7());
+        flow::chained(next, id);
+    }
+    let mut transition = rules::enqueued_after(new, id, now, &deps);
     if let Some((worker, broadcast)) = copy {
         transition.job.pinned_to = Some(worker);
         transition.job.broadcast = Some(broadcast);
     }
+    transition.job.flow.next_job_id = next.as_ref().and_then(|next| next.id);
     apply(txn, None, &transition, now)?;
     let job = transition.job;
+    if job.state == JobState::Blocked {
+        let mut dependents = txn.open_table(DEPENDENTS)?;
+        for (dep, record) in &deps {
+            if record.as_ref().is_some_and(|r| !r.state.is_terminal()) {
+                dependents.insert((dep.as_u128(), job.id.as_u128()), ())?;
+            }
+        }
+    }
     if let Some(key) = &job.idempotency_key {
         txn.open_table(IDEMPOTENCY)?
             .insert((job.tenant.as_str(), key.as_str()), job.id.as_u128())?;
+    }
+    if let Some(next) = next {
+        insert(txn, next, None, defaults, now)?;
     }
     Ok(job)
 }
@@ -205,13 +232,17 @@ pub(super) fn cancel(
 
 /// A new job with `old`'s settings and `changes`: what retry and clone
 /// enqueue.
-fn resubmission(old: &JobRecord, changes: Resubmit) -> NewJob {
+pub(super) fn resubmission(old: &JobRecord, changes: Resubmit) -> NewJob {
     NewJob {
+        id: None,
         tenant: old.tenant.clone(),
         owner: old.owner.clone(),
         job: old.job.clone(),
         plugin_digest: old.plugin_digest.clone(),
-        args: changes.args.unwrap_or_else(|| old.args.clone()),
+        args: changes
+            .args
+            .clone()
+            .unwrap_or_else(|| old.flow.args_template.clone().unwrap_or_else(|| old.args.clone())),
         queue: changes.queue.unwrap_or_else(|| old.queue.clone()),
         priority: changes.priority.unwrap_or(old.priority),
         run_at: changes.run_at,
@@ -228,6 +259,8 @@ fn resubmission(old: &JobRecord, changes: Resubmit) -> NewJob {
         metadata: old.metadata.clone(),
         callback_url: old.callback_url.clone(),
         fingerprint: Default::default(),
+        flow: crate::jobs::flow::resubmitted(&old.flow, changes.args.is_some()),
+        next: None,
     }
 }
 

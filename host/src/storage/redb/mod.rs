@@ -8,6 +8,7 @@
 //!   one way a job's state changes here.
 //! - `jobs`: the job operations inside a write transaction; `claim`: the
 //!   claim walk; `job_store`: [`super::JobStore`] over them and the reads.
+//! - `workflows`: [`super::WorkflowStore`].
 //! - `admin`: [`super::AdminStore`] and [`super::OutboxStore`]; `plugins`:
 //!   plugin versions, kept while jobs need them.
 
@@ -19,6 +20,7 @@ mod job_store;
 mod jobs;
 mod plugins;
 mod schema;
+mod workflows;
 mod writer;
 
 use super::StorageError;
@@ -28,9 +30,9 @@ use ::redb::{
 };
 use file::DbFile;
 use schema::{
-    CALLBACKS, COMPONENTS, EVENTS, EXPIRING, IDEMPOTENCY, JOBS, LOCKS, LOGS, PARKED, PLUGIN_REFS,
-    PLUGIN_VERSIONS, PLUGINS, QUEUES, READY, RUNNING, SCHEDULED, TENANTS, TOKENS, WAITING, WORKERS,
-    decode, encode,
+    CALLBACKS, COMPONENTS, DEPENDENTS, EVENTS, EXPIRING, IDEMPOTENCY, JOBS, LOCKS, LOGS, PARKED,
+    PLUGIN_REFS, PLUGIN_VERSIONS, PLUGINS, QUEUES, READY, RUNNING, SCHEDULED, TENANTS, TOKENS,
+    WAITING, WORKERS, WORKFLOWS, decode, encode,
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -147,6 +149,8 @@ fn open_database(path: &Path) -> Result<Database, StorageError> {
         txn.open_table(TENANTS)?;
         txn.open_table(CALLBACKS)?;
         txn.open_table(WAITING)?;
+        txn.open_table(DEPENDENTS)?;
+        txn.open_table(WORKFLOWS)?;
         apply::upgrade(&txn)?;
     }
     txn.commit()?;

@@ -64,6 +64,11 @@ pub(super) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("to
 pub(super) const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 /// (due time, job id) → delivery attempts made. Completion webhooks to send.
 pub(super) const CALLBACKS: TableDefinition<(u64, u128), u32> = TableDefinition::new("callbacks");
+/// (job, job waiting for it) → (). Written when a job that depends on
+/// unfinished jobs is enqueued; read and cleared when each finishes.
+pub(super) const DEPENDENTS: TableDefinition<(u128, u128), ()> = TableDefinition::new("dependents");
+/// Workflow id (UUID v7 as u128) → [`crate::jobs::workflow::WorkflowRecord`] JSON.
+pub(super) const WORKFLOWS: TableDefinition<u128, &[u8]> = TableDefinition::new("workflows");
 /// Tenant name → jobs of it waiting (pending or scheduled), kept with the
 /// indexes so a queued-jobs quota costs one read per enqueue.
 pub(super) const WAITING: TableDefinition<&str, u64> = TableDefinition::new("waiting");
