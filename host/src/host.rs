@@ -9,7 +9,9 @@ use crate::dispatch::Dispatcher;
 use crate::events::EventBus;
 use crate::jobs::{Clock, SystemClock};
 use crate::runtime::{Loaded, Runtime};
-use crate::services::{self, Expiry, Heartbeat, Promotion, Recovery, Retention, Service, Webhooks};
+use crate::services::{
+    self, Expiry, Heartbeat, Promotion, Recovery, Retention, Schedules, Service, Webhooks,
+};
 use crate::storage::{RedbStorage, Storage};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -94,6 +96,15 @@ impl Host {
                 period: poll,
             }),
             Arc::new(Expiry { storage: storage.clone(), clock: clock.clone(), period: poll }),
+            Arc::new(Schedules {
+                storage: storage.clone(),
+                runtime: runtime.clone(),
+                egress: config.egress(),
+                clock: clock.clone(),
+                dispatcher: dispatcher.clone(),
+                up_since: clock.now(),
+                period: poll.min(Duration::from_millis(200)),
+            }),
             recovery,
             Arc::new(Heartbeat { dispatcher: dispatcher.clone() }),
             Arc::new(Webhooks::new(

@@ -86,9 +86,16 @@ impl TestServer {
     /// grace, the rest are handed back) and starts a new one on the same
     /// data and settings, on a new port.
     pub async fn restart(self) -> TestServer {
+        self.restart_after(std::time::Duration::ZERO).await
+    }
+
+    /// [`TestServer::restart`], with no host running for `down` between
+    /// the stop and the start (an outage).
+    pub async fn restart_after(self, down: std::time::Duration) -> TestServer {
         let TestServer { host, storage, config, _dir: dir, .. } = self;
         drop(storage);
         host.into_inner().stop().await.unwrap();
+        tokio::time::sleep(down).await;
         TestServer::on(dir, config).await
     }
 

@@ -162,13 +162,15 @@ pub struct ListQuery {
     search: Option<String>,
     /// Only clones of this job.
     cloned_from: Option<Uuid>,
+    /// Only jobs this schedule enqueued.
+    schedule: Option<Uuid>,
     #[serde(default = "first_page")]
     page: usize,
     #[serde(default = "default_per_page")]
     per_page: usize,
 }
 
-/// `GET /v1/jobs?state=&queue=&job=&owner=&since=&search=&cloned_from=&page=&per_page=`,
+/// `GET /v1/jobs?state=&queue=&job=&owner=&since=&search=&cloned_from=&schedule=&page=&per_page=`,
 /// newest first, with the total that matched.
 #[utoipa::path(get, path = "/v1/jobs", operation_id = "list_jobs", tag = "jobs", params(ListQuery), responses((status = 200, description = "a page of jobs, newest first, with the total", body = JobPage), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
@@ -189,6 +191,7 @@ pub async fn list(
         since: query.since,
         search: query.search,
         cloned_from: query.cloned_from,
+        schedule: query.schedule,
     };
     let page = state.storage.list(&filter, start, query.per_page).await?;
     Ok(Json(JobPage {

@@ -12,6 +12,7 @@
 //! - `plugins`, `jobs`, `queues` (and locks), `workers`, `system`: the
 //!   routes; `tokens` and `tenants` for admins; `sse`: live job streams.
 //! - `workflows`: graphs of steps, their state, SSE, cancel and retry.
+//! - `schedules`: recurring cron schedules.
 //! - `ui`: the web dashboard at `/ui`, embedded assets over the same API.
 //!
 //! [`serve`] takes a bound listener and a shutdown future, so tests bind
@@ -26,6 +27,7 @@ mod jobs;
 mod openapi;
 mod plugins;
 mod queues;
+mod schedules;
 mod send_timeout;
 mod sse;
 mod stats;
@@ -215,6 +217,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .routes(routes!(workflows::follow))
         .routes(routes!(workflows::cancel))
         .routes(routes!(workflows::retry))
+        .routes(routes!(schedules::list, schedules::create))
+        .routes(routes!(schedules::details, schedules::remove))
+        .routes(routes!(schedules::pause))
+        .routes(routes!(schedules::resume))
         .routes(routes!(queues::list))
         .routes(routes!(queues::details, queues::change))
         .routes(routes!(queues::pause))

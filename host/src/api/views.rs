@@ -6,6 +6,7 @@
 //! tenant prefix storage keeps.
 
 use crate::jobs::enqueue::unscoped;
+use crate::jobs::schedule::{ScheduleRecord, When};
 use crate::jobs::workflow::{Summary, WorkflowStep};
 use crate::jobs::{
     Backoff, DependencyFailure, FailureKind, JobError, JobEvent, JobRecord, JobState,
@@ -263,6 +264,33 @@ pub struct WorkflowPage {
     pub page: usize,
     /// Page size.
     pub per_page: usize,
+}
+
+/// A schedule as a client sees it, with its next run times.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ScheduleView {
+    /// The stored schedule.
+    #[serde(flatten)]
+    pub schedule: ScheduleRecord,
+    /// Its next run times, RFC 3339 in its time zone (none while paused).
+    pub next_runs: Vec<String>,
+}
+
+impl From<&ScheduleRecord> for ScheduleView {
+    fn from(schedule: &ScheduleRecord) -> Self {
+        let next_runs = match When::parse(&schedule.cron, &schedule.timezone) {
+            Ok(when) if !schedule.paused => when.upcoming(schedule.next_run_at),
+            _ => Vec::new(),
+        };
+        ScheduleView { schedule: schedule.clone(), next_runs }
+    }
+}
+
+/// Schedules, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleList {
+    /// The schedules.
+    pub schedules: Vec<ScheduleView>,
 }
 
 /// A page of jobs, newest first.

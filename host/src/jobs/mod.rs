@@ -26,6 +26,7 @@ mod limits;
 mod outcome;
 mod record;
 pub mod rules;
+pub mod schedule;
 pub mod when;
 pub mod workflow;
 

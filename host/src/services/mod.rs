@@ -8,12 +8,14 @@
 //! - `retention`: finished jobs past the retention age are deleted.
 //! - `heartbeat`: this worker reports itself alive and renews its leases.
 //! - `webhooks`: completion webhooks are delivered from the outbox.
+//! - `schedules`: due cron schedules enqueue their runs.
 
 mod expiry;
 mod heartbeat;
 mod promotion;
 mod recovery;
 mod retention;
+mod schedules;
 pub mod webhooks;
 
 pub use expiry::Expiry;
@@ -21,6 +23,7 @@ pub use heartbeat::Heartbeat;
 pub use promotion::Promotion;
 pub use recovery::Recovery;
 pub use retention::Retention;
+pub use schedules::Schedules;
 pub use webhooks::{WebhookPolicy, Webhooks};
 
 use std::sync::Arc;

@@ -18,6 +18,7 @@ pub use self::redb::RedbStorage;
 pub use queue_stats::{MINUTES, Minute, QueueStats};
 
 use crate::jobs::enqueue::{Relabel, Resubmit};
+use crate::jobs::schedule::ScheduleRecord;
 use crate::jobs::workflow::WorkflowRecord;
 use crate::jobs::{
     JobEvent, JobRecord, JobState, LogLevel, LogLine, Millis, NewJob, PluginRecord, Progress,
@@ -131,6 +132,8 @@ pub struct JobFilter {
     pub search: Option<String>,
     /// Only clones of this job.
     pub cloned_from: Option<Uuid>,
+    /// Only jobs this schedule enqueued.
+    pub schedule: Option<Uuid>,
 }
 
 impl JobFilter {
@@ -145,6 +148,7 @@ impl JobFilter {
             && self.state.is_none_or(|state| state == job.state)
             && self.since.is_none_or(|since| job.created_at >= since)
             && self.cloned_from.is_none_or(|original| job.cloned_from == Some(original))
+            && self.schedule.is_none_or(|schedule| job.flow.schedule == Some(schedule))
             && self.search.as_deref().is_none_or(|text| {
                 let text = text.to_lowercase();
                 let has = |s: &str| s.to_lowercase().contains(&text);
@@ -432,7 +436,64 @@ pub trait WorkflowStore: Send + Sync {
     async fn retry_workflow(&self, id: Uuid, now: Millis) -> Result<WorkflowRecord, StorageError>;
 }
 
-/// Everything the host stores: one backend implementing the traits.
-pub trait Storage: JobStore + AdminStore + OutboxStore + WorkflowStore + std::fmt::Debug {}
+/// One round of a schedule, for [`ScheduleStore::fire_schedule`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Round {
+    /// A job per run to fire, each with its run's idempotency key.
+    pub jobs: Vec<NewJob>,
+    /// Runs skipped.
+    pub skipped: u64,
+    /// The schedule's next time after this round.
+    pub next_run_at: Option<Millis>,
+    /// The latest run time this round covers.
+    pub last_run_at: Option<Millis>,
+    /// Why a run could not be admitted, if one could not.
+    pub error: Option<String>,
+    /// The time of the round.
+    pub now: Millis,
+}
 
-impl<T: JobStore + AdminStore + OutboxStore + WorkflowStore + std::fmt::Debug> Storage for T {}
+/// Recurring schedules.
+#[async_trait::async_trait]
+pub trait ScheduleStore: Send + Sync {
+    /// Writes a new schedule; refused past
+    /// [`crate::jobs::schedule::MAX_SCHEDULES`] of its tenant.
+    async fn create_schedule(&self, schedule: ScheduleRecord) -> Result<(), StorageError>;
+    /// One schedule.
+    async fn schedule(&self, id: Uuid) -> Result<ScheduleRecord, StorageError>;
+    /// The schedules of `tenant` (or all), oldest first.
+    async fn schedules(&self, tenant: Option<&str>) -> Result<Vec<ScheduleRecord>, StorageError>;
+    /// Pauses, or resumes with its next time set to `next_run_at`.
+    async fn set_schedule_paused(
+        &self,
+        id: Uuid,
+        paused: bool,
+        next_run_at: Option<Millis>,
+    ) -> Result<ScheduleRecord, StorageError>;
+    /// Deletes a schedule; the jobs it enqueued stay.
+    async fn remove_schedule(&self, id: Uuid) -> Result<ScheduleRecord, StorageError>;
+    /// Schedules not paused whose next time is not after `now`.
+    async fn due_schedules(&self, now: Millis) -> Result<Vec<ScheduleRecord>, StorageError>;
+    /// Writes one round, in one transaction, if the schedule's next time is
+    /// still `expected` and it is not paused: its jobs enqueued (a run's
+    /// idempotency key already used enqueues nothing more), its counters
+    /// and next time. `None` when another host fired it first, or it was
+    /// paused or removed meanwhile.
+    async fn fire_schedule(
+        &self,
+        id: Uuid,
+        expected: Millis,
+        round: Round,
+    ) -> Result<Option<ScheduleRecord>, StorageError>;
+}
+
+/// Everything the host stores: one backend implementing the traits.
+pub trait Storage:
+    JobStore + AdminStore + OutboxStore + WorkflowStore + ScheduleStore + std::fmt::Debug
+{
+}
+
+impl<T: JobStore + AdminStore + OutboxStore + WorkflowStore + ScheduleStore + std::fmt::Debug>
+    Storage for T
+{
+}

@@ -8,7 +8,8 @@
 //!   one way a job's state changes here.
 //! - `jobs`: the job operations inside a write transaction; `claim`: the
 //!   claim walk; `job_store`: [`super::JobStore`] over them and the reads.
-//! - `workflows`: [`super::WorkflowStore`].
+//! - `workflows`: [`super::WorkflowStore`]; `schedules`:
+//!   [`super::ScheduleStore`].
 //! - `admin`: [`super::AdminStore`] and [`super::OutboxStore`]; `plugins`:
 //!   plugin versions, kept while jobs need them.
 
@@ -19,6 +20,7 @@ mod file;
 mod job_store;
 mod jobs;
 mod plugins;
+mod schedules;
 mod schema;
 mod workflows;
 mod writer;
@@ -31,8 +33,8 @@ use ::redb::{
 use file::DbFile;
 use schema::{
     CALLBACKS, COMPONENTS, DEPENDENTS, EVENTS, EXPIRING, IDEMPOTENCY, JOBS, LOCKS, LOGS, PARKED,
-    PLUGIN_REFS, PLUGIN_VERSIONS, PLUGINS, QUEUES, READY, RUNNING, SCHEDULED, TENANTS, TOKENS,
-    WAITING, WORKERS, WORKFLOWS, decode, encode,
+    PLUGIN_REFS, PLUGIN_VERSIONS, PLUGINS, QUEUES, READY, RUNNING, SCHEDULED, SCHEDULES, TENANTS,
+    TOKENS, WAITING, WORKERS, WORKFLOWS, decode, encode,
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -151,6 +153,7 @@ fn open_database(path: &Path) -> Result<Database, StorageError> {
         txn.open_table(WAITING)?;
         txn.open_table(DEPENDENTS)?;
         txn.open_table(WORKFLOWS)?;
+        txn.open_table(SCHEDULES)?;
         apply::upgrade(&txn)?;
     }
     txn.commit()?;

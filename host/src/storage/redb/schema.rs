@@ -69,6 +69,8 @@ pub(super) const CALLBACKS: TableDefinition<(u64, u128), u32> = TableDefinition:
 pub(super) const DEPENDENTS: TableDefinition<(u128, u128), ()> = TableDefinition::new("dependents");
 /// Workflow id (UUID v7 as u128) → [`crate::jobs::workflow::WorkflowRecord`] JSON.
 pub(super) const WORKFLOWS: TableDefinition<u128, &[u8]> = TableDefinition::new("workflows");
+/// Schedule id (UUID v7 as u128) → [`crate::jobs::schedule::ScheduleRecord`] JSON.
+pub(super) const SCHEDULES: TableDefinition<u128, &[u8]> = TableDefinition::new("schedules");
 /// Tenant name → jobs of it waiting (pending or scheduled), kept with the
 /// indexes so a queued-jobs quota costs one read per enqueue.
 pub(super) const WAITING: TableDefinition<&str, u64> = TableDefinition::new("waiting");
