@@ -143,7 +143,7 @@ async fn known_mistakes_and_too_many_instances_are_refused_with_the_fix() {
         ),
         (
             "newer",
-            r#"(component (import "jobhost:plugin/context@0.2.0" (instance)))"#,
+            r#"(component (import "jobhost:plugin/context@0.9.0" (instance)))"#,
             "another version",
         ),
         ("norun", "(component)", "exports no `run`"),

@@ -292,6 +292,7 @@ async fn runs_beyond_the_pool_wait_for_a_slot() {
             attempt: 1,
             cancel: CancelToken::new(),
             observer: std::sync::Arc::new(jobhost::runtime::IgnoreOutput),
+            spawner: None,
         };
         runtime.run(&plugin, job, r#"{"seconds":0.1}"#, &limits)
     });
@@ -385,6 +386,7 @@ async fn a_cached_plugin_runs() {
         attempt: 1,
         cancel: CancelToken::new(),
         observer: std::sync::Arc::new(jobhost::runtime::IgnoreOutput),
+        spawner: None,
     };
     let report = runtime.run(&plugin, job, r#"{"name":"cache"}"#, &runtime.limits(&limits())).await;
     assert_eq!(

@@ -164,6 +164,7 @@ async fn run(config: Config, name: &str, args: &str) -> anyhow::Result<i32> {
         attempt: 1,
         cancel: cancel.clone(),
         observer: Arc::new(PrintOutput),
+        spawner: None,
     };
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {

@@ -114,6 +114,13 @@ pub struct Config {
     /// Plugins one tenant may upload.
     #[arg(long, env = "JOBHOST_TENANT_MAX_PLUGINS", default_value_t = 100)]
     pub tenant_max_plugins: usize,
+    /// Children one job may spawn unless its tenant's quota says otherwise.
+    #[arg(long, env = "JOBHOST_TENANT_MAX_CHILDREN", default_value_t = 100)]
+    pub tenant_max_children: u32,
+    /// How deep jobs may spawn jobs unless the tenant's quota says
+    /// otherwise (1: children, but no grandchildren).
+    #[arg(long, env = "JOBHOST_TENANT_MAX_SPAWN_DEPTH", default_value_t = 3)]
+    pub tenant_max_spawn_depth: u32,
     /// Plugin uploads compiled at once; more wait their turn (a compile can
     /// take seconds and hundreds of MiB).
     #[arg(long, env = "JOBHOST_MAX_CONCURRENT_COMPILES", default_value_t = 2)]
@@ -327,6 +334,7 @@ impl Config {
             poll: Duration::from_millis(self.poll_ms),
             flush: Duration::from_millis(self.flush_ms),
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+            egress: self.egress(),
             ..defaults
         }
     }
@@ -371,6 +379,8 @@ impl Config {
             max_queued: self.tenant_max_queued,
             max_running: self.tenant_max_running,
             max_plugins: self.tenant_max_plugins,
+            max_children: self.tenant_max_children,
+            max_spawn_depth: self.tenant_max_spawn_depth,
         }
     }
 

@@ -73,7 +73,9 @@ fn a_new_project_in_each_language_builds_tests_and_runs_a_job() {
         let component = dir.join(format!("{name}.wasm"));
         let checked = jobhost(&["plugin", "check", component.to_str().unwrap()]);
         assert!(checked.status.success(), "{lang}: {}", text(&checked));
-        assert!(text(&checked).contains("jobhost:plugin/context@0.1.0"), "{}", text(&checked));
+        let version = if lang == "rust" { "0.2.0" } else { "0.1.0" };
+        let interface = format!("jobhost:plugin/context@{version}");
+        assert!(text(&checked).contains(&interface), "{}", text(&checked));
 
         let data = temp.path().join(format!("data-{lang}"));
         let ran = jobhost(
@@ -94,7 +96,7 @@ fn a_new_project_in_each_language_builds_tests_and_runs_a_job() {
 fn check_says_what_fits_and_how_to_fix_what_does_not() {
     let fits = jobhost(&["plugin", "check", jobhost_plugin_artifacts::HELLO]);
     assert!(fits.status.success(), "{}", text(&fits));
-    for line in ["imports:", "jobhost:plugin/context@0.1.0", "exports:", "  run", "fits"] {
+    for line in ["imports:", "jobhost:plugin/context@0.2.0", "exports:", "  run", "fits"] {
         assert!(text(&fits).contains(line), "{line:?} missing:\n{}", text(&fits));
     }
 

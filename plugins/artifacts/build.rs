@@ -19,6 +19,8 @@ const PLUGINS: &[(&str, &str)] = &[
     ("spin", "tests.spin"),
     ("memhog", "tests.memhog"),
     ("echo", "tests.echo"),
+    ("spawner", "tests.spawner"),
+    ("legacy", "tests.legacy"),
     ("command", "invalid.command"),
 ];
 

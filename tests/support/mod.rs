@@ -56,8 +56,13 @@ impl TestRuntime {
         cancel: CancelToken,
     ) -> Ran {
         let output = Arc::new(Recorded::default());
-        let job =
-            JobContext { id: format!("job-{name}"), attempt: 1, cancel, observer: output.clone() };
+        let job = JobContext {
+            id: format!("job-{name}"),
+            attempt: 1,
+            cancel,
+            observer: output.clone(),
+            spawner: None,
+        };
         let limits = self.runtime.limits(&overrides);
         let report = self.runtime.run(&self.plugin(name), job, args, &limits).await;
         Ran { report, output, finished: Instant::now() }

@@ -14,6 +14,7 @@ pub async fn run(runtime: &Runtime, plugin: &Plugin, args: &str) -> (Duration, R
         attempt: 1,
         cancel: CancelToken::new(),
         observer: Arc::new(IgnoreOutput),
+        spawner: None,
     };
     let limits = runtime.limits(&LimitOverrides::default());
     let started = Instant::now();

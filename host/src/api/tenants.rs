@@ -27,6 +27,10 @@ pub struct Quotas {
     max_limits: LimitOverrides,
     /// Highest priority its jobs may ask for; `null`: the bound of 1000.
     max_priority: Option<i32>,
+    /// Most children one of its jobs may spawn; `null`: the host's default.
+    max_children: Option<u32>,
+    /// Deepest spawn of its jobs; `null`: the host's default.
+    max_spawn_depth: Option<u32>,
 }
 
 async fn view(state: &ApiState, record: TenantRecord) -> Result<TenantView, ApiError> {
@@ -85,6 +89,8 @@ pub async fn set(
         max_queued: quotas.max_queued,
         max_limits: quotas.max_limits,
         max_priority: quotas.max_priority,
+        max_children: quotas.max_children,
+        max_spawn_depth: quotas.max_spawn_depth,
     };
     state.storage.put_tenant(record.clone()).await?;
     Ok(Json(view(&state, record).await?))

@@ -600,6 +600,10 @@ pub struct TenantView {
     pub max_limits: LimitOverrides,
     /// Highest priority its jobs may ask for; `null`: the bound of 1000.
     pub max_priority: Option<i32>,
+    /// Most children one of its jobs may spawn; `null`: the host's default.
+    pub max_children: Option<u32>,
+    /// Deepest spawn of its jobs; `null`: the host's default.
+    pub max_spawn_depth: Option<u32>,
     /// Jobs waiting now.
     pub waiting: u64,
     /// The `max_queued` in force.
@@ -615,6 +619,8 @@ impl TenantView {
             max_queued: record.max_queued,
             max_limits: record.max_limits,
             max_priority: record.max_priority,
+            max_children: record.max_children,
+            max_spawn_depth: record.max_spawn_depth,
             waiting,
             queued_quota,
         }

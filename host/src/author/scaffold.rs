@@ -32,7 +32,10 @@ macro_rules! files {
     (@exec) => { false };
 }
 
+/// The interface: 0.1.0 for Python and JavaScript, whose SDKs build
+/// against it, 0.2.0 (with `spawn`) for Rust.
 const WIT: File = ("wit/job.wit", include_str!("../../../wit/job.wit"), false);
+const WIT_V0_2: File = ("wit/v0.2.0/job.wit", include_str!("../../../wit/v0.2.0/job.wit"), false);
 
 const RUST: &[File] = files! {
     "Cargo.toml" => "sdk/rust/template/Cargo.toml";
@@ -118,7 +121,8 @@ pub fn new_project(
         ("{{crate_file}}", krate.replace('-', "_")),
         ("{{crate}}", krate),
     ];
-    for (path, text, executable) in lang.files().iter().chain([&WIT]) {
+    let wit = if lang == Lang::Rust { &WIT_V0_2 } else { &WIT };
+    for (path, text, executable) in lang.files().iter().chain([wit]) {
         let text =
             values.iter().fold(text.to_string(), |text, (key, value)| text.replace(key, value));
         let target = dir.join(path);
@@ -155,7 +159,9 @@ mod tests {
             "{build}"
         );
         assert!(!build.contains("{{"), "{build}");
-        assert!(dir.join("wit/job.wit").exists() && dir.join("sdk/rust/src/testing.rs").exists());
+        assert!(
+            dir.join("wit/v0.2.0/job.wit").exists() && dir.join("sdk/rust/src/testing.rs").exists()
+        );
         let again = new_project(Lang::Rust, "acme.reports.monthly", Some(&dir)).unwrap_err();
         assert!(again.to_string().contains("not empty"), "{again}");
     }

@@ -6,18 +6,22 @@
 //! One loop per host ([`Dispatcher::run`]): claim, then sleep until woken
 //! (an enqueue, a finished job, a service that made jobs ready) or the poll
 //! interval. Promotion, recovery, retention and heartbeats are services of
-//! their own (`crate::services`).
+//! their own (`crate::services`); `children` enqueues what a running job
+//! spawns.
 
+mod children;
 mod output;
 
 /// How soon a run's output or outcome is written again while storage is
 /// unavailable.
 const UNAVAILABLE_RETRY: Duration = Duration::from_millis(250);
 
+use crate::egress::EgressPolicy;
 use crate::events::{EventBus, JobUpdate};
 use crate::jobs::{Clock, FailureKind, JobRecord, Outcome, RetryPolicy, RunReport, WorkerMode};
 use crate::runtime::{CancelToken, JobContext, Plugin, Runtime};
 use crate::storage::{ClaimRules, Finishing, Storage, StorageError};
+use children::Children;
 use output::JobOutput;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,6 +49,8 @@ pub struct DispatchConfig {
     /// At shutdown, how long running jobs get to finish before the rest
     /// are handed back to the queue.
     pub shutdown_grace: Duration,
+    /// Where the callback of a job a plugin spawns may go.
+    pub egress: EgressPolicy,
 }
 
 impl Default for DispatchConfig {
@@ -57,6 +63,7 @@ impl Default for DispatchConfig {
             flush: Duration::from_millis(200),
             retry: RetryPolicy::default(),
             shutdown_grace: Duration::from_secs(30),
+            egress: EgressPolicy::default(),
         }
     }
 }
@@ -305,6 +312,7 @@ impl Dispatcher {
                     attempt: job.attempt,
                     cancel: run.cancel.clone(),
                     observer: output.clone(),
+                    spawner: Some(Arc::new(Children::new(self.clone(), &job))),
                 };
                 let limits = self.runtime.limits(&job.limits);
                 let report = self.runtime.run(&plugin, context, &job.args, &limits).await;

@@ -95,6 +95,16 @@ impl TenantRecord {
         self.max_queued.unwrap_or(defaults.max_queued)
     }
 
+    /// The `max_children` quota in force.
+    pub fn children_quota(&self, defaults: &TenantDefaults) -> u32 {
+        self.max_children.unwrap_or(defaults.max_children)
+    }
+
+    /// The `max_spawn_depth` quota in force.
+    pub fn spawn_depth_quota(&self, defaults: &TenantDefaults) -> u32 {
+        self.max_spawn_depth.unwrap_or(defaults.max_spawn_depth)
+    }
+
     /// The `max_running` quota in force, if any.
     pub fn running_quota(&self, defaults: &TenantDefaults) -> Option<u32> {
         self.max_running.or(defaults.max_running)
@@ -111,11 +121,22 @@ pub struct TenantDefaults {
     pub max_running: Option<u32>,
     /// Plugins it may upload.
     pub max_plugins: usize,
+    /// Children one job may spawn.
+    pub max_children: u32,
+    /// How deep jobs may spawn jobs: 1 lets a job have children, and
+    /// those none.
+    pub max_spawn_depth: u32,
 }
 
 impl Default for TenantDefaults {
     fn default() -> Self {
-        Self { max_queued: 100_000, max_running: None, max_plugins: 100 }
+        Self {
+            max_queued: 100_000,
+            max_running: None,
+            max_plugins: 100,
+            max_children: 100,
+            max_spawn_depth: 3,
+        }
     }
 }
 
@@ -135,6 +156,13 @@ pub struct TenantRecord {
     /// [`crate::jobs::enqueue::MAX_PRIORITY`]); `None` is that bound.
     #[serde(default)]
     pub max_priority: Option<i32>,
+    /// Most children one of its jobs may spawn; `None` is the host's
+    /// default.
+    #[serde(default)]
+    pub max_children: Option<u32>,
+    /// Deepest spawn of its jobs; `None` is the host's default.
+    #[serde(default)]
+    pub max_spawn_depth: Option<u32>,
 }
 
 /// What an operator set for a queue.

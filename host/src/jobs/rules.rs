@@ -106,6 +106,30 @@ pub fn queued_quota(
     Ok(())
 }
 
+/// Refuses another child of `parent` past its tenant's `max_children`, or
+/// one deeper than its `max_spawn_depth`.
+pub fn spawn_refusal(
+    parent: &JobRecord,
+    tenant: &TenantRecord,
+    defaults: &TenantDefaults,
+) -> Option<String> {
+    let (max, deepest) = (tenant.children_quota(defaults), tenant.spawn_depth_quota(defaults));
+    let spawned = parent.flow.children.len();
+    if spawned >= max as usize {
+        return Some(format!(
+            "job {} has spawned {spawned} children, the max_children quota of tenant {:?} is {max}",
+            parent.id, tenant.name
+        ));
+    }
+    let depth = parent.flow.depth + 1;
+    (depth > deepest).then(|| {
+        format!(
+            "a child of job {} would be spawned {depth} levels deep, the max_spawn_depth quota of tenant {:?} is {deepest}",
+            parent.id, tenant.name
+        )
+    })
+}
+
 /// What a claim sees around one pending job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimView<'a> {

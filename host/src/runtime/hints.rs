@@ -2,8 +2,8 @@
 //! imports and exports show a mistake authors are known to make. Uploads
 //! and `jobhost plugin check` give the same hint.
 
-/// The version of the interface this host implements.
-const CONTEXT: &str = "jobhost:plugin/context@0.1.0";
+/// The versions of the interface this host implements.
+const CONTEXTS: [&str; 2] = ["jobhost:plugin/context@0.1.0", "jobhost:plugin/context@0.2.0"];
 
 /// What to change, judged from the component's interface names.
 pub(crate) fn for_interfaces(imports: &[String], exports: &[String]) -> Option<&'static str> {
@@ -22,10 +22,14 @@ pub(crate) fn for_interfaces(imports: &[String], exports: &[String]) -> Option<&
              (sdk/js/build does)",
         );
     }
-    if imports.iter().any(|name| name.starts_with("jobhost:plugin/") && name != CONTEXT) {
+    if imports
+        .iter()
+        .any(|name| name.starts_with("jobhost:plugin/") && !CONTEXTS.contains(&name.as_str()))
+    {
         return Some(
             "it was built against another version of the jobhost:plugin interface; \
-             this host implements jobhost:plugin@0.1.0 (wit/job.wit)",
+             this host implements jobhost:plugin@0.1.0 (wit/job.wit) and 0.2.0 \
+             (wit/v0.2.0/job.wit)",
         );
     }
     if !exports_run {

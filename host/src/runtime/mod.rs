@@ -33,7 +33,7 @@ pub use compile::{CompiledFrom, digest};
 pub use error::PluginError;
 pub use observer::{IgnoreOutput, JobObserver};
 pub use registry::{Inspection, Loaded, Plugin, Registry, check_name};
-pub use sandbox::JobContext;
+pub use sandbox::{JobContext, Spawner};
 
 use crate::jobs::{LimitOverrides, Limits, RunReport};
 
@@ -110,7 +110,8 @@ impl Runtime {
         let engine = engine::new_engine(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        bindings::Job::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        bindings::v0_1::Job::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        bindings::v0_2::Job::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let cache = match config.cache_dir {
             Some(dir) => Some(CompileCache::new(dir, &engine)?),
             None => None,

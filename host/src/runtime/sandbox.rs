@@ -1,7 +1,7 @@
 //! The per-job sandbox: the data of a fresh [`Store`] (WASI with no ambient
 //! capabilities, the job's context, its memory budget) and its limits.
 
-use super::bindings::context;
+use super::bindings::{v0_1, v0_2};
 use super::cancel::CancelToken;
 use super::joblog::{GuestStream, JobLog};
 use super::observer::JobObserver;
@@ -34,6 +34,18 @@ pub struct JobContext {
     pub cancel: CancelToken,
     /// Receives log lines, progress and metadata.
     pub observer: Arc<dyn JobObserver>,
+    /// Enqueues the children it spawns; `None` where there is no queue
+    /// (`jobhost run`), and `spawn` fails with a message.
+    pub spawner: Option<Arc<dyn Spawner>>,
+}
+
+/// Where a running job's children go: the host enqueues them in the job's
+/// tenant, within its quotas, linked to the job.
+#[async_trait::async_trait]
+pub trait Spawner: Send + Sync {
+    /// Enqueues `job` with JSON `args` and `options` (the other fields of an
+    /// enqueue); returns the child's id, or why not.
+    async fn spawn(&self, job: String, args: String, options: String) -> Result<String, String>;
 }
 
 impl std::fmt::Debug for JobContext {
@@ -162,25 +174,14 @@ impl ResourceLimiter for MemoryBudget {
     }
 }
 
-impl context::Host for JobState {
-    fn log(&mut self, level: context::Level, message: String) {
-        let level = match level {
-            context::Level::Trace => LogLevel::Trace,
-            context::Level::Debug => LogLevel::Debug,
-            context::Level::Info => LogLevel::Info,
-            context::Level::Warn => LogLevel::Warn,
-            context::Level::Error => LogLevel::Error,
-        };
-        self.log.line(level, &message);
-    }
-
-    fn progress(&mut self, percent: f32, message: Option<String>) {
+impl JobState {
+    fn report_progress(&mut self, percent: f32, message: Option<String>) {
         let percent = if percent.is_nan() { 0.0 } else { percent.clamp(0.0, 100.0) };
         let message = message.map(|m| truncate(m, MAX_PROGRESS_MESSAGE));
         self.job.observer.progress(percent, message.as_deref());
     }
 
-    fn set_metadata(&mut self, key: String, json: String) -> Result<(), String> {
+    fn put_metadata(&mut self, key: String, json: String) -> Result<(), String> {
         if key.is_empty() || key.len() > MAX_METADATA_KEY {
             return Err(format!("metadata key must be 1 to {MAX_METADATA_KEY} bytes"));
         }
@@ -207,17 +208,65 @@ impl context::Host for JobState {
         self.job.observer.metadata(&key, value);
         Ok(())
     }
+}
 
-    fn is_cancelled(&mut self) -> bool {
-        self.job.cancel.is_cancelled()
-    }
+/// The calls every version of the `context` interface has, for the `Host`
+/// trait of the version module `$context`: one implementation behind each.
+macro_rules! shared_context_calls {
+    ($context:ident) => {
+        fn log(&mut self, level: $context::Level, message: String) {
+            let level = match level {
+                $context::Level::Trace => LogLevel::Trace,
+                $context::Level::Debug => LogLevel::Debug,
+                $context::Level::Info => LogLevel::Info,
+                $context::Level::Warn => LogLevel::Warn,
+                $context::Level::Error => LogLevel::Error,
+            };
+            self.log.line(level, &message);
+        }
 
-    fn job_id(&mut self) -> String {
-        self.job.id.clone()
-    }
+        fn progress(&mut self, percent: f32, message: Option<String>) {
+            self.report_progress(percent, message);
+        }
 
-    fn attempt(&mut self) -> u32 {
-        self.job.attempt
+        fn set_metadata(&mut self, key: String, json: String) -> Result<(), String> {
+            self.put_metadata(key, json)
+        }
+
+        fn is_cancelled(&mut self) -> bool {
+            self.job.cancel.is_cancelled()
+        }
+
+        fn job_id(&mut self) -> String {
+            self.job.id.clone()
+        }
+
+        fn attempt(&mut self) -> u32 {
+            self.job.attempt
+        }
+    };
+}
+
+use v0_1::context as context_v0_1;
+use v0_2::context as context_v0_2;
+
+impl context_v0_1::Host for JobState {
+    shared_context_calls!(context_v0_1);
+}
+
+impl context_v0_2::Host for JobState {
+    shared_context_calls!(context_v0_2);
+
+    async fn spawn(
+        &mut self,
+        job: String,
+        args: String,
+        options: String,
+    ) -> Result<String, String> {
+        match self.job.spawner.clone() {
+            Some(spawner) => spawner.spawn(job, args, options).await,
+            None => Err("this host runs no queue (jobhost run): spawn needs jobhost serve".into()),
+        }
     }
 }
 

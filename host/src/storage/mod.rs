@@ -206,6 +206,17 @@ pub trait JobStore: Send + Sync {
     ) -> Result<Vec<Result<Enqueued, StorageError>>, StorageError>;
     /// One job.
     async fn get(&self, id: Uuid) -> Result<JobRecord, StorageError>;
+    /// Enqueues `child` for the running attempt `attempt` of job `parent`
+    /// and links them both ways; refused past the tenant's `max_children`
+    /// or `max_spawn_depth` (and `max_queued`), or when the parent no
+    /// longer runs that attempt.
+    async fn spawn_child(
+        &self,
+        parent: Uuid,
+        attempt: u32,
+        child: NewJob,
+        now: Millis,
+    ) -> Result<JobRecord, StorageError>;
     /// The jobs `ids`, read at one moment; `None` for one not stored.
     async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Option<JobRecord>>, StorageError>;
     /// A page of jobs matching `filter`, newest first.

@@ -95,3 +95,23 @@ pub fn job_id() -> String {
 pub fn attempt() -> u32 {
     host::attempt()
 }
+
+/// Enqueues a child job of this one: `job` is a qualified plugin name and
+/// `args` its args. Returns the child's id; fails (without ending this job)
+/// when the host refuses it, for instance past the tenant's `max_children`.
+pub fn spawn<A: serde::Serialize + ?Sized>(job: &str, args: &A) -> crate::Result<String> {
+    spawn_with(job, args, &serde_json::Map::new())
+}
+
+/// [`spawn`] with the other fields of an enqueue in `options`, as
+/// `POST /v1/jobs` takes them (`queue`, `priority`, `delay_ms`,
+/// `max_retries`, `name`, `tags`, ...).
+pub fn spawn_with<A, O>(job: &str, args: &A, options: &O) -> crate::Result<String>
+where
+    A: serde::Serialize + ?Sized,
+    O: serde::Serialize + ?Sized,
+{
+    let args = serde_json::to_string(args)?;
+    let options = serde_json::to_string(options)?;
+    host::spawn(job, &args, &options).map_err(crate::Error::msg)
+}

@@ -37,8 +37,8 @@ mod error;
 pub mod testing;
 
 pub use context::{
-    Level, attempt, debug, error, info, is_cancelled, job_id, log, progress, set_metadata, trace,
-    warn,
+    Level, attempt, debug, error, info, is_cancelled, job_id, log, progress, set_metadata, spawn,
+    spawn_with, trace, warn,
 };
 pub use error::{Error, Result};
 
@@ -46,7 +46,7 @@ pub use error::{Error, Result};
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../wit/v0.2.0",
         world: "job",
         pub_export_macro: true,
         default_bindings_module: "jobhost_sdk::bindings",

@@ -50,6 +50,9 @@ pub struct Ran {
     pub progress: Vec<(f32, Option<String>)>,
     /// Each metadata value attached, in order.
     pub metadata: Vec<(String, serde_json::Value)>,
+    /// Every child it spawned: plugin name, args, options. The mock
+    /// accepts them all, with made-up ids.
+    pub spawned: Vec<(String, serde_json::Value, serde_json::Value)>,
 }
 
 /// The job a mock run pretends to be: its id, attempt and when it is
@@ -128,6 +131,7 @@ impl Default for Ran {
             log: vec![],
             progress: vec![],
             metadata: vec![],
+            spawned: vec![],
         }
     }
 }
@@ -173,6 +177,20 @@ pub(crate) mod host {
         let value = serde_json::from_str(json).map_err(|e| format!("invalid JSON: {e}"))?;
         with(|state| state.ran.metadata.push((key.to_string(), value)), || ());
         Ok(())
+    }
+
+    pub(crate) fn spawn(job: &str, args: &str, options: &str) -> Result<String, String> {
+        let parse = |what: &str, json: &str| {
+            serde_json::from_str::<serde_json::Value>(json).map_err(|e| format!("{what}: {e}"))
+        };
+        let (args, options) = (parse("args", args)?, parse("options", options)?);
+        with(
+            |state| {
+                state.ran.spawned.push((job.to_string(), args, options));
+                Ok(format!("00000000-0000-7000-8000-{:012}", state.ran.spawned.len()))
+            },
+            || Err("spawn needs a host (or a MockContext run)".into()),
+        )
     }
 
     pub(crate) fn is_cancelled() -> bool {

@@ -49,6 +49,19 @@ impl JobStore for RedbStorage {
         read_job(&self.begin_read()?.open_table(JOBS)?, id)
     }
 
+    async fn spawn_child(
+        &self,
+        parent: Uuid,
+        attempt: u32,
+        child: NewJob,
+        now: Millis,
+    ) -> Result<JobRecord, StorageError> {
+        let defaults = self.defaults;
+        self.writer
+            .write(move |txn| jobs::spawn_child(txn, parent, attempt, child, &defaults, now))
+            .await
+    }
+
     async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Option<JobRecord>>, StorageError> {
         let txn = self.begin_read()?;
         let jobs = txn.open_table(JOBS)?;

@@ -100,6 +100,33 @@ pub(super) fn tenant(txn: &WriteTransaction, name: &str) -> Result<TenantRecord,
     }
 }
 
+pub(super) fn spawn_child(
+    txn: &WriteTransaction,
+    parent: Uuid,
+    attempt: u32,
+    mut child: NewJob,
+    defaults: &TenantDefaults,
+    now: Millis,
+) -> Result<JobRecord, StorageError> {
+    let mut parent = read_job(&txn.open_table(JOBS)?, parent)?;
+    if parent.state != JobState::Running || parent.attempt != attempt {
+        return Err(StorageError::Conflict(format!(
+            "job {} is not running attempt {attempt}: it spawns nothing more",
+            parent.id
+        )));
+    }
+    let tenant = tenant(txn, &parent.tenant)?;
+    if let Some(refusal) = rules::spawn_refusal(&parent, &tenant, defaults) {
+        return Err(StorageError::OverQuota(refusal));
+    }
+    child.flow.parent = Some(parent.id);
+    child.flow.depth = parent.flow.depth + 1;
+    let child = insert(txn, child, None, defaults, now)?;
+    parent.flow.children.push(child.id);
+    put_job(txn, &parent)?;
+    Ok(child)
+}
+
 pub(super) fn finish(
     txn: &WriteTransaction,
     id: Uuid,
