@@ -169,6 +169,37 @@ async fn every_operation_answers_what_the_document_says() {
     client.call(M::POST, "/v1/jobs/{id}/clone", &clone, &ops, args, S::ACCEPTED).await;
     client.call(M::DELETE, "/v1/jobs/{id}", &path, &ops, None, S::NO_CONTENT).await;
 
+    // Workflows.
+    let steps = json!({"name": "pair", "steps": [
+        {"step": "a", "job": "acme.greeter", "args": {"name": "A"}},
+        {"step": "b", "job": "acme.greeter", "depends_on": ["a"], "args": {"name": {"$result": "a", "pointer": "/greeting"}}},
+    ]});
+    let flow = client.call(M::POST, "/v1/workflows", "/v1/workflows", &ops, Some(steps), S::ACCEPTED).await;
+    let flow_id = flow["id"].as_str().unwrap().to_string();
+    let b = flow["steps"][1]["job"].as_str().unwrap().to_string();
+    wait_state(&server, &ops, &b, "completed").await;
+    client.call(M::GET, "/v1/workflows", "/v1/workflows", &ops, None, S::OK).await;
+    let one_flow = format!("/v1/workflows/{flow_id}");
+    client.call(M::GET, "/v1/workflows/{id}", &one_flow, &ops, None, S::OK).await;
+    let follow = server.request(M::GET, &format!("{one_flow}/events"), &ops);
+    client.call_raw(follow, "get", "/v1/workflows/{id}/events").await;
+    let cancel_flow = format!("{one_flow}/cancel");
+    client.call(M::POST, "/v1/workflows/{id}/cancel", &cancel_flow, &ops, None, S::OK).await;
+    let retry_flow = format!("{one_flow}/retry");
+    client.call(M::POST, "/v1/workflows/{id}/retry", &retry_flow, &ops, None, S::CONFLICT).await;
+
+    // Schedules.
+    let nightly = json!({"name": "nightly", "cron": "0 3 * * *", "timezone": "Europe/Paris", "job": {"job": "acme.greeter", "args": {"name": "N"}}});
+    let schedule = client.call(M::POST, "/v1/schedules", "/v1/schedules", &ops, Some(nightly), S::CREATED).await;
+    let one_schedule = format!("/v1/schedules/{}", schedule["id"].as_str().unwrap());
+    client.call(M::GET, "/v1/schedules", "/v1/schedules", &ops, None, S::OK).await;
+    client.call(M::GET, "/v1/schedules/{id}", &one_schedule, &ops, None, S::OK).await;
+    let pause_schedule = format!("{one_schedule}/pause");
+    client.call(M::POST, "/v1/schedules/{id}/pause", &pause_schedule, &ops, None, S::OK).await;
+    let resume_schedule = format!("{one_schedule}/resume");
+    client.call(M::POST, "/v1/schedules/{id}/resume", &resume_schedule, &ops, None, S::OK).await;
+    client.call(M::DELETE, "/v1/schedules/{id}", &one_schedule, &ops, None, S::NO_CONTENT).await;
+
     // A long job holding a lock: locks, cancel.
     let sleep = json!({"job": "examples.sleep", "args": {"seconds": 60}, "lock": "printer"});
     let long = client.call(M::POST, "/v1/jobs", "/v1/jobs", &ops, Some(sleep), S::ACCEPTED).await;

@@ -18,17 +18,21 @@
  *  4. API client       api() sends the bearer token, parses JSON, and turns
  *                      {"error":{"code","message"}} into an ApiError that the
  *                      banner shows with its HTTP status.
- *  5. Live streams     EventSource cannot send Authorization, so job streams
- *                      (GET /v1/jobs/{id}/events) are read with fetch() and a
- *                      small incremental SSE parser; followJob() resumes with
- *                      Last-Event-ID; streamPool() caps streams per page.
+ *  5. Live streams     EventSource cannot send Authorization, so job and
+ *                      workflow streams (GET /v1/jobs/{id}/events,
+ *                      /v1/workflows/{id}/events) are read with fetch() and a
+ *                      small incremental SSE parser; followStream() resumes
+ *                      with Last-Event-ID; streamPool() caps streams per page.
  *  6. Charts           inline SVG charts of the last hour, built here.
- *  7. Router           hash routes (#/, #/jobs, #/jobs/<id>, ...). Each page
- *                      gets a context whose AbortController and timers end
- *                      when the page is left, which also stops its streams.
+ *  7. Router           hash routes (#/, #/jobs, #/jobs/<id>, #/workflows,
+ *                      #/workflows/<id>, #/schedules, #/schedules/<id>, ...).
+ *                      Each page gets a context whose AbortController and
+ *                      timers end when the page is left, which also stops
+ *                      its streams.
  *  8. Shell            login screen, header with nav and whoami, banners.
- *  9. Pages            overview, jobs, job, plugins, queues, workers, locks,
- *                      tokens, tenants.
+ *  9. Pages            overview, jobs, job, workflows, workflow, schedules,
+ *                      schedule, plugins, queues, workers, locks, tokens,
+ *                      tenants.
  * 10. Boot.
  *
  * Stable hooks for browser tests are data-test attributes (see the report
@@ -101,9 +105,11 @@ function setCell(cell, key, ...content) {
   replace(cell, ...content);
 }
 
-const STATES = ['scheduled', 'pending', 'running', 'completed', 'failed', 'cancelled', 'expired'];
+const STATES = ['blocked', 'scheduled', 'pending', 'running', 'completed', 'failed', 'cancelled', 'expired'];
 const TERMINAL = new Set(['completed', 'failed', 'cancelled', 'expired']);
-const ACTIVE = new Set(['scheduled', 'pending', 'running']);
+const ACTIVE = new Set(['blocked', 'scheduled', 'pending', 'running']);
+/** The workflow states (read from its steps') that say every step finished. */
+const WORKFLOW_TERMINAL = new Set(['completed', 'failed', 'cancelled', 'various_complete']);
 
 function stateBadge(state, test) {
   return h('span', {class: `badge state-${state}`, test, text: state});
@@ -173,9 +179,49 @@ function emptyRow(columns, text) {
   return h('tr', {class: 'empty'}, h('td', {colspan: columns, text}));
 }
 
+const PER_PAGE = [20, 50, 100];
+
+/** The page and page size a list's hash asks for. */
+function paging(query) {
+  const perPage = Number(query.get('per_page'));
+  return {page: Math.max(1, Number(query.get('page')) || 1), perPage: PER_PAGE.includes(perPage) ? perPage : PER_PAGE[0]};
+}
+
+/** `params` with the page and page size, unless they are the defaults. */
+function withPaging(params, page, perPage) {
+  if (page > 1) params.set('page', page);
+  if (perPage !== PER_PAGE[0]) params.set('per_page', perPage);
+  return params;
+}
+
+/** Previous, next, where we are and the page size, for `total` items
+ * called `noun`; go(page, perPage) shows another page. */
+function pagerControls({page, perPage, total, noun}, go) {
+  const pages = Math.max(1, Math.ceil(total / perPage));
+  const size = select(PER_PAGE.map(n => [String(n), `${n} per page`]), {value: String(perPage), test: 'per-page', onchange: () => {
+    go(1, Number(size.value)).catch(() => {});
+  }});
+  return [
+    button('‹ Previous', () => go(page - 1, perPage), {test: 'page-prev', disabled: page <= 1}),
+    h('span', {class: 'pager-info', test: 'page-info', text: `Page ${page} of ${pages} · ${fmtNumber(total)} ${noun}${total === 1 ? '' : 's'}`}),
+    button('Next ›', () => go(page + 1, perPage), {test: 'page-next', disabled: page >= pages}),
+    size,
+  ];
+}
+
 function field(label, control, hint) {
   return h('label', {class: 'field'}, h('span', {class: 'field-label', text: label}), control,
     hint && h('small', {class: 'hint', text: hint}));
+}
+
+/** The JSON of a form's textarea (empty is {}); `what` (plural) names it
+ * in the error the banner shows when it does not parse. */
+function jsonField(textarea, what) {
+  try {
+    return JSON.parse(textarea.value.trim() || '{}');
+  } catch (err) {
+    throw new ApiError(0, 'invalid', `${what} are not valid JSON: ${err.message}`);
+  }
 }
 
 /** A select of `options` (values, or [value, label] pairs). */
@@ -199,7 +245,18 @@ function dash() {
 }
 
 function jobLink(id, text) {
-  return h('a', {href: `#/jobs/${id}`, class: 'mono', title: id, text: text || shortId(id)});
+  return pageLink('jobs', id, text);
+}
+
+/** A link to `#/<section>/<id>` (a job, workflow or schedule) showing
+ * `text` or the short id. */
+function pageLink(section, id, text) {
+  return h('a', {href: `#/${section}/${id}`, class: 'mono', title: id, text: text || shortId(id)});
+}
+
+/** A link to a workflow or schedule by its name, or its short id. */
+function namedLink(section, id, name) {
+  return name ? h('a', {href: `#/${section}/${id}`, title: id, text: name}) : pageLink(section, id);
 }
 
 function code(value) {
@@ -311,7 +368,7 @@ const session = {token: sessionStorage.getItem(TOKEN_KEY), me: null};
 
 /** Which roles may do what, as the server's extractors decide. */
 const ROLES_THAT_MAY = {
-  submit: ['host_admin', 'admin', 'operator', 'submitter'], // CanSubmit: enqueue, cancel, retry, clone, remove
+  submit: ['host_admin', 'admin', 'operator', 'submitter'], // CanSubmit: enqueue, cancel, retry, clone, remove; workflows, schedules
   view: ['host_admin', 'admin', 'operator', 'viewer'], // CanView: stats, queues, locks, workers
   operate: ['host_admin', 'admin', 'operator'], // CanOperate: plugins, queue settings, locks
   manageTokens: ['host_admin', 'admin'], // CanManageTokens
@@ -448,13 +505,30 @@ function sseParser(dispatch) {
 }
 
 /**
- * Follows job `id`'s stream until it closes or `signal` aborts, calling
- * handlers.state / progress / log / close / dropped with each event's
- * JSON data (with `logs: false`, no log lines: the server reads none). A
- * broken stream is resumed with Last-Event-ID, so nothing is missed or
- * repeated; a 4xx (the job is gone, say) ends it. Resolves when it is over.
+ * Follows job `id`'s stream, calling handlers.state / progress / log /
+ * close / dropped (with `logs: false`, no log lines: the server reads
+ * none). See followStream.
  */
-async function followJob(id, handlers, signal, {logs = true} = {}) {
+function followJob(id, handlers, signal, {logs = true} = {}) {
+  return followStream(`/v1/jobs/${encodeURIComponent(id)}/events${logs ? '' : '?logs=false'}`, handlers, signal);
+}
+
+/**
+ * Follows workflow `id`'s stream, calling handlers.step / state / close.
+ * Its events carry no ids: a resumed stream starts again with where every
+ * step stands.
+ */
+function followWorkflow(id, handlers, signal) {
+  return followStream(`/v1/workflows/${encodeURIComponent(id)}/events`, handlers, signal);
+}
+
+/**
+ * Follows the stream at `path` until it closes or `signal` aborts, calling
+ * handlers[event] with each event's JSON data. A broken stream is resumed
+ * with Last-Event-ID, so nothing is missed or repeated; a 4xx (the job is
+ * gone, say) ends it. Resolves when it is over.
+ */
+async function followStream(path, handlers, signal) {
   let lastId = null;
   let closed = false;
   let failures = 0;
@@ -462,8 +536,7 @@ async function followJob(id, handlers, signal, {logs = true} = {}) {
     try {
       const headers = {...authHeaders(), Accept: 'text/event-stream'};
       if (lastId) headers['Last-Event-ID'] = lastId;
-      const query = logs ? '' : '?logs=false';
-      const response = await fetch(`/v1/jobs/${encodeURIComponent(id)}/events${query}`, {headers, signal, cache: 'no-store'});
+      const response = await fetch(path, {headers, signal, cache: 'no-store'});
       if (!response.ok) throw await errorOf(response);
       const parser = sseParser(({event, data, id: eventId}) => {
         if (eventId) lastId = eventId;
@@ -631,6 +704,10 @@ const ROUTES = [
   {pattern: /^\/$/, page: pageOverview, nav: ['#/', 'Overview', 'nav-overview']},
   {pattern: /^\/jobs$/, page: pageJobs, nav: ['#/jobs', 'Jobs', 'nav-jobs']},
   {pattern: /^\/jobs\/([^/]+)$/, page: pageJob, section: '#/jobs'},
+  {pattern: /^\/workflows$/, page: pageWorkflows, nav: ['#/workflows', 'Workflows', 'nav-workflows']},
+  {pattern: /^\/workflows\/([^/]+)$/, page: pageWorkflow, section: '#/workflows'},
+  {pattern: /^\/schedules$/, page: pageSchedules, nav: ['#/schedules', 'Schedules', 'nav-schedules']},
+  {pattern: /^\/schedules\/([^/]+)$/, page: pageSchedule, section: '#/schedules'},
   {pattern: /^\/plugins$/, page: pagePlugins, nav: ['#/plugins', 'Plugins', 'nav-plugins']},
   {pattern: /^\/queues$/, page: pageQueues, may: 'view', nav: ['#/queues', 'Queues', 'nav-queues']},
   {pattern: /^\/workers$/, page: pageWorkers, may: 'view', nav: ['#/workers', 'Workers', 'nav-workers']},
@@ -910,8 +987,8 @@ function queueGlance(queues) {
     {empty: 'No queue has jobs yet.', test: 'queues-glance'});
 }
 
-function pausedBadge(paused) {
-  return h('span', {class: `badge ${paused ? 'state-paused' : 'state-active'}`, text: paused ? 'paused' : 'active'});
+function pausedBadge(paused, test) {
+  return h('span', {class: `badge ${paused ? 'state-paused' : 'state-active'}`, test, text: paused ? 'paused' : 'active'});
 }
 
 function alerts(list) {
@@ -920,15 +997,13 @@ function alerts(list) {
 
 /* 9b. Jobs: filters, a page of jobs with live state and progress, enqueue. */
 
-const JOB_FILTERS = ['state', 'queue', 'job', 'owner', 'since', 'search'];
-const PER_PAGE = [20, 50, 100];
+const JOB_FILTERS = ['state', 'queue', 'job', 'owner', 'since', 'search', 'schedule'];
 /** Streams the jobs page keeps open (see streamPool). */
 const ROW_STREAMS = 4;
 
 async function pageJobs(ctx, query) {
   const filters = Object.fromEntries(JOB_FILTERS.map(key => [key, query.get(key) || '']));
-  let page = Math.max(1, Number(query.get('page')) || 1);
-  let perPage = PER_PAGE.includes(Number(query.get('per_page'))) ? Number(query.get('per_page')) : PER_PAGE[0];
+  let {page, perPage} = paging(query);
   const rows = new Map();
   const liveProgress = new Map();
   const tbody = h('tbody');
@@ -980,30 +1055,15 @@ async function pageJobs(ctx, query) {
   }
 
   function renderPager(total) {
-    renderChanged(pager, {page, perPage, total}, () => pagerControls(total));
+    renderChanged(pager, {page, perPage, total}, () => pagerControls({page, perPage, total, noun: 'job'}, go));
   }
 
-  function pagerControls(total) {
-    const pages = Math.max(1, Math.ceil(total / perPage));
-    const size = select(PER_PAGE.map(n => [String(n), `${n} per page`]), {value: String(perPage), test: 'per-page', onchange: () => {
-      perPage = Number(size.value);
-      go(1).catch(() => {});
-    }});
-    return [
-      button('‹ Previous', () => go(page - 1), {test: 'page-prev', disabled: page <= 1}),
-      h('span', {class: 'pager-info', test: 'page-info', text: `Page ${page} of ${pages} · ${fmtNumber(total)} job${total === 1 ? '' : 's'}`}),
-      button('Next ›', () => go(page + 1), {test: 'page-next', disabled: page >= pages}),
-      size,
-    ];
-  }
-
-  function go(to) {
+  function go(to, size = perPage) {
     page = Math.max(1, to);
+    perPage = size;
     const params = new URLSearchParams();
     JOB_FILTERS.forEach(key => filters[key] && params.set(key, filters[key]));
-    if (page > 1) params.set('page', page);
-    if (perPage !== PER_PAGE[0]) params.set('per_page', perPage);
-    setHashQuietly('/jobs', params);
+    setHashQuietly('/jobs', withPaging(params, page, perPage));
     return load();
   }
 
@@ -1013,14 +1073,14 @@ async function pageJobs(ctx, query) {
     return go(1);
   }
 
-  ctx.root.append(
+  append(ctx.root, [
     pageHead('Jobs', button('Refresh', load, {test: 'jobs-refresh', kind: 'ghost'})),
     may('submit') && enqueueForm(ctx, enqueued),
     jobFilterForm(filters, () => go(1)),
     h('div', {class: 'table-wrap'}, h('table', {class: 'table', test: 'jobs'},
       h('thead', null, h('tr', null, ['Job', 'Plugin', 'Queue', 'State', 'Progress', 'Owner', 'Created'].map(text => h('th', {text})), h('th', {class: 'num', text: 'Duration'}))),
       tbody)),
-    pager);
+    pager]);
   await load();
   ctx.every(5000, load);
   ctx.every(1000, () => rows.forEach(row => row.state === 'running' && fillDuration(row.cells.duration, row.job)));
@@ -1093,6 +1153,8 @@ function jobFilterForm(filters, apply) {
     owner: may('view') ? h('input', {type: 'text', value: filters.owner, placeholder: 'anyone', test: 'filter-owner'}) : null,
     since: h('input', {type: 'datetime-local', value: toLocalInput(filters.since), test: 'filter-since'}),
     search: h('input', {type: 'search', value: filters.search, placeholder: 'text in args, names, errors…', test: 'filter-search'}),
+    // Set by a schedule's page only ("Jobs it enqueued"), so shown only then.
+    schedule: filters.schedule ? h('input', {type: 'text', class: 'mono', value: filters.schedule, test: 'filter-schedule'}) : null,
   };
   const read = () => {
     for (const [key, control] of Object.entries(controls)) {
@@ -1115,30 +1177,31 @@ function jobFilterForm(filters, apply) {
     controls.owner && field('Owner', controls.owner),
     field('Created since', controls.since),
     h('div', {class: 'field grow'}, field('Search', controls.search)),
+    controls.schedule && field('Schedule', controls.schedule),
     h('div', {class: 'filter-buttons'},
       h('button', {type: 'submit', class: 'btn', test: 'filter-apply', text: 'Apply'}),
       button('Reset', reset, {kind: 'ghost', test: 'filter-reset'})));
 }
 
+/** A select of the plugins, filled once they are listed. */
+function pluginSelect(ctx, test) {
+  const node = h('select', {test, required: true}, h('option', {value: '', text: 'loading plugins…'}));
+  listAll('/v1/plugins', 'plugins', ctx.signal).then(plugins => {
+    replace(node, plugins.length ? plugins.map(p => h('option', {value: p.name, text: p.name})) : h('option', {value: '', text: 'no plugins'}));
+  }).catch(() => {});
+  return node;
+}
+
 function enqueueForm(ctx, enqueued) {
-  const job = h('select', {test: 'enqueue-job', required: true}, h('option', {value: '', text: 'loading plugins…'}));
+  const job = pluginSelect(ctx, 'enqueue-job');
   const args = h('textarea', {test: 'enqueue-args', rows: 3, spellcheck: 'false', class: 'mono', value: '{}'});
   const queue = h('input', {type: 'text', test: 'enqueue-queue', placeholder: 'default'});
   const priority = h('input', {type: 'number', test: 'enqueue-priority', placeholder: '0', step: 1, min: -1000, max: 1000});
   const delay = h('input', {type: 'number', test: 'enqueue-delay', placeholder: '0', step: 1, min: 0});
   const submit = h('button', {type: 'submit', class: 'btn primary', test: 'enqueue-submit', text: 'Enqueue'});
-  listAll('/v1/plugins', 'plugins', ctx.signal).then(plugins => {
-    replace(job, plugins.length ? plugins.map(p => h('option', {value: p.name, text: p.name})) : h('option', {value: '', text: 'no plugins'}));
-  }).catch(() => {});
 
   async function send() {
-    let parsed;
-    try {
-      parsed = JSON.parse(args.value.trim() || '{}');
-    } catch (err) {
-      throw new ApiError(0, 'invalid', `args are not valid JSON: ${err.message}`);
-    }
-    const body = {job: job.value, args: parsed};
+    const body = {job: job.value, args: jsonField(args, 'args')};
     if (queue.value.trim()) body.queue = queue.value.trim();
     if (priority.value !== '') body.priority = Number(priority.value);
     if (delay.value !== '') body.delay_ms = Number(delay.value);
@@ -1285,6 +1348,7 @@ function jobActions(job, changed) {
 /** The job's fields; `live` holds the elements that outlive a render. */
 function jobDetails(job, live) {
   const link = id => (id ? jobLink(id, id) : null);
+  const links = ids => (ids && ids.length ? h('div', null, ids.map(id => h('div', null, link(id)))) : null);
   const json = value => (value && Object.keys(value).length ? code(value) : null);
   return props([
     ['Plugin', h('span', null, job.job, ' ', h('span', {class: 'mono muted small', title: job.plugin_digest, text: job.plugin_digest.slice(0, 19)}))],
@@ -1308,6 +1372,13 @@ function jobDetails(job, live) {
     ['Retried by', link(job.retried_by)],
     ['Cloned from', link(job.cloned_from)],
     ['Clones', live.clones],
+    links(job.depends_on) && ['Depends on', links(job.depends_on)],
+    job.next_job_id && ['Next job', link(job.next_job_id)],
+    job.workflow && ['Workflow', pageLink('workflows', job.workflow, job.workflow)],
+    job.step && ['Step', h('span', {class: 'mono', text: job.step})],
+    job.parent && ['Parent', link(job.parent)],
+    links(job.children) && ['Children', links(job.children)],
+    job.schedule && ['Schedule', pageLink('schedules', job.schedule, job.schedule)],
     job.broadcast && ['Broadcast', h('span', {class: 'mono', text: `${job.broadcast} on ${job.pinned_to}`})],
     job.callback_url && ['Callback', h('span', {class: 'mono', text: job.callback_url})],
     job.webhook && ['Webhook', `${job.webhook.state.replace('_', ' ')} after ${job.webhook.attempts} attempts${job.webhook.error ? ` (last: ${job.webhook.error})` : ''}`],
@@ -1363,7 +1434,270 @@ function appendLog(log, line) {
   if (atEnd) log.scrollTop = log.scrollHeight;
 }
 
-/* 9d. Plugins: list, versions, upload, remove. */
+/* 9d. Workflows: a page of them with state and progress; one workflow's
+ * steps, followed live, with cancel and retry. */
+
+async function pageWorkflows(ctx, query) {
+  let {page, perPage} = paging(query);
+  const list = h('div');
+  const pager = h('div', {class: 'pager'});
+
+  const load = async () => {
+    const answer = await api('GET', `/v1/workflows?${new URLSearchParams({page, per_page: perPage})}`, {signal: ctx.signal});
+    renderChanged(list, answer.workflows, workflowTable);
+    renderChanged(pager, {page, perPage, total: answer.total}, () => pagerControls({page, perPage, total: answer.total, noun: 'workflow'}, go));
+  };
+
+  function go(to, size = perPage) {
+    page = Math.max(1, to);
+    perPage = size;
+    setHashQuietly('/workflows', withPaging(new URLSearchParams(), page, perPage));
+    return load();
+  }
+
+  ctx.root.append(pageHead('Workflows', button('Refresh', load, {test: 'workflows-refresh', kind: 'ghost'})), card(null, list), pager);
+  await load();
+  ctx.every(5000, load);
+}
+
+function workflowTable(workflows) {
+  return table(['Workflow', 'State', 'Progress', ['Steps', 'num'], 'Created', 'Owner'],
+    workflows.map(workflow => {
+      const bar = progressBar();
+      setProgress(bar, workflow.percent, workflow.state);
+      return h('tr', {test: 'workflow-row', 'data-id': workflow.id, 'data-state': workflow.state},
+        h('td', null, namedLink('workflows', workflow.id, workflow.name)),
+        h('td', null, stateBadge(workflow.state, 'workflow-state')),
+        h('td', {class: 'cell-progress'}, bar, h('div', {class: 'progress-message', text: `${workflow.done} of ${workflow.total} finished`})),
+        h('td', {class: 'num', text: workflow.total}),
+        h('td', {class: 'nowrap', title: fmtTime(workflow.created_at), text: fmtWhen(workflow.created_at)}),
+        h('td', {text: workflow.owner}));
+    }), {empty: 'No workflows yet.', test: 'workflows'});
+}
+
+async function pageWorkflow(ctx, id) {
+  const path = `/v1/workflows/${encodeURIComponent(id)}`;
+  const view = {
+    title: h('h1'),
+    badge: stateBadge('', 'workflow-state'),
+    actions: h('div', {class: 'page-actions', test: 'workflow-actions'}),
+    bar: progressBar('workflow-progress'),
+    progressMessage: h('div', {class: 'progress-message', test: 'workflow-progress-message'}),
+    details: h('div'),
+    steps: h('div'),
+  };
+  let following = false;
+
+  function show(workflow) {
+    view.title.textContent = workflow.name || `Workflow ${shortId(workflow.id)}`;
+    setBadge(view.badge, workflow.state);
+    renderChanged(view.actions, workflow.state, () => workflowActions(workflow, show));
+    setProgress(view.bar, workflow.percent, workflow.state);
+    view.progressMessage.textContent = `${workflow.done} of ${workflow.total} steps finished`;
+    renderChanged(view.details, workflow, workflowDetails);
+    renderChanged(view.steps, workflow.steps, stepTable);
+    if (!WORKFLOW_TERMINAL.has(workflow.state)) follow();
+  }
+
+  const load = async () => show(await api('GET', path, {signal: ctx.signal}));
+  const reloadSoon = debounce(() => load().catch(() => {}), 300);
+
+  /** Follows the stream while the workflow goes on (again after a retry). */
+  function follow() {
+    if (following) return;
+    following = true;
+    followWorkflow(id, {step: reloadSoon, state: reloadSoon, close: reloadSoon}, ctx.signal).finally(() => { following = false; });
+  }
+
+  await load();
+  ctx.root.append(
+    h('div', {class: 'page-head'},
+      h('div', null,
+        h('a', {href: '#/workflows', class: 'back', text: '← Workflows'}),
+        h('div', {class: 'title-row'}, view.title, view.badge),
+        h('div', {class: 'mono muted small', text: id})),
+      view.actions),
+    h('div', {class: 'grid-2'}, card('Progress', view.bar, view.progressMessage), card('Details', view.details)),
+    card('Steps', view.steps));
+}
+
+/** Cancel while the workflow goes on; retry once it ended short of
+ * completing (the server retries the steps that did not complete). */
+function workflowActions(workflow, changed) {
+  if (!may('submit')) return [];
+  const path = `/v1/workflows/${encodeURIComponent(workflow.id)}`;
+  const finished = WORKFLOW_TERMINAL.has(workflow.state);
+  return [
+    !finished && button('Cancel', async () => changed(await api('POST', `${path}/cancel`)), {test: 'workflow-cancel'}),
+    finished && workflow.state !== 'completed' && button('Retry', async () => changed(await api('POST', `${path}/retry`)), {test: 'workflow-retry'}),
+  ];
+}
+
+function workflowDetails(workflow) {
+  return props([
+    ['Owner', workflow.owner],
+    ['Created', fmtTime(workflow.created_at)],
+    ['Retries', String(workflow.retries)],
+    ['Steps', stateCounts(workflow.counts)],
+    workflow.description && ['Description', workflow.description],
+  ]);
+}
+
+/** The steps, each after those it depends on; a step whose job was
+ * removed has no state. */
+function stepTable(steps) {
+  return table(['Step', 'State', 'Depends on', 'Job', 'Started', 'Finished', 'Error'],
+    steps.map(step => h('tr', {test: 'workflow-step', 'data-step': step.step, 'data-state': step.state || 'removed'},
+      h('td', {class: 'mono', test: 'step-name', text: step.step}),
+      h('td', null, stateBadge(step.state || 'removed', 'step-state')),
+      h('td', null, step.depends_on.length ? step.depends_on.map(name => h('span', {class: 'chip mono', text: name})) : dash()),
+      h('td', null, jobLink(step.job)),
+      h('td', {class: 'nowrap', text: fmtTime(step.started_at)}),
+      h('td', {class: 'nowrap', text: fmtTime(step.finished_at)}),
+      h('td', null, step.error ? [h('span', {class: 'muted small', text: `${step.error.kind}: `}), step.error.message] : dash()))),
+    {empty: 'No steps.', test: 'workflow-steps'});
+}
+
+/* 9e. Schedules: recurring jobs; create, pause, resume, delete. */
+
+async function pageSchedules(ctx) {
+  const list = h('div');
+  const load = async () => renderChanged(list, (await api('GET', '/v1/schedules', {signal: ctx.signal})).schedules, scheduleTable);
+  const created = async schedule => {
+    showNotice('Created schedule ', namedLink('schedules', schedule.id, schedule.name), ` (${schedule.cron}, ${schedule.timezone}).`);
+    await load();
+  };
+  append(ctx.root, [
+    pageHead('Schedules', button('Refresh', load, {test: 'schedules-refresh', kind: 'ghost'})),
+    may('submit') && scheduleForm(ctx, created),
+    card('Schedules', list)]);
+  await load();
+  ctx.every(5000, load);
+}
+
+function scheduleTable(schedules) {
+  return table(['Schedule', 'Cron', 'Time zone', 'Plugin', 'Status', 'Next run', ['Runs', 'num'], 'Last job'],
+    schedules.map(schedule => h('tr', {test: 'schedule-row', 'data-id': schedule.id},
+      h('td', null, namedLink('schedules', schedule.id, schedule.name)),
+      h('td', {class: 'mono', text: schedule.cron}),
+      h('td', {text: schedule.timezone}),
+      h('td', {class: 'mono', text: schedule.job.job}),
+      h('td', null, pausedBadge(schedule.paused)),
+      h('td', {class: 'nowrap', text: fmtTime(schedule.next_run_at)}),
+      h('td', {class: 'num', text: fmtNumber(schedule.runs)}),
+      h('td', null, schedule.last_job ? jobLink(schedule.last_job) : dash()))),
+    {empty: 'No schedules yet.', test: 'schedules'});
+}
+
+function scheduleForm(ctx, created) {
+  const name = h('input', {type: 'text', test: 'schedule-name', placeholder: 'nightly report'});
+  const cron = h('input', {type: 'text', test: 'schedule-cron', class: 'mono', required: true, spellcheck: 'false', placeholder: '0 3 * * *',
+    title: 'minute hour day-of-month month day-of-week, with an optional seconds field first'});
+  const timezone = h('input', {type: 'text', test: 'schedule-timezone', placeholder: 'UTC', title: 'an IANA time zone the cron is read in'});
+  const job = pluginSelect(ctx, 'schedule-job');
+  const missed = select([['run_once', 'run once'], ['skip', 'skip']], {value: 'run_once', test: 'schedule-missed',
+    title: 'what the runs missed while no host was up become'});
+  const args = h('textarea', {test: 'schedule-args', rows: 3, spellcheck: 'false', class: 'mono', value: '{}'});
+  const submit = h('button', {type: 'submit', class: 'btn primary', test: 'schedule-create', text: 'Create schedule'});
+
+  async function send() {
+    const body = {cron: cron.value.trim(), timezone: timezone.value.trim() || 'UTC', missed: missed.value, job: {job: job.value, args: jsonField(args, 'args')}};
+    if (name.value.trim()) body.name = name.value.trim();
+    clearBanner();
+    await created(await api('POST', '/v1/schedules', {body}));
+  }
+
+  return card('New schedule', h('form', {class: 'inline-form', test: 'schedule-form', onsubmit: event => {
+    event.preventDefault();
+    runAction(submit, send);
+  }},
+    field('Name', name),
+    field('Cron', cron),
+    field('Time zone', timezone),
+    field('Plugin', job),
+    field('Missed runs', missed),
+    h('div', {class: 'field-args'}, field('Args (JSON)', args)),
+    h('div', {class: 'form-actions'}, submit)));
+}
+
+async function pageSchedule(ctx, id) {
+  const path = `/v1/schedules/${encodeURIComponent(id)}`;
+  const view = {
+    title: h('h1'),
+    status: h('span'),
+    actions: h('div', {class: 'page-actions', test: 'schedule-actions'}),
+    details: h('div', {test: 'schedule-details'}),
+    nextRuns: h('div'),
+    job: h('div', {test: 'schedule-job'}),
+  };
+
+  function show(schedule) {
+    view.title.textContent = schedule.name || `Schedule ${shortId(schedule.id)}`;
+    renderChanged(view.status, schedule.paused, paused => pausedBadge(paused, 'schedule-status'));
+    renderChanged(view.actions, schedule.paused, () => scheduleActions(schedule, show));
+    renderChanged(view.details, schedule, scheduleDetails);
+    renderChanged(view.nextRuns, {runs: schedule.next_runs, paused: schedule.paused}, nextRunList);
+    renderChanged(view.job, schedule.job, job => code(withoutNulls(job)));
+  }
+
+  const load = async () => show(await api('GET', path, {signal: ctx.signal}));
+  await load();
+  ctx.root.append(
+    h('div', {class: 'page-head'},
+      h('div', null,
+        h('a', {href: '#/schedules', class: 'back', text: '← Schedules'}),
+        h('div', {class: 'title-row'}, view.title, view.status),
+        h('div', {class: 'mono muted small', text: id})),
+      view.actions),
+    h('div', {class: 'grid-2'},
+      card('Details', view.details),
+      h('div', {class: 'stack'}, card('Next runs', view.nextRuns), card('The job each run enqueues', view.job))));
+  ctx.every(5000, load);
+}
+
+function scheduleActions(schedule, changed) {
+  if (!may('submit')) return [];
+  const path = `/v1/schedules/${encodeURIComponent(schedule.id)}`;
+  const label = schedule.name || schedule.id;
+  return [
+    schedule.paused
+      ? button('Resume', async () => changed(await api('POST', `${path}/resume`)), {test: 'schedule-resume'})
+      : button('Pause', async () => changed(await api('POST', `${path}/pause`)), {test: 'schedule-pause'}),
+    button('Delete', async () => {
+      if (!confirm(`Delete schedule ${label}? It enqueues no more jobs; those it enqueued stay.`)) return;
+      await api('DELETE', path);
+      nextNotice = `Deleted schedule ${label}.`;
+      location.hash = '#/schedules';
+    }, {test: 'schedule-delete', kind: 'danger'}),
+  ];
+}
+
+function scheduleDetails(schedule) {
+  return props([
+    ['Cron', h('span', {class: 'mono', text: schedule.cron})],
+    ['Time zone', schedule.timezone],
+    ['Plugin', h('span', {class: 'mono', text: schedule.job.job})],
+    ['Missed runs', schedule.missed.replace('_', ' ')],
+    ['Owner', schedule.owner],
+    ['Tenant', schedule.tenant],
+    ['Created', fmtTime(schedule.created_at)],
+    ['Next run', schedule.next_run_at && fmtTime(schedule.next_run_at)],
+    ['Last run', schedule.last_run_at && fmtTime(schedule.last_run_at)],
+    ['Runs', fmtNumber(schedule.runs)],
+    ['Skipped', fmtNumber(schedule.skipped)],
+    ['Last job', schedule.last_job && jobLink(schedule.last_job, schedule.last_job)],
+    ['Jobs', h('a', {href: `#/jobs?schedule=${encodeURIComponent(schedule.id)}`, test: 'schedule-jobs', text: 'the jobs it enqueued'})],
+    schedule.last_error && ['Last error', h('span', {class: 'warn', test: 'schedule-error', text: schedule.last_error})],
+  ]);
+}
+
+/** The next run times, in the schedule's zone as the server wrote them. */
+function nextRunList({runs, paused}) {
+  if (!runs.length) return h('p', {class: 'muted', text: paused ? 'None while paused.' : 'No time ahead.'});
+  return h('ol', {class: 'runs', test: 'schedule-next-runs'}, runs.map(run => h('li', {class: 'mono', text: run})));
+}
+
+/* 9f. Plugins: list, versions, upload, remove. */
 
 async function pagePlugins(ctx) {
   const list = h('div');
@@ -1444,7 +1778,7 @@ function uploadForm(uploaded) {
     h('div', {class: 'form-actions'}, submit)));
 }
 
-/* 9e. Queues: health, pause and resume, concurrency. */
+/* 9g. Queues: health, pause and resume, concurrency. */
 
 async function pageQueues(ctx) {
   const list = h('div');
@@ -1489,7 +1823,7 @@ function stateCounts(counts) {
   return h('div', {class: 'counts'}, present.map(state => h('span', {class: `count state-${state}`, title: state}, h('b', {text: counts[state]}), ` ${state}`)));
 }
 
-/* 9f. Workers: slots, heartbeats, modes (changed by host admins). */
+/* 9h. Workers: slots, heartbeats, modes (changed by host admins). */
 
 async function pageWorkers(ctx) {
   const list = h('div');
@@ -1523,7 +1857,7 @@ function workerTable(workers, reload) {
     }), {empty: 'No worker has reported yet.', test: 'workers'});
 }
 
-/* 9g. Locks: held locks and the job holding each. */
+/* 9i. Locks: held locks and the job holding each. */
 
 async function pageLocks(ctx) {
   const list = h('div');
@@ -1545,7 +1879,7 @@ function lockTable(locks, reload) {
     }, {kind: 'small danger', test: 'lock-clear'})))), {empty: 'No lock is held.', test: 'locks'});
 }
 
-/* 9h. Tokens: list, create (the secret is shown once), revoke. */
+/* 9j. Tokens: list, create (the secret is shown once), revoke. */
 
 async function pageTokens(ctx) {
   const list = h('div');
@@ -1606,7 +1940,7 @@ function tokenTable(tokens, reload) {
     }, {kind: 'small danger', test: 'token-revoke'})))), {empty: 'No tokens.', test: 'tokens'});
 }
 
-/* 9i. Tenants: quotas (host admins set them; a tenant admin reads its own). */
+/* 9k. Tenants: quotas (host admins set them; a tenant admin reads its own). */
 
 async function pageTenants(ctx) {
   ctx.root.append(pageHead('Tenants'));
@@ -1665,12 +1999,7 @@ function tenantEditor(ctx, saved) {
   };
   const loadOne = async () => edit(await api('GET', `/v1/tenants/${encodeURIComponent(fields.name.value.trim())}`, {signal: ctx.signal}));
   const save = async () => {
-    let maxLimits;
-    try {
-      maxLimits = JSON.parse(fields.max_limits.value.trim() || '{}');
-    } catch (err) {
-      throw new ApiError(0, 'invalid', `limit caps are not valid JSON: ${err.message}`);
-    }
+    const maxLimits = jsonField(fields.max_limits, 'limit caps');
     const orNull = input => (input.value === '' ? null : Number(input.value));
     const body = {max_running: orNull(fields.max_running), max_queued: orNull(fields.max_queued), max_priority: orNull(fields.max_priority), max_limits: maxLimits};
     const tenant = await api('PUT', `/v1/tenants/${encodeURIComponent(fields.name.value.trim())}`, {body});

@@ -20,12 +20,16 @@ from jobhost_client.api.jobs import (broadcast_job, cancel_job, clone_job, enque
                                      retry_job)
 from jobhost_client.api.plugins import (get_plugin, list_plugins, plugin_versions, remove_plugin,
                                         remove_plugin_version, replace_plugin, upload_plugin)
+from jobhost_client.api.schedules import (create_schedule, delete_schedule, get_schedule,
+                                          list_schedules, pause_schedule, resume_schedule)
+from jobhost_client.api.workflows import (cancel_workflow, follow_workflow, get_workflow,
+                                          list_workflows, retry_workflow, submit_workflow)
 from jobhost_client.api.queues import (change_queue, clear_lock, get_queue, list_locks,
                                        list_queues, pause_queue, resume_queue)
 from jobhost_client.api.system import health, me, metrics, openapi_document, stats
 from jobhost_client.api.workers import command_workers, list_workers, ping_worker, set_worker_mode
 from jobhost_client.models import (BatchRequest, Command, JobRequest, ResubmitRequest, NewToken, QueueChange, Quotas,
-                                   Relabel)
+                                   Relabel, ScheduleRequest, WorkflowRequest)
 from jobhost_client.types import File
 
 base, token, component_path = sys.argv[1:4]
@@ -78,6 +82,32 @@ follow_job.sync_detailed(str(first.id), client=client)
 called.add("follow_job")
 call(retry_job, str(first.id), body=ResubmitRequest.from_dict({}))
 call(clone_job, str(first.id), body=ResubmitRequest.from_dict({"args": {"name": "Bob"}}))
+
+steps = [{"step": "a", "job": "acme.greeter", "args": {"name": "W"}},
+         {"step": "b", "job": "acme.greeter", "depends_on": ["a"],
+          "args": {"name": {"$result": "a", "pointer": "/greeting"}}}]
+flow = call(submit_workflow, body=WorkflowRequest.from_dict({"name": "pair", "steps": steps}))
+flow_id = str(flow.to_dict()["id"])
+for _ in range(1200):
+    if call(get_workflow, flow_id).to_dict()["state"] == "completed":
+        break
+    time.sleep(0.05)
+else:
+    raise AssertionError(f"workflow {flow_id} never completed")
+assert call(list_workflows).to_dict()["total"] >= 1
+follow_workflow.sync_detailed(flow_id, client=client)
+called.add("follow_workflow")
+call(cancel_workflow, flow_id)
+call(retry_workflow, flow_id, expect=(409,))
+
+schedule = call(create_schedule, body=ScheduleRequest.from_dict(
+    {"cron": "0 3 * * *", "timezone": "Asia/Tokyo", "job": {"job": "acme.greeter", "args": {"name": "S"}}}))
+schedule_id = str(schedule.to_dict()["id"])
+assert any(str(s["id"]) == schedule_id for s in call(list_schedules).to_dict()["schedules"])
+assert call(get_schedule, schedule_id).to_dict()["next_runs"][0].endswith("T03:00:00+09:00")
+call(pause_schedule, schedule_id)
+call(resume_schedule, schedule_id)
+call(delete_schedule, schedule_id)
 call(remove_job, str(first.id))
 
 long = job({"job": "examples.sleep", "args": {"seconds": 60}, "lock": "printer"})
