@@ -174,7 +174,9 @@ async fn every_operation_answers_what_the_document_says() {
         {"step": "a", "job": "acme.greeter", "args": {"name": "A"}},
         {"step": "b", "job": "acme.greeter", "depends_on": ["a"], "args": {"name": {"$result": "a", "pointer": "/greeting"}}},
     ]});
-    let flow = client.call(M::POST, "/v1/workflows", "/v1/workflows", &ops, Some(steps), S::ACCEPTED).await;
+    let flow = client
+        .call(M::POST, "/v1/workflows", "/v1/workflows", &ops, Some(steps), S::ACCEPTED)
+        .await;
     let flow_id = flow["id"].as_str().unwrap().to_string();
     let b = flow["steps"][1]["job"].as_str().unwrap().to_string();
     wait_state(&server, &ops, &b, "completed").await;
@@ -190,7 +192,9 @@ async fn every_operation_answers_what_the_document_says() {
 
     // Schedules.
     let nightly = json!({"name": "nightly", "cron": "0 3 * * *", "timezone": "Europe/Paris", "job": {"job": "acme.greeter", "args": {"name": "N"}}});
-    let schedule = client.call(M::POST, "/v1/schedules", "/v1/schedules", &ops, Some(nightly), S::CREATED).await;
+    let schedule = client
+        .call(M::POST, "/v1/schedules", "/v1/schedules", &ops, Some(nightly), S::CREATED)
+        .await;
     let one_schedule = format!("/v1/schedules/{}", schedule["id"].as_str().unwrap());
     client.call(M::GET, "/v1/schedules", "/v1/schedules", &ops, None, S::OK).await;
     client.call(M::GET, "/v1/schedules/{id}", &one_schedule, &ops, None, S::OK).await;

@@ -293,3 +293,59 @@ fn a_server_that_is_not_there_is_one_line() {
     assert!(error.starts_with("jobhost: cannot reach http://127.0.0.1:9"), "{error}");
     assert!(!Path::new(&home.path().join(".config/jobhost/client.toml")).exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_are_submitted_shown_and_retried_and_schedules_created_paused_and_deleted() {
+    let fixture = Fixture::start().await;
+    let file = fixture.home.path().join("flow.json");
+    let flow = serde_json::json!({"name": "cli-pair", "steps": [
+        {"step": "first", "job": "examples.hello", "args": {"name": "one"}},
+        {"step": "second", "job": "examples.fail", "depends_on": ["first"]},
+    ]});
+    std::fs::write(&file, flow.to_string()).unwrap();
+    let submitted = fixture.json(&["workflows", "submit", file.to_str().unwrap()]).await;
+    let id = submitted["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fixture.json(&["workflows", "show", &id]).await["state"] != "failed" {
+        assert!(Instant::now() < deadline, "the workflow fails at its second step");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shown = fixture.run(&["workflows", "show", &id]).await;
+    let table = text(&shown.stdout);
+    for expected in ["cli-pair", "first", "second", "completed", "failed", "failed on purpose"] {
+        assert!(table.contains(expected), "{expected:?} in:\n{table}");
+    }
+    let listed = text(&fixture.run(&["workflows"]).await.stdout);
+    assert!(listed.contains(&id) && listed.contains("2/2"), "{listed}");
+    let retried = fixture.json(&["workflows", "retry", &id]).await;
+    assert_eq!(retried["retries"], 1);
+
+    let created = fixture
+        .json(&[
+            "schedules",
+            "create",
+            "examples.hello",
+            r#"{"name":"cron"}"#,
+            "--cron",
+            "0 6 * * 1",
+            "--timezone",
+            "America/New_York",
+            "--name",
+            "weekly",
+        ])
+        .await;
+    let schedule = created["id"].as_str().unwrap().to_string();
+    assert!(created["next_runs"][0].as_str().unwrap().contains("T06:00:00-0"), "{created}");
+    let shown = text(&fixture.run(&["schedules", "show", &schedule]).await.stdout);
+    assert!(shown.contains("0 6 * * 1 (America/New_York)") && shown.contains("weekly"), "{shown}");
+    assert_eq!(fixture.json(&["schedules", "pause", &schedule]).await["paused"], true);
+    assert_eq!(fixture.json(&["schedules", "resume", &schedule]).await["paused"], false);
+    let listed = text(&fixture.run(&["schedules"]).await.stdout);
+    assert!(listed.contains("weekly") && listed.contains("examples.hello"), "{listed}");
+    let deleted = fixture.run(&["schedules", "delete", &schedule]).await;
+    assert!(text(&deleted.stdout).contains("deleted schedule"), "{}", text(&deleted.stderr));
+    let missing = fixture.run(&["schedules", "show", &schedule]).await;
+    assert_ne!(missing.status.code(), Some(0));
+    assert!(text(&missing.stderr).contains("404"), "{}", text(&missing.stderr));
+    fixture.stop().await;
+}

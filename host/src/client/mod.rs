@@ -8,7 +8,8 @@
 //!   live with a progress bar, its log above it and its result at the end.
 //! - `table` and `format`: output for people (tables that fit the terminal,
 //!   colour only on a terminal); `--output json` prints the server's JSON.
-//! - `jobs`, `plugins`, `admin`: the commands, by what they act on.
+//! - `jobs`, `plugins`, `flows` (workflows, schedules), `admin`: the
+//!   commands, by what they act on.
 //!
 //! Nothing here depends on the rest of the host: a client speaks only the
 //! HTTP API, so it works against any jobhost server it can reach. The one
@@ -16,6 +17,7 @@
 //! [`crate::author`].
 
 mod admin;
+mod flows;
 mod follow;
 mod format;
 mod http;
@@ -104,6 +106,20 @@ pub enum Command {
         #[command(subcommand)]
         command: jobs::JobCommand,
     },
+    /// Workflows: list; submit, show, cancel, retry one.
+    Workflows {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: Option<flows::WorkflowCommand>,
+    },
+    /// Recurring schedules: list; create, show, pause, resume, delete one.
+    Schedules {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: Option<flows::ScheduleCommand>,
+    },
     /// Queue health; pause, resume, concurrency.
     Queues {
         #[command(flatten)]
@@ -167,6 +183,12 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
         }
         Command::Job { connection, command } => {
             jobs::run(&connection.client()?, connection.output, command).await
+        }
+        Command::Workflows { connection, command } => {
+            flows::workflows(&connection.client()?, connection.output, command).await
+        }
+        Command::Schedules { connection, command } => {
+            flows::schedules(&connection.client()?, connection.output, command).await
         }
         Command::Queues { connection, command } => {
             admin::queues(&connection.client()?, connection.output, command).await

@@ -28,13 +28,13 @@ impl From<&str> for Cell {
     }
 }
 
-/// A job state, in the colour a person reads it by.
+/// A job's or a workflow's state, in the colour a person reads it by.
 pub fn state(name: &str) -> Cell {
     let colour = match name {
         "completed" => Some(Color::Green),
         "failed" | "expired" => Some(Color::Red),
         "running" => Some(Color::Cyan),
-        "cancelled" => Some(Color::Yellow),
+        "cancelled" | "various" | "various_complete" => Some(Color::Yellow),
         _ => None,
     };
     Cell { text: name.to_string(), colour }
