@@ -159,3 +159,53 @@ async fn every_page_loads_for_every_role_and_shows_only_what_it_may() {
     }
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sees_a_workflow_step_by_step_and_pauses_a_schedule() {
+    let server = TestServer::start().await;
+    let flow = json!({"name": "ui-diamond", "steps": [
+        {"step": "fetch", "job": "examples.hello", "args": {"name": "ui"}},
+        {"step": "broken", "job": "examples.fail", "depends_on": ["fetch"]},
+        {"step": "report", "job": "examples.hello", "depends_on": ["broken"], "args": {"name": "never"}},
+    ]});
+    let (status, workflow) = server.call(Method::POST, "/v1/workflows", ADMIN, Some(flow)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{workflow}");
+    let id = workflow["id"].as_str().unwrap().to_string();
+    let nightly = json!({"name": "ui-nightly", "cron": "0 2 * * *", "job": {"job": "examples.hello", "args": {"name": "n"}}});
+    let (status, schedule) = server.call(Method::POST, "/v1/schedules", ADMIN, Some(nightly)).await;
+    assert_eq!(status, StatusCode::CREATED, "{schedule}");
+    let browser = Browser::start().await;
+    log_in(&browser, &server.base, ADMIN, "admin").await;
+
+    browser.click("[data-test=nav-workflows]").await;
+    let row = browser.wait_for_text("[data-test=workflow-row]", |t| t.contains("ui-diamond")).await;
+    assert!(row.contains("admin"), "{row}");
+    browser.script(&format!("location.hash = '#/workflows/{id}';")).await;
+    let state = "[data-test=workflow-step] [data-test=step-state]";
+    browser.wait_for_text("[data-test=workflow-state]", |t| t.contains("failed")).await;
+    let states = browser
+        .script(&format!(
+            "return [...document.querySelectorAll('{state}')].map(b => b.textContent);"
+        ))
+        .await;
+    assert_eq!(states, json!(["completed", "failed", "cancelled"]), "each step's state, in order");
+    browser.screenshot(&screenshots().join("workflow.png")).await;
+
+    browser.click("[data-test=nav-schedules]").await;
+    browser.wait_for_text("[data-test=schedule-row]", |t| t.contains("ui-nightly")).await;
+    browser
+        .script(&format!("location.hash = '#/schedules/{}';", schedule["id"].as_str().unwrap()))
+        .await;
+    browser.click("[data-test=schedule-pause]").await;
+    browser.wait_for("[data-test=schedule-resume]").await;
+    let (_, paused) = server
+        .call(
+            Method::GET,
+            &format!("/v1/schedules/{}", schedule["id"].as_str().unwrap()),
+            ADMIN,
+            None,
+        )
+        .await;
+    assert_eq!(paused["paused"], true, "the button paused it on the server");
+    browser.close().await;
+}
