@@ -56,8 +56,10 @@ mod tests {
         };
         assert!(hint(&[], &["wasi:cli/run@0.2.6"]).contains("WASI command"));
         assert!(hint(&["wasi:http/types@0.2.3"], &["run"]).contains("-d http -d fetch-event"));
-        assert!(hint(&["jobhost:plugin/context@0.2.0"], &["run"]).contains("another version"));
+        assert!(hint(&["jobhost:plugin/context@0.3.0"], &["run"]).contains("another version"));
         assert!(hint(&["jobhost:plugin/context@0.1.0"], &["go"]).contains("no `run`"));
-        assert_eq!(hint(&["jobhost:plugin/context@0.1.0"], &["run"]), "");
+        for served in ["0.1.0", "0.2.0"] {
+            assert_eq!(hint(&[&format!("jobhost:plugin/context@{served}")], &["run"]), "");
+        }
     }
 }
