@@ -56,7 +56,13 @@ impl Caller {
     /// Whether `job` exists for this caller: its tenant's, and its own
     /// unless the caller sees every job of the tenant.
     pub fn may_see(&self, job: &JobRecord) -> bool {
-        job.tenant == self.tenant && (self.sees_all_jobs() || job.owner == self.name)
+        self.may_see_owned(&job.tenant, &job.owner)
+    }
+
+    /// Whether an object of `tenant` made by `owner` (a job, a workflow, a
+    /// schedule) exists for this caller.
+    pub fn may_see_owned(&self, tenant: &str, owner: &str) -> bool {
+        tenant == self.tenant && (self.sees_all_jobs() || owner == self.name)
     }
 }
 
@@ -119,10 +125,28 @@ pub(super) async fn visible_job(
     caller: &Caller,
     id: &str,
 ) -> Result<JobRecord, ApiError> {
-    let missing = || ApiError::not_found(format!("job {id}"));
+    let owner = |job: &JobRecord| (job.tenant.clone(), job.owner.clone());
+    visible(caller, "job", id, |id| state.storage.get(id), owner).await
+}
+
+/// The object `id` names (`fetch`ed, its tenant and owner from `owner`) if
+/// the caller may see it: a malformed id, a missing object and another's
+/// all answer the same 404, so ids of other tenants leak nothing.
+pub(super) async fn visible<T, F>(
+    caller: &Caller,
+    what: &str,
+    id: &str,
+    fetch: impl FnOnce(Uuid) -> F,
+    owner: impl Fn(&T) -> (String, String),
+) -> Result<T, ApiError>
+where
+    F: Future<Output = Result<T, crate::storage::StorageError>>,
+{
+    let missing = || ApiError::not_found(format!("{what} {id}"));
     let id = Uuid::parse_str(id).map_err(|_| missing())?;
-    let job = state.storage.get(id).await.map_err(|_| missing())?;
-    if caller.may_see(&job) { Ok(job) } else { Err(missing()) }
+    let found = fetch(id).await.map_err(|_| missing())?;
+    let (tenant, by) = owner(&found);
+    if caller.may_see_owned(&tenant, &by) { Ok(found) } else { Err(missing()) }
 }
 
 /// Callers whose role was checked before anything else of the request is

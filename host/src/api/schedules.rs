@@ -4,7 +4,7 @@
 //! owner and link back to it (`schedule`, `GET /v1/jobs?schedule=`).
 
 use super::ApiState;
-use super::auth::{Caller, CanSubmit};
+use super::auth::{self, Caller, CanSubmit};
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use super::jobs::admit;
@@ -41,7 +41,11 @@ pub async fn list(
     caller: Caller,
 ) -> Result<Json<ScheduleList>, ApiError> {
     let all = state.storage.schedules(Some(&caller.tenant)).await?;
-    let schedules = all.iter().filter(|s| may_see(&caller, s)).map(ScheduleView::from).collect();
+    let schedules = all
+        .iter()
+        .filter(|s| caller.may_see_owned(&s.tenant, &s.owner))
+        .map(ScheduleView::from)
+        .collect();
     Ok(Json(ScheduleList { schedules }))
 }
 
@@ -94,14 +98,8 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn may_see(caller: &Caller, schedule: &ScheduleRecord) -> bool {
-    schedule.tenant == caller.tenant && (caller.sees_all_jobs() || schedule.owner == caller.name)
-}
-
 /// The schedule `id` if the caller may see it; any other is a 404.
 async fn visible(state: &ApiState, caller: &Caller, id: &str) -> Result<ScheduleRecord, ApiError> {
-    let missing = || ApiError::not_found(format!("schedule {id}"));
-    let id = Uuid::parse_str(id).map_err(|_| missing())?;
-    let record = state.storage.schedule(id).await.map_err(|_| missing())?;
-    if may_see(caller, &record) { Ok(record) } else { Err(missing()) }
+    let owner = |s: &ScheduleRecord| (s.tenant.clone(), s.owner.clone());
+    auth::visible(caller, "schedule", id, |id| state.storage.schedule(id), owner).await
 }

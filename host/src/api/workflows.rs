@@ -4,7 +4,7 @@
 //! submitter, to its owner, exactly as jobs do.
 
 use super::ApiState;
-use super::auth::{Caller, CanSubmit};
+use super::auth::{self, Caller, CanSubmit};
 use super::body::{JsonBody, QueryParams};
 use super::error::{ApiError, ErrorBody};
 use super::jobs::{accepting, admit};
@@ -212,12 +212,8 @@ async fn pump(state: &ApiState, id: Uuid, sender: &mpsc::Sender<Event>) {
 /// The workflow `id` if the caller may see it; any other is a 404, as a
 /// job of another tenant is.
 async fn visible(state: &ApiState, caller: &Caller, id: &str) -> Result<WorkflowRecord, ApiError> {
-    let missing = || ApiError::not_found(format!("workflow {id}"));
-    let id = Uuid::parse_str(id).map_err(|_| missing())?;
-    let record = state.storage.workflow(id).await.map_err(|_| missing())?;
-    let mine =
-        record.tenant == caller.tenant && (caller.sees_all_jobs() || record.owner == caller.name);
-    if mine { Ok(record) } else { Err(missing()) }
+    let owner = |w: &WorkflowRecord| (w.tenant.clone(), w.owner.clone());
+    auth::visible(caller, "workflow", id, |id| state.storage.workflow(id), owner).await
 }
 
 /// The current jobs of a workflow's steps, in its order.

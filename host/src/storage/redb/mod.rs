@@ -197,14 +197,34 @@ fn read_job(
     table: &impl ReadableTable<u128, &'static [u8]>,
     id: Uuid,
 ) -> Result<JobRecord, StorageError> {
-    match table.get(id.as_u128())? {
-        Some(bytes) => decode(bytes.value()),
-        None => Err(StorageError::NotFound(format!("job {id}"))),
-    }
+    read_record(table, id, "job")
 }
 
 fn put_job(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
-    txn.open_table(JOBS)?.insert(job.id.as_u128(), encode(job).as_slice())?;
+    put_record(txn, JOBS, job.id, job)
+}
+
+/// Record `id` of a table keyed by id (jobs, workflows, schedules); a
+/// missing one is `NotFound` naming it as `what`.
+fn read_record<T: serde::de::DeserializeOwned>(
+    table: &impl ReadableTable<u128, &'static [u8]>,
+    id: Uuid,
+    what: &str,
+) -> Result<T, StorageError> {
+    match table.get(id.as_u128())? {
+        Some(bytes) => decode(bytes.value()),
+        None => Err(StorageError::NotFound(format!("{what} {id}"))),
+    }
+}
+
+/// Writes record `id` of a table keyed by id.
+fn put_record<T: Serialize>(
+    txn: &WriteTransaction,
+    table: ::redb::TableDefinition<u128, &[u8]>,
+    id: Uuid,
+    record: &T,
+) -> Result<(), StorageError> {
+    txn.open_table(table)?.insert(id.as_u128(), encode(record).as_slice())?;
     Ok(())
 }
 

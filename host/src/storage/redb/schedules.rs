@@ -4,8 +4,8 @@
 //! round was planned for.
 
 use super::jobs::enqueue;
-use super::schema::{SCHEDULES, decode, encode};
-use super::{RedbStorage, StorageError};
+use super::schema::{SCHEDULES, decode};
+use super::{RedbStorage, StorageError, put_record, read_record};
 use crate::jobs::Millis;
 use crate::jobs::schedule::{MAX_SCHEDULES, ScheduleRecord};
 use crate::storage::{Round, ScheduleStore};
@@ -34,10 +34,7 @@ impl ScheduleStore for RedbStorage {
     }
 
     async fn schedule(&self, id: Uuid) -> Result<ScheduleRecord, StorageError> {
-        let txn = self.begin_read()?;
-        let table = txn.open_table(SCHEDULES)?;
-        let found = table.get(id.as_u128())?.map(|v| decode(v.value())).transpose()?;
-        found.ok_or_else(|| StorageError::NotFound(format!("schedule {id}")))
+        read_record(&self.begin_read()?.open_table(SCHEDULES)?, id, "schedule")
     }
 
     async fn schedules(&self, tenant: Option<&str>) -> Result<Vec<ScheduleRecord>, StorageError> {
@@ -131,12 +128,9 @@ impl ScheduleStore for RedbStorage {
 }
 
 fn read(txn: &WriteTransaction, id: Uuid) -> Result<ScheduleRecord, StorageError> {
-    let table = txn.open_table(SCHEDULES)?;
-    let found = table.get(id.as_u128())?.map(|v| decode(v.value())).transpose()?;
-    found.ok_or_else(|| StorageError::NotFound(format!("schedule {id}")))
+    read_record(&txn.open_table(SCHEDULES)?, id, "schedule")
 }
 
 fn put(txn: &WriteTransaction, schedule: &ScheduleRecord) -> Result<(), StorageError> {
-    txn.open_table(SCHEDULES)?.insert(schedule.id.as_u128(), encode(schedule).as_slice())?;
-    Ok(())
+    put_record(txn, SCHEDULES, schedule.id, schedule)
 }

@@ -3,8 +3,8 @@
 
 use super::apply::{apply, waiting};
 use super::jobs::{insert, resubmission, tenant};
-use super::schema::{JOBS, WAITING, WORKFLOWS, decode, encode};
-use super::{RedbStorage, StorageError, put_job, read_job};
+use super::schema::{JOBS, WAITING, WORKFLOWS, decode};
+use super::{RedbStorage, StorageError, put_job, put_record, read_job, read_record};
 use crate::jobs::enqueue::Resubmit;
 use crate::jobs::flow::rename_references;
 use crate::jobs::workflow::{WorkflowRecord, retry_plan};
@@ -37,11 +37,7 @@ impl WorkflowStore for RedbStorage {
     }
 
     async fn workflow(&self, id: Uuid) -> Result<WorkflowRecord, StorageError> {
-        let txn = self.begin_read()?;
-        match txn.open_table(WORKFLOWS)?.get(id.as_u128())? {
-            Some(bytes) => decode(bytes.value()),
-            None => Err(StorageError::NotFound(format!("workflow {id}"))),
-        }
+        read_record(&self.begin_read()?.open_table(WORKFLOWS)?, id, "workflow")
     }
 
     async fn workflows(
@@ -178,13 +174,9 @@ fn room_for(
 }
 
 fn read_workflow(txn: &WriteTransaction, id: Uuid) -> Result<WorkflowRecord, StorageError> {
-    match txn.open_table(WORKFLOWS)?.get(id.as_u128())? {
-        Some(bytes) => decode(bytes.value()),
-        None => Err(StorageError::NotFound(format!("workflow {id}"))),
-    }
+    read_record(&txn.open_table(WORKFLOWS)?, id, "workflow")
 }
 
 fn put_workflow(txn: &WriteTransaction, workflow: &WorkflowRecord) -> Result<(), StorageError> {
-    txn.open_table(WORKFLOWS)?.insert(workflow.id.as_u128(), encode(workflow).as_slice())?;
-    Ok(())
+    put_record(txn, WORKFLOWS, workflow.id, workflow)
 }
