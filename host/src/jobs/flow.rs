@@ -6,7 +6,7 @@
 //! transaction that finishes each of them.
 
 use super::rules::Transition;
-use super::{FailureKind, JobError, JobRecord, JobState, Millis};
+use super::{FailureKind, JobError, JobRecord, JobState, Millis, NewJob};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -176,6 +176,32 @@ pub fn resolve(template: &Value, results: &HashMap<String, Value>) -> Value {
         },
         Value::Array(items) => Value::Array(items.iter().map(|v| resolve(v, results)).collect()),
         other => other.clone(),
+    }
+}
+
+/// A new job that depends on others, given their records: `blocked` while
+/// some are unfinished, else as [`settle`] decides at once.
+pub fn enqueued_after(
+    new: NewJob,
+    id: Uuid,
+    now: Millis,
+    deps: &[(Uuid, Option<JobRecord>)],
+) -> Transition {
+    let mut enqueued = super::rules::enqueued(new, id, now);
+    if enqueued.job.flow.depends_on.is_empty() {
+        return enqueued;
+    }
+    match settle(&enqueued.job, deps, now) {
+        Some(settled) => {
+            Transition { from: None, reason: format!("enqueued; {}", settled.reason), ..settled }
+        }
+        None => {
+            enqueued.job.state = JobState::Blocked;
+            let waiting =
+                deps.iter().filter(|(_, d)| d.as_ref().is_some_and(|d| !d.state.is_terminal()));
+            enqueued.reason = format!("enqueued, waiting for {} jobs", waiting.count());
+            enqueued
+        }
     }
 }
 

@@ -64,32 +64,6 @@ pub fn enqueued(new: NewJob, id: Uuid, now: Millis) -> Transition {
     Transition { job, from: None, reason }
 }
 
-/// A new job that depends on others, given their records: `blocked` while
-/// some are unfinished, else as [`super::flow::settle`] decides at once.
-pub fn enqueued_after(
-    new: NewJob,
-    id: Uuid,
-    now: Millis,
-    deps: &[(Uuid, Option<JobRecord>)],
-) -> Transition {
-    let mut enqueued = enqueued(new, id, now);
-    if enqueued.job.flow.depends_on.is_empty() {
-        return enqueued;
-    }
-    match super::flow::settle(&enqueued.job, deps, now) {
-        Some(settled) => {
-            Transition { from: None, reason: format!("enqueued; {}", settled.reason), ..settled }
-        }
-        None => {
-            enqueued.job.state = JobState::Blocked;
-            let waiting =
-                deps.iter().filter(|(_, d)| d.as_ref().is_some_and(|d| !d.state.is_terminal()));
-            enqueued.reason = format!("enqueued, waiting for {} jobs", waiting.count());
-            enqueued
-        }
-    }
-}
-
 /// Refuses a new job of a tenant that has its `max_queued` jobs waiting.
 pub fn queued_quota(
     tenant: &TenantRecord,

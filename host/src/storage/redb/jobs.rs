@@ -65,7 +65,7 @@ pub(super) fn insert(
         next.id = Some(Uuid::now_v7());
         flow::chained(next, id);
     }
-    let mut transition = rules::enqueued_after(new, id, now, &deps);
+    let mut transition = flow::enqueued_after(new, id, now, &deps);
     if let Some((worker, broadcast)) = copy {
         transition.job.pinned_to = Some(worker);
         transition.job.broadcast = Some(broadcast);
