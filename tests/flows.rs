@@ -306,9 +306,13 @@ async fn dependencies_must_exist_in_the_tenant_and_results_come_only_from_them()
 #[tokio::test]
 async fn a_chain_of_three_passes_each_result_to_the_next() {
     let server = TestServer::start().await;
+    // The first link waits in a paused queue, so the rest is seen blocked.
+    let (status, _) = server.call(Method::POST, "/v1/queues/held/pause", ADMIN, None).await;
+    assert_eq!(status, StatusCode::OK);
     let (status, first) = server
         .call(Method::POST, "/v1/jobs", ADMIN, Some(json!({
             "job": "examples.hello",
+            "queue": "held",
             "args": {"name": "chain"},
             "next": {
                 "job": "tests.echo",
@@ -321,6 +325,10 @@ async fn a_chain_of_three_passes_each_result_to_the_next() {
     let second = get(&server, ADMIN, &format!("/v1/jobs/{second_id}")).await;
     assert_eq!(second["state"], "blocked");
     let third_id = second["next_job_id"].as_str().unwrap().to_string();
+    let third = get(&server, ADMIN, &format!("/v1/jobs/{third_id}")).await;
+    assert_eq!(third["state"], "blocked");
+    let (status, _) = server.call(Method::POST, "/v1/queues/held/resume", ADMIN, None).await;
+    assert_eq!(status, StatusCode::OK);
     let third = wait_state(&server, ADMIN, &third_id, "completed").await;
     assert_eq!(third["result"], json!({"wrapped": {"greeting": "Hello, chain!"}, "n": 3}));
     let second = wait_state(&server, ADMIN, &second_id, "completed").await;
