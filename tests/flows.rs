@@ -133,6 +133,8 @@ async fn cancelling_a_workflow_cancels_its_unfinished_steps() {
     let workflow = submit(&server, ADMIN, body).await;
     let id = workflow["id"].as_str().unwrap();
     wait_state(&server, ADMIN, step(&workflow, "slow")["job"].as_str().unwrap(), "running").await;
+    wait_state(&server, ADMIN, step(&workflow, "alone")["job"].as_str().unwrap(), "completed")
+        .await;
     let (status, _) =
         server.call(Method::POST, &format!("/v1/workflows/{id}/cancel"), ADMIN, None).await;
     assert_eq!(status, StatusCode::OK);
