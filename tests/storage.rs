@@ -4,7 +4,7 @@
 
 use jobhost::jobs::LogLevel;
 use jobhost::jobs::RetryPolicy;
-use jobhost::jobs::enqueue::Resubmit;
+use jobhost::jobs::changes::Resubmit;
 use jobhost::jobs::rules::MAX_LEASES_LOST;
 use jobhost::jobs::{
     Backoff, JobState, NewJob, PluginRecord, Progress, QueueSettings, Role, TenantDefaults,

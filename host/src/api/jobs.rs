@@ -11,7 +11,8 @@ use super::plugins::{default_per_page, first_page, offset};
 use super::sse;
 use super::views::{BroadcastView, JobDetails, JobPage, JobView, LogPage};
 use crate::admission::Admitter;
-use crate::jobs::enqueue::{self, JobRequest, Relabel, Resubmit, ResubmitRequest, scoped};
+use crate::jobs::changes::{self, Relabel, Resubmit, ResubmitRequest};
+use crate::jobs::enqueue::{self, JobRequest, scoped};
 use crate::jobs::{JobRecord, JobState, NewJob, TenantRecord};
 use crate::storage::JobFilter;
 use axum::Json;
@@ -308,7 +309,7 @@ async fn resubmit(
     request: ResubmitRequest,
 ) -> Result<Resubmit, ApiError> {
     let tenant = state.storage.tenant(&job.tenant).await?;
-    let mut changes = enqueue::resubmission(request, &tenant, state.clock.now())?;
+    let mut changes = changes::resubmission(request, &tenant, state.clock.now())?;
     let limits = job
         .limits
         .lowered_to(&tenant.max_limits)

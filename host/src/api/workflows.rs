@@ -9,7 +9,7 @@ use super::body::{JsonBody, QueryParams};
 use super::error::{ApiError, ErrorBody};
 use super::jobs::{accepting, admit};
 use super::plugins::{default_per_page, first_page, offset};
-use super::views::{StepView, WorkflowPage, WorkflowView};
+use super::views::{WorkflowPage, WorkflowView};
 use crate::jobs::workflow::{self, Summary, WorkflowRecord, WorkflowRequest};
 use crate::jobs::{JobRecord, JobState};
 use axum::Json;
@@ -223,29 +223,4 @@ async fn steps(
 ) -> Result<Vec<Option<JobRecord>>, ApiError> {
     let ids: Vec<Uuid> = record.steps.iter().map(|s| s.job).collect();
     Ok(state.storage.get_many(&ids).await?)
-}
-
-impl WorkflowView {
-    /// The view of `record` whose steps' jobs are `jobs` (same order).
-    pub fn new(record: &WorkflowRecord, jobs: &[Option<JobRecord>]) -> Self {
-        let states: Vec<Option<JobState>> =
-            jobs.iter().map(|j| j.as_ref().map(|j| j.state)).collect();
-        let steps = record
-            .steps
-            .iter()
-            .zip(jobs)
-            .map(|(step, job)| StepView::new(step, job.as_ref()))
-            .collect();
-        WorkflowView {
-            id: record.id,
-            tenant: record.tenant.clone(),
-            owner: record.owner.clone(),
-            name: record.name.clone(),
-            description: record.description.clone(),
-            created_at: record.created_at,
-            retries: record.retries,
-            summary: workflow::summarize(&states),
-            steps,
-        }
-    }
 }

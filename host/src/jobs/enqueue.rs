@@ -257,66 +257,8 @@ pub fn check_labels(
     Ok(())
 }
 
-/// What a retry or a clone may change of the job it copies; every field
-/// is optional and a missing one keeps the old job's.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ResubmitRequest {
-    /// New JSON args.
-    #[schema(value_type = Option<Object>)]
-    pub args: Option<Value>,
-    /// Run no sooner than this many ms from now.
-    pub delay_ms: Option<u64>,
-    /// Run no sooner than this time: ms since the epoch, or RFC 3339.
-    #[serde(default, deserialize_with = "super::when::optional")]
-    #[schema(value_type = Option<String>)]
-    pub run_at: Option<u64>,
-    /// Another queue.
-    pub queue: Option<String>,
-    /// Another priority.
-    pub priority: Option<i32>,
-}
-
-/// What changes when a job is enqueued again (retry, clone); `None` keeps
-/// the old job's.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Resubmit {
-    /// New JSON args.
-    pub args: Option<String>,
-    /// Limits, lowered to the tenant's caps of today.
-    pub limits: Option<LimitOverrides>,
-    /// Earliest start.
-    pub run_at: Option<Millis>,
-    /// Queue, scoped to the tenant.
-    pub queue: Option<String>,
-    /// Priority.
-    pub priority: Option<i32>,
-}
-
-/// Checks what a retry or clone asks to change, for a job of `tenant`.
-pub fn resubmission(
-    request: ResubmitRequest,
-    tenant: &TenantRecord,
-    now: Millis,
-) -> Result<Resubmit, Refusal> {
-    let run_at = when(("delay_ms", "run_at"), request.delay_ms, request.run_at, now)?;
-    if let Some(queue) = &request.queue {
-        check_label("queue", queue, 64)?;
-    }
-    if let Some(priority) = request.priority {
-        check_priority(priority, tenant)?;
-    }
-    Ok(Resubmit {
-        args: request.args.map(|args| args.to_string()),
-        limits: None,
-        run_at,
-        queue: request.queue.map(|queue| scoped(&tenant.name, &queue)),
-        priority: request.priority,
-    })
-}
-
 /// A priority within -[`MAX_PRIORITY`] and the tenant's top.
-fn check_priority(priority: i32, tenant: &TenantRecord) -> Result<(), Refusal> {
+pub(super) fn check_priority(priority: i32, tenant: &TenantRecord) -> Result<(), Refusal> {
     let top = tenant.max_priority.unwrap_or(MAX_PRIORITY).min(MAX_PRIORITY);
     if (-MAX_PRIORITY..=top).contains(&priority) {
         return Ok(());
@@ -327,59 +269,8 @@ fn check_priority(priority: i32, tenant: &TenantRecord) -> Result<(), Refusal> {
     )))
 }
 
-/// The labels a client may change after enqueueing (Tethys's extended
-/// properties); a missing field keeps its value.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Relabel {
-    /// A new label for people (`null` clears it).
-    #[serde(default, deserialize_with = "some")]
-    #[schema(value_type = Option<String>)]
-    pub name: Option<Option<String>>,
-    /// New free text (`null` clears it).
-    #[serde(default, deserialize_with = "some")]
-    #[schema(value_type = Option<String>)]
-    pub description: Option<Option<String>>,
-    /// New tags, replacing the old.
-    pub tags: Option<Vec<String>>,
-    /// Metadata to merge into the client's; a `null` value removes its key.
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Map<String, Value>>,
-}
-
-/// A present field, even `null`, is `Some`.
-fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
-
-/// `job` with `change` applied, within the label bounds.
-pub fn relabel(job: &JobRecord, change: &Relabel) -> Result<JobRecord, Refusal> {
-    let mut job = job.clone();
-    if let Some(name) = &change.name {
-        job.name = name.clone();
-    }
-    if let Some(description) = &change.description {
-        job.description = description.clone();
-    }
-    if let Some(tags) = &change.tags {
-        job.tags = tags.clone();
-    }
-    if let Some(metadata) = &change.metadata {
-        for (key, value) in metadata {
-            match value {
-                Value::Null => job.metadata.remove(key),
-                value => job.metadata.insert(key.clone(), value.clone()),
-            };
-        }
-    }
-    check_labels(job.name.as_deref(), job.description.as_deref(), &job.tags, &job.metadata)?;
-    Ok(job)
-}
-
 /// Exactly one of a relative and an absolute time, made absolute.
-fn when(
+pub(super) fn when(
     names: (&str, &str),
     relative: Option<u64>,
     absolute: Option<u64>,

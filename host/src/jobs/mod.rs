@@ -5,7 +5,8 @@
 //!   ([`NewJob`]), its states, journal events and log lines.
 //! - `admin`: tenants and quotas, tokens and roles, plugins, workers.
 //! - `enqueue`: what a client may ask for and how it becomes a job; the
-//!   idempotency rule.
+//!   idempotency rule; `changes`: what it may change later (labels, a
+//!   retry's or clone's settings).
 //! - `limits`: sandbox limits as data, per job, per plugin, and the caps.
 //! - `flow`: how jobs relate (dependencies, results passed on, chains,
 //!   workflow steps, children, schedules) and the rule that settles a job
@@ -19,6 +20,7 @@
 //!   times as clients send them (epoch ms or RFC 3339).
 
 mod admin;
+pub mod changes;
 mod clock;
 pub mod enqueue;
 pub mod flow;

@@ -17,7 +17,7 @@ mod redb;
 pub use self::redb::RedbStorage;
 pub use queue_stats::{MINUTES, Minute, QueueStats};
 
-use crate::jobs::enqueue::{Relabel, Resubmit};
+use crate::jobs::changes::{Relabel, Resubmit};
 use crate::jobs::schedule::ScheduleRecord;
 use crate::jobs::workflow::WorkflowRecord;
 use crate::jobs::{
@@ -275,7 +275,7 @@ pub trait JobStore: Send + Sync {
         batch: OutputBatch,
     ) -> Result<(), StorageError>;
     /// Changes a job's labels (name, description, tags, client metadata) as
-    /// [`crate::jobs::enqueue::relabel`] allows, in any state.
+    /// [`crate::jobs::changes::relabel`] allows, in any state.
     async fn relabel(&self, id: Uuid, change: Relabel) -> Result<JobRecord, StorageError>;
     /// Cancels a job as the cancel rule says.
     async fn cancel(&self, id: Uuid, now: Millis) -> Result<JobRecord, StorageError>;

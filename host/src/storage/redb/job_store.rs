@@ -7,7 +7,7 @@ use super::schema::{
     decode, encode, ready_group, ready_key,
 };
 use super::{Lease, RedbStorage, StorageError, claim, jobs, read_job};
-use crate::jobs::enqueue::{Relabel, Resubmit};
+use crate::jobs::changes::{Relabel, Resubmit};
 use crate::jobs::rules;
 use crate::jobs::{JobEvent, JobRecord, JobState, LogLine, Millis, NewJob, QueueSettings};
 use crate::storage::{
@@ -221,7 +221,7 @@ impl JobStore for RedbStorage {
         self.writer
             .write(move |txn| {
                 let job = read_job(&txn.open_table(JOBS)?, id)?;
-                let changed = crate::jobs::enqueue::relabel(&job, &change)
+                let changed = crate::jobs::changes::relabel(&job, &change)
                     .map_err(|refusal| StorageError::Invalid(refusal.to_string()))?;
                 super::put_job(txn, &changed)?;
                 Ok(changed)

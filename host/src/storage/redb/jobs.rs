@@ -7,7 +7,7 @@ use super::schema::{
     WORKERS, decode, encode,
 };
 use super::{Lease, StorageError, put_job, read_job};
-use crate::jobs::enqueue::Resubmit;
+use crate::jobs::changes::Resubmit;
 use crate::jobs::flow;
 use crate::jobs::rules::{self, Release};
 use crate::jobs::{

@@ -5,7 +5,7 @@ use super::apply::{apply, waiting};
 use super::jobs::{insert, resubmission, tenant};
 use super::schema::{JOBS, WAITING, WORKFLOWS, decode};
 use super::{RedbStorage, StorageError, put_job, put_record, read_job, read_record};
-use crate::jobs::enqueue::Resubmit;
+use crate::jobs::changes::Resubmit;
 use crate::jobs::flow::rename_references;
 use crate::jobs::workflow::{WorkflowRecord, retry_plan};
 use crate::jobs::{JobRecord, Millis, NewJob, TenantDefaults, Transition, rules, stored_json};
