@@ -507,7 +507,8 @@ async fn scans_of_one_tenant_do_not_hold_up_anyone_else() {
     let viewer = server.token("big", "eve", Role::Viewer).await;
     flood(&server, "big", 40_000, None).await;
     let stats = (0..8).map(|_| {
-        let request = server.request(Method::GET, "/v1/stats", &viewer).send();
+        let search = "/v1/jobs?search=not-in-any-name";
+        let request = server.request(Method::GET, search, &viewer).send();
         tokio::spawn(async move { request.await.unwrap().status() })
     });
     let stats: Vec<_> = stats.collect();
@@ -515,7 +516,7 @@ async fn scans_of_one_tenant_do_not_hold_up_anyone_else() {
     let (status, _) = server.call(Method::GET, "/v1/health", "", None).await;
     assert_eq!(status, StatusCode::OK);
     let finished_first = stats.iter().filter(|task| task.is_finished()).count();
-    assert_eq!(finished_first, 0, "health answered while every stats scan was still running");
+    assert_eq!(finished_first, 0, "health answered while every search was still reading");
     for task in stats {
         assert_eq!(task.await.unwrap(), StatusCode::OK);
     }
@@ -545,4 +546,82 @@ async fn plugins_are_bounded_per_tenant_and_replaced_bytes_are_freed() {
         assert_eq!(replaced.status(), StatusCode::CREATED, "replacing a name is within quota");
     }
     assert!(server.storage.component(&old_digest).await.is_err(), "no plugin uses them now");
+}
+
+/// Every job id `token` gets by following `next_cursor` from `first`.
+async fn walk_pages(server: &TestServer, token: &str, first: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut path = first.to_string();
+    loop {
+        let (status, page) = server.call(Method::GET, &path, token, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["total_exact"], true, "{page}");
+        ids.extend(
+            page["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => {
+                assert!(page["jobs"].as_array().unwrap().len() == 3, "only the last page is short");
+                path = format!("{}&cursor={cursor}", first);
+            }
+            None => return ids,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursor_pages_show_each_caller_only_what_it_may_see() {
+    let server = TestServer::start().await;
+    let ada = server.token("acme", "ada", Role::Submitter).await;
+    let bob = server.token("acme", "bob", Role::Submitter).await;
+    let viewer = server.token("acme", "vera", Role::Viewer).await;
+    let gus = server.token("globex", "gus", Role::Submitter).await;
+    let mut mine: Vec<String> = Vec::new();
+    for i in 0..7 {
+        mine.push(
+            enqueue(&server, &ada, json!({"job": "examples.hello", "args": {"name": i}})).await,
+        );
+    }
+    for i in 0..5 {
+        enqueue(&server, &bob, json!({"job": "examples.hello", "args": {"name": i}})).await;
+    }
+    for i in 0..4 {
+        enqueue(&server, &gus, json!({"job": "examples.hello", "args": {"name": i}})).await;
+    }
+    mine.reverse();
+    assert_eq!(
+        walk_pages(&server, &ada, "/v1/jobs?per_page=3").await,
+        mine,
+        "ada's own, newest first"
+    );
+    let everyone = walk_pages(&server, &viewer, "/v1/jobs?per_page=3").await;
+    assert_eq!(everyone.len(), 12, "a viewer sees the tenant's jobs, not globex's");
+    assert_eq!(walk_pages(&server, &viewer, "/v1/jobs?per_page=3&owner=bob").await.len(), 5);
+    assert_eq!(walk_pages(&server, &gus, "/v1/jobs?per_page=3").await.len(), 4);
+
+    let (_, first) = server.call(Method::GET, "/v1/jobs?per_page=3", &ada, None).await;
+    let cursor = first["next_cursor"].as_str().unwrap().to_string();
+    assert_eq!(first["page"], 1);
+    let (status, theirs) =
+        server.call(Method::GET, &format!("/v1/jobs?per_page=3&cursor={cursor}"), &gus, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let seen: Vec<&str> =
+        theirs["jobs"].as_array().unwrap().iter().map(|j| j["job"].as_str().unwrap()).collect();
+    assert!(
+        theirs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| !mine.contains(&j["id"].as_str().unwrap().to_string())),
+        "another tenant's cursor shows only globex's jobs: {seen:?}"
+    );
+    assert!(theirs["page"].is_null());
+
+    let (status, answer) = server.call(Method::GET, "/v1/jobs?cursor=zzz", &ada, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error_message(&answer).contains("cursor"), "{answer}");
+    let both = format!("/v1/jobs?page=2&cursor={cursor}");
+    let (status, answer) = server.call(Method::GET, &both, &ada, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error_message(&answer).contains("page or cursor"), "{answer}");
 }

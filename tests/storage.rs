@@ -12,18 +12,11 @@ use jobhost::jobs::{
 };
 use jobhost::jobs::{FailureKind, Outcome, RunReport};
 use jobhost::storage::{
-    ClaimRules, Finishing, JobFilter, OutputBatch, RedbStorage, Storage, StorageError,
+    ClaimRules, Finishing, JobFilter, OutputBatch, Start, Storage, StorageError,
 };
-use std::path::Path;
+use jobhost_tests::storage::open_in;
 use std::time::Duration;
 use uuid::Uuid;
-
-/// Opens the backend under test on `dir`, as a host would at start (so
-/// opening it again is a restart).
-fn open_in(dir: &Path, defaults: TenantDefaults) -> Box<dyn Storage> {
-    let storage = RedbStorage::open(&dir.join("jobhost.redb")).unwrap();
-    Box::new(storage.with_tenant_defaults(defaults))
-}
 
 struct TestDb {
     storage: Box<dyn Storage>,
@@ -274,7 +267,10 @@ async fn an_idempotency_key_returns_the_existing_job_per_tenant() {
     assert_eq!(first.job.id, again.job.id);
     let other = db.storage.enqueue(keyed("globex"), now_ms()).await.unwrap();
     assert!(other.created, "keys are per tenant");
-    assert_eq!(db.storage.list(&JobFilter::default(), 0, 10).await.unwrap().total, 2);
+    assert_eq!(
+        db.storage.list(&JobFilter::default(), Start::Offset(0), 10).await.unwrap().total,
+        2
+    );
 }
 
 #[tokio::test]
@@ -534,18 +530,18 @@ async fn lists_filter_page_and_count() {
         .await
         .unwrap();
     let acme = JobFilter { tenant: Some("acme".into()), ..JobFilter::default() };
-    let page = db.storage.list(&acme, 1, 2).await.unwrap();
+    let page = db.storage.list(&acme, Start::Offset(1), 2).await.unwrap();
     assert_eq!(page.total, 5);
     let names: Vec<_> = page.jobs.iter().map(|j| j.name.clone().unwrap()).collect();
     assert_eq!(names, ["report 3", "report 2"], "newest first");
     let search = JobFilter { search: Some("THEIRS".into()), ..JobFilter::default() };
-    assert_eq!(db.storage.list(&search, 0, 10).await.unwrap().total, 1);
+    assert_eq!(db.storage.list(&search, Start::Offset(0), 10).await.unwrap().total, 1);
     let queue = JobFilter {
         queue: Some("q2".into()),
         state: Some(JobState::Pending),
         ..JobFilter::default()
     };
-    assert_eq!(db.storage.list(&queue, 0, 10).await.unwrap().total, 1);
+    assert_eq!(db.storage.list(&queue, Start::Offset(0), 10).await.unwrap().total, 1);
 }
 
 #[tokio::test]
@@ -573,7 +569,10 @@ async fn concurrent_writes_share_commits() {
     let (commits, writes) = (counter("commits_total"), counter("writes_total"));
     assert_eq!(writes, 500);
     assert!(commits < writes, "500 concurrent enqueues took {commits} commits");
-    assert_eq!(db.storage.list(&JobFilter::default(), 0, 1).await.unwrap().total, 500);
+    assert_eq!(
+        db.storage.list(&JobFilter::default(), Start::Offset(0), 1).await.unwrap().total,
+        500
+    );
 }
 
 #[tokio::test]
@@ -756,14 +755,14 @@ async fn broadcast_jobs_run_once_on_every_live_worker() {
     let quota =
         TenantRecord { name: "acme".into(), max_queued: Some(1), ..TenantRecord::default() };
     db.storage.put_tenant(quota).await.unwrap();
-    let before = db.storage.list(&JobFilter::default(), 0, 100).await.unwrap().total;
+    let before = db.storage.list(&JobFilter::default(), Start::Offset(0), 100).await.unwrap().total;
     let refused = db.storage.enqueue_broadcast(job("too many"), now - 60_000, now_ms()).await;
     let err = refused.unwrap_err();
     assert!(
         matches!(err, StorageError::OverQuota(_)) && err.to_string().contains("2 workers"),
         "{err}"
     );
-    let after = db.storage.list(&JobFilter::default(), 0, 100).await.unwrap().total;
+    let after = db.storage.list(&JobFilter::default(), Start::Offset(0), 100).await.unwrap().total;
     assert_eq!(after, before, "a refused broadcast leaves no copy behind");
 }
 
@@ -797,6 +796,8 @@ async fn plugins_are_stored_per_tenant_with_shared_component_bytes() {
         uploaded_at: 1,
         uploader: "ada".into(),
         retry_on: None,
+        imports: Vec::new(),
+        exports: vec!["run".into()],
     };
     for tenant in ["acme", "globex", "ac", "acme2"] {
         db.storage.put_plugin(record(tenant), b"abc".to_vec()).await.unwrap();

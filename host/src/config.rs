@@ -9,7 +9,7 @@ use crate::api::ApiConfig;
 use crate::dispatch::DispatchConfig;
 use crate::egress::{Cidr, EgressPolicy};
 use crate::jobs::{Limits, TenantDefaults};
-use crate::runtime::{DEFAULT_MAX_CORE_INSTANCES, RuntimeConfig};
+use crate::runtime::{DEFAULT_MAX_CORE_INSTANCES, DEFAULT_READY_PLUGINS, RuntimeConfig};
 use crate::services::WebhookPolicy;
 use anyhow::{Context, bail};
 use clap::parser::ValueSource;
@@ -82,6 +82,11 @@ pub struct Config {
     /// slot reserves room for this many.
     #[arg(long, env = "JOBHOST_MAX_CORE_INSTANCES", default_value_t = DEFAULT_MAX_CORE_INSTANCES)]
     pub max_core_instances: u32,
+    /// Versions of uploaded plugins kept ready (compiled and linked) at
+    /// once. Uploads are loaded on their first job, from the compile cache;
+    /// past this many the least recently used goes.
+    #[arg(long, env = "JOBHOST_READY_PLUGINS", default_value_t = DEFAULT_READY_PLUGINS)]
+    pub ready_plugins: usize,
     /// Lease of a running job, in ms; a worker silent this long loses it.
     #[arg(long, env = "JOBHOST_LEASE_MS", default_value_t = 30_000)]
     pub lease_ms: u64,
@@ -321,6 +326,7 @@ impl Config {
             pool_slots: (self.pool_slots > 0).then_some(self.pool_slots),
             pool_keep_resident: self.pool_keep_resident_kib << 10,
             max_core_instances: self.max_core_instances,
+            ready_plugins: self.ready_plugins,
         }
     }
 

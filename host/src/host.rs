@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::events::EventBus;
 use crate::jobs::{Clock, SystemClock};
-use crate::runtime::{Loaded, Runtime};
+use crate::runtime::{Loaded, PluginInfo, Runtime};
 use crate::services::{
     self, Expiry, Heartbeat, Promotion, Recovery, Retention, Schedules, Service, Webhooks,
 };
@@ -261,17 +261,13 @@ async fn load_plugins(
             }
         }
     }
-    for record in storage.plugins(None).await? {
-        let bytes = storage.component(&record.digest).await?;
-        let runtime = runtime.clone();
-        let (tenant, name) = (record.tenant.clone(), record.name.clone());
-        let registered = tokio::task::spawn_blocking(move || {
-            runtime.registry().register_for(&record.tenant, &record.name, &bytes)
-        })
-        .await?;
-        if let Err(error) = registered {
-            tracing::error!(%tenant, %name, "stored plugin not loaded: {error}; its jobs cannot run until it is uploaded again");
-        }
+    // Uploads are only known here: each is made ready on its first job
+    // (from the compile cache), so a host storing thousands starts at once.
+    let stored = storage.plugins(None).await?;
+    let known = stored.len();
+    for record in &stored {
+        runtime.registry().know(PluginInfo::stored(record));
     }
+    tracing::info!(known, "uploaded plugins known, made ready on their first job");
     Ok(())
 }

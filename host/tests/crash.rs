@@ -14,7 +14,7 @@ mod child;
 
 use child::{Server, TOKEN};
 use jobhost::jobs::JobState;
-use jobhost::storage::{JobFilter, JobStore, RedbStorage};
+use jobhost::storage::{JobFilter, JobStore, RedbStorage, Start};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -174,7 +174,11 @@ async fn no_acknowledged_job_is_lost_when_the_host_is_killed_over_and_over() {
         }
     }
     let running = JobFilter { state: Some(JobState::Running), ..JobFilter::default() };
-    assert_eq!(storage.list(&running, 0, 1).await.unwrap().total, 0, "none left running");
+    assert_eq!(
+        storage.list(&running, Start::Offset(0), 1).await.unwrap().total,
+        0,
+        "none left running"
+    );
     let handed = storage.get(long).await.unwrap();
     assert_eq!(handed.state, JobState::Pending, "SIGTERM hands a running job back");
     let reason = storage.events(long, 0).await.unwrap().last().unwrap().reason.clone();

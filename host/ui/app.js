@@ -196,15 +196,18 @@ function withPaging(params, page, perPage) {
 
 /** Previous, next, where we are and the page size, for `total` items
  * called `noun`; go(page, perPage) shows another page. */
-function pagerControls({page, perPage, total, noun}, go) {
+/** `exact` false: `total` is a lower bound (a search that stopped
+ * counting), so the last page is not known. */
+function pagerControls({page, perPage, total, noun, exact = true}, go) {
   const pages = Math.max(1, Math.ceil(total / perPage));
+  const counted = exact ? `Page ${page} of ${pages} · ${fmtNumber(total)}` : `Page ${page} · at least ${fmtNumber(total)}`;
   const size = select(PER_PAGE.map(n => [String(n), `${n} per page`]), {value: String(perPage), test: 'per-page', onchange: () => {
     go(1, Number(size.value)).catch(() => {});
   }});
   return [
     button('‹ Previous', () => go(page - 1, perPage), {test: 'page-prev', disabled: page <= 1}),
-    h('span', {class: 'pager-info', test: 'page-info', text: `Page ${page} of ${pages} · ${fmtNumber(total)} ${noun}${total === 1 ? '' : 's'}`}),
-    button('Next ›', () => go(page + 1, perPage), {test: 'page-next', disabled: page >= pages}),
+    h('span', {class: 'pager-info', test: 'page-info', text: `${counted} ${noun}${total === 1 ? '' : 's'}`}),
+    button('Next ›', () => go(page + 1, perPage), {test: 'page-next', disabled: exact && page >= pages}),
     size,
   ];
 }
@@ -1016,7 +1019,7 @@ async function pageJobs(ctx, query) {
     JOB_FILTERS.forEach(key => filters[key] && params.set(key, filters[key]));
     const answer = await api('GET', `/v1/jobs?${params}`, {signal: ctx.signal});
     renderRows(answer.jobs);
-    renderPager(answer.total);
+    renderPager(answer.total, answer.total_exact);
     const waiting = answer.jobs.filter(job => !TERMINAL.has(job.state));
     waiting.sort((a, b) => (b.state === 'running') - (a.state === 'running'));
     pool.follow(waiting.map(job => job.id));
@@ -1054,8 +1057,8 @@ async function pageJobs(ctx, query) {
     }
   }
 
-  function renderPager(total) {
-    renderChanged(pager, {page, perPage, total}, () => pagerControls({page, perPage, total, noun: 'job'}, go));
+  function renderPager(total, exact) {
+    renderChanged(pager, {page, perPage, total, exact}, () => pagerControls({page, perPage, total, exact, noun: 'job'}, go));
   }
 
   function go(to, size = perPage) {

@@ -5,6 +5,7 @@
 pub mod python;
 pub mod schema;
 pub mod server;
+pub mod storage;
 pub mod webdriver;
 
 use jobhost::jobs::{LimitOverrides, Limits, LogLevel, RunReport};

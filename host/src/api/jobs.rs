@@ -7,14 +7,14 @@ use super::ApiState;
 use super::auth::{Caller, CanSubmit, visible_job};
 use super::body::{JsonBody, QueryParams};
 use super::error::{ApiError, ErrorBody};
-use super::plugins::{default_per_page, first_page, offset};
+use super::plugins::{default_per_page, offset};
 use super::sse;
 use super::views::{BroadcastView, JobDetails, JobPage, JobView, LogPage};
 use crate::admission::Admitter;
 use crate::jobs::changes::{self, Relabel, Resubmit, ResubmitRequest};
 use crate::jobs::enqueue::{self, JobRequest, scoped};
 use crate::jobs::{JobRecord, JobState, NewJob, TenantRecord};
-use crate::storage::JobFilter;
+use crate::storage::{JobFilter, Start};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -165,13 +165,15 @@ pub struct ListQuery {
     cloned_from: Option<Uuid>,
     /// Only jobs this schedule enqueued.
     schedule: Option<Uuid>,
-    #[serde(default = "first_page")]
-    page: usize,
+    /// Page number, from 1; or give `cursor` instead.
+    page: Option<usize>,
     #[serde(default = "default_per_page")]
     per_page: usize,
+    /// Where to continue: the `next_cursor` of the page before.
+    cursor: Option<String>,
 }
 
-/// `GET /v1/jobs?state=&queue=&job=&owner=&since=&search=&cloned_from=&schedule=&page=&per_page=`,
+/// `GET /v1/jobs?state=&queue=&job=&owner=&since=&search=&cloned_from=&schedule=&page=&per_page=&cursor=`,
 /// newest first, with the total that matched.
 #[utoipa::path(get, path = "/v1/jobs", operation_id = "list_jobs", tag = "jobs", params(ListQuery), responses((status = 200, description = "a page of jobs, newest first, with the total", body = JobPage), (status = "4XX", description = "error", body = ErrorBody)))]
 pub async fn list(
@@ -179,7 +181,14 @@ pub async fn list(
     caller: Caller,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<JobPage>, ApiError> {
-    let start = offset(query.page, query.per_page)?;
+    let start = match (&query.cursor, query.page) {
+        (Some(_), Some(_)) => return Err(ApiError::bad_request("give page or cursor, not both")),
+        (Some(cursor), None) => {
+            offset(1, query.per_page)?;
+            Start::After(cursor.parse().map_err(ApiError::bad_request)?)
+        }
+        (None, page) => Start::Offset(offset(page.unwrap_or(1), query.per_page)?),
+    };
     if query.owner.is_some() && !caller.sees_all_jobs() {
         return Err(ApiError::forbidden("a submitter lists its own jobs only; drop owner"));
     }
@@ -198,8 +207,10 @@ pub async fn list(
     Ok(Json(JobPage {
         jobs: page.jobs.iter().map(JobView::from).collect(),
         total: page.total,
-        page: query.page,
+        total_exact: page.total_exact,
+        page: query.cursor.is_none().then(|| query.page.unwrap_or(1)),
         per_page: query.per_page,
+        next_cursor: page.next.map(|cursor| cursor.to_string()),
     }))
 }
 

@@ -8,7 +8,7 @@ use super::body::{QueryParams, RawBody};
 use super::error::{ApiError, ErrorBody};
 use super::views::{PluginPage, PluginVersionView, PluginVersions, PluginView};
 use crate::jobs::{FailureKind, PluginRecord};
-use crate::runtime::{Plugin, PluginError, check_name};
+use crate::runtime::{PluginError, PluginInfo, check_name};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -32,7 +32,7 @@ impl utoipa::PartialSchema for ComponentBytes {
 impl ToSchema for ComponentBytes {}
 
 /// The view of `plugin` with its upload record among `records`.
-fn view(plugin: &Plugin, records: &[PluginRecord]) -> PluginView {
+fn view(plugin: &PluginInfo, records: &[PluginRecord]) -> PluginView {
     let record = records.iter().find(|r| plugin.tenant.is_some() && r.name == plugin.name);
     PluginView::new(plugin, record.map(|r| (r.uploaded_at, r.uploader.as_str())))
 }
@@ -106,10 +106,12 @@ pub async fn upload(
         uploaded_at: state.clock.now(),
         uploader: caller.name.clone(),
         retry_on,
+        imports: plugin.imports.clone(),
+        exports: plugin.exports.clone(),
     };
     state.storage.put_plugin(record.clone(), component).await?;
     let plugin = state.runtime.registry().insert(plugin);
-    Ok((StatusCode::CREATED, Json(view(&plugin, &[record]))))
+    Ok((StatusCode::CREATED, Json(view(&plugin.info(), &[record]))))
 }
 
 /// `PUT /v1/plugins/{name}`: the same as `POST`, for clients that say PUT.

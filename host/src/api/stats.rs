@@ -198,6 +198,18 @@ fn render(state: &ApiState, queues: &[QueueStats]) -> String {
             state.dispatcher.running_count(),
         ),
         ("jobhost_open_streams", "gauge", "Open SSE streams.", state.streams.count()),
+        (
+            "jobhost_plugins_known",
+            "gauge",
+            "Plugins this host can run: shared ones and every upload.",
+            state.runtime.registry().list().len(),
+        ),
+        (
+            "jobhost_plugins_ready",
+            "gauge",
+            "Uploaded plugin versions compiled and linked, ready to run now.",
+            state.runtime.registry().ready_count(),
+        ),
         ("jobhost_open_connections", "gauge", "Open HTTP connections.", state.connections.count()),
         (
             "jobhost_uptime_seconds",

@@ -184,17 +184,21 @@ pub enum JobsCommand {
         #[arg(long)]
         search: Option<String>,
         /// Page, from 1.
-        #[arg(long, default_value_t = 1)]
-        page: usize,
+        #[arg(long, conflicts_with = "cursor")]
+        page: Option<usize>,
         /// Jobs per page.
         #[arg(long, default_value_t = 20)]
         per_page: usize,
+        /// Continue where a page ended: the cursor it printed.
+        #[arg(long)]
+        cursor: Option<String>,
     },
 }
 
 /// `jobhost jobs ls`.
 pub async fn list(client: &Client, output: Output, command: JobsCommand) -> anyhow::Result<i32> {
-    let JobsCommand::Ls { state, queue, plugin, owner, since, search, page, per_page } = command;
+    let JobsCommand::Ls { state, queue, plugin, owner, since, search, page, per_page, cursor } =
+        command;
     let path = format!(
         "/v1/jobs{}",
         query(&[
@@ -204,8 +208,9 @@ pub async fn list(client: &Client, output: Output, command: JobsCommand) -> anyh
             ("owner", owner),
             ("since", since),
             ("search", search),
-            ("page", Some(page.to_string())),
+            ("page", page.map(|page| page.to_string())),
             ("per_page", Some(per_page.to_string())),
+            ("cursor", cursor),
         ])
     );
     let page = client.get(&path).await?;
@@ -226,12 +231,15 @@ pub async fn list(client: &Client, output: Output, command: JobsCommand) -> anyh
             ]);
         }
         let shown = page["jobs"].as_array().map_or(0, Vec::len);
-        format!(
-            "{}{shown} of {} jobs (page {})\n",
-            render(&table),
-            text(&page["total"]),
-            text(&page["page"])
-        )
+        let at_least = if page["total_exact"] == false { "at least " } else { "" };
+        let mut summary = format!("{shown} of {at_least}{} jobs", text(&page["total"]));
+        if !page["page"].is_null() {
+            summary += &format!(" (page {})", text(&page["page"]));
+        }
+        if let Some(next) = page["next_cursor"].as_str() {
+            summary += &format!("; next page: --cursor {next}");
+        }
+        format!("{}{summary}\n", render(&table))
     }))
 }
 

@@ -87,6 +87,8 @@ pub struct Dispatcher {
     /// Rounds of the loop so far (claims tried), for metrics: a number
     /// that stops growing is a stuck dispatcher.
     rounds: AtomicU64,
+    /// Held while a plugin version is made ready (see `plugin_for`).
+    loading: tokio::sync::Mutex<()>,
 }
 
 /// One run of a job on this worker: its attempt, and how to stop it.
@@ -123,6 +125,7 @@ impl Dispatcher {
             wake: Notify::new(),
             stop_asked: Notify::new(),
             rounds: AtomicU64::new(0),
+            loading: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -350,22 +353,32 @@ impl Dispatcher {
         self.wake.notify_one();
     }
 
-    /// The plugin version `job` was enqueued with: the current one, or an
-    /// older one loaded from its stored bytes (compiled once, from the
-    /// cache after that).
+    /// The plugin version `job` was enqueued with, ready to run: from the
+    /// registry's ready set, else made ready from its stored bytes (from
+    /// the compile cache after the first time). One version is made ready
+    /// at a time, so fifty jobs of a cold plugin load it once.
     async fn plugin_for(&self, job: &JobRecord) -> Result<Arc<Plugin>, String> {
         let registry = self.runtime.registry();
         if let Some(plugin) = registry.version(&job.tenant, &job.job, &job.plugin_digest) {
             return Ok(plugin);
         }
-        registry.resolve(&job.tenant, &job.job).map_err(|e| e.to_string())?;
-        let bytes = self.storage.component(&job.plugin_digest).await.map_err(|_| {
-            format!("version {} of plugin {:?} is no longer stored", job.plugin_digest, job.job)
-        })?;
+        let _loading = self.loading.lock().await;
+        if let Some(plugin) = registry.version(&job.tenant, &job.job, &job.plugin_digest) {
+            return Ok(plugin);
+        }
+        let known = registry.resolve(&job.tenant, &job.job).map_err(|e| e.to_string())?;
+        let digest = match job.plugin_digest.as_str() {
+            "" => known.digest.clone(),
+            digest => digest.to_string(),
+        };
+        let bytes =
+            self.storage.component(&digest).await.map_err(|_| {
+                format!("version {digest} of plugin {:?} is no longer stored", job.job)
+            })?;
         let (runtime, tenant, name) = (self.runtime.clone(), job.tenant.clone(), job.job.clone());
         tokio::task::spawn_blocking(move || {
             let plugin = runtime.registry().prepare(Some(&tenant), &name, &bytes)?;
-            Ok(runtime.registry().keep_old_version(&tenant, plugin))
+            Ok(runtime.registry().keep_ready(&tenant, plugin))
         })
         .await
         .map_err(|e| e.to_string())?

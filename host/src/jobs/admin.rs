@@ -57,6 +57,13 @@ pub struct PluginRecord {
     /// Failure kinds its jobs retry unless a job says otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_on: Option<Vec<FailureKind>>,
+    /// What the current version imports, so a host shows it without
+    /// loading it (empty in records from before they were kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imports: Vec<String>,
+    /// What it exports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exports: Vec<String>,
 }
 
 /// What a token may do.

@@ -32,7 +32,7 @@ use compile::CompileCache;
 pub use compile::{CompiledFrom, digest};
 pub use error::PluginError;
 pub use observer::{IgnoreOutput, JobObserver};
-pub use registry::{Inspection, Loaded, Plugin, Registry, check_name};
+pub use registry::{Inspection, Loaded, Plugin, PluginInfo, Registry, check_name};
 pub use sandbox::{JobContext, Spawner};
 
 use crate::jobs::{LimitOverrides, Limits, RunReport};
@@ -73,7 +73,14 @@ pub struct RuntimeConfig {
     /// needs more is refused at upload, and each pool slot has room for
     /// this many.
     pub max_core_instances: u32,
+    /// Versions of uploaded plugins kept ready at once; past that the
+    /// least recently used one goes, to be loaded again from the compile
+    /// cache on its next job.
+    pub ready_plugins: usize,
 }
+
+/// Uploaded plugin versions kept ready by default.
+pub const DEFAULT_READY_PLUGINS: usize = 256;
 
 impl Default for RuntimeConfig {
     /// No cache, default limits as caps, and the pooling allocator, which
@@ -86,6 +93,7 @@ impl Default for RuntimeConfig {
             pool_slots: Some(DEFAULT_POOL_SLOTS),
             pool_keep_resident: DEFAULT_KEEP_RESIDENT,
             max_core_instances: DEFAULT_MAX_CORE_INSTANCES,
+            ready_plugins: DEFAULT_READY_PLUGINS,
         }
     }
 }
@@ -123,6 +131,7 @@ impl Runtime {
                 cache,
                 config.caps,
                 config.max_core_instances,
+                config.ready_plugins,
             ),
             slots: config.pool_slots.map(|n| Arc::new(Semaphore::new(n as usize))),
             engine,

@@ -1,6 +1,8 @@
 //! The plugins a host can run, by qualified name: each checked against the
-//! `job` world, compiled once (through the cache) and pre-instantiated, so a
-//! job start only allocates a store and instantiates.
+//! `job` world, compiled once (through the cache) and pre-instantiated when
+//! it is made ready, so a job start only allocates a store and
+//! instantiates. Uploaded plugins are known at start and made ready on
+//! their first job; a bounded set of them stays ready.
 
 use super::bindings::JobPre;
 use super::compile::{self, CompileCache, CompiledFrom};
@@ -8,10 +10,10 @@ use super::error::PluginError;
 use super::footprint;
 use super::hints;
 use super::sandbox::JobState;
-use crate::jobs::Limits;
+use crate::jobs::{Limits, PluginRecord};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
@@ -68,12 +70,67 @@ pub struct Inspection {
     pub fits: Result<(), PluginError>,
 }
 
+/// What the host knows of a plugin without having it ready to run: enough
+/// to admit its jobs and to show it. A host holds one for every plugin
+/// stored, however many; only the hot ones are also ready ([`Plugin`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginInfo {
+    /// The tenant that uploaded it; `None` for a shared plugin.
+    pub tenant: Option<String>,
+    /// Qualified name.
+    pub name: String,
+    /// `sha256:` digest of its current version.
+    pub digest: String,
+    /// Size of the component bytes.
+    pub size: usize,
+    /// What the component imports (empty for a plugin stored before they
+    /// were recorded, until it first runs).
+    pub imports: Vec<String>,
+    /// What it exports.
+    pub exports: Vec<String>,
+}
+
+impl PluginInfo {
+    /// What a stored upload record says of its current version.
+    pub fn stored(record: &PluginRecord) -> Self {
+        Self {
+            tenant: Some(record.tenant.clone()),
+            name: record.name.clone(),
+            digest: record.digest.clone(),
+            size: record.size as usize,
+            imports: record.imports.clone(),
+            exports: record.exports.clone(),
+        }
+    }
+}
+
+impl Plugin {
+    /// What is known of it.
+    pub fn info(&self) -> PluginInfo {
+        PluginInfo {
+            tenant: self.tenant.clone(),
+            name: self.name.clone(),
+            digest: self.digest.clone(),
+            size: self.size,
+            imports: self.imports.clone(),
+            exports: self.exports.clone(),
+        }
+    }
+}
+
 /// Owning tenant (`None`: shared) and qualified name.
 type PluginKey = (Option<String>, String);
+/// Tenant, name and digest of a version of an uploaded plugin.
+type VersionKey = (String, String, String);
 
-/// Registered plugins by owner and name. Registering under an existing name
-/// replaces the plugin (a new version); jobs already running keep the old
-/// one. A tenant sees its own plugins and the shared ones; its own win.
+/// The plugins a host can run. Every plugin is known by owner and name
+/// ([`PluginInfo`]); shared plugins (from the plugins folder, few) are
+/// always ready, uploaded ones are made ready on their first job and kept
+/// in a bounded set that lets the least recently used go, so a host's
+/// start and memory do not grow with the plugins it stores. Registering
+/// under an existing name replaces the plugin (a new version); jobs
+/// already running keep the old one. A tenant sees its own plugins and the
+/// shared ones; its own win.
 pub struct Registry {
     engine: Engine,
     linker: Linker<JobState>,
@@ -82,14 +139,38 @@ pub struct Registry {
     caps: Limits,
     /// Core instances one component may create.
     max_core_instances: u32,
-    plugins: RwLock<BTreeMap<PluginKey, Arc<Plugin>>>,
-    /// Older versions, loaded on demand for jobs enqueued before an upload,
-    /// by (tenant, name, digest); at most [`MAX_OLD_VERSIONS`].
-    old_versions: RwLock<HashMap<(String, String, String), Arc<Plugin>>>,
+    known: RwLock<BTreeMap<PluginKey, Arc<PluginInfo>>>,
+    shared: RwLock<HashMap<String, Arc<Plugin>>>,
+    ready: Mutex<Ready>,
 }
 
-/// Older versions kept ready at once; past this the oldest loaded goes.
-const MAX_OLD_VERSIONS: usize = 64;
+/// Versions of uploaded plugins ready to run, at most `capacity`, each with
+/// the turn it was last used.
+struct Ready {
+    capacity: usize,
+    turn: u64,
+    plugins: HashMap<VersionKey, (Arc<Plugin>, u64)>,
+}
+
+impl Ready {
+    fn get(&mut self, key: &VersionKey) -> Option<Arc<Plugin>> {
+        self.turn += 1;
+        let (plugin, used) = self.plugins.get_mut(key)?;
+        *used = self.turn;
+        Some(plugin.clone())
+    }
+
+    fn put(&mut self, key: VersionKey, plugin: Arc<Plugin>) {
+        if !self.plugins.contains_key(&key) && self.plugins.len() >= self.capacity {
+            let coldest = self.plugins.iter().min_by_key(|(_, (_, used))| *used);
+            if let Some(coldest) = coldest.map(|(key, _)| key.clone()) {
+                self.plugins.remove(&coldest);
+            }
+        }
+        self.turn += 1;
+        self.plugins.insert(key, (plugin, self.turn));
+    }
+}
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,9 +185,19 @@ impl Registry {
         cache: Option<CompileCache>,
         caps: Limits,
         max_core_instances: u32,
+        ready_plugins: usize,
     ) -> Self {
-        let (plugins, old_versions) = (RwLock::default(), RwLock::default());
-        Self { engine, linker, cache, caps, max_core_instances, plugins, old_versions }
+        let ready = Ready { capacity: ready_plugins.max(1), turn: 0, plugins: HashMap::new() };
+        Self {
+            engine,
+            linker,
+            cache,
+            caps,
+            max_core_instances,
+            known: RwLock::default(),
+            shared: RwLock::default(),
+            ready: Mutex::new(ready),
+        }
     }
 
     /// Checks, compiles and registers `bytes` as the shared plugin `name`.
@@ -134,13 +225,29 @@ impl Registry {
         footprint::check(bytes, &self.caps, self.max_core_instances)
     }
 
-    /// Makes a plugin from [`prepare`](Self::prepare) visible under its
-    /// name, replacing the one there.
+    /// Makes a plugin from [`prepare`](Self::prepare) current under its
+    /// name (replacing the one there) and ready.
     pub fn insert(&self, plugin: Plugin) -> Arc<Plugin> {
         let plugin = Arc::new(plugin);
         let key = (plugin.tenant.clone(), plugin.name.clone());
-        self.plugins.write().unwrap().insert(key, plugin.clone());
+        self.known.write().unwrap().insert(key, Arc::new(plugin.info()));
+        match &plugin.tenant {
+            None => {
+                self.shared.write().unwrap().insert(plugin.name.clone(), plugin.clone());
+            }
+            Some(tenant) => {
+                let key = (tenant.clone(), plugin.name.clone(), plugin.digest.clone());
+                self.ready.lock().unwrap().put(key, plugin.clone());
+            }
+        }
         plugin
+    }
+
+    /// Knows a stored upload without making it ready: what a host does for
+    /// each one at start.
+    pub fn know(&self, info: PluginInfo) {
+        let key = (info.tenant.clone(), info.name.clone());
+        self.known.write().unwrap().insert(key, Arc::new(info));
     }
 
     /// Everything [`register`](Self::register) does except making the plugin
@@ -228,57 +335,71 @@ impl Registry {
         })
     }
 
-    /// The shared plugin `name`.
+    /// The shared plugin `name`, ready.
     pub fn get(&self, name: &str) -> Result<Arc<Plugin>, PluginError> {
-        self.lookup(&(None, name.to_string()))
+        let shared = self.shared.read().unwrap();
+        shared.get(name).cloned().ok_or_else(|| PluginError::NotFound(name.to_string()))
     }
 
     /// The plugin `name` as `tenant` sees it: its own, else the shared one;
     /// a name that is not a qualified name is refused as such.
-    pub fn resolve(&self, tenant: &str, name: &str) -> Result<Arc<Plugin>, PluginError> {
+    pub fn resolve(&self, tenant: &str, name: &str) -> Result<Arc<PluginInfo>, PluginError> {
         check_name(name)?;
-        self.lookup(&(Some(tenant.to_string()), name.to_string())).or_else(|_| self.get(name))
+        let known = self.known.read().unwrap();
+        known
+            .get(&(Some(tenant.to_string()), name.to_string()))
+            .or_else(|| known.get(&(None, name.to_string())))
+            .cloned()
+            .ok_or_else(|| PluginError::NotFound(name.to_string()))
     }
 
     /// Version `digest` of the plugin `name` as `tenant` sees it, if it is
-    /// the current one or an older one loaded already (an empty digest is
-    /// the current version).
+    /// ready (an empty digest is the current version); else the caller
+    /// makes it ready from its stored bytes ([`keep_ready`](Self::keep_ready)).
     pub fn version(&self, tenant: &str, name: &str, digest: &str) -> Option<Arc<Plugin>> {
-        let current = self.resolve(tenant, name).ok();
-        if let Some(current) = current.filter(|c| digest.is_empty() || c.digest == digest) {
-            return Some(current);
+        let info = self.resolve(tenant, name).ok()?;
+        let digest = if digest.is_empty() { &info.digest } else { digest };
+        match &info.tenant {
+            None => self.get(name).ok().filter(|shared| shared.digest == *digest),
+            Some(owner) => {
+                let key = (owner.clone(), name.to_string(), digest.to_string());
+                self.ready.lock().unwrap().get(&key)
+            }
         }
-        let key = (tenant.to_string(), name.to_string(), digest.to_string());
-        self.old_versions.read().unwrap().get(&key).cloned()
     }
 
-    /// Keeps an older version from [`prepare`](Self::prepare) ready for the
-    /// jobs of `tenant` that need it.
-    pub fn keep_old_version(&self, tenant: &str, plugin: Plugin) -> Arc<Plugin> {
+    /// Keeps a version of `tenant`'s plugin from [`prepare`](Self::prepare)
+    /// ready for its jobs.
+    pub fn keep_ready(&self, tenant: &str, plugin: Plugin) -> Arc<Plugin> {
         let plugin = Arc::new(plugin);
-        let key = (tenant.to_string(), plugin.name.clone(), plugin.digest.clone());
-        let mut old = self.old_versions.write().unwrap();
-        if old.len() >= MAX_OLD_VERSIONS {
-            old.clear();
+        let mut known = self.known.write().unwrap();
+        let key = (Some(tenant.to_string()), plugin.name.clone());
+        if let Some(info) = known.get_mut(&key)
+            && info.digest == plugin.digest
+            && info.imports.is_empty()
+        {
+            *info = Arc::new(plugin.info());
         }
-        old.insert(key, plugin.clone());
+        drop(known);
+        let key = (tenant.to_string(), plugin.name.clone(), plugin.digest.clone());
+        self.ready.lock().unwrap().put(key, plugin.clone());
         plugin
     }
 
-    fn lookup(&self, key: &PluginKey) -> Result<Arc<Plugin>, PluginError> {
-        let plugins = self.plugins.read().unwrap();
-        plugins.get(key).cloned().ok_or_else(|| PluginError::NotFound(key.1.clone()))
+    /// How many uploaded plugin versions are ready now.
+    pub fn ready_count(&self) -> usize {
+        self.ready.lock().unwrap().plugins.len()
     }
 
-    /// Every registered plugin, shared ones first, each group by name.
-    pub fn list(&self) -> Vec<Arc<Plugin>> {
-        self.plugins.read().unwrap().values().cloned().collect()
+    /// Every known plugin, shared ones first, each group by name.
+    pub fn list(&self) -> Vec<Arc<PluginInfo>> {
+        self.known.read().unwrap().values().cloned().collect()
     }
 
     /// The plugins `tenant` can run, by name: its own, and the shared ones
     /// it does not shadow.
-    pub fn list_for(&self, tenant: &str) -> Vec<Arc<Plugin>> {
-        let mut visible: BTreeMap<String, Arc<Plugin>> = BTreeMap::new();
+    pub fn list_for(&self, tenant: &str) -> Vec<Arc<PluginInfo>> {
+        let mut visible: BTreeMap<String, Arc<PluginInfo>> = BTreeMap::new();
         for plugin in self.list() {
             match plugin.tenant.as_deref() {
                 None => {
@@ -293,15 +414,16 @@ impl Registry {
         visible.into_values().collect()
     }
 
-    /// Unregisters `tenant`'s plugin `name`; running jobs of it finish
-    /// normally. Shared plugins are not removed this way.
-    pub fn remove_for(&self, tenant: &str, name: &str) -> Result<Arc<Plugin>, PluginError> {
+    /// Unregisters `tenant`'s plugin `name` and lets its ready versions go;
+    /// running jobs of it finish normally. Shared plugins are not removed
+    /// this way.
+    pub fn remove_for(&self, tenant: &str, name: &str) -> Result<Arc<PluginInfo>, PluginError> {
         let key = (Some(tenant.to_string()), name.to_string());
-        self.plugins
-            .write()
-            .unwrap()
-            .remove(&key)
-            .ok_or_else(|| PluginError::NotFound(name.to_string()))
+        let removed = self.known.write().unwrap().remove(&key);
+        let removed = removed.ok_or_else(|| PluginError::NotFound(name.to_string()))?;
+        let mut ready = self.ready.lock().unwrap();
+        ready.plugins.retain(|(owner, plugin, _), _| !(owner == tenant && plugin == name));
+        Ok(removed)
     }
 }
 

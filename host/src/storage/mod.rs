@@ -1,7 +1,8 @@
-//! Durable storage of jobs and of what admins manage, behind three traits
+//! Durable storage of jobs and of what admins manage, behind five traits
 //! split by concern: [`JobStore`] (jobs, queues, locks: the hot path),
-//! [`AdminStore`] (workers, plugins, tokens, tenants) and [`OutboxStore`]
-//! (completion webhooks). [`Storage`] is all three, what the host holds.
+//! [`AdminStore`] (workers, plugins, tokens, tenants), [`OutboxStore`]
+//! (completion webhooks), [`WorkflowStore`] and [`ScheduleStore`].
+//! [`Storage`] is all of them, what the host holds.
 //!
 //! Storage persists what the job model decides ([`crate::jobs::rules`]) and
 //! owns no policy: every operation that changes a job reads the record,
@@ -9,21 +10,23 @@
 //! indexes and journal in one transaction. Time comes in as a parameter.
 //!
 //! - `redb/`: the embedded default, [`RedbStorage`], one redb file.
-//! - `queue_stats`: per-queue health, computed from job records.
+//! - `listing`: what a job list asks for and gets.
+//! - `queue_stats`: per-queue health.
 
+mod listing;
 mod queue_stats;
 mod redb;
 
 pub use self::redb::RedbStorage;
+pub use listing::{Cursor, JobFilter, JobPage, Start};
 pub use queue_stats::{MINUTES, Minute, QueueStats};
 
 use crate::jobs::changes::{Relabel, Resubmit};
 use crate::jobs::schedule::ScheduleRecord;
 use crate::jobs::workflow::WorkflowRecord;
 use crate::jobs::{
-    JobEvent, JobRecord, JobState, LogLevel, LogLine, Millis, NewJob, PluginRecord, Progress,
-    QueueSettings, RetryPolicy, RunReport, TenantRecord, TokenRecord, WebhookStatus, WorkerMode,
-    WorkerRecord,
+    JobEvent, JobRecord, LogLevel, LogLine, Millis, NewJob, PluginRecord, Progress, QueueSettings,
+    RetryPolicy, RunReport, TenantRecord, TokenRecord, WebhookStatus, WorkerMode, WorkerRecord,
 };
 use uuid::Uuid;
 
@@ -113,62 +116,6 @@ pub struct PluginVersion {
     pub jobs: u64,
 }
 
-/// What a job list is filtered by; `None` matches everything.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct JobFilter {
-    /// Only this tenant's jobs.
-    pub tenant: Option<String>,
-    /// Only jobs enqueued by this owner.
-    pub owner: Option<String>,
-    /// Only jobs in this state.
-    pub state: Option<JobState>,
-    /// Only this queue.
-    pub queue: Option<String>,
-    /// Only this plugin.
-    pub job: Option<String>,
-    /// Only jobs created at or after this time.
-    pub since: Option<Millis>,
-    /// Case-insensitive text in the name, description, plugin or tags.
-    pub search: Option<String>,
-    /// Only clones of this job.
-    pub cloned_from: Option<Uuid>,
-    /// Only jobs this schedule enqueued.
-    pub schedule: Option<Uuid>,
-}
-
-impl JobFilter {
-    /// Whether `job` is one the filter asks for.
-    pub fn matches(&self, job: &JobRecord) -> bool {
-        let eq =
-            |wanted: &Option<String>, value: &str| wanted.as_deref().is_none_or(|w| w == value);
-        eq(&self.tenant, &job.tenant)
-            && eq(&self.owner, &job.owner)
-            && eq(&self.queue, &job.queue)
-            && eq(&self.job, &job.job)
-            && self.state.is_none_or(|state| state == job.state)
-            && self.since.is_none_or(|since| job.created_at >= since)
-            && self.cloned_from.is_none_or(|original| job.cloned_from == Some(original))
-            && self.schedule.is_none_or(|schedule| job.flow.schedule == Some(schedule))
-            && self.search.as_deref().is_none_or(|text| {
-                let text = text.to_lowercase();
-                let has = |s: &str| s.to_lowercase().contains(&text);
-                has(&job.job)
-                    || job.name.as_deref().is_some_and(has)
-                    || job.description.as_deref().is_some_and(has)
-                    || job.tags.iter().any(|t| has(t))
-            })
-    }
-}
-
-/// One page of a list, with the total that matched.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobPage {
-    /// The jobs of this page, newest first.
-    pub jobs: Vec<JobRecord>,
-    /// How many jobs matched the filter in all.
-    pub total: usize,
-}
-
 /// How a run ended, for [`JobStore::finish`]: the rule it is decided by
 /// gets the worker's report, the policy, the time and a random number for
 /// the backoff's jitter.
@@ -219,11 +166,13 @@ pub trait JobStore: Send + Sync {
     ) -> Result<JobRecord, StorageError>;
     /// The jobs `ids`, read at one moment; `None` for one not stored.
     async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Option<JobRecord>>, StorageError>;
-    /// A page of jobs matching `filter`, newest first.
+    /// A page of at most `limit` jobs matching `filter` from `start`,
+    /// newest first, with the total that matched; it costs about what it
+    /// returns, however many jobs are stored.
     async fn list(
         &self,
         filter: &JobFilter,
-        offset: usize,
+        start: Start,
         limit: usize,
     ) -> Result<JobPage, StorageError>;
     /// A job's journal after event `after` (0 for all).
@@ -299,7 +248,7 @@ pub trait JobStore: Send + Sync {
     /// that is not finished.
     async fn remove(&self, id: Uuid) -> Result<JobRecord, StorageError>;
     /// Deletes up to `max` jobs that finished before `finished_before`, with
-    /// their journals and logs (retention). Returns how many.
+    /// their journals and logs (retention), oldest first. Returns how many.
     async fn prune(&self, finished_before: Millis, max: usize) -> Result<usize, StorageError>;
     /// Health of every queue (of `tenant`, or all): counts by state, stuck
     /// jobs, and over the last `window_ms`: throughput, success rate and

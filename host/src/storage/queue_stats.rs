@@ -2,7 +2,7 @@
 //! each state, how many look stuck, and over a recent window how many
 //! finished, how many of those succeeded and how long they took.
 
-use crate::jobs::{JobRecord, JobState, Millis, QueueSettings};
+use crate::jobs::{JobState, Millis, QueueSettings};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -16,9 +16,10 @@ pub struct QueueStats {
     /// Jobs per state (state name → count).
     pub counts: BTreeMap<&'static str, usize>,
     /// Running jobs whose lease expired (their worker is gone) plus ready
-    /// jobs that waited longer than the stuck threshold.
+    /// jobs that waited longer than the stuck threshold (to the minute).
     pub stuck: usize,
-    /// Jobs that finished in the window.
+    /// Jobs that finished in the window (to the minute: a minute counts if
+    /// any of it is in the window).
     pub finished: usize,
     /// Of those, completed.
     pub completed: usize,
@@ -65,38 +66,32 @@ impl QueueStats {
         }
     }
 
-    /// Adds one job.
-    pub(super) fn count(
+    /// Adds `count` jobs in `state`.
+    pub(super) fn add_jobs(&mut self, state: JobState, count: u64) {
+        *self.counts.entry(state.as_str()).or_default() += count as usize;
+    }
+
+    /// Adds the jobs that finished in the minute starting at `start`: those
+    /// that `completed` (running `completed_ms` between them) and `failed`.
+    /// A minute counts in the window if any of it does.
+    pub(super) fn add_finished(
         &mut self,
-        job: &JobRecord,
         now: Millis,
         window_ms: u64,
-        stuck_after_ms: u64,
-        lease_expired: bool,
+        start: Millis,
+        completed: u64,
+        failed: u64,
+        completed_ms: u64,
     ) {
-        *self.counts.entry(job.state.as_str()).or_default() += 1;
-        let waited_too_long = job.state == JobState::Pending && job.run_at + stuck_after_ms < now;
-        if lease_expired || waited_too_long {
-            self.stuck += 1;
-        }
-        let finished = matches!(job.state, JobState::Completed | JobState::Failed);
-        let Some(at) = job.finished_at.filter(|_| finished) else { return };
-        let completed = job.state == JobState::Completed;
-        let ago = (now / 60_000).saturating_sub(at / 60_000) as usize;
+        let ago = (now / 60_000).saturating_sub(start / 60_000) as usize;
         if let Some(minute) = MINUTES.checked_sub(ago + 1).map(|i| &mut self.minutes[i]) {
-            if completed {
-                minute.completed += 1;
-            } else {
-                minute.failed += 1;
-            }
+            minute.completed += completed as u32;
+            minute.failed += failed as u32;
         }
-        if at + window_ms >= now {
-            self.finished += 1;
-            if completed {
-                self.completed += 1;
-                let started = job.started_at.unwrap_or(job.created_at);
-                self.total_duration_ms += at.saturating_sub(started);
-            }
+        if start + 60_000 + window_ms > now {
+            self.finished += (completed + failed) as usize;
+            self.completed += completed as usize;
+            self.total_duration_ms += completed_ms;
         }
     }
 

@@ -6,7 +6,7 @@ use crate::jobs::{
     LimitOverrides, Millis, QueueSettings, Role, TenantRecord, TokenRecord, WorkerMode,
     WorkerRecord,
 };
-use crate::runtime::Plugin;
+use crate::runtime::PluginInfo;
 use crate::storage::QueueStats;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -36,7 +36,7 @@ pub struct PluginView {
 
 impl PluginView {
     /// The view of `plugin`, with its upload record if it has one.
-    pub fn new(plugin: &Plugin, uploaded: Option<(Millis, &str)>) -> Self {
+    pub fn new(plugin: &PluginInfo, uploaded: Option<(Millis, &str)>) -> Self {
         PluginView {
             name: plugin.name.clone(),
             shared: plugin.tenant.is_none(),

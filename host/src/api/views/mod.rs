@@ -203,12 +203,20 @@ pub struct JobDetails {
 pub struct JobPage {
     /// The jobs of this page.
     pub jobs: Vec<JobView>,
-    /// How many matched in all.
+    /// How many matched in all; at least this many when `total_exact` is
+    /// false (a text search over many jobs stops counting).
     pub total: usize,
-    /// This page, from 1.
-    pub page: usize,
+    /// Whether `total` is the exact count.
+    pub total_exact: bool,
+    /// This page, from 1; `null` for a page asked for by `cursor`.
+    pub page: Option<usize>,
     /// Jobs per page.
     pub per_page: usize,
+    /// Pass as `cursor` for the next page; `null` on the last page. A
+    /// cursor page costs the same however deep it is. A text search reads
+    /// a bounded number of jobs per request: its page may be short (even
+    /// empty) with a `next_cursor` to go on.
+    pub next_cursor: Option<String>,
 }
 
 /// The copies of a broadcast job, one per live worker.

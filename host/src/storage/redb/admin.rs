@@ -1,6 +1,7 @@
 //! [`AdminStore`] and [`OutboxStore`] on redb: workers, plugins and their
 //! component bytes, tokens, tenants, and the webhook outbox.
 
+use super::index::Txn;
 use super::schema::{
     CALLBACKS, COMPONENTS, JOBS, PLUGINS, TENANTS, TOKENS, WORKERS, decode, encode,
 };
@@ -10,11 +11,11 @@ use crate::jobs::{
     WorkerRecord,
 };
 use crate::storage::{AdminStore, Callback, OutboxStore, PluginVersion};
-use ::redb::{ReadableTable, WriteTransaction};
+use ::redb::ReadableTable;
 use uuid::Uuid;
 
 fn heartbeat(
-    txn: &WriteTransaction,
+    txn: &Txn,
     id: &str,
     slots: u32,
     running: u32,

@@ -4,24 +4,27 @@
 //! and lock; the new state enters its index; the record is written and the
 //! journal says why. A terminal event of a job with a `callback_url` writes
 //! its webhook to the outbox in the same transaction, so none is lost, and
-//! marks it pending on the record.
+//! marks it pending on the record. The record's secondary indexes and
+//! tallies follow it ([`rewrite`]).
 
+use super::index::Txn;
+use super::index::rewrite;
 use super::schema::{
     CALLBACKS, DEPENDENTS, EVENTS, EXPIRING, JOBS, LOCKS, PARKED, PENDING_V1, PLUGIN_REFS,
     PLUGIN_VERSIONS, PLUGINS, READY, RUNNING, SCHEDULED, WAITING, decode, encode, pending_v1_id,
     ready_key, ready_key_id, scheduled_key,
 };
-use super::{Lease, StorageError, put_job, read_job};
+use super::{Lease, StorageError, read_job};
 use crate::jobs::flow::settle;
 use crate::jobs::{JobEvent, JobRecord, JobState, Millis, PluginRecord, Transition, WebhookStatus};
-use ::redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+use ::redb::{ReadableTable, ReadableTableMetadata};
 use std::collections::HashMap;
 use uuid::Uuid;
 
 /// Writes `transition` at time `at`: indexes, record, journal (and outbox).
 /// `before` is the record as stored, `None` for a new job.
 pub(super) fn apply(
-    txn: &WriteTransaction,
+    txn: &Txn,
     before: Option<&JobRecord>,
     transition: &Transition,
     at: Millis,
@@ -49,9 +52,10 @@ pub(super) fn apply(
     }
     if job.state.is_terminal() && transition.from != Some(job.state) && job.callback_url.is_some() {
         txn.open_table(CALLBACKS)?.insert((at, job.id.as_u128()), 0)?;
-        put_job(txn, &JobRecord { webhook: Some(WebhookStatus::pending(at)), ..job.clone() })?;
+        let job = JobRecord { webhook: Some(WebhookStatus::pending(at)), ..job.clone() };
+        rewrite(txn, before, &job)?;
     } else {
-        put_job(txn, job)?;
+        rewrite(txn, before, job)?;
     }
     let event = journal(txn, job, transition.from, at, &transition.reason)?;
     if closed {
@@ -63,11 +67,7 @@ pub(super) fn apply(
 /// Asks the settle rule about every job waiting for `finished`, now that it
 /// finished, and writes what it decides (which may finish them in turn:
 /// a failure cancels down the whole graph in this one transaction).
-fn settle_dependents(
-    txn: &WriteTransaction,
-    finished: Uuid,
-    at: Millis,
-) -> Result<(), StorageError> {
+fn settle_dependents(txn: &Txn, finished: Uuid, at: Millis) -> Result<(), StorageError> {
     let key = finished.as_u128();
     let waiting: Vec<u128> = {
         let mut table = txn.open_table(DEPENDENTS)?;
@@ -93,7 +93,7 @@ fn settle_dependents(
 
 /// The records of the jobs `ids`, `None` for one not stored.
 pub(super) fn dependencies(
-    txn: &WriteTransaction,
+    txn: &Txn,
     ids: &[Uuid],
 ) -> Result<Vec<(Uuid, Option<JobRecord>)>, StorageError> {
     let jobs = txn.open_table(JOBS)?;
@@ -106,11 +106,7 @@ pub(super) fn dependencies(
 }
 
 /// Counts an unfinished job of a plugin version in or out.
-fn count_plugin_ref(
-    txn: &WriteTransaction,
-    job: &JobRecord,
-    delta: i64,
-) -> Result<(), StorageError> {
+fn count_plugin_ref(txn: &Txn, job: &JobRecord, delta: i64) -> Result<(), StorageError> {
     let mut refs = txn.open_table(PLUGIN_REFS)?;
     let key = (job.tenant.as_str(), job.job.as_str(), job.plugin_digest.as_str());
     let count = refs.get(key)?.map_or(0, |v| v.value()).saturating_add_signed(delta);
@@ -126,7 +122,7 @@ fn count_plugin_ref(
 /// job's current state, at `at` (the time the rule decided it, so the
 /// journal and the times it explains agree).
 pub(super) fn journal(
-    txn: &WriteTransaction,
+    txn: &Txn,
     job: &JobRecord,
     from: Option<JobState>,
     at: Millis,
@@ -150,7 +146,7 @@ pub(super) fn journal(
 
 /// Puts a waiting job in the index its state calls for (and in the
 /// deadline index if it has one), and counts it.
-fn index_waiting(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
+fn index_waiting(txn: &Txn, job: &JobRecord) -> Result<(), StorageError> {
     if let Some(at) = job.expires_at {
         txn.open_table(EXPIRING)?.insert((at, job.id.as_u128()), ())?;
     }
@@ -168,7 +164,7 @@ fn index_waiting(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageE
 }
 
 /// Removes a waiting job from its indexes, and uncounts it.
-fn unindex_waiting(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
+fn unindex_waiting(txn: &Txn, job: &JobRecord) -> Result<(), StorageError> {
     if let Some(at) = job.expires_at {
         txn.open_table(EXPIRING)?.remove((at, job.id.as_u128()))?;
     }
@@ -190,7 +186,7 @@ fn unindex_waiting(txn: &WriteTransaction, job: &JobRecord) -> Result<(), Storag
 }
 
 /// A claimed job's lease in the running index, and its lock taken.
-fn hold(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
+fn hold(txn: &Txn, job: &JobRecord) -> Result<(), StorageError> {
     let lease = Lease {
         worker: job.worker.clone().unwrap_or_default(),
         until: job.lease_until.unwrap_or_default(),
@@ -206,7 +202,7 @@ fn hold(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
 }
 
 /// Takes a job out of the running index and releases its lock.
-fn release(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
+fn release(txn: &Txn, job: &JobRecord) -> Result<(), StorageError> {
     txn.open_table(RUNNING)?.remove(job.id.as_u128())?;
     if let Some(lock) = &job.lock {
         let held_by_job = txn
@@ -221,7 +217,7 @@ fn release(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> 
 }
 
 /// Releases `lock` and puts the ready jobs parked behind it back in line.
-pub(super) fn unlock(txn: &WriteTransaction, lock: &str) -> Result<(), StorageError> {
+pub(super) fn unlock(txn: &Txn, lock: &str) -> Result<(), StorageError> {
     txn.open_table(LOCKS)?.remove(lock)?;
     let mut parked = txn.open_table(PARKED)?;
     let mut keys: Vec<Vec<u8>> = Vec::new();
@@ -243,13 +239,13 @@ pub(super) fn unlock(txn: &WriteTransaction, lock: &str) -> Result<(), StorageEr
 
 /// Moves a ready job whose lock is held out of line, until the lock is
 /// released.
-pub(super) fn park(txn: &WriteTransaction, lock: &str, key: &[u8]) -> Result<(), StorageError> {
+pub(super) fn park(txn: &Txn, lock: &str, key: &[u8]) -> Result<(), StorageError> {
     txn.open_table(READY)?.remove(key)?;
     txn.open_table(PARKED)?.insert((lock, key), ())?;
     Ok(())
 }
 
-fn count_waiting(txn: &WriteTransaction, tenant: &str, delta: i64) -> Result<(), StorageError> {
+fn count_waiting(txn: &Txn, tenant: &str, delta: i64) -> Result<(), StorageError> {
     let mut table = txn.open_table(WAITING)?;
     let count = table.get(tenant)?.map_or(0, |v| v.value()).saturating_add_signed(delta);
     if count == 0 {
@@ -273,7 +269,7 @@ pub(super) fn waiting(
 /// made when the file has waiting jobs but none (it predates them). After
 /// that the index helpers keep both in the same transactions as the jobs,
 /// so they stay right through any crash and an open costs nothing.
-pub(super) fn upgrade(txn: &WriteTransaction) -> Result<(), StorageError> {
+pub(super) fn upgrade(txn: &Txn) -> Result<(), StorageError> {
     let old: Vec<u128> = txn
         .open_table(PENDING_V1)?
         .iter()?
@@ -293,7 +289,7 @@ pub(super) fn upgrade(txn: &WriteTransaction) -> Result<(), StorageError> {
 
 /// Records the current version of every plugin and counts the unfinished
 /// jobs of every version, for a file from before versions were kept.
-fn recount_plugin_refs(txn: &WriteTransaction) -> Result<(), StorageError> {
+fn recount_plugin_refs(txn: &Txn) -> Result<(), StorageError> {
     if !txn.open_table(PLUGIN_VERSIONS)?.is_empty()? || txn.open_table(PLUGINS)?.is_empty()? {
         return Ok(());
     }
@@ -321,7 +317,7 @@ fn recount_plugin_refs(txn: &WriteTransaction) -> Result<(), StorageError> {
 }
 
 /// Counts the waiting jobs of every tenant from the indexes.
-fn recount_waiting(txn: &WriteTransaction) -> Result<(), StorageError> {
+fn recount_waiting(txn: &Txn) -> Result<(), StorageError> {
     let nothing_waits = txn.open_table(READY)?.is_empty()?
         && txn.open_table(PARKED)?.is_empty()?
         && txn.open_table(SCHEDULED)?.is_empty()?;

@@ -8,6 +8,7 @@
 //! another tenant's runnable job, and a claim costs what it takes.
 
 use super::apply::{apply, park};
+use super::index::Txn;
 use super::schema::{
     JOBS, LOCKS, QUEUES, READY, RUNNING, decode, ready_key_group, ready_key_id, ready_key_order,
 };
@@ -15,7 +16,7 @@ use super::{Lease, StorageError, read_job};
 use crate::jobs::rules::{self, ClaimView, Eligibility};
 use crate::jobs::{JobRecord, QueueSettings, TenantDefaults};
 use crate::storage::ClaimRules;
-use ::redb::{ReadableTable, WriteTransaction};
+use ::redb::ReadableTable;
 use std::collections::HashMap;
 use std::ops::Bound;
 
@@ -26,7 +27,7 @@ const CHUNK: usize = 16;
 /// `cursor` (the tenant served first by the previous claim), which it
 /// moves on.
 pub(super) fn claim(
-    txn: &WriteTransaction,
+    txn: &Txn,
     rules: &ClaimRules,
     defaults: &TenantDefaults,
     cursor: &mut String,
@@ -97,7 +98,7 @@ struct Group {
 
 /// Every group with ready jobs, in key order (so by tenant), found by
 /// jumping from one group's first key past its last.
-fn groups(txn: &WriteTransaction) -> Result<Vec<Group>, StorageError> {
+fn groups(txn: &Txn) -> Result<Vec<Group>, StorageError> {
     let ready = txn.open_table(READY)?;
     let mut groups = Vec::new();
     let mut from: Vec<u8> = Vec::new();
@@ -135,7 +136,7 @@ struct Claim<'r> {
 
 impl<'r> Claim<'r> {
     fn new(
-        txn: &WriteTransaction,
+        txn: &Txn,
         rules: &'r ClaimRules,
         defaults: &'r TenantDefaults,
     ) -> Result<Self, StorageError> {
@@ -176,7 +177,7 @@ impl<'r> Claim<'r> {
     }
 
     /// Whether the tenant runs as many jobs as its quota allows.
-    fn tenant_full(&mut self, txn: &WriteTransaction, tenant: &str) -> Result<bool, StorageError> {
+    fn tenant_full(&mut self, txn: &Txn, tenant: &str) -> Result<bool, StorageError> {
         let quota = self.quota(txn, tenant)?;
         let running = self.running_in(&self.running_by_tenant, tenant);
         Ok(quota.is_some_and(|quota| running >= quota))
@@ -187,7 +188,7 @@ impl<'r> Claim<'r> {
     /// held is parked, one pinned to another worker is passed.
     fn head<'g>(
         &mut self,
-        txn: &WriteTransaction,
+        txn: &Txn,
         group: &'g mut Group,
     ) -> Result<Option<&'g (Vec<u8>, JobRecord)>, StorageError> {
         let now = self.rules.now;
@@ -234,11 +235,7 @@ impl<'r> Claim<'r> {
     }
 
     /// The next keys of the group after where the claim left it.
-    fn read_chunk(
-        &self,
-        txn: &WriteTransaction,
-        group: &Group,
-    ) -> Result<Vec<Vec<u8>>, StorageError> {
+    fn read_chunk(&self, txn: &Txn, group: &Group) -> Result<Vec<Vec<u8>>, StorageError> {
         let ready = txn.open_table(READY)?;
         let start = match &group.after {
             Some(key) => Bound::Excluded(key.as_slice()),
@@ -254,7 +251,7 @@ impl<'r> Claim<'r> {
     }
 
     /// Claims `job` for this worker.
-    fn take(&mut self, txn: &WriteTransaction, job: JobRecord) -> Result<(), StorageError> {
+    fn take(&mut self, txn: &Txn, job: JobRecord) -> Result<(), StorageError> {
         let rules = self.rules;
         let transition = rules::claimed(&job, &rules.worker, rules.now, rules.lease_ms);
         apply(txn, Some(&job), &transition, rules.now)?;
@@ -264,7 +261,7 @@ impl<'r> Claim<'r> {
         Ok(())
     }
 
-    fn quota(&mut self, txn: &WriteTransaction, tenant: &str) -> Result<Option<u32>, StorageError> {
+    fn quota(&mut self, txn: &Txn, tenant: &str) -> Result<Option<u32>, StorageError> {
         if let Some(quota) = self.quotas.get(tenant) {
             return Ok(*quota);
         }

@@ -6,15 +6,14 @@ use super::schema::{
     EVENTS, EXPIRING, JOBS, LOCKS, LOGS, QUEUES, READY, RUNNING, SCHEDULED, TimeIndex, WAITING,
     decode, encode, ready_group, ready_key,
 };
-use super::{Lease, RedbStorage, StorageError, claim, jobs, read_job};
+use super::{Lease, RedbStorage, StorageError, claim, jobs, listing, read_job};
 use crate::jobs::changes::{Relabel, Resubmit};
 use crate::jobs::rules;
 use crate::jobs::{JobEvent, JobRecord, JobState, LogLine, Millis, NewJob, QueueSettings};
 use crate::storage::{
-    ClaimRules, Enqueued, Finishing, JobFilter, JobPage, JobStore, OutputBatch, QueueStats,
+    ClaimRules, Enqueued, Finishing, JobFilter, JobPage, JobStore, OutputBatch, QueueStats, Start,
 };
 use ::redb::{ReadTransaction, ReadableTable};
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use uuid::Uuid;
 
@@ -75,25 +74,11 @@ impl JobStore for RedbStorage {
     async fn list(
         &self,
         filter: &JobFilter,
-        offset: usize,
+        start: Start,
         limit: usize,
     ) -> Result<JobPage, StorageError> {
         let filter = filter.clone();
-        self.read(move |txn| {
-            let mut jobs = Vec::new();
-            let mut total = 0;
-            for entry in txn.open_table(JOBS)?.iter()?.rev() {
-                let job: JobRecord = decode(entry?.1.value())?;
-                if filter.matches(&job) {
-                    if total >= offset && jobs.len() < limit {
-                        jobs.push(job);
-                    }
-                    total += 1;
-                }
-            }
-            Ok(JobPage { jobs, total })
-        })
-        .await
+        self.read(move |txn| listing::list(txn, &filter, start, limit)).await
     }
 
     async fn events(&self, id: Uuid, after: u64) -> Result<Vec<JobEvent>, StorageError> {
@@ -269,8 +254,10 @@ impl JobStore for RedbStorage {
         stuck_after_ms: u64,
     ) -> Result<Vec<QueueStats>, StorageError> {
         let tenant = tenant.map(str::to_string);
-        self.read(move |txn| queue_stats(txn, tenant.as_deref(), now, window_ms, stuck_after_ms))
-            .await
+        self.read(move |txn| {
+            listing::queue_stats(txn, tenant.as_deref(), now, window_ms, stuck_after_ms)
+        })
+        .await
     }
 
     async fn enqueue_broadcast(
@@ -356,41 +343,6 @@ impl RedbStorage {
         }
         self.writer.write(move |txn| jobs::apply_due(txn, index, now, rule)).await
     }
-}
-
-/// Health of every queue (of `tenant`, or all), from the job records.
-fn queue_stats(
-    txn: &ReadTransaction,
-    tenant: Option<&str>,
-    now: Millis,
-    window_ms: u64,
-    stuck_after_ms: u64,
-) -> Result<Vec<QueueStats>, StorageError> {
-    let mut by_queue: BTreeMap<String, QueueStats> = BTreeMap::new();
-    let running = txn.open_table(RUNNING)?;
-    for entry in txn.open_table(JOBS)?.iter()? {
-        let job: JobRecord = decode(entry?.1.value())?;
-        if tenant.is_some_and(|t| t != job.tenant) {
-            continue;
-        }
-        let stats =
-            by_queue.entry(job.queue.clone()).or_insert_with(|| QueueStats::new(&job.queue));
-        let lease_expired = running
-            .get(job.id.as_u128())?
-            .map(|lease| decode::<Lease>(lease.value()))
-            .transpose()?
-            .is_some_and(|lease| lease.until < now);
-        stats.count(&job, now, window_ms, stuck_after_ms, lease_expired);
-    }
-    let settings = txn.open_table(QUEUES)?;
-    let mut all: Vec<QueueStats> = by_queue.into_values().collect();
-    for stats in &mut all {
-        if let Some(value) = settings.get(stats.queue.as_str())? {
-            stats.settings = decode(value.value())?;
-        }
-        stats.finish(window_ms);
-    }
-    Ok(all)
 }
 
 /// Refuses a job that is not stored, without decoding its record: a

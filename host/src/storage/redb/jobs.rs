@@ -2,6 +2,8 @@
 //! record, ask the rule of [`crate::jobs::rules`], [`apply`] its answer.
 
 use super::apply::{apply, dependencies, waiting};
+use super::index::Txn;
+use super::index::{finished_until, rewrite, unlist};
 use super::schema::{
     DEPENDENTS, EVENTS, IDEMPOTENCY, JOBS, LOGS, QUEUES, RUNNING, TENANTS, TimeIndex, WAITING,
     WORKERS, decode, encode,
@@ -15,11 +17,11 @@ use crate::jobs::{
     WorkerRecord,
 };
 use crate::storage::{Enqueued, Finishing, OutputBatch};
-use ::redb::{ReadableTable, WriteTransaction};
+use ::redb::ReadableTable;
 use uuid::Uuid;
 
 pub(super) fn enqueue(
-    txn: &WriteTransaction,
+    txn: &Txn,
     new: NewJob,
     defaults: &TenantDefaults,
     now: Millis,
@@ -42,7 +44,7 @@ pub(super) fn enqueue(
 /// broadcast's id) within its tenant's `max_queued`, with its idempotency
 /// key, waiting for its dependencies, and the rest of its chain after it.
 pub(super) fn insert(
-    txn: &WriteTransaction,
+    txn: &Txn,
     mut new: NewJob,
     copy: Option<(String, Uuid)>,
     defaults: &TenantDefaults,
@@ -92,7 +94,7 @@ pub(super) fn insert(
 }
 
 /// A tenant's record, or the defaults for one never set.
-pub(super) fn tenant(txn: &WriteTransaction, name: &str) -> Result<TenantRecord, StorageError> {
+pub(super) fn tenant(txn: &Txn, name: &str) -> Result<TenantRecord, StorageError> {
     let stored = txn.open_table(TENANTS)?.get(name)?.map(|v| v.value().to_vec());
     match stored {
         Some(bytes) => decode(&bytes),
@@ -101,7 +103,7 @@ pub(super) fn tenant(txn: &WriteTransaction, name: &str) -> Result<TenantRecord,
 }
 
 pub(super) fn spawn_child(
-    txn: &WriteTransaction,
+    txn: &Txn,
     parent: Uuid,
     attempt: u32,
     mut child: NewJob,
@@ -127,11 +129,7 @@ pub(super) fn spawn_child(
     Ok(child)
 }
 
-pub(super) fn finish(
-    txn: &WriteTransaction,
-    id: Uuid,
-    finishing: Finishing,
-) -> Result<JobRecord, StorageError> {
+pub(super) fn finish(txn: &Txn, id: Uuid, finishing: Finishing) -> Result<JobRecord, StorageError> {
     let job = read_job(&txn.open_table(JOBS)?, id)?;
     let held = job.state == JobState::Running
         && job.worker.as_deref() == Some(&finishing.worker)
@@ -148,7 +146,7 @@ pub(super) fn finish(
     Ok(transition.job)
 }
 
-pub(super) fn recover(txn: &WriteTransaction, now: Millis) -> Result<Vec<Uuid>, StorageError> {
+pub(super) fn recover(txn: &Txn, now: Millis) -> Result<Vec<Uuid>, StorageError> {
     let expired: Vec<u128> = txn
         .open_table(RUNNING)?
         .iter()?
@@ -173,7 +171,7 @@ pub(super) fn recover(txn: &WriteTransaction, now: Millis) -> Result<Vec<Uuid>, 
 }
 
 pub(super) fn hand_back(
-    txn: &WriteTransaction,
+    txn: &Txn,
     worker: &str,
     ids: &[Uuid],
     now: Millis,
@@ -193,7 +191,7 @@ pub(super) fn hand_back(
 /// Applies `rule` to every job a time index (scheduled runs, deadlines)
 /// holds at or before `now`; returns how many.
 pub(super) fn apply_due(
-    txn: &WriteTransaction,
+    txn: &Txn,
     index: TimeIndex,
     now: Millis,
     rule: fn(&JobRecord, Millis) -> rules::Transition,
@@ -211,7 +209,7 @@ pub(super) fn apply_due(
 }
 
 pub(super) fn append_output(
-    txn: &WriteTransaction,
+    txn: &Txn,
     id: Uuid,
     attempt: u32,
     batch: OutputBatch,
@@ -246,11 +244,7 @@ pub(super) fn append_output(
     put_job(txn, &job)
 }
 
-pub(super) fn cancel(
-    txn: &WriteTransaction,
-    id: Uuid,
-    now: Millis,
-) -> Result<JobRecord, StorageError> {
+pub(super) fn cancel(txn: &Txn, id: Uuid, now: Millis) -> Result<JobRecord, StorageError> {
     let job = read_job(&txn.open_table(JOBS)?, id)?;
     let transition = rules::cancelled(&job, now).map_err(StorageError::Conflict)?;
     apply(txn, Some(&job), &transition, now)?;
@@ -292,7 +286,7 @@ pub(super) fn resubmission(old: &JobRecord, changes: Resubmit) -> NewJob {
 }
 
 pub(super) fn retry(
-    txn: &WriteTransaction,
+    txn: &Txn,
     id: Uuid,
     changes: Resubmit,
     defaults: &TenantDefaults,
@@ -317,23 +311,24 @@ pub(super) fn retry(
 }
 
 pub(super) fn clone_job(
-    txn: &WriteTransaction,
+    txn: &Txn,
     id: Uuid,
     changes: Resubmit,
     defaults: &TenantDefaults,
     now: Millis,
 ) -> Result<JobRecord, StorageError> {
     let old = read_job(&txn.open_table(JOBS)?, id)?;
-    let mut new = insert(txn, resubmission(&old, changes), None, defaults, now)?;
-    new.cloned_from = Some(old.id);
-    put_job(txn, &new)?;
+    let inserted = insert(txn, resubmission(&old, changes), None, defaults, now)?;
+    let new = JobRecord { cloned_from: Some(old.id), ..inserted.clone() };
+    rewrite(txn, Some(&inserted), &new)?;
     Ok(new)
 }
 
-/// Deletes a job with its journal, logs and idempotency key.
-fn delete(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
+/// Deletes a job with its journal, logs, index rows and idempotency key.
+fn delete(txn: &Txn, job: &JobRecord) -> Result<(), StorageError> {
     let id = job.id.as_u128();
     txn.open_table(JOBS)?.remove(id)?;
+    unlist(txn, job)?;
     txn.open_table(EVENTS)?.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
     txn.open_table(LOGS)?.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
     if let Some(key) = &job.idempotency_key {
@@ -346,7 +341,7 @@ fn delete(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
     Ok(())
 }
 
-pub(super) fn remove(txn: &WriteTransaction, id: Uuid) -> Result<JobRecord, StorageError> {
+pub(super) fn remove(txn: &Txn, id: Uuid) -> Result<JobRecord, StorageError> {
     let job = read_job(&txn.open_table(JOBS)?, id)?;
     if let Some(refusal) = rules::remove_refusal(&job) {
         return Err(StorageError::Conflict(refusal));
@@ -355,29 +350,17 @@ pub(super) fn remove(txn: &WriteTransaction, id: Uuid) -> Result<JobRecord, Stor
     Ok(job)
 }
 
-pub(super) fn prune(
-    txn: &WriteTransaction,
-    finished_before: Millis,
-    max: usize,
-) -> Result<usize, StorageError> {
-    let mut old = Vec::new();
-    for entry in txn.open_table(JOBS)?.iter()? {
-        let job: JobRecord = decode(entry?.1.value())?;
-        if job.state.is_terminal() && job.finished_at.is_some_and(|at| at < finished_before) {
-            old.push(job);
-            if old.len() >= max {
-                break;
-            }
-        }
-    }
-    for job in &old {
-        delete(txn, job)?;
+pub(super) fn prune(txn: &Txn, finished_before: Millis, max: usize) -> Result<usize, StorageError> {
+    let old = finished_until(txn, finished_before, max)?;
+    for id in &old {
+        let job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(*id))?;
+        delete(txn, &job)?;
     }
     Ok(old.len())
 }
 
 pub(super) fn enqueue_broadcast(
-    txn: &WriteTransaction,
+    txn: &Txn,
     new: NewJob,
     live_after: Millis,
     defaults: &TenantDefaults,

@@ -6,6 +6,8 @@
 //! - `writer`: the group-commit writer thread.
 //! - `apply`: writes a rule's transition with its indexes and journal, the
 //!   one way a job's state changes here.
+//! - `index`: the secondary indexes and tallies every job write keeps;
+//!   `listing`: the lists and queue health read from them.
 //! - `jobs`: the job operations inside a write transaction; `claim`: the
 //!   claim walk; `job_store`: [`super::JobStore`] over them and the reads.
 //! - `workflows`: [`super::WorkflowStore`]; `schedules`:
@@ -17,8 +19,10 @@ mod admin;
 mod apply;
 mod claim;
 mod file;
+mod index;
 mod job_store;
 mod jobs;
+mod listing;
 mod plugins;
 mod schedules;
 mod schema;
@@ -27,14 +31,13 @@ mod writer;
 
 use super::StorageError;
 use crate::jobs::{JobRecord, Millis, TenantDefaults};
-use ::redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableHandle, WriteTransaction,
-};
+use ::redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableHandle};
 use file::DbFile;
+use index::Txn;
 use schema::{
-    CALLBACKS, COMPONENTS, DEPENDENTS, EVENTS, EXPIRING, IDEMPOTENCY, JOBS, LOCKS, LOGS, PARKED,
-    PLUGIN_REFS, PLUGIN_VERSIONS, PLUGINS, QUEUES, READY, RUNNING, SCHEDULED, SCHEDULES, TENANTS,
-    TOKENS, WAITING, WORKERS, WORKFLOWS, decode, encode,
+    CALLBACKS, COMPONENTS, COUNTS, DEPENDENTS, EVENTS, EXPIRING, IDEMPOTENCY, JOBS, LISTING, LOCKS,
+    LOGS, PARKED, PLUGIN_REFS, PLUGIN_VERSIONS, PLUGINS, QUEUES, READY, RUNNING, SCHEDULED,
+    SCHEDULES, TENANTS, TOKENS, WAITING, WORKERS, WORKFLOWS, decode, encode,
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -129,7 +132,7 @@ impl RedbStorage {
 fn open_database(path: &Path) -> Result<Database, StorageError> {
     let db = Database::create(path)?;
     refuse_foreign(&db)?;
-    let txn = db.begin_write()?;
+    let txn = Txn::new(db.begin_write()?);
     {
         txn.open_table(JOBS)?;
         txn.open_table(READY)?;
@@ -154,7 +157,10 @@ fn open_database(path: &Path) -> Result<Database, StorageError> {
         txn.open_table(DEPENDENTS)?;
         txn.open_table(WORKFLOWS)?;
         txn.open_table(SCHEDULES)?;
+        txn.open_table(LISTING)?;
+        txn.open_table(COUNTS)?;
         apply::upgrade(&txn)?;
+        index::upgrade(&txn)?;
     }
     txn.commit()?;
     Ok(db)
@@ -200,7 +206,9 @@ fn read_job(
     read_record(table, id, "job")
 }
 
-fn put_job(txn: &WriteTransaction, job: &JobRecord) -> Result<(), StorageError> {
+/// Writes a job whose indexed fields (see [`index::rewrite`]) did not
+/// change: its progress, labels, links, webhook status.
+fn put_job(txn: &Txn, job: &JobRecord) -> Result<(), StorageError> {
     put_record(txn, JOBS, job.id, job)
 }
 
@@ -219,7 +227,7 @@ fn read_record<T: serde::de::DeserializeOwned>(
 
 /// Writes record `id` of a table keyed by id.
 fn put_record<T: Serialize>(
-    txn: &WriteTransaction,
+    txn: &Txn,
     table: ::redb::TableDefinition<u128, &[u8]>,
     id: Uuid,
     record: &T,

@@ -4,10 +4,11 @@
 //! while any version of any plugin uses them.
 
 use super::StorageError;
+use super::index::Txn;
 use super::schema::{COMPONENTS, PLUGIN_REFS, PLUGIN_VERSIONS, PLUGINS, decode, encode};
 use crate::jobs::{PluginRecord, TenantDefaults};
 use crate::storage::PluginVersion;
-use ::redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use ::redb::{ReadTransaction, ReadableTable};
 
 /// Unfinished jobs enqueued with a version.
 fn refs(
@@ -36,7 +37,7 @@ fn version_records(
 }
 
 /// Deletes the bytes of `digest` once no version of any plugin uses them.
-fn drop_unused_component(txn: &WriteTransaction, digest: &str) -> Result<(), StorageError> {
+fn drop_unused_component(txn: &Txn, digest: &str) -> Result<(), StorageError> {
     for entry in txn.open_table(PLUGIN_VERSIONS)?.iter()? {
         if decode::<PluginRecord>(entry?.1.value())?.digest == digest {
             return Ok(());
@@ -49,7 +50,7 @@ fn drop_unused_component(txn: &WriteTransaction, digest: &str) -> Result<(), Sto
 /// Stores a new current version within the tenant's plugin quota, and
 /// drops the older versions no unfinished job needs.
 pub(super) fn put(
-    txn: &WriteTransaction,
+    txn: &Txn,
     record: &PluginRecord,
     component: &[u8],
     defaults: &TenantDefaults,
@@ -94,11 +95,7 @@ pub(super) fn put(
 }
 
 /// Removes a plugin with every version, unless unfinished jobs need one.
-pub(super) fn remove(
-    txn: &WriteTransaction,
-    tenant: &str,
-    name: &str,
-) -> Result<PluginRecord, StorageError> {
+pub(super) fn remove(txn: &Txn, tenant: &str, name: &str) -> Result<PluginRecord, StorageError> {
     let mut plugins = txn.open_table(PLUGINS)?;
     let current: PluginRecord = match plugins.get((tenant, name))? {
         Some(value) => decode(value.value())?,
@@ -132,7 +129,7 @@ pub(super) fn remove(
 
 /// Removes one version that is neither current nor needed by a job.
 pub(super) fn remove_version(
-    txn: &WriteTransaction,
+    txn: &Txn,
     tenant: &str,
     name: &str,
     digest: &str,

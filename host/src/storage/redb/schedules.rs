@@ -3,13 +3,14 @@
 //! schedule's next time on, after checking that time is still the one the
 //! round was planned for.
 
+use super::index::Txn;
 use super::jobs::enqueue;
 use super::schema::{SCHEDULES, decode};
 use super::{RedbStorage, StorageError, put_record, read_record};
 use crate::jobs::Millis;
 use crate::jobs::schedule::{MAX_SCHEDULES, ScheduleRecord};
 use crate::storage::{Round, ScheduleStore};
-use ::redb::{ReadableTable, WriteTransaction};
+use ::redb::ReadableTable;
 use uuid::Uuid;
 
 #[async_trait::async_trait]
@@ -127,10 +128,10 @@ impl ScheduleStore for RedbStorage {
     }
 }
 
-fn read(txn: &WriteTransaction, id: Uuid) -> Result<ScheduleRecord, StorageError> {
+fn read(txn: &Txn, id: Uuid) -> Result<ScheduleRecord, StorageError> {
     read_record(&txn.open_table(SCHEDULES)?, id, "schedule")
 }
 
-fn put(txn: &WriteTransaction, schedule: &ScheduleRecord) -> Result<(), StorageError> {
+fn put(txn: &Txn, schedule: &ScheduleRecord) -> Result<(), StorageError> {
     put_record(txn, SCHEDULES, schedule.id, schedule)
 }

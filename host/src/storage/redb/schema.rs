@@ -75,6 +75,16 @@ pub(super) const SCHEDULES: TableDefinition<u128, &[u8]> = TableDefinition::new(
 /// indexes so a queued-jobs quota costs one read per enqueue.
 pub(super) const WAITING: TableDefinition<&str, u64> = TableDefinition::new("waiting");
 
+/// [`super::index`] row → (). The secondary indexes of every job: per
+/// tenant, queue, plugin, owner, original (of clones) and schedule, each
+/// in the job's state and newest first; and finished jobs by time, for
+/// retention.
+pub(super) const LISTING: TableDefinition<&[u8], ()> = TableDefinition::new("listing");
+/// [`super::index`] tally → count: jobs per index group, jobs finished
+/// per queue and minute, ready jobs per queue and minute they became due.
+/// Kept in the same commits as the jobs, so counts never scan.
+pub(super) const COUNTS: TableDefinition<&[u8], u64> = TableDefinition::new("counts");
+
 /// Length of the part of a [`ready_key`] after its group prefix.
 const ORDER_LEN: usize = 28;
 

@@ -2,6 +2,7 @@
 //! steps ordinary jobs written by `jobs::insert` in the same transaction.
 
 use super::apply::{apply, waiting};
+use super::index::Txn;
 use super::jobs::{insert, resubmission, tenant};
 use super::schema::{JOBS, WAITING, WORKFLOWS, decode};
 use super::{RedbStorage, StorageError, put_job, put_record, read_job, read_record};
@@ -10,7 +11,7 @@ use crate::jobs::flow::rename_references;
 use crate::jobs::workflow::{WorkflowRecord, retry_plan};
 use crate::jobs::{JobRecord, Millis, NewJob, TenantDefaults, Transition, rules, stored_json};
 use crate::storage::WorkflowStore;
-use ::redb::{ReadableTable, WriteTransaction};
+use ::redb::ReadableTable;
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -100,7 +101,7 @@ impl WorkflowStore for RedbStorage {
 /// Enqueues again the steps [`retry_plan`] names, in order, each waiting
 /// for the current jobs of its steps and taking their results.
 fn retry(
-    txn: &WriteTransaction,
+    txn: &Txn,
     id: Uuid,
     defaults: &TenantDefaults,
     now: Millis,
@@ -160,7 +161,7 @@ fn retry(
 /// Refuses, before anything is written, `count` more waiting jobs over the
 /// tenant's `max_queued`.
 fn room_for(
-    txn: &WriteTransaction,
+    txn: &Txn,
     tenant_name: &str,
     count: usize,
     defaults: &TenantDefaults,
@@ -173,10 +174,10 @@ fn room_for(
     })
 }
 
-fn read_workflow(txn: &WriteTransaction, id: Uuid) -> Result<WorkflowRecord, StorageError> {
+fn read_workflow(txn: &Txn, id: Uuid) -> Result<WorkflowRecord, StorageError> {
     read_record(&txn.open_table(WORKFLOWS)?, id, "workflow")
 }
 
-fn put_workflow(txn: &WriteTransaction, workflow: &WorkflowRecord) -> Result<(), StorageError> {
+fn put_workflow(txn: &Txn, workflow: &WorkflowRecord) -> Result<(), StorageError> {
     put_record(txn, WORKFLOWS, workflow.id, workflow)
 }

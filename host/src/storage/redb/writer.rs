@@ -5,7 +5,7 @@
 
 use super::StorageError;
 use super::file::DbFile;
-use ::redb::WriteTransaction;
+use super::index::Txn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -17,7 +17,7 @@ const MAX_BATCH: usize = 1024;
 
 /// A queued write: applies itself to the batch's transaction (or hears that
 /// none could be started), then hears how the commit went.
-type Apply = Box<dyn FnOnce(Result<&WriteTransaction, StorageError>) -> Reply + Send>;
+type Apply = Box<dyn FnOnce(Result<&Txn, StorageError>) -> Reply + Send>;
 type Reply = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
 
 /// Commit counters, for the benchmark and the stats endpoint.
@@ -76,7 +76,7 @@ impl Writer {
     /// first, then write. (A redb error fails the whole commit instead.)
     pub(super) async fn write<R: Send + 'static>(
         &self,
-        write: impl FnOnce(&WriteTransaction) -> Result<R, StorageError> + Send + 'static,
+        write: impl FnOnce(&Txn) -> Result<R, StorageError> + Send + 'static,
     ) -> Result<R, StorageError> {
         let (done, result) = oneshot::channel();
         let apply: Apply = Box::new(move |txn| {
@@ -124,7 +124,7 @@ fn run(db: &DbFile, incoming: &mpsc::Receiver<Apply>, stats: &CommitStats) {
 fn commit(file: &DbFile, batch: Vec<Apply>, stats: &CommitStats) -> Result<(), StorageError> {
     let size = batch.len() as u64;
     let begun = file.reopened().and_then(|db| match db.begin_write() {
-        Ok(txn) => Ok((db, txn)),
+        Ok(txn) => Ok((db, Txn::new(txn))),
         Err(e) => {
             let error = StorageError::from(e);
             if let StorageError::Unavailable(why) = &error {
@@ -143,7 +143,7 @@ fn commit(file: &DbFile, batch: Vec<Apply>, stats: &CommitStats) -> Result<(), S
         }
     };
     let replies: Vec<Reply> = batch.into_iter().map(|apply| apply(Ok(&txn))).collect();
-    let committed = txn.commit().map_err(StorageError::from);
+    let committed = txn.commit();
     if let Err(StorageError::Unavailable(why)) = &committed {
         file.failed(&db, why);
     }

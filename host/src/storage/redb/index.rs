@@ -1,0 +1,294 @@
+//! The secondary indexes and tallies every write of a job keeps, so that a
+//! list, a count or a queue's health costs what it returns, not what is
+//! stored.
+//!
+//! One rule keeps them right: a job's [`rows`] and [`tallies`] are pure
+//! functions of its record, and writing a record over another changes the
+//! rows and tallies by the difference ([`rewrite`]). Rows go to
+//! [`LISTING`] at once; tallies are summed in the [`Txn`] and written once
+//! per key at commit, so a commit of a hundred jobs of one queue touches
+//! each count once.
+//!
+//! A row is `tag, tenant \0 value \0, state, created_at, id`: the jobs of a
+//! dimension value (a queue, a plugin, an owner...) in one state form a
+//! group, newest last, and a list walks its groups backwards. A tally's key
+//! is a group (`tag ... state`), or the finished jobs of a queue in a
+//! minute (`M`), or the ready jobs of a queue by the minute they became
+//! due (`R`).
+
+use super::StorageError;
+use super::schema::{COUNTS, JOBS, LISTING, decode, encode};
+use crate::jobs::{JobRecord, JobState, Millis};
+use ::redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::ops::Deref;
+
+/// A dimension a list may be filtered by, with the tag of its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dim {
+    /// Every job of the tenant.
+    Tenant = b'T' as isize,
+    /// The job's queue.
+    Queue = b'Q' as isize,
+    /// The plugin it runs.
+    Plugin = b'P' as isize,
+    /// The token that enqueued it.
+    Owner = b'O' as isize,
+    /// The job it is a clone of.
+    ClonedFrom = b'C' as isize,
+    /// The schedule that enqueued it.
+    Schedule = b'S' as isize,
+}
+
+/// Tag of the retention rows: finished jobs by the time they finished.
+const FINISHED: u8 = b'F';
+/// Tag of the tallies of jobs finished per queue and minute.
+pub(super) const MINUTE: u8 = b'M';
+/// Tag of the tallies of ready jobs per queue and the minute they became due.
+pub(super) const READY_SINCE: u8 = b'R';
+
+/// What an [`MINUTE`] tally counts.
+pub(super) mod minute {
+    /// Jobs completed in the minute.
+    pub const COMPLETED: u8 = 0;
+    /// Jobs failed in the minute.
+    pub const FAILED: u8 = 1;
+    /// Milliseconds run by the jobs completed in the minute.
+    pub const COMPLETED_MS: u8 = 2;
+}
+
+/// Every state, in the order of their codes.
+pub(super) const STATES: [JobState; 8] = [
+    JobState::Blocked,
+    JobState::Scheduled,
+    JobState::Pending,
+    JobState::Running,
+    JobState::Completed,
+    JobState::Failed,
+    JobState::Cancelled,
+    JobState::Expired,
+];
+
+/// The byte a state is stored as.
+pub(super) fn state_code(state: JobState) -> u8 {
+    STATES.iter().position(|s| *s == state).expect("every state is listed") as u8
+}
+
+/// The group of rows of `value` of `dim` (empty for [`Dim::Tenant`]) in
+/// `state`: a prefix of [`LISTING`] keys and a key of [`COUNTS`].
+pub(super) fn group(dim: Dim, tenant: &str, value: &str, state: JobState) -> Vec<u8> {
+    let mut key = prefix(dim as u8, tenant, value);
+    key.push(state_code(state));
+    key
+}
+
+/// `tag, tenant \0 value \0`: names never hold `\0`.
+pub(super) fn prefix(tag: u8, tenant: &str, value: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(tenant.len() + value.len() + 28);
+    key.push(tag);
+    key.extend_from_slice(tenant.as_bytes());
+    key.push(0);
+    key.extend_from_slice(value.as_bytes());
+    key.push(0);
+    key
+}
+
+/// The position a row ends with: creation time and id, both big-endian, so
+/// byte order is list order.
+pub(super) fn position(created_at: Millis, id: u128) -> [u8; 24] {
+    let mut end = [0; 24];
+    end[..8].copy_from_slice(&created_at.to_be_bytes());
+    end[8..].copy_from_slice(&id.to_be_bytes());
+    end
+}
+
+/// The (time, id) a row or retention row ends with.
+pub(super) fn row_position(key: &[u8]) -> (Millis, u128) {
+    let end = &key[key.len() - 24..];
+    let time = u64::from_be_bytes(end[..8].try_into().expect("8 bytes"));
+    (time, u128::from_be_bytes(end[8..].try_into().expect("16 bytes")))
+}
+
+/// The values of every dimension `job` is listed under.
+fn dims(job: &JobRecord) -> Vec<(Dim, String)> {
+    let mut dims = vec![
+        (Dim::Tenant, String::new()),
+        (Dim::Queue, job.queue.clone()),
+        (Dim::Plugin, job.job.clone()),
+        (Dim::Owner, job.owner.clone()),
+    ];
+    if let Some(original) = job.cloned_from {
+        dims.push((Dim::ClonedFrom, original.to_string()));
+    }
+    if let Some(schedule) = job.flow.schedule {
+        dims.push((Dim::Schedule, schedule.to_string()));
+    }
+    dims
+}
+
+/// The rows of `job` in [`LISTING`].
+fn rows(job: &JobRecord) -> Vec<Vec<u8>> {
+    let at = position(job.created_at, job.id.as_u128());
+    let mut rows: Vec<Vec<u8>> = dims(job)
+        .into_iter()
+        .map(|(dim, value)| {
+            let mut row = group(dim, &job.tenant, &value, job.state);
+            row.extend_from_slice(&at);
+            row
+        })
+        .collect();
+    if let Some(finished) = job.finished_at.filter(|_| job.state.is_terminal()) {
+        let mut row = vec![FINISHED];
+        row.extend_from_slice(&position(finished, job.id.as_u128()));
+        rows.push(row);
+    }
+    rows
+}
+
+/// What `job` adds to [`COUNTS`]: one to each of its groups, and as the
+/// queue's health needs: a finished job to its minute (with its run time
+/// when it completed), a ready job to the minute it became due.
+fn tallies(job: &JobRecord) -> Vec<(Vec<u8>, i64)> {
+    let mut tallies: Vec<(Vec<u8>, i64)> = dims(job)
+        .into_iter()
+        .map(|(dim, value)| (group(dim, &job.tenant, &value, job.state), 1))
+        .collect();
+    let per_minute = |tag: u8, at: Millis| {
+        let mut key = prefix(tag, &job.tenant, &job.queue);
+        key.extend_from_slice(&(at / 60_000).to_be_bytes());
+        key
+    };
+    match (job.state, job.finished_at) {
+        (JobState::Pending, _) => tallies.push((per_minute(READY_SINCE, job.run_at), 1)),
+        (JobState::Completed, Some(at)) => {
+            let ran = at.saturating_sub(job.started_at.unwrap_or(job.created_at));
+            let key = per_minute(MINUTE, at);
+            tallies.push(([key.as_slice(), &[minute::COMPLETED]].concat(), 1));
+            tallies.push(([key.as_slice(), &[minute::COMPLETED_MS]].concat(), ran as i64));
+        }
+        (JobState::Failed, Some(at)) => {
+            tallies.push(([per_minute(MINUTE, at).as_slice(), &[minute::FAILED]].concat(), 1));
+        }
+        _ => {}
+    }
+    tallies
+}
+
+/// A write transaction with the tallies its writes changed, summed until
+/// [`Txn::commit`] writes them. Everything else of the transaction is
+/// reached through it as usual.
+pub(super) struct Txn {
+    txn: WriteTransaction,
+    tally: RefCell<BTreeMap<Vec<u8>, i64>>,
+}
+
+impl Deref for Txn {
+    type Target = WriteTransaction;
+
+    fn deref(&self) -> &WriteTransaction {
+        &self.txn
+    }
+}
+
+impl Txn {
+    pub(super) fn new(txn: WriteTransaction) -> Self {
+        Self { txn, tally: RefCell::default() }
+    }
+
+    /// Writes the summed tallies, then commits.
+    pub(super) fn commit(self) -> Result<(), StorageError> {
+        {
+            let mut counts = self.txn.open_table(COUNTS)?;
+            for (key, delta) in self.tally.take() {
+                if delta == 0 {
+                    continue;
+                }
+                let count = counts.get(key.as_slice())?.map_or(0, |v| v.value());
+                match count.saturating_add_signed(delta) {
+                    0 => counts.remove(key.as_slice())?,
+                    count => counts.insert(key.as_slice(), count)?,
+                };
+            }
+        }
+        self.txn.commit()?;
+        Ok(())
+    }
+
+    fn count(&self, tallies: Vec<(Vec<u8>, i64)>, sign: i64) {
+        let mut sums = self.tally.borrow_mut();
+        for (key, n) in tallies {
+            *sums.entry(key).or_default() += sign * n;
+        }
+    }
+}
+
+/// Writes `job` over `before` (`None`: a new job), with its rows and
+/// tallies changed by the difference. Every write of a job record whose
+/// state, queue, plugin, owner, times or origin may differ goes here.
+pub(super) fn rewrite(
+    txn: &Txn,
+    before: Option<&JobRecord>,
+    job: &JobRecord,
+) -> Result<(), StorageError> {
+    reindex(txn, before, Some(job))?;
+    txn.open_table(JOBS)?.insert(job.id.as_u128(), encode(job).as_slice())?;
+    Ok(())
+}
+
+/// Takes a deleted job's rows and tallies out.
+pub(super) fn unlist(txn: &Txn, job: &JobRecord) -> Result<(), StorageError> {
+    reindex(txn, Some(job), None)
+}
+
+fn reindex(
+    txn: &Txn,
+    before: Option<&JobRecord>,
+    after: Option<&JobRecord>,
+) -> Result<(), StorageError> {
+    let old = before.map(rows).unwrap_or_default();
+    let new = after.map(rows).unwrap_or_default();
+    if old == new && before.map(|b| (b.state, b.run_at)) == after.map(|a| (a.state, a.run_at)) {
+        return Ok(());
+    }
+    let mut listing = txn.open_table(LISTING)?;
+    for row in old.iter().filter(|row| !new.contains(row)) {
+        listing.remove(row.as_slice())?;
+    }
+    for row in new.iter().filter(|row| !old.contains(row)) {
+        listing.insert(row.as_slice(), ())?;
+    }
+    if let Some(before) = before {
+        txn.count(tallies(before), -1);
+    }
+    if let Some(after) = after {
+        txn.count(tallies(after), 1);
+    }
+    Ok(())
+}
+
+/// Up to `max` ids of jobs that finished before `before`, oldest first.
+pub(super) fn finished_until(
+    txn: &Txn,
+    before: Millis,
+    max: usize,
+) -> Result<Vec<u128>, StorageError> {
+    let end = [&[FINISHED][..], &position(before, 0)].concat();
+    txn.open_table(LISTING)?
+        .range::<&[u8]>(&[FINISHED][..]..end.as_slice())?
+        .take(max)
+        .map(|entry| Ok(row_position(entry?.0.value()).1))
+        .collect()
+}
+
+/// Lists and counts every job of a file from before the indexes, once.
+pub(super) fn upgrade(txn: &Txn) -> Result<(), StorageError> {
+    if !txn.open_table(LISTING)?.is_empty()? || txn.open_table(JOBS)?.is_empty()? {
+        return Ok(());
+    }
+    for entry in txn.open_table(JOBS)?.iter()? {
+        let job: JobRecord = decode(entry?.1.value())?;
+        reindex(txn, None, Some(&job))?;
+    }
+    Ok(())
+}
