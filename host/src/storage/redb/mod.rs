@@ -127,10 +127,15 @@ impl RedbStorage {
     }
 }
 
+/// redb's own page cache. Bounded (redb's default is 1 GiB) so a host's
+/// memory does not grow with the jobs it stores; the kernel's page cache
+/// keeps the rest of a hot file close.
+const CACHE_BYTES: usize = 64 << 20;
+
 /// Opens the file, refuses a foreign one, creates the tables a new file
 /// lacks and upgrades an old one: at start, and again after an I/O failure.
 fn open_database(path: &Path) -> Result<Database, StorageError> {
-    let db = Database::create(path)?;
+    let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
     refuse_foreign(&db)?;
     let txn = Txn::new(db.begin_write()?);
     {
