@@ -11,6 +11,10 @@ use jobhost::host::Host;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
+/// The allocator `jobhost serve` runs with (host/src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TOKEN: &str = "bench-admin-secret-0123456789abcdef";
 const ENQUEUE_FOR: Duration = Duration::from_secs(5);
 const FOLLOWERS: usize = 1_000;

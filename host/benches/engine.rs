@@ -16,6 +16,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The allocator `jobhost serve` runs with (host/src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ENQUEUES: usize = 20_000;
 const IN_FLIGHT: usize = 256;
 const SEQUENTIAL_ENQUEUES: usize = 500;

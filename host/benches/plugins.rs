@@ -17,6 +17,10 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// The allocator `jobhost serve` runs with (host/src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TOKEN: &str = "bench-admin-secret-0123456789abcdef";
 const HOT: usize = 50;
 
