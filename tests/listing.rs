@@ -14,17 +14,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use uuid::Uuid;
 
-const STATES: [JobState; 8] = [
-    JobState::Blocked,
-    JobState::Scheduled,
-    JobState::Pending,
-    JobState::Running,
-    JobState::Completed,
-    JobState::Failed,
-    JobState::Cancelled,
-    JobState::Expired,
-];
-
 fn job(tenant: &str, queue: &str, plugin: &str, owner: &str, name: &str) -> NewJob {
     NewJob {
         tenant: tenant.into(),
@@ -89,7 +78,7 @@ async fn records(storage: &dyn Storage, ids: &[Uuid]) -> Vec<JobRecord> {
 fn filters() -> Vec<JobFilter> {
     let mut filters = Vec::new();
     for tenant in [None, Some("acme"), Some("globex")] {
-        for state in std::iter::once(None).chain(STATES.map(Some)) {
+        for state in std::iter::once(None).chain(JobState::ALL.map(Some)) {
             let base =
                 JobFilter { tenant: tenant.map(str::to_string), state, ..JobFilter::default() };
             filters.push(base.clone());

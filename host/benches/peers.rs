@@ -6,6 +6,8 @@
 //!
 //! `cargo bench -p jobhost --bench peers [-- --quick]`
 
+mod memory;
+
 use jobhost::config::Config;
 use jobhost::events::JobUpdate;
 use jobhost::host::Host;
@@ -267,24 +269,14 @@ fn report_latency(mut samples: Vec<Duration>, sent: usize) {
     emit("latency_p99", pick(0.99), "ms", &note);
 }
 
-/// This process's resident memory, in bytes.
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
-    kib.unwrap_or(0) * 1024
-}
-
 /// Host memory per waiting job: `count` jobs in a paused queue.
 async fn memory(bench: &Bench, count: usize) -> anyhow::Result<()> {
     bench.post("/v1/queues/parked/pause", &json!({})).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let before = rss();
+    let before = memory::rss_bytes();
     bench.batches("parked", &hello(), count).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let per_job = rss().saturating_sub(before) as f64 / count as f64;
+    let per_job = memory::rss_bytes().saturating_sub(before) as f64 / count as f64;
     let note = format!("RSS growth of the host process over {count} jobs in a paused queue");
     emit("memory_per_waiting_job", per_job, "bytes", &note);
     Ok(())

@@ -9,6 +9,8 @@
 //! `cargo bench -p jobhost --bench plugins [-- --quick]` (figures in
 //! docs/BENCHMARKS.md).
 
+mod memory;
+
 use jobhost::config::Config;
 use jobhost::events::JobUpdate;
 use jobhost::host::Host;
@@ -103,12 +105,7 @@ async fn store(data: &Path, count: usize) -> anyhow::Result<()> {
 
 /// This process's resident memory, in MiB.
 fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
-    kib.unwrap_or(0.0) / 1024.0
+    memory::rss_bytes() as f64 / (1 << 20) as f64
 }
 
 /// Starts a host on `data`, then runs a job of each of [`HOT`] plugins

@@ -48,6 +48,19 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Every state. Storage keeps a state as its place here, so a new
+    /// state goes at the end.
+    pub const ALL: [JobState; 8] = [
+        Self::Blocked,
+        Self::Scheduled,
+        Self::Pending,
+        Self::Running,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+        Self::Expired,
+    ];
+
     /// True for states a job never leaves.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled | Self::Expired)

@@ -20,24 +20,21 @@ use wasmtime::component::{Component, Linker};
 /// Longest qualified name accepted.
 const MAX_NAME_LEN: usize = 128;
 
-/// A registered plugin, ready to instantiate.
+/// A registered plugin, ready to instantiate: what is known of it
+/// ([`PluginInfo`], its fields reached through it) and its linked code.
 pub struct Plugin {
-    /// The tenant that uploaded it; `None` for a shared plugin (loaded from
-    /// the plugins folder at start), which every tenant may run.
-    pub tenant: Option<String>,
-    /// Qualified name, such as `acme.reports.monthly`.
-    pub name: String,
-    /// `sha256:<hex>` of the component bytes: the plugin's version.
-    pub digest: String,
-    /// Size of the component bytes.
-    pub size: usize,
-    /// What the component imports (WASI interfaces, the job context).
-    pub imports: Vec<String>,
-    /// What the component exports (`run`).
-    pub exports: Vec<String>,
+    info: PluginInfo,
     /// Whether it was compiled now or loaded from the cache.
     pub compiled_from: CompiledFrom,
     pub(crate) pre: JobPre<JobState>,
+}
+
+impl std::ops::Deref for Plugin {
+    type Target = PluginInfo;
+
+    fn deref(&self) -> &PluginInfo {
+        &self.info
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -75,18 +72,20 @@ pub struct Inspection {
 /// stored, however many; only the hot ones are also ready ([`Plugin`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PluginInfo {
-    /// The tenant that uploaded it; `None` for a shared plugin.
+    /// The tenant that uploaded it; `None` for a shared plugin (loaded from
+    /// the plugins folder at start), which every tenant may run.
     pub tenant: Option<String>,
-    /// Qualified name.
+    /// Qualified name, such as `acme.reports.monthly`.
     pub name: String,
-    /// `sha256:` digest of its current version.
+    /// `sha256:<hex>` of the component bytes: the plugin's version.
     pub digest: String,
     /// Size of the component bytes.
     pub size: usize,
-    /// What the component imports (empty for a plugin stored before they
-    /// were recorded, until it first runs).
+    /// What the component imports (WASI interfaces, the job context);
+    /// empty for a plugin stored before they were recorded, until it
+    /// first runs.
     pub imports: Vec<String>,
-    /// What it exports.
+    /// What it exports (`run`).
     pub exports: Vec<String>,
 }
 
@@ -107,14 +106,7 @@ impl PluginInfo {
 impl Plugin {
     /// What is known of it.
     pub fn info(&self) -> PluginInfo {
-        PluginInfo {
-            tenant: self.tenant.clone(),
-            name: self.name.clone(),
-            digest: self.digest.clone(),
-            size: self.size,
-            imports: self.imports.clone(),
-            exports: self.exports.clone(),
-        }
+        self.info.clone()
     }
 }
 
@@ -267,16 +259,15 @@ impl Registry {
         };
         let (imports, exports) = interface_names(&self.engine, &component);
         let pre = self.link(&component, &imports, &exports)?;
-        Ok(Plugin {
+        let info = PluginInfo {
             tenant: tenant.map(String::from),
             name: name.to_string(),
             digest,
             size: bytes.len(),
             imports,
             exports,
-            compiled_from,
-            pre,
-        })
+        };
+        Ok(Plugin { info, compiled_from, pre })
     }
 
     /// Registers every `<qualified name>.wasm` file of `dir`, each on its

@@ -59,16 +59,7 @@ pub(super) mod minute {
 }
 
 /// Every state, in the order of their codes.
-pub(super) const STATES: [JobState; 8] = [
-    JobState::Blocked,
-    JobState::Scheduled,
-    JobState::Pending,
-    JobState::Running,
-    JobState::Completed,
-    JobState::Failed,
-    JobState::Cancelled,
-    JobState::Expired,
-];
+pub(super) const STATES: [JobState; 8] = JobState::ALL;
 
 /// The byte a state is stored as.
 pub(super) fn state_code(state: JobState) -> u8 {
