@@ -8,7 +8,7 @@ use jobhost::jobs::{
     FailureKind, JobRecord, JobState, NewJob, Outcome, RetryPolicy, RunReport, TenantDefaults,
     now_ms,
 };
-use jobhost::storage::{ClaimRules, Cursor, Finishing, JobFilter, Start, Storage};
+use jobhost::storage::{ClaimRules, Cursor, Finishing, JobFilter, OutputBatch, Start, Storage};
 use jobhost_tests::storage::open_in;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -34,7 +34,8 @@ fn ending(worker: &str, outcome: Outcome, now: u64) -> Finishing {
     let report =
         RunReport { outcome, fuel_used: 1, duration: Duration::from_millis(3), memory_peak: 0 };
     let policy = RetryPolicy::default();
-    Finishing { worker: worker.into(), attempt: 1, report, policy, now, random: 0 }
+    let output = OutputBatch::default();
+    Finishing { worker: worker.into(), attempt: 1, report, policy, now, random: 0, output }
 }
 
 /// A small deterministic random sequence, so a failure replays.

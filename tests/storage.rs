@@ -58,7 +58,16 @@ fn rules(worker: &str, max: usize) -> ClaimRules {
 /// How `worker`'s first attempt at a job ended.
 fn finishing(worker: &str, report: RunReport, policy: &RetryPolicy) -> Finishing {
     let policy = policy.clone();
-    Finishing { worker: worker.into(), attempt: 1, report, policy, now: now_ms(), random: 0 }
+    let output = OutputBatch::default();
+    Finishing {
+        worker: worker.into(),
+        attempt: 1,
+        report,
+        policy,
+        now: now_ms(),
+        random: 0,
+        output,
+    }
 }
 
 fn report(outcome: Outcome) -> RunReport {
@@ -383,9 +392,13 @@ async fn a_worker_that_lost_its_lease_cannot_finish_the_job() {
     let err = db.storage.append_output(id, 1, line).await.unwrap_err();
     assert!(matches!(err, StorageError::Conflict(_)), "{err}");
     assert!(db.storage.logs(id, 0, 10).await.unwrap().is_empty(), "the stale line is not kept");
-    let stale = finishing("w1", completed(), &RetryPolicy::default());
+    let stale_line = vec![(now, LogLevel::Info, "stale".to_string())];
+    let stale_output = OutputBatch { logs: stale_line, ..OutputBatch::default() };
+    let stale =
+        Finishing { output: stale_output, ..finishing("w1", completed(), &RetryPolicy::default()) };
     let err = db.storage.finish(id, stale).await.unwrap_err();
     assert!(matches!(err, StorageError::Conflict(_)), "{err}");
+    assert!(db.storage.logs(id, 0, 10).await.unwrap().is_empty(), "nor its output at finish");
     let current = Finishing { attempt: 2, ..finishing("w1", completed(), &RetryPolicy::default()) };
     assert_eq!(db.storage.finish(id, current).await.unwrap().state, JobState::Completed);
 }
@@ -468,6 +481,32 @@ async fn cancel_ends_a_waiting_job_and_flags_a_running_one() {
     assert_eq!(db.storage.cancel(running, now_ms()).await.unwrap().state, JobState::Running);
     let reason = last_reason(db.storage.as_ref(), running).await;
     assert_eq!(reason, "cancel requested");
+}
+
+#[tokio::test]
+async fn output_left_at_the_end_is_written_with_the_outcome() {
+    let db = open();
+    let id = db.storage.enqueue(job("short"), now_ms()).await.unwrap().job.id;
+    db.storage.claim(rules("w1", 1)).await.unwrap();
+    let early = OutputBatch {
+        logs: vec![(now_ms(), LogLevel::Info, "first".into())],
+        ..OutputBatch::default()
+    };
+    db.storage.append_output(id, 1, early).await.unwrap();
+    let output = OutputBatch {
+        logs: vec![(now_ms(), LogLevel::Warn, "last".into())],
+        progress: Some(Progress { percent: 100.0, message: None }),
+        metadata: [("rows".to_string(), serde_json::json!(3))].into(),
+    };
+    let end = Finishing { output, ..finishing("w1", completed(), &RetryPolicy::default()) };
+    let done = db.storage.finish(id, end).await.unwrap();
+    assert_eq!(done.state, JobState::Completed);
+    assert_eq!(done.progress.as_ref().unwrap().percent, 100.0);
+    assert_eq!(done.plugin_metadata["rows"], 3);
+    assert_eq!(db.storage.get(id).await.unwrap(), done, "the record returned is the one stored");
+    let logs = db.storage.logs(id, 0, 10).await.unwrap();
+    let lines: Vec<(u64, &str)> = logs.iter().map(|l| (l.seq, l.message.as_str())).collect();
+    assert_eq!(lines, [(1, "first"), (2, "last")], "the last line follows the flushed ones");
 }
 
 #[tokio::test]

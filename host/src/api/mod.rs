@@ -284,6 +284,11 @@ pub async fn serve(
                 continue;
             }
         };
+        // Responses and SSE events are small writes a client waits on:
+        // send each at once rather than after the peer's delayed ACK.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("setting TCP_NODELAY: {e}");
+        }
         let stream = SendTimeout::new(stream, state.config.send_timeout());
         let connection =
             http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));

@@ -3,11 +3,14 @@
 //! their leases alive. What each outcome means for the job is the model's
 //! rule ([`crate::jobs::rules::finished`]); the dispatcher reports it.
 //!
-//! One loop per host ([`Dispatcher::run`]): claim, then sleep until woken
-//! (an enqueue, a finished job, a service that made jobs ready) or the poll
-//! interval. Promotion, recovery, retention and heartbeats are services of
-//! their own (`crate::services`); `children` enqueues what a running job
-//! spawns.
+//! One loop per host ([`Dispatcher::run`]): a claim that waits in storage
+//! for a free slot and a ready job ([`JobStore::claim_waiting`]), so the
+//! job starts in the commit that made it claimable (its enqueue, or the
+//! finish of the job before it), then the claimed jobs start. Promotion,
+//! recovery, retention and heartbeats are services of their own
+//! (`crate::services`); `children` enqueues what a running job spawns.
+//!
+//! [`JobStore::claim_waiting`]: crate::storage::JobStore::claim_waiting
 
 mod children;
 mod output;
@@ -20,8 +23,9 @@ use crate::egress::EgressPolicy;
 use crate::events::{EventBus, JobUpdate};
 use crate::jobs::{Clock, FailureKind, JobRecord, Outcome, RetryPolicy, RunReport, WorkerMode};
 use crate::runtime::{CancelToken, JobContext, Plugin, Runtime};
-use crate::storage::{ClaimRules, Finishing, Storage, StorageError};
+use crate::storage::{ClaimRules, ClaimWaiting, Finishing, OutputBatch, Storage, StorageError};
 use children::Children;
+use futures::FutureExt;
 use output::JobOutput;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,7 +44,9 @@ pub struct DispatchConfig {
     pub slots: usize,
     /// Lease length; renewed every third of it while a job runs.
     pub lease: Duration,
-    /// Longest sleep between looks at storage when nothing wakes the loop.
+    /// Longest wait of one claim for work (then the loop looks at its mode
+    /// and shutdown, and claims again), and between looks at storage while
+    /// the worker is not active.
     pub poll: Duration,
     /// How often buffered output is written while a job runs.
     pub flush: Duration,
@@ -218,8 +224,15 @@ impl Dispatcher {
         self.heartbeat().await;
         tokio::pin!(shutdown);
         loop {
-            self.claim_and_start().await;
+            let waited = self.claim_and_start().await;
             self.rounds.fetch_add(1, Ordering::Relaxed);
+            if waited {
+                // The claim waited for work itself: claim again at once.
+                if (&mut shutdown).now_or_never().is_some() {
+                    break;
+                }
+                continue;
+            }
             tokio::select! {
                 () = &mut shutdown => break,
                 () = self.wake.notified() => {}
@@ -259,22 +272,31 @@ impl Dispatcher {
         }
     }
 
-    async fn claim_and_start(self: &Arc<Self>) {
-        let free = self.config.slots.saturating_sub(self.running.lock().unwrap().len());
-        if free == 0 || *self.mode.lock().unwrap() != WorkerMode::Active {
-            return;
+    /// Claims jobs for the free slots, waiting up to the poll interval for
+    /// a slot and a job (an enqueue then starts its job in its own commit,
+    /// a finish hands its slot on in its own), and starts them. False when
+    /// it did not claim at all (the worker is not active, or storage
+    /// failed): the loop then waits to be woken.
+    async fn claim_and_start(self: &Arc<Self>) -> bool {
+        if *self.mode.lock().unwrap() != WorkerMode::Active {
+            return false;
         }
         let rules = ClaimRules {
             worker: self.config.worker.clone(),
-            max: free,
+            max: self.config.slots,
             now: self.clock.now(),
             lease_ms: self.config.lease.as_millis() as u64,
         };
-        let claimed = match self.storage.claim(rules).await {
+        let waiting = ClaimWaiting {
+            slots: self.config.slots,
+            clock: self.clock.clone(),
+            wait: self.config.poll,
+        };
+        let claimed = match self.storage.claim_waiting(rules, waiting).await {
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::error!("claiming jobs: {e}");
-                return;
+                return false;
             }
         };
         for job in claimed {
@@ -296,6 +318,7 @@ impl Dispatcher {
             );
             tokio::spawn(self.clone().run_job(job, run).instrument(span));
         }
+        true
     }
 
     async fn run_job(self: Arc<Self>, job: JobRecord, run: Run) {
@@ -303,7 +326,7 @@ impl Dispatcher {
         if self.storage.get(job.id).await.is_ok_and(|j| j.cancel_requested) {
             run.cancel.cancel();
         }
-        let report = match self.plugin_for(&job).await {
+        let (report, output) = match self.plugin_for(&job).await {
             Ok(plugin) => {
                 let (bus, clock) = (self.bus.clone(), self.clock.clone());
                 let output = Arc::new(JobOutput::new(job.id, job.tenant.clone(), bus, clock));
@@ -321,14 +344,17 @@ impl Dispatcher {
                 let report = self.runtime.run(&plugin, context, &job.args, &limits).await;
                 let _ = ended.send(());
                 let _ = flusher.await;
-                report
+                (report, output.take().unwrap_or_default())
             }
-            Err(message) => RunReport {
-                outcome: Outcome::Failed { kind: FailureKind::HostError, message },
-                fuel_used: 0,
-                duration: Duration::ZERO,
-                memory_peak: 0,
-            },
+            Err(message) => {
+                let report = RunReport {
+                    outcome: Outcome::Failed { kind: FailureKind::HostError, message },
+                    fuel_used: 0,
+                    duration: Duration::ZERO,
+                    memory_peak: 0,
+                };
+                (report, OutputBatch::default())
+            }
         };
         let finishing = Finishing {
             worker: self.config.worker.clone(),
@@ -337,6 +363,7 @@ impl Dispatcher {
             policy: self.config.retry.clone(),
             now: self.clock.now(),
             random: fastrand::u64(..),
+            output,
         };
         match self.patiently(|| self.storage.finish(job.id, finishing.clone())).await {
             Ok(done) => {
@@ -404,9 +431,10 @@ impl Dispatcher {
         }
     }
 
-    /// Writes a running job's buffered output every flush interval, and
-    /// what is left once `end` says the run ended (so a write in progress
-    /// is never cut off); stops the run if storage says it lost its lease.
+    /// Writes a running job's buffered output every flush interval until
+    /// `end` says the run ended (a write in progress is never cut off: what
+    /// is left then goes with the outcome); stops the run if storage says
+    /// it lost its lease.
     async fn flush_output(
         self: Arc<Self>,
         id: Uuid,
@@ -415,10 +443,10 @@ impl Dispatcher {
         mut end: tokio::sync::oneshot::Receiver<()>,
     ) {
         loop {
-            let ended = tokio::select! {
-                () = tokio::time::sleep(self.config.flush) => false,
-                _ = &mut end => true,
-            };
+            tokio::select! {
+                () = tokio::time::sleep(self.config.flush) => {}
+                _ = &mut end => return,
+            }
             if let Some(batch) = output.take() {
                 let append = || self.storage.append_output(id, run.attempt, batch.clone());
                 match self.patiently(append).await {
@@ -430,9 +458,6 @@ impl Dispatcher {
                     Err(e) => tracing::error!(job = %id, "writing output: {e}"),
                     Ok(()) => {}
                 }
-            }
-            if ended {
-                return;
             }
         }
     }

@@ -25,9 +25,12 @@ use crate::jobs::changes::{Relabel, Resubmit};
 use crate::jobs::schedule::ScheduleRecord;
 use crate::jobs::workflow::WorkflowRecord;
 use crate::jobs::{
-    JobEvent, JobRecord, LogLevel, LogLine, Millis, NewJob, PluginRecord, Progress, QueueSettings,
-    RetryPolicy, RunReport, TenantRecord, TokenRecord, WebhookStatus, WorkerMode, WorkerRecord,
+    Clock, JobEvent, JobRecord, LogLevel, LogLine, Millis, NewJob, PluginRecord, Progress,
+    QueueSettings, RetryPolicy, RunReport, TenantRecord, TokenRecord, WebhookStatus, WorkerMode,
+    WorkerRecord,
 };
+use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// Why a storage operation did not happen. The API maps these to statuses.
@@ -94,6 +97,19 @@ pub struct ClaimRules {
     pub lease_ms: u64,
 }
 
+/// How [`JobStore::claim_waiting`] waits for work.
+#[derive(Debug, Clone)]
+pub struct ClaimWaiting {
+    /// Jobs the worker runs at once. A claim takes no more than the slots
+    /// its leases leave free in the claim's own transaction, so a job that
+    /// finishes in that commit hands its slot on in it.
+    pub slots: usize,
+    /// The time of each try (a job claimed later starts later).
+    pub clock: Arc<dyn Clock>,
+    /// The longest wait.
+    pub wait: Duration,
+}
+
 /// Output of a running job, batched by the engine.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OutputBatch {
@@ -133,6 +149,9 @@ pub struct Finishing {
     pub now: Millis,
     /// Picks the retry's jitter.
     pub random: u64,
+    /// The run's output not written yet, written in the same commit as
+    /// the outcome (a short job's output costs no write of its own).
+    pub output: OutputBatch,
 }
 
 /// Jobs, their queues and locks: what enqueue, dispatch and the job routes
@@ -183,8 +202,20 @@ pub trait JobStore: Send + Sync {
     async fn queue_position(&self, id: Uuid) -> Result<Option<usize>, StorageError>;
     /// Claims ready jobs in order (priority, run_at, FIFO) as the claim rule
     /// allows, expiring those past `expires_at`. Each claimed job is
-    /// `running` with a lease.
+    /// `running` with a lease. A worker whose stored mode is not `active`
+    /// (an operator paused, drained or stopped it) claims nothing.
     async fn claim(&self, rules: ClaimRules) -> Result<Vec<JobRecord>, StorageError>;
+    /// Claims as [`claim`](Self::claim) does, into the worker's free slots;
+    /// or, when it has none or no job may be claimed, waits (as `waiting`
+    /// says) for a change that makes one claimable and claims it in that
+    /// change's own commit: the enqueue of a job, or the finish of the job
+    /// whose slot it takes. So no commit of its own stands between a job
+    /// and its start. Returns nothing when the wait ran out.
+    async fn claim_waiting(
+        &self,
+        rules: ClaimRules,
+        waiting: ClaimWaiting,
+    ) -> Result<Vec<JobRecord>, StorageError>;
     /// Records how a claimed job's run ended, as the outcome rule decides;
     /// refused if the worker lost the job.
     async fn finish(&self, id: Uuid, finishing: Finishing) -> Result<JobRecord, StorageError>;

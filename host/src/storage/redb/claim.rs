@@ -10,11 +10,12 @@
 use super::apply::{apply, park};
 use super::index::Txn;
 use super::schema::{
-    JOBS, LOCKS, QUEUES, READY, RUNNING, decode, ready_key_group, ready_key_id, ready_key_order,
+    JOBS, LOCKS, QUEUES, READY, RUNNING, WORKERS, decode, ready_key_group, ready_key_id,
+    ready_key_order,
 };
 use super::{Lease, StorageError, read_job};
 use crate::jobs::rules::{self, ClaimView, Eligibility};
-use crate::jobs::{JobRecord, QueueSettings, TenantDefaults};
+use crate::jobs::{JobRecord, QueueSettings, TenantDefaults, WorkerMode, WorkerRecord};
 use crate::storage::ClaimRules;
 use ::redb::ReadableTable;
 use std::collections::HashMap;
@@ -23,16 +24,25 @@ use std::ops::Bound;
 /// Ready entries read at once from one group.
 const CHUNK: usize = 16;
 
-/// Claims up to `rules.max` jobs, going round the tenants starting after
-/// `cursor` (the tenant served first by the previous claim), which it
-/// moves on.
+/// Claims up to `rules.max` jobs (and, with `slots`, no more than the
+/// worker's leases leave free of them), going round the tenants starting
+/// after `cursor` (the tenant served first by the previous claim), which
+/// it moves on.
 pub(super) fn claim(
     txn: &Txn,
     rules: &ClaimRules,
+    slots: Option<usize>,
     defaults: &TenantDefaults,
     cursor: &mut String,
 ) -> Result<Vec<JobRecord>, StorageError> {
+    if !active(txn, &rules.worker)? {
+        return Ok(Vec::new());
+    }
     let mut claim = Claim::new(txn, rules, defaults)?;
+    let max = slots.map_or(rules.max, |slots| rules.max.min(slots.saturating_sub(claim.held)));
+    if max == 0 {
+        return Ok(Vec::new());
+    }
     let mut groups = groups(txn)?;
     let mut tenants: Vec<String> = Vec::new();
     for group in &groups {
@@ -46,7 +56,7 @@ pub(super) fn claim(
     loop {
         let mut progress = false;
         for tenant in &tenants {
-            if claim.claimed.len() >= rules.max {
+            if claim.claimed.len() >= max {
                 break;
             }
             if claim.tenant_full(txn, tenant)? {
@@ -73,7 +83,7 @@ pub(super) fn claim(
                 progress = true;
             }
         }
-        if !progress || claim.claimed.len() >= rules.max {
+        if !progress || claim.claimed.len() >= max {
             break;
         }
     }
@@ -81,6 +91,15 @@ pub(super) fn claim(
         *cursor = tenant;
     }
     Ok(claim.claimed)
+}
+
+/// Whether `worker` takes jobs: not when an operator paused, drained or
+/// stopped it, as its record says in this same transaction (so a claim
+/// waiting while the pause is written takes nothing after it). A worker
+/// with no record yet is active.
+fn active(txn: &Txn, worker: &str) -> Result<bool, StorageError> {
+    let record = txn.open_table(WORKERS)?.get(worker)?.map(|v| decode::<WorkerRecord>(v.value()));
+    Ok(record.transpose()?.is_none_or(|record| record.mode == WorkerMode::Active))
 }
 
 /// One tenant's queue in the ready index, and how far the claim read it.
@@ -131,6 +150,8 @@ struct Claim<'r> {
     queues: HashMap<String, QueueSettings>,
     /// Tenants' running quotas, read when first needed.
     quotas: HashMap<String, Option<u32>>,
+    /// Jobs the claiming worker holds (before this claim).
+    held: usize,
     claimed: Vec<JobRecord>,
 }
 
@@ -147,10 +168,12 @@ impl<'r> Claim<'r> {
             running_by_tenant: HashMap::new(),
             queues: HashMap::new(),
             quotas: HashMap::new(),
+            held: 0,
             claimed: Vec::new(),
         };
         for entry in txn.open_table(RUNNING)?.iter()? {
             let lease: Lease = decode(entry?.1.value())?;
+            claim.held += usize::from(lease.worker == rules.worker);
             *claim.running_by_queue.entry(lease.queue).or_default() += 1;
             *claim.running_by_tenant.entry(lease.tenant).or_default() += 1;
         }

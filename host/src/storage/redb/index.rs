@@ -206,6 +206,13 @@ impl Txn {
         Ok(())
     }
 
+    /// Ends the transaction without writing anything: a batch of waiting
+    /// writes that all found nothing to do costs no commit.
+    pub(super) fn abort(self) -> Result<(), StorageError> {
+        self.txn.abort()?;
+        Ok(())
+    }
+
     fn count(&self, tallies: Vec<(Vec<u8>, i64)>, sign: i64) {
         let mut sums = self.tally.borrow_mut();
         for (key, n) in tallies {

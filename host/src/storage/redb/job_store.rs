@@ -11,7 +11,8 @@ use crate::jobs::changes::{Relabel, Resubmit};
 use crate::jobs::rules;
 use crate::jobs::{JobEvent, JobRecord, JobState, LogLine, Millis, NewJob, QueueSettings};
 use crate::storage::{
-    ClaimRules, Enqueued, Finishing, JobFilter, JobPage, JobStore, OutputBatch, QueueStats, Start,
+    ClaimRules, ClaimWaiting, Enqueued, Finishing, JobFilter, JobPage, JobStore, OutputBatch,
+    QueueStats, Start,
 };
 use ::redb::{ReadTransaction, ReadableTable};
 use std::sync::atomic::Ordering;
@@ -125,8 +126,29 @@ impl JobStore for RedbStorage {
     async fn claim(&self, rules: ClaimRules) -> Result<Vec<JobRecord>, StorageError> {
         let (defaults, cursor) = (self.defaults, self.claim_cursor.clone());
         self.writer
-            .write(move |txn| claim::claim(txn, &rules, &defaults, &mut cursor.lock().unwrap()))
+            .write(move |txn| {
+                claim::claim(txn, &rules, None, &defaults, &mut cursor.lock().unwrap())
+            })
             .await
+    }
+
+    async fn claim_waiting(
+        &self,
+        mut rules: ClaimRules,
+        waiting: ClaimWaiting,
+    ) -> Result<Vec<JobRecord>, StorageError> {
+        let (defaults, cursor) = (self.defaults, self.claim_cursor.clone());
+        let ClaimWaiting { slots, clock, wait } = waiting;
+        let claimed = self
+            .writer
+            .write_when(wait, move |txn| {
+                rules.now = clock.now();
+                let mut cursor = cursor.lock().unwrap();
+                let claimed = claim::claim(txn, &rules, Some(slots), &defaults, &mut cursor)?;
+                Ok((!claimed.is_empty()).then_some(claimed))
+            })
+            .await?;
+        Ok(claimed.unwrap_or_default())
     }
 
     async fn finish(&self, id: Uuid, finishing: Finishing) -> Result<JobRecord, StorageError> {

@@ -140,8 +140,10 @@ pub(super) fn finish(txn: &Txn, id: Uuid, finishing: Finishing) -> Result<JobRec
             finishing.attempt, finishing.worker
         )));
     }
-    let Finishing { report, policy, now, random, .. } = finishing;
-    let transition = rules::finished(&job, &report, &policy, now, random);
+    let Finishing { report, policy, now, random, output, .. } = finishing;
+    let mut ran = job.clone();
+    add_output(txn, &mut ran, output)?;
+    let transition = rules::finished(&ran, &report, &policy, now, random);
     apply(txn, Some(&job), &transition, now)?;
     Ok(transition.job)
 }
@@ -220,28 +222,37 @@ pub(super) fn append_output(
             "job {id} is not running attempt {attempt}: its lease was lost"
         )));
     }
+    if add_output(txn, &mut job, batch)? {
+        put_job(txn, &job)?;
+    }
+    Ok(())
+}
+
+/// Writes a running job's log lines and takes its progress and metadata
+/// into `job`; true when the record changed (the caller writes it).
+fn add_output(txn: &Txn, job: &mut JobRecord, batch: OutputBatch) -> Result<bool, StorageError> {
     if !batch.logs.is_empty() {
         let mut logs = txn.open_table(LOGS)?;
-        let key = id.as_u128();
+        let key = job.id.as_u128();
         let last = logs.range((key, 0)..=(key, u64::MAX))?.next_back().transpose()?;
         let mut seq = last.map_or(0, |(k, _)| k.value().1);
         for (at, level, message) in batch.logs {
             seq += 1;
-            let line = LogLine { seq, at, attempt, level, message };
+            let line = LogLine { seq, at, attempt: job.attempt, level, message };
             logs.insert((key, seq), encode(&line).as_slice())?;
         }
     }
     if batch.progress.is_none() && batch.metadata.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     if let Some(progress) = batch.progress {
         job.progress = Some(progress);
     }
     let left_out = job.add_plugin_metadata(batch.metadata);
     if !left_out.is_empty() {
-        tracing::warn!(job = %id, "metadata over the job's caps left out: {left_out:?}");
+        tracing::warn!(job = %job.id, "metadata over the job's caps left out: {left_out:?}");
     }
-    put_job(txn, &job)
+    Ok(true)
 }
 
 pub(super) fn cancel(txn: &Txn, id: Uuid, now: Millis) -> Result<JobRecord, StorageError> {

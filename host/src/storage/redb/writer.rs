@@ -2,6 +2,11 @@
 //! and applies every queued write in it, then commits once. Under load many
 //! state changes share one fsync; no caller hears back before the commit that
 //! holds its change is durable.
+//!
+//! A write may also wait ([`Writer::write_when`]): it is tried at the end of
+//! every batch until it finds something to do or its time is up. A claim
+//! waits this way, so a job enqueued while a dispatcher waits is claimed in
+//! the enqueue's own commit: one fsync from enqueue to start, not two.
 
 use super::StorageError;
 use super::file::DbFile;
@@ -9,7 +14,7 @@ use super::index::Txn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Most writes folded into one commit.
@@ -19,6 +24,65 @@ const MAX_BATCH: usize = 1024;
 /// none could be started), then hears how the commit went.
 type Apply = Box<dyn FnOnce(Result<&Txn, StorageError>) -> Reply + Send>;
 type Reply = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
+
+/// What the writer thread is sent.
+enum Queued {
+    /// A write applied in the next batch.
+    Once(Apply),
+    /// A write tried in every batch until it does something.
+    Waiting(Box<dyn Waiting>),
+}
+
+/// A write that waits for something to do (see [`Writer::write_when`]).
+trait Waiting: Send {
+    /// When it stops waiting and hears that nothing came.
+    fn deadline(&self) -> Instant;
+    /// Tries the write in `txn`: the reply that hears the commit when it
+    /// did something (or failed), `None` to go on waiting.
+    fn try_in(&mut self, txn: &Txn) -> Option<Reply>;
+    /// Its time is up (or the writer stopped): nothing came.
+    fn give_up(self: Box<Self>);
+    /// Whether its caller stopped listening.
+    fn abandoned(&self) -> bool;
+}
+
+/// A [`Waiting`] write and the channel its caller listens on.
+struct WaitingWrite<R, F> {
+    deadline: Instant,
+    write: F,
+    done: Option<oneshot::Sender<Result<Option<R>, StorageError>>>,
+}
+
+impl<R, F> Waiting for WaitingWrite<R, F>
+where
+    R: Send + 'static,
+    F: FnMut(&Txn) -> Result<Option<R>, StorageError> + Send,
+{
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    fn try_in(&mut self, txn: &Txn) -> Option<Reply> {
+        let outcome = match (self.write)(txn) {
+            Ok(None) => return None,
+            other => other,
+        };
+        let done = self.done.take()?;
+        Some(Box::new(move |committed| {
+            let _ = done.send(committed.and(outcome));
+        }))
+    }
+
+    fn give_up(mut self: Box<Self>) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(Ok(None));
+        }
+    }
+
+    fn abandoned(&self) -> bool {
+        self.done.as_ref().is_none_or(|done| done.is_closed())
+    }
+}
 
 /// Commit counters, for the benchmark and the stats endpoint.
 #[derive(Debug, Default)]
@@ -40,7 +104,7 @@ pub(super) struct Writer {
 }
 
 struct Inner {
-    queue: Option<mpsc::Sender<Apply>>,
+    queue: Option<mpsc::Sender<Queued>>,
     thread: Option<std::thread::JoinHandle<()>>,
     stats: Arc<CommitStats>,
 }
@@ -56,7 +120,7 @@ impl Drop for Inner {
 
 impl Writer {
     pub(super) fn start(db: Arc<DbFile>) -> Writer {
-        let (queue, incoming) = mpsc::channel::<Apply>();
+        let (queue, incoming) = mpsc::channel::<Queued>();
         let stats = Arc::new(CommitStats::default());
         let counters = stats.clone();
         let thread = std::thread::Builder::new()
@@ -85,9 +149,28 @@ impl Writer {
                 let _ = done.send(committed.and(outcome));
             })
         });
-        let queue = self.inner.queue.as_ref().ok_or(StorageError::Closed)?;
-        queue.send(apply).map_err(|_| StorageError::Closed)?;
+        self.send(Queued::Once(apply))?;
         result.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Runs `write` in the next commit and, while it returns `None` (it
+    /// found nothing to do and changed nothing that must last), again at
+    /// the end of every later batch, for up to `wait`. Returns its result
+    /// once durable, or `None` when the wait ran out.
+    pub(super) async fn write_when<R: Send + 'static>(
+        &self,
+        wait: Duration,
+        write: impl FnMut(&Txn) -> Result<Option<R>, StorageError> + Send + 'static,
+    ) -> Result<Option<R>, StorageError> {
+        let (done, result) = oneshot::channel();
+        let deadline = Instant::now() + wait;
+        self.send(Queued::Waiting(Box::new(WaitingWrite { deadline, write, done: Some(done) })))?;
+        result.await.map_err(|_| StorageError::Closed)?
+    }
+
+    fn send(&self, queued: Queued) -> Result<(), StorageError> {
+        let queue = self.inner.queue.as_ref().ok_or(StorageError::Closed)?;
+        queue.send(queued).map_err(|_| StorageError::Closed)
     }
 }
 
@@ -95,34 +178,66 @@ impl Writer {
 /// file is due to be reopened, so reads recover even when nothing writes.
 const IDLE: Duration = Duration::from_millis(250);
 
-fn run(db: &DbFile, incoming: &mpsc::Receiver<Apply>, stats: &CommitStats) {
+fn run(db: &DbFile, incoming: &mpsc::Receiver<Queued>, stats: &CommitStats) {
+    let mut waiting: Vec<Box<dyn Waiting>> = Vec::new();
     loop {
-        let first = match incoming.recv_timeout(IDLE) {
+        give_up_due(&mut waiting);
+        let now = Instant::now();
+        let next_deadline = waiting.iter().map(|w| w.deadline()).min();
+        let idle = next_deadline.map_or(IDLE, |at| at.saturating_duration_since(now).min(IDLE));
+        let first = match incoming.recv_timeout(idle) {
             Ok(first) => first,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                let _ = db.reopened();
+                if waiting.is_empty() {
+                    let _ = db.reopened();
+                }
                 continue;
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match incoming.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(queued) = next.take() {
+            match queued {
+                Queued::Once(apply) => batch.push(apply),
+                Queued::Waiting(write) => waiting.push(write),
+            }
+            if batch.len() < MAX_BATCH {
+                next = incoming.try_recv().ok();
             }
         }
-        if let Err(e) = commit(db, batch, stats) {
+        if let Err(e) = commit(db, batch, &mut waiting, stats) {
             tracing::error!("commit failed: {e}");
         }
     }
+    for write in waiting {
+        write.give_up();
+    }
 }
 
-/// Applies a batch in one transaction, counts it, then tells every writer
-/// the result. An I/O failure closes the file, to be reopened by the next
-/// batch (see [`DbFile`]).
-fn commit(file: &DbFile, batch: Vec<Apply>, stats: &CommitStats) -> Result<(), StorageError> {
-    let size = batch.len() as u64;
+/// Tells the waiting writes whose time is up that nothing came, and drops
+/// those nobody listens to any more.
+fn give_up_due(waiting: &mut Vec<Box<dyn Waiting>>) {
+    let now = Instant::now();
+    let (due, rest) =
+        std::mem::take(waiting).into_iter().partition(|w| w.deadline() <= now || w.abandoned());
+    *waiting = rest;
+    for write in due {
+        write.give_up();
+    }
+}
+
+/// Applies a batch in one transaction, then tries the waiting writes in it,
+/// counts it, commits and tells every writer the result. A transaction in
+/// which only waiting writes ran and none did anything is aborted instead:
+/// it changed nothing worth an fsync. An I/O failure closes the file, to be
+/// reopened by the next batch (see [`DbFile`]).
+fn commit(
+    file: &DbFile,
+    batch: Vec<Apply>,
+    waiting: &mut Vec<Box<dyn Waiting>>,
+    stats: &CommitStats,
+) -> Result<(), StorageError> {
     let begun = file.reopened().and_then(|db| match db.begin_write() {
         Ok(txn) => Ok((db, Txn::new(txn))),
         Err(e) => {
@@ -142,7 +257,19 @@ fn commit(file: &DbFile, batch: Vec<Apply>, stats: &CommitStats) -> Result<(), S
             return Err(error);
         }
     };
-    let replies: Vec<Reply> = batch.into_iter().map(|apply| apply(Ok(&txn))).collect();
+    let mut replies: Vec<Reply> = batch.into_iter().map(|apply| apply(Ok(&txn))).collect();
+    let mut still_waiting = Vec::with_capacity(waiting.len());
+    for mut write in waiting.drain(..) {
+        match write.try_in(&txn) {
+            Some(reply) => replies.push(reply),
+            None => still_waiting.push(write),
+        }
+    }
+    *waiting = still_waiting;
+    if replies.is_empty() {
+        return txn.abort();
+    }
+    let size = replies.len() as u64;
     let committed = txn.commit();
     if let Err(StorageError::Unavailable(why)) = &committed {
         file.failed(&db, why);
