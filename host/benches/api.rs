@@ -4,7 +4,7 @@
 //! open them all, time from the job's end until every follower has its
 //! `close`, events delivered).
 //!
-//! `cargo bench -p jobhost --bench api` (figures in docs/BENCHMARKS.md).
+//! `cargo bench --workspace --bench api` (figures in docs/BENCHMARKS.md).
 
 use jobhost::config::Config;
 use jobhost::host::Host;

@@ -5,7 +5,7 @@
 //! its finishing commit, and the gap between a job's end and the start of
 //! the job chained after it.
 //!
-//! `cargo bench -p jobhost --bench engine` (figures in docs/BENCHMARKS.md).
+//! `cargo bench --workspace --bench engine` (figures in docs/BENCHMARKS.md).
 
 use jobhost::config::Config;
 use jobhost::events::JobUpdate;

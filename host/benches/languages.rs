@@ -6,7 +6,7 @@
 //! default 1 MiB of each pooled memory kept resident between jobs and with
 //! 16 MiB (an interpreter's heap).
 //!
-//! `cargo bench -p jobhost --bench languages` (figures in docs/BENCHMARKS.md).
+//! `cargo bench --workspace --bench languages` (figures in docs/BENCHMARKS.md).
 //! The Python and JavaScript components are built first by their SDKs'
 //! build scripts (cached after the first run).
 

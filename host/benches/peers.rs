@@ -4,7 +4,7 @@
 //! process, as BullMQ's producer and worker share one Node process. Prints
 //! one JSON line per figure (the protocol of `bench/peers/table.py`).
 //!
-//! `cargo bench -p jobhost --bench peers [-- --quick]`
+//! `cargo bench --workspace --bench peers [-- --quick]`
 
 mod memory;
 

@@ -6,7 +6,7 @@
 //! measured in a fresh process (this binary again), so the setup's own
 //! allocations do not count.
 //!
-//! `cargo bench -p jobhost --bench plugins [-- --quick]` (figures in
+//! `cargo bench --workspace --bench plugins [-- --quick]` (figures in
 //! docs/BENCHMARKS.md).
 
 mod memory;

@@ -2,7 +2,7 @@
 //! of `examples.hello`, and hello jobs per second on all cores, each for the
 //! on-demand and the pooling allocator in the same run.
 //!
-//! `cargo bench -p jobhost --bench runtime` (figures in docs/BENCHMARKS.md).
+//! `cargo bench --workspace --bench runtime` (figures in docs/BENCHMARKS.md).
 
 mod measure;
 

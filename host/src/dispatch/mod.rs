@@ -14,6 +14,7 @@
 
 mod children;
 mod output;
+mod runs;
 
 /// How soon a run's output or outcome is written again while storage is
 /// unavailable.
@@ -27,7 +28,7 @@ use crate::storage::{ClaimRules, ClaimWaiting, Finishing, OutputBatch, Storage, 
 use children::Children;
 use futures::FutureExt;
 use output::JobOutput;
-use std::collections::HashMap;
+use runs::{Run, Runs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -82,7 +83,7 @@ pub struct Dispatcher {
     clock: Arc<dyn Clock>,
     config: DispatchConfig,
     /// The runs going on here, by job.
-    running: Mutex<HashMap<Uuid, Run>>,
+    running: Mutex<Runs>,
     /// The mode an operator set, as of the last heartbeat.
     mode: Mutex<WorkerMode>,
     /// Set once shutdown began: nothing more is claimed.
@@ -95,13 +96,6 @@ pub struct Dispatcher {
     rounds: AtomicU64,
     /// Held while a plugin version is made ready (see `plugin_for`).
     loading: tokio::sync::Mutex<()>,
-}
-
-/// One run of a job on this worker: its attempt, and how to stop it.
-#[derive(Debug, Clone)]
-struct Run {
-    attempt: u32,
-    cancel: CancelToken,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -196,9 +190,7 @@ impl Dispatcher {
     /// then hard after its grace period.
     pub async fn cancel(&self, id: Uuid) -> Result<JobRecord, StorageError> {
         let job = self.storage.cancel(id, self.clock.now()).await?;
-        if let Some(run) = self.running.lock().unwrap().get(&id) {
-            run.cancel.cancel();
-        }
+        self.running.lock().unwrap().cancel(&job, &self.config.worker, self.config.slots);
         self.publish_state(&job, "cancel");
         Ok(job)
     }
@@ -208,9 +200,7 @@ impl Dispatcher {
     pub async fn cancel_workflow(&self, id: Uuid) -> Result<Vec<JobRecord>, StorageError> {
         let jobs = self.storage.cancel_workflow(id, self.clock.now()).await?;
         for job in &jobs {
-            if let Some(run) = self.running.lock().unwrap().get(&job.id) {
-                run.cancel.cancel();
-            }
+            self.running.lock().unwrap().cancel(job, &self.config.worker, self.config.slots);
             self.publish_state(job, "cancel");
         }
         Ok(jobs)
@@ -287,11 +277,7 @@ impl Dispatcher {
             now: self.clock.now(),
             lease_ms: self.config.lease.as_millis() as u64,
         };
-        let waiting = ClaimWaiting {
-            slots: self.config.slots,
-            clock: self.clock.clone(),
-            wait: self.config.poll,
-        };
+        let waiting = ClaimWaiting { clock: self.clock.clone(), wait: self.config.poll };
         let claimed = match self.storage.claim_waiting(rules, waiting).await {
             Ok(claimed) => claimed,
             Err(e) => {
@@ -303,7 +289,7 @@ impl Dispatcher {
             let run = Run { attempt: job.attempt, cancel: CancelToken::new() };
             // A run of an earlier attempt still going here lost its lease
             // (this claim proves it): stop it, its output no longer lands.
-            if let Some(stale) = self.running.lock().unwrap().insert(job.id, run.clone()) {
+            if let Some(stale) = self.running.lock().unwrap().enter(job.id, run.clone()) {
                 tracing::warn!(job = %job.id, attempt = stale.attempt, "a run that lost its lease is stopped");
                 stale.cancel.cancel();
             }
@@ -322,10 +308,6 @@ impl Dispatcher {
     }
 
     async fn run_job(self: Arc<Self>, job: JobRecord, run: Run) {
-        // A cancel that landed between the claim and the token's insertion.
-        if self.storage.get(job.id).await.is_ok_and(|j| j.cancel_requested) {
-            run.cancel.cancel();
-        }
         let (report, output) = match self.plugin_for(&job).await {
             Ok(plugin) => {
                 let (bus, clock) = (self.bus.clone(), self.clock.clone());

@@ -89,9 +89,13 @@ pub struct Enqueued {
 pub struct ClaimRules {
     /// The claiming worker.
     pub worker: String,
-    /// Most jobs to claim.
+    /// Most jobs to claim. For [`JobStore::claim_waiting`] the worker's
+    /// slots: the claim takes no more than the worker's leases leave free
+    /// of them in the claim's own transaction, so a job that finishes in
+    /// that commit hands its slot on in it.
     pub max: usize,
-    /// The time of the claim.
+    /// The time of the claim (a waiting claim reads [`ClaimWaiting::clock`]
+    /// at each try instead: a job claimed later starts later).
     pub now: Millis,
     /// Lease length.
     pub lease_ms: u64,
@@ -100,11 +104,7 @@ pub struct ClaimRules {
 /// How [`JobStore::claim_waiting`] waits for work.
 #[derive(Debug, Clone)]
 pub struct ClaimWaiting {
-    /// Jobs the worker runs at once. A claim takes no more than the slots
-    /// its leases leave free in the claim's own transaction, so a job that
-    /// finishes in that commit hands its slot on in it.
-    pub slots: usize,
-    /// The time of each try (a job claimed later starts later).
+    /// The time of each try.
     pub clock: Arc<dyn Clock>,
     /// The longest wait.
     pub wait: Duration,
@@ -205,7 +205,8 @@ pub trait JobStore: Send + Sync {
     /// `running` with a lease. A worker whose stored mode is not `active`
     /// (an operator paused, drained or stopped it) claims nothing.
     async fn claim(&self, rules: ClaimRules) -> Result<Vec<JobRecord>, StorageError>;
-    /// Claims as [`claim`](Self::claim) does, into the worker's free slots;
+    /// Claims as [`claim`](Self::claim) does, into the worker's free slots
+    /// (of `rules.max`);
     /// or, when it has none or no job may be claimed, waits (as `waiting`
     /// says) for a change that makes one claimable and claims it in that
     /// change's own commit: the enqueue of a job, or the finish of the job

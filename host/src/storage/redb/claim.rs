@@ -24,14 +24,14 @@ use std::ops::Bound;
 /// Ready entries read at once from one group.
 const CHUNK: usize = 16;
 
-/// Claims up to `rules.max` jobs (and, with `slots`, no more than the
+/// Claims up to `rules.max` jobs (with `free_slots_only`, no more than the
 /// worker's leases leave free of them), going round the tenants starting
 /// after `cursor` (the tenant served first by the previous claim), which
 /// it moves on.
 pub(super) fn claim(
     txn: &Txn,
     rules: &ClaimRules,
-    slots: Option<usize>,
+    free_slots_only: bool,
     defaults: &TenantDefaults,
     cursor: &mut String,
 ) -> Result<Vec<JobRecord>, StorageError> {
@@ -39,7 +39,7 @@ pub(super) fn claim(
         return Ok(Vec::new());
     }
     let mut claim = Claim::new(txn, rules, defaults)?;
-    let max = slots.map_or(rules.max, |slots| rules.max.min(slots.saturating_sub(claim.held)));
+    let max = if free_slots_only { rules.max.saturating_sub(claim.held) } else { rules.max };
     if max == 0 {
         return Ok(Vec::new());
     }

@@ -127,7 +127,7 @@ impl JobStore for RedbStorage {
         let (defaults, cursor) = (self.defaults, self.claim_cursor.clone());
         self.writer
             .write(move |txn| {
-                claim::claim(txn, &rules, None, &defaults, &mut cursor.lock().unwrap())
+                claim::claim(txn, &rules, false, &defaults, &mut cursor.lock().unwrap())
             })
             .await
     }
@@ -138,13 +138,13 @@ impl JobStore for RedbStorage {
         waiting: ClaimWaiting,
     ) -> Result<Vec<JobRecord>, StorageError> {
         let (defaults, cursor) = (self.defaults, self.claim_cursor.clone());
-        let ClaimWaiting { slots, clock, wait } = waiting;
+        let ClaimWaiting { clock, wait } = waiting;
         let claimed = self
             .writer
             .write_when(wait, move |txn| {
                 rules.now = clock.now();
                 let mut cursor = cursor.lock().unwrap();
-                let claimed = claim::claim(txn, &rules, Some(slots), &defaults, &mut cursor)?;
+                let claimed = claim::claim(txn, &rules, true, &defaults, &mut cursor)?;
                 Ok((!claimed.is_empty()).then_some(claimed))
             })
             .await?;
@@ -152,7 +152,7 @@ impl JobStore for RedbStorage {
     }
 
     async fn finish(&self, id: Uuid, finishing: Finishing) -> Result<JobRecord, StorageError> {
-        self.writer.write(move |txn| jobs::finish(txn, id, finishing)).await
+        self.writer.write_deferred(move |txn| jobs::finish(txn, id, finishing)).await
     }
 
     async fn renew(

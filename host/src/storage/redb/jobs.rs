@@ -18,6 +18,7 @@ use crate::jobs::{
 };
 use crate::storage::{Enqueued, Finishing, OutputBatch};
 use ::redb::ReadableTable;
+use std::borrow::Cow;
 use uuid::Uuid;
 
 pub(super) fn enqueue(
@@ -141,7 +142,7 @@ pub(super) fn finish(txn: &Txn, id: Uuid, finishing: Finishing) -> Result<JobRec
         )));
     }
     let Finishing { report, policy, now, random, output, .. } = finishing;
-    let mut ran = job.clone();
+    let mut ran = Cow::Borrowed(&job);
     add_output(txn, &mut ran, output)?;
     let transition = rules::finished(&ran, &report, &policy, now, random);
     apply(txn, Some(&job), &transition, now)?;
@@ -216,12 +217,13 @@ pub(super) fn append_output(
     attempt: u32,
     batch: OutputBatch,
 ) -> Result<(), StorageError> {
-    let mut job = read_job(&txn.open_table(JOBS)?, id)?;
+    let job = read_job(&txn.open_table(JOBS)?, id)?;
     if job.state != JobState::Running || job.attempt != attempt {
         return Err(StorageError::Conflict(format!(
             "job {id} is not running attempt {attempt}: its lease was lost"
         )));
     }
+    let mut job = Cow::Owned(job);
     if add_output(txn, &mut job, batch)? {
         put_job(txn, &job)?;
     }
@@ -229,8 +231,13 @@ pub(super) fn append_output(
 }
 
 /// Writes a running job's log lines and takes its progress and metadata
-/// into `job`; true when the record changed (the caller writes it).
-fn add_output(txn: &Txn, job: &mut JobRecord, batch: OutputBatch) -> Result<bool, StorageError> {
+/// into `job`, which is copied only then; true when the record changed
+/// (the caller writes it).
+fn add_output(
+    txn: &Txn,
+    job: &mut Cow<JobRecord>,
+    batch: OutputBatch,
+) -> Result<bool, StorageError> {
     if !batch.logs.is_empty() {
         let mut logs = txn.open_table(LOGS)?;
         let key = job.id.as_u128();
@@ -245,6 +252,7 @@ fn add_output(txn: &Txn, job: &mut JobRecord, batch: OutputBatch) -> Result<bool
     if batch.progress.is_none() && batch.metadata.is_empty() {
         return Ok(false);
     }
+    let job = job.to_mut();
     if let Some(progress) = batch.progress {
         job.progress = Some(progress);
     }

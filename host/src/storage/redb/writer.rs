@@ -7,6 +7,12 @@
 //! every batch until it finds something to do or its time is up. A claim
 //! waits this way, so a job enqueued while a dispatcher waits is claimed in
 //! the enqueue's own commit: one fsync from enqueue to start, not two.
+//!
+//! A write no one waits on at once may be deferred ([`Writer::write_deferred`]):
+//! it rides with the next batch, or is committed alone after [`LINGER`]. A
+//! finish is, so at a steady thousand jobs a second one fsync carries a
+//! job's enqueue and start and the finish of the job before it, and an
+//! enqueue seldom waits behind a commit of finishes.
 
 use super::StorageError;
 use super::file::DbFile;
@@ -20,6 +26,9 @@ use tokio::sync::oneshot;
 /// Most writes folded into one commit.
 const MAX_BATCH: usize = 1024;
 
+/// Longest a deferred write waits for a batch to ride with.
+const LINGER: Duration = Duration::from_millis(2);
+
 /// A queued write: applies itself to the batch's transaction (or hears that
 /// none could be started), then hears how the commit went.
 type Apply = Box<dyn FnOnce(Result<&Txn, StorageError>) -> Reply + Send>;
@@ -31,6 +40,9 @@ enum Queued {
     Once(Apply),
     /// A write tried in every batch until it does something.
     Waiting(Box<dyn Waiting>),
+    /// A write applied in the next batch, which it does not start before
+    /// [`LINGER`] is up.
+    Deferred(Apply),
 }
 
 /// A write that waits for something to do (see [`Writer::write_when`]).
@@ -142,6 +154,23 @@ impl Writer {
         &self,
         write: impl FnOnce(&Txn) -> Result<R, StorageError> + Send + 'static,
     ) -> Result<R, StorageError> {
+        self.apply(write, Queued::Once).await
+    }
+
+    /// Runs `write` as [`write`](Self::write) does, in the next commit that
+    /// another write starts, or after [`LINGER`] when none comes sooner.
+    pub(super) async fn write_deferred<R: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Txn) -> Result<R, StorageError> + Send + 'static,
+    ) -> Result<R, StorageError> {
+        self.apply(write, Queued::Deferred).await
+    }
+
+    async fn apply<R: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Txn) -> Result<R, StorageError> + Send + 'static,
+        queued: fn(Apply) -> Queued,
+    ) -> Result<R, StorageError> {
         let (done, result) = oneshot::channel();
         let apply: Apply = Box::new(move |txn| {
             let outcome = txn.and_then(write);
@@ -149,7 +178,7 @@ impl Writer {
                 let _ = done.send(committed.and(outcome));
             })
         });
-        self.send(Queued::Once(apply))?;
+        self.send(queued(apply))?;
         result.await.map_err(|_| StorageError::Closed)?
     }
 
@@ -180,15 +209,17 @@ const IDLE: Duration = Duration::from_millis(250);
 
 fn run(db: &DbFile, incoming: &mpsc::Receiver<Queued>, stats: &CommitStats) {
     let mut waiting: Vec<Box<dyn Waiting>> = Vec::new();
+    let mut deferred = Deferred::default();
     loop {
         give_up_due(&mut waiting);
         let now = Instant::now();
-        let next_deadline = waiting.iter().map(|w| w.deadline()).min();
+        let next_deadline = waiting.iter().map(|w| w.deadline()).chain(deferred.due).min();
         let idle = next_deadline.map_or(IDLE, |at| at.saturating_duration_since(now).min(IDLE));
         let first = match incoming.recv_timeout(idle) {
-            Ok(first) => first,
+            Ok(first) => Some(first),
+            Err(mpsc::RecvTimeoutError::Timeout) if deferred.is_due() => None,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if waiting.is_empty() {
+                if waiting.is_empty() && deferred.writes.is_empty() {
                     let _ = db.reopened();
                 }
                 continue;
@@ -196,22 +227,66 @@ fn run(db: &DbFile, incoming: &mpsc::Receiver<Queued>, stats: &CommitStats) {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         let mut batch = Vec::new();
-        let mut next = Some(first);
+        // Anything but a deferred write starts a batch now.
+        let mut started = false;
+        let mut next = first;
         while let Some(queued) = next.take() {
             match queued {
-                Queued::Once(apply) => batch.push(apply),
-                Queued::Waiting(write) => waiting.push(write),
+                Queued::Once(apply) => {
+                    batch.push(apply);
+                    started = true;
+                }
+                Queued::Waiting(write) => {
+                    waiting.push(write);
+                    started = true;
+                }
+                Queued::Deferred(apply) => deferred.push(apply),
             }
-            if batch.len() < MAX_BATCH {
+            if batch.len() + deferred.writes.len() < MAX_BATCH {
                 next = incoming.try_recv().ok();
             }
         }
-        if let Err(e) = commit(db, batch, &mut waiting, stats) {
+        if !started && !deferred.is_due() && deferred.writes.len() < MAX_BATCH {
+            continue;
+        }
+        // The deferred writes were queued before the batch's.
+        let mut writes = deferred.take();
+        writes.append(&mut batch);
+        if let Err(e) = commit(db, writes, &mut waiting, stats) {
             tracing::error!("commit failed: {e}");
         }
     }
+    let left = deferred.take();
+    if !left.is_empty()
+        && let Err(e) = commit(db, left, &mut waiting, stats)
+    {
+        tracing::error!("commit failed: {e}");
+    }
     for write in waiting {
         write.give_up();
+    }
+}
+
+/// The deferred writes waiting for a batch, and when they go alone.
+#[derive(Default)]
+struct Deferred {
+    writes: Vec<Apply>,
+    due: Option<Instant>,
+}
+
+impl Deferred {
+    fn push(&mut self, write: Apply) {
+        self.due.get_or_insert_with(|| Instant::now() + LINGER);
+        self.writes.push(write);
+    }
+
+    fn is_due(&self) -> bool {
+        self.due.is_some_and(|due| due <= Instant::now())
+    }
+
+    fn take(&mut self) -> Vec<Apply> {
+        self.due = None;
+        std::mem::take(&mut self.writes)
     }
 }
 

@@ -1,0 +1,166 @@
+"""jobhost under an outside HTTP load: `jobhost serve` (release build, durable
+commits, the example plugins) on 127.0.0.1 in a temp dir, 50 keep-alive `wrk`
+connections posting hello jobs for a few seconds, then a wait until every
+job they enqueued has completed. A C client leaves the host most of the two
+cores, which an in-process Rust or Node client does not. Then hello jobs at a
+steady 1,000 a second from an asyncio client on 30 keep-alive connections:
+the time to each enqueue's answer, which comes after the commit that also
+claimed the job (it is running when the client hears of it). Prints JSON
+lines in the protocol of table.py.
+
+    python3 bench/peers/http_load.py --jobhost target/release/jobhost [--quick]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+TOKEN = "bench-admin-secret-0123456789abcdef"
+CONNECTIONS = 50
+UNFINISHED = ("blocked", "scheduled", "pending", "running")
+POST_LUA = """
+wrk.method = "POST"
+wrk.body = '{"job":"examples.hello","args":{"name":"bench"},"queue":"wrk"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+""" % TOKEN
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def steady(port, count, rate=1000, connections=30):
+    """Ack times (ms) of `count` enqueues sent at `rate` a second."""
+    body = json.dumps({"job": "examples.hello", "args": {"name": "bench"}}).encode()
+    request = (b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               b"Content-Type: application/json\r\nAuthorization: Bearer " + TOKEN.encode() +
+               b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(connections)]
+    took, tasks = [], []
+
+    async def send(conn):
+        reader, writer = conn
+        sent = time.perf_counter()
+        writer.write(request)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 202"):
+            raise SystemExit(f"http_load.py: enqueue refused: {head[:80]!r}")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length"))
+        await reader.readexactly(length)
+        took.append((time.perf_counter() - sent) * 1e3)
+        idle.append(conn)
+
+    start = time.perf_counter()
+    for i in range(count):
+        wait = start + i / rate - time.perf_counter()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if not idle:
+            raise SystemExit("http_load.py: every connection is busy; the host fell behind")
+        tasks.append(asyncio.create_task(send(idle.pop())))
+    await asyncio.gather(*tasks)
+    for _, writer in idle:
+        writer.close()
+    return sorted(took)
+
+
+def get(base, path):
+    request = urllib.request.Request(base + path, headers={"Authorization": "Bearer " + TOKEN})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def emit(version, workload, value, unit, note):
+    print(json.dumps({
+        "system": "jobhost",
+        "version": version,
+        "durability": "redb, fsync per commit (group commit)",
+        "workload": workload,
+        "value": round(value, 2),
+        "unit": unit,
+        "note": note,
+    }), flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobhost", required=True, help="the jobhost binary")
+    parser.add_argument("--plugins", required=True, help="the example plugins' folder")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    seconds = 2 if args.quick else 5
+    version = subprocess.run([args.jobhost, "--version"], capture_output=True, text=True,
+                             check=True).stdout.split()[-1]
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen(
+            [args.jobhost, "serve", "--listen", f"127.0.0.1:{port}", "--data", tmp,
+             "--plugins", args.plugins, "--slots", str(CONNECTIONS),
+             "--tenant-max-queued", "2000000", "--admin-token", TOKEN],
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "serve.log"), "w"))
+        try:
+            for _ in range(300):
+                try:
+                    get(base, "/v1/stats")
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            else:
+                sys.exit("http_load.py: the host did not start: " +
+                         open(os.path.join(tmp, "serve.log")).read()[-2000:])
+            script = os.path.join(tmp, "post.lua")
+            with open(script, "w") as f:
+                f.write(POST_LUA)
+            started = time.monotonic()
+            wrk = subprocess.run(
+                ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", script, base + "/v1/jobs"],
+                capture_output=True, text=True, check=True).stdout
+            sent = time.monotonic() - started
+            bad = re.search(r"Non-2xx or 3xx responses: (\d+)", wrk)
+            if bad:
+                sys.exit(f"http_load.py: {bad.group(1)} enqueues refused:\n{wrk}")
+            # wrk may stop with requests in flight that the host still took,
+            # so the count is the host's: wait until none is left to run.
+            while True:
+                counts = get(base, "/v1/queues/wrk")["counts"]
+                if not any(counts.get(state, 0) for state in UNFINISHED):
+                    break
+                time.sleep(0.005)
+            elapsed = time.monotonic() - started
+            jobs = counts.get("completed", 0)
+            failed = sum(v for k, v in counts.items() if k != "completed")
+            if failed:
+                sys.exit(f"http_load.py: jobs not completed: {counts}")
+            note = (f"{jobs} examples.hello jobs posted by wrk ({CONNECTIONS} keep-alive "
+                    f"connections, one thread) for {seconds} s, to the last completion")
+            emit(version, "noop_wrk_enqueued", jobs / sent, "jobs/s",
+                 f"enqueues acknowledged a second while wrk posted ({CONNECTIONS} connections)")
+            emit(version, "noop_wrk", jobs / elapsed, "jobs/s", note)
+            count = 1000 if args.quick else 5000
+            took = asyncio.run(steady(port, count))
+            note = (f"{count} hello jobs at 1,000/s from an asyncio client (30 connections): "
+                    "to the enqueue's answer, sent after the commit that claimed the job")
+            for p in (0.5, 0.99):
+                emit(version, f"latency_ack_p{round(p * 100)}", took[round((len(took) - 1) * p)],
+                     "ms", note)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
