@@ -41,8 +41,8 @@ enum Queued {
     /// A write tried in every batch until it does something.
     Waiting(Box<dyn Waiting>),
     /// A write applied in the next batch, which it does not start before
-    /// [`LINGER`] is up.
-    Deferred(Apply),
+    /// [`LINGER`] from when it was sent is up.
+    Deferred(Apply, Instant),
 }
 
 /// A write that waits for something to do (see [`Writer::write_when`]).
@@ -163,13 +163,13 @@ impl Writer {
         &self,
         write: impl FnOnce(&Txn) -> Result<R, StorageError> + Send + 'static,
     ) -> Result<R, StorageError> {
-        self.apply(write, Queued::Deferred).await
+        self.apply(write, |apply| Queued::Deferred(apply, Instant::now())).await
     }
 
     async fn apply<R: Send + 'static>(
         &self,
         write: impl FnOnce(&Txn) -> Result<R, StorageError> + Send + 'static,
-        queued: fn(Apply) -> Queued,
+        queued: impl FnOnce(Apply) -> Queued,
     ) -> Result<R, StorageError> {
         let (done, result) = oneshot::channel();
         let apply: Apply = Box::new(move |txn| {
@@ -240,7 +240,7 @@ fn run(db: &DbFile, incoming: &mpsc::Receiver<Queued>, stats: &CommitStats) {
                     waiting.push(write);
                     started = true;
                 }
-                Queued::Deferred(apply) => deferred.push(apply),
+                Queued::Deferred(apply, sent) => deferred.push(apply, sent),
             }
             if batch.len() + deferred.writes.len() < MAX_BATCH {
                 next = incoming.try_recv().ok();
@@ -275,8 +275,12 @@ struct Deferred {
 }
 
 impl Deferred {
-    fn push(&mut self, write: Apply) {
-        self.due.get_or_insert_with(|| Instant::now() + LINGER);
+    /// Adds `write`, sent at `sent`: the writes go when the first of them
+    /// has waited [`LINGER`], a wait that counts the time it spent queued
+    /// behind a commit.
+    fn push(&mut self, write: Apply, sent: Instant) {
+        let due = sent + LINGER;
+        self.due = Some(self.due.map_or(due, |earlier| earlier.min(due)));
         self.writes.push(write);
     }
 
