@@ -118,8 +118,8 @@ impl Dispatcher {
             runtime,
             bus,
             clock,
+            running: Mutex::new(Runs::new(config.worker.clone(), config.slots)),
             config,
-            running: Mutex::default(),
             mode: Mutex::default(),
             stopping: AtomicBool::new(false),
             wake: Notify::new(),
@@ -190,7 +190,7 @@ impl Dispatcher {
     /// then hard after its grace period.
     pub async fn cancel(&self, id: Uuid) -> Result<JobRecord, StorageError> {
         let job = self.storage.cancel(id, self.clock.now()).await?;
-        self.running.lock().unwrap().cancel(&job, &self.config.worker, self.config.slots);
+        self.running.lock().unwrap().cancel(&job);
         self.publish_state(&job, "cancel");
         Ok(job)
     }
@@ -200,7 +200,7 @@ impl Dispatcher {
     pub async fn cancel_workflow(&self, id: Uuid) -> Result<Vec<JobRecord>, StorageError> {
         let jobs = self.storage.cancel_workflow(id, self.clock.now()).await?;
         for job in &jobs {
-            self.running.lock().unwrap().cancel(job, &self.config.worker, self.config.slots);
+            self.running.lock().unwrap().cancel(job);
             self.publish_state(job, "cancel");
         }
         Ok(jobs)
@@ -354,11 +354,7 @@ impl Dispatcher {
             }
             Err(e) => tracing::warn!(job = %job.id, "recording the outcome: {e}"),
         }
-        let mut running = self.running.lock().unwrap();
-        if running.get(&job.id).is_some_and(|run| run.attempt == job.attempt) {
-            running.remove(&job.id);
-        }
-        drop(running);
+        self.running.lock().unwrap().leave(job.id, job.attempt);
         self.wake.notify_one();
     }
 

@@ -206,12 +206,12 @@ pub trait JobStore: Send + Sync {
     /// (an operator paused, drained or stopped it) claims nothing.
     async fn claim(&self, rules: ClaimRules) -> Result<Vec<JobRecord>, StorageError>;
     /// Claims as [`claim`](Self::claim) does, into the worker's free slots
-    /// (of `rules.max`);
-    /// or, when it has none or no job may be claimed, waits (as `waiting`
-    /// says) for a change that makes one claimable and claims it in that
-    /// change's own commit: the enqueue of a job, or the finish of the job
-    /// whose slot it takes. So no commit of its own stands between a job
-    /// and its start. Returns nothing when the wait ran out.
+    /// (of `rules.max`); or, when it has none or no job may be claimed,
+    /// waits (as `waiting` says) for a change that makes one claimable and
+    /// claims it in that change's own commit: the enqueue of a job, or the
+    /// finish of the job whose slot it takes. So no commit of its own
+    /// stands between a job and its start. Returns nothing when the wait
+    /// ran out.
     async fn claim_waiting(
         &self,
         rules: ClaimRules,
