@@ -944,3 +944,63 @@ async fn a_file_from_before_the_grouped_ready_index_is_upgraded_at_open() {
     let claimed = storage.claim(rules("w1", 10)).await.unwrap();
     assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), [id], "the old job is claimable");
 }
+
+#[tokio::test]
+async fn a_file_that_listed_running_jobs_apart_is_regrouped_at_open() {
+    use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+    const LISTING: TableDefinition<&[u8], ()> = TableDefinition::new("listing");
+    const PENDING: u8 = 2;
+    const RUNNING: u8 = 3;
+    let db = open();
+    let running = db.storage.enqueue(job("runs"), now_ms()).await.unwrap().job.id;
+    assert_eq!(claim_names(&*db.storage, 1).await, ["runs"]);
+    let waiting = db.storage.enqueue(job("waits"), now_ms()).await.unwrap().job.id;
+    let path = db.dir.path().join("jobhost.redb");
+    drop(db.storage);
+
+    // Rewrite the file as the version before wrote it: the running job's
+    // rows in groups of their own (the state byte before the position).
+    let state_of = |key: &[u8]| key[key.len() - 25];
+    let id_of = |key: &[u8]| u128::from_be_bytes(key[key.len() - 16..].try_into().unwrap());
+    let file = redb::Database::create(&path).unwrap();
+    let txn = file.begin_write().unwrap();
+    {
+        let mut listing = txn.open_table(LISTING).unwrap();
+        let rows: Vec<Vec<u8>> = listing
+            .iter()
+            .unwrap()
+            .map(|entry| entry.unwrap().0.value().to_vec())
+            .filter(|key| id_of(key) == running.as_u128())
+            .collect();
+        assert!(rows.iter().all(|key| state_of(key) == PENDING), "running rows stay pending");
+        for mut key in rows {
+            listing.remove(key.as_slice()).unwrap();
+            let at = key.len() - 25;
+            key[at] = RUNNING;
+            listing.insert(key.as_slice(), ()).unwrap();
+        }
+    }
+    txn.commit().unwrap();
+    drop(file);
+
+    let storage = open_in(db.dir.path(), TenantDefaults::default());
+    let list = |state| {
+        let filter = JobFilter { state: Some(state), ..JobFilter::default() };
+        let storage = &storage;
+        async move {
+            let page = storage.list(&filter, Start::Offset(0), 10).await.unwrap();
+            (page.jobs.iter().map(|job| job.id).collect::<Vec<_>>(), page.total)
+        }
+    };
+    assert_eq!(list(JobState::Running).await, (vec![running], 1));
+    assert_eq!(list(JobState::Pending).await, (vec![waiting], 1));
+    let all = storage.list(&JobFilter::default(), Start::Offset(0), 10).await.unwrap();
+    assert_eq!(all.jobs.iter().map(|job| job.id).collect::<Vec<_>>(), [waiting, running]);
+    drop(storage);
+    let file = redb::Database::create(&path).unwrap();
+    let read = file.begin_read().unwrap();
+    let listing = read.open_table(LISTING).unwrap();
+    let left =
+        listing.iter().unwrap().filter(|e| state_of(e.as_ref().unwrap().0.value()) == RUNNING);
+    assert_eq!(left.count(), 0, "no row is left in a running group");
+}

@@ -11,13 +11,16 @@
 //!
 //! A row is `tag, tenant \0 value \0, state, created_at, id`: the jobs of a
 //! dimension value (a queue, a plugin, an owner...) in one state form a
-//! group, newest last, and a list walks its groups backwards. A tally's key
+//! group, newest last, and a list walks its groups backwards. A running job
+//! keeps the rows it had when it was pending ([`row_state`]): a claim, the
+//! commonest write of all, then moves no row, and the few running jobs are
+//! listed from their leases. A tally's key
 //! is a group (`tag ... state`), or the finished jobs of a queue in a
 //! minute (`M`), or the ready jobs of a queue by the minute they became
 //! due (`R`).
 
 use super::StorageError;
-use super::schema::{COUNTS, JOBS, LISTING, decode, encode};
+use super::schema::{COUNTS, JOBS, LISTING, RUNNING, decode, encode};
 use crate::jobs::{JobRecord, JobState, Millis};
 use ::redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use std::cell::RefCell;
@@ -85,6 +88,15 @@ pub(super) fn prefix(tag: u8, tenant: &str, value: &str) -> Vec<u8> {
     key
 }
 
+/// The state a job's rows are grouped under: its own, but a running job's
+/// rows stay in the pending group (see the module's doc).
+pub(super) fn row_state(state: JobState) -> JobState {
+    match state {
+        JobState::Running => JobState::Pending,
+        state => state,
+    }
+}
+
 /// The position a row ends with: creation time and id, both big-endian, so
 /// byte order is list order.
 pub(super) fn position(created_at: Millis, id: u128) -> [u8; 24] {
@@ -120,11 +132,16 @@ fn dims(job: &JobRecord) -> Vec<(Dim, String)> {
 
 /// The rows of `job` in [`LISTING`].
 fn rows(job: &JobRecord) -> Vec<Vec<u8>> {
+    rows_in(job, row_state(job.state))
+}
+
+/// The rows of `job` with its dimensions grouped under `state`.
+fn rows_in(job: &JobRecord, state: JobState) -> Vec<Vec<u8>> {
     let at = position(job.created_at, job.id.as_u128());
     let mut rows: Vec<Vec<u8>> = dims(job)
         .into_iter()
         .map(|(dim, value)| {
-            let mut row = group(dim, &job.tenant, &value, job.state);
+            let mut row = group(dim, &job.tenant, &value, state);
             row.extend_from_slice(&at);
             row
         })
@@ -279,14 +296,38 @@ pub(super) fn finished_until(
         .collect()
 }
 
-/// Lists and counts every job of a file from before the indexes, once.
+/// Lists and counts every job of a file from before the indexes, once;
+/// and moves the rows of running jobs a file from before [`row_state`]
+/// grouped under `running` to their pending groups (it reads the leases,
+/// so on a current file it costs one look per running job).
 pub(super) fn upgrade(txn: &Txn) -> Result<(), StorageError> {
     if !txn.open_table(LISTING)?.is_empty()? || txn.open_table(JOBS)?.is_empty()? {
-        return Ok(());
+        return regroup_running(txn);
     }
     for entry in txn.open_table(JOBS)?.iter()? {
         let job: JobRecord = decode(entry?.1.value())?;
         reindex(txn, None, Some(&job))?;
+    }
+    Ok(())
+}
+
+fn regroup_running(txn: &Txn) -> Result<(), StorageError> {
+    let ids: Vec<u128> = txn
+        .open_table(RUNNING)?
+        .iter()?
+        .map(|e| e.map(|(k, _)| k.value()))
+        .collect::<Result<_, _>>()?;
+    let jobs = txn.open_table(JOBS)?;
+    let mut listing = txn.open_table(LISTING)?;
+    for id in ids {
+        let Some(job) = jobs.get(id)?.map(|v| decode::<JobRecord>(v.value())).transpose()? else {
+            continue;
+        };
+        for (old, new) in rows_in(&job, JobState::Running).iter().zip(rows(&job)) {
+            if listing.remove(old.as_slice())?.is_some() {
+                listing.insert(new.as_slice(), ())?;
+            }
+        }
     }
     Ok(())
 }

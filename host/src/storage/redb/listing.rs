@@ -12,7 +12,9 @@
 //! millions stays bounded (its total is then a lower bound, and its page
 //! may be short, with a cursor to go on).
 
-use super::index::{Dim, MINUTE, READY_SINCE, STATES, group, minute, position, row_position};
+use super::index::{
+    Dim, MINUTE, READY_SINCE, STATES, group, minute, position, row_position, row_state, state_code,
+};
 use super::schema::{COUNTS, JOBS, LISTING, QUEUES, RUNNING, decode};
 use super::{Lease, StorageError, read_job};
 use crate::jobs::{JobState, Millis};
@@ -46,19 +48,33 @@ pub(super) fn list(
     start: Start,
     limit: usize,
 ) -> Result<JobPage, StorageError> {
-    let plan = plan(&txn.open_table(COUNTS)?, filter)?;
+    let mut plan = plan(&txn.open_table(COUNTS)?, filter)?;
     let (offset, after) = match start {
         Start::Offset(offset) => (offset, None),
         Start::After(cursor) => (0, Some(cursor)),
     };
-    let tallied = (plan.covers && filter.since.is_none()).then_some(plan.jobs as usize);
     let listing = txn.open_table(LISTING)?;
     let jobs = txn.open_table(JOBS)?;
+    let running = txn.open_table(RUNNING)?;
+    // Running jobs share the pending rows (index::row_state): a list of
+    // the running reads their leases, one of the pending passes them.
+    let only_running = filter.state == Some(JobState::Running);
+    let pass_running = filter.state == Some(JobState::Pending);
+    let positions: Box<dyn Iterator<Item = Position>> = if only_running {
+        plan.covers = false;
+        Box::new(running_newest_first(&running, &jobs, filter, after)?.into_iter().map(Ok))
+    } else {
+        Box::new(newest_first(&listing, &plan.groups, filter.since, after)?)
+    };
+    let tallied = (plan.covers && filter.since.is_none()).then_some(plan.jobs as usize);
     let mut page = Vec::new();
     let (mut matched, mut read, mut past_page) = (0, 0, 0);
     let (mut more, mut ended, mut last_read) = (false, true, None);
-    for entry in newest_first(&listing, &plan.groups, filter.since, after)? {
+    for entry in positions {
         let (created_at, id) = entry?;
+        if pass_running && running.get(id)?.is_some() {
+            continue;
+        }
         let id = Uuid::from_u128(id);
         let full = page.len() >= limit;
         let counted_enough = tallied.is_some() || past_page >= COUNT_BUDGET;
@@ -118,8 +134,13 @@ fn plan(counts: &Counts, filter: &JobFilter) -> Result<Plan, StorageError> {
         {
             let (key, count) = entry?;
             let key = key.value();
-            if states.iter().any(|state| STATES[key[key.len() - 1] as usize] == *state) {
-                plan.groups.push(key.to_vec());
+            let state = STATES[key[key.len() - 1] as usize];
+            if states.contains(&state) {
+                let mut rows = key.to_vec();
+                *rows.last_mut().expect("a group ends in its state") = state_code(row_state(state));
+                if !plan.groups.contains(&rows) {
+                    plan.groups.push(rows);
+                }
                 plan.jobs += count.value();
             }
         }
@@ -127,11 +148,15 @@ fn plan(counts: &Counts, filter: &JobFilter) -> Result<Plan, StorageError> {
     };
     let mut best: Option<Plan> = None;
     for (dim, value) in named.iter().cloned().chain([(Dim::Tenant, String::new())]) {
-        let groups: Vec<Vec<u8>> =
-            states.iter().map(|state| group(dim, tenant, &value, *state)).collect();
         let mut jobs = 0;
-        for group in &groups {
-            jobs += counts.get(group.as_slice())?.map_or(0, |v| v.value());
+        let mut groups: Vec<Vec<u8>> = Vec::new();
+        for state in &states {
+            jobs +=
+                counts.get(group(dim, tenant, &value, *state).as_slice())?.map_or(0, |v| v.value());
+            let rows = group(dim, tenant, &value, row_state(*state));
+            if !groups.contains(&rows) {
+                groups.push(rows);
+            }
         }
         if best.as_ref().is_none_or(|best| jobs < best.jobs) {
             let covers = alone && (dim != Dim::Tenant || named.is_empty());
@@ -142,6 +167,34 @@ fn plan(counts: &Counts, filter: &JobFilter) -> Result<Plan, StorageError> {
 }
 
 type Position = Result<(Millis, u128), StorageError>;
+
+/// The running jobs of the filter's tenant (or of all) created at or after
+/// its `since` and before `after`, newest first, from their leases: they
+/// are few, as many as the hosts have slots.
+fn running_newest_first(
+    running: &ReadOnlyTable<u128, &'static [u8]>,
+    jobs: &ReadOnlyTable<u128, &'static [u8]>,
+    filter: &JobFilter,
+    after: Option<Cursor>,
+) -> Result<Vec<(Millis, u128)>, StorageError> {
+    let mut found = Vec::new();
+    for entry in running.iter()? {
+        let (id, lease) = entry?;
+        let lease: Lease = decode(lease.value())?;
+        if filter.tenant.as_ref().is_some_and(|tenant| *tenant != lease.tenant) {
+            continue;
+        }
+        let id = id.value();
+        let created_at = read_job(jobs, Uuid::from_u128(id))?.created_at;
+        let at = (created_at, id);
+        let before_cursor = after.is_none_or(|c| at < (c.created_at, c.id.as_u128()));
+        if before_cursor && filter.since.is_none_or(|since| created_at >= since) {
+            found.push(at);
+        }
+    }
+    found.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(found)
+}
 
 /// The rows of `groups` created at or after `since` and before `after`,
 /// newest first: one backwards walk per group, merged.
