@@ -5,8 +5,10 @@ job they enqueued has completed. A C client leaves the host most of the two
 cores, which an in-process Rust or Node client does not. Then hello jobs at a
 steady 1,000 a second from an asyncio client on 30 keep-alive connections:
 the time to each enqueue's answer, which comes after the commit that also
-claimed the job (it is running when the client hears of it). Prints JSON
-lines in the protocol of table.py.
+claimed the job (it is running when the client hears of it). Also the
+host's CPU time per job under wrk, and its writer thread's (every commit
+goes through that one thread, so it bounds durable throughput). Prints
+JSON lines in the protocol of table.py.
 
     python3 bench/peers/http_load.py --jobhost target/release/jobhost [--quick]
 """
@@ -77,6 +79,21 @@ async def steady(port, count, rate=1000, connections=30):
     return sorted(took)
 
 
+def cpu_seconds(pid):
+    """CPU time (user + system) of process `pid` and of its writer thread,
+    the one thread every commit goes through."""
+    def read(stat):
+        with open(stat) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    writer = 0.0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/comm") as f:
+            if f.read().strip() == "jobhost-writer":
+                writer = read(f"/proc/{pid}/task/{task}/stat")
+    return read(f"/proc/{pid}/stat"), writer
+
+
 def get(base, path):
     request = urllib.request.Request(base + path, headers={"Authorization": "Bearer " + TOKEN})
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -125,6 +142,7 @@ def main():
             script = os.path.join(tmp, "post.lua")
             with open(script, "w") as f:
                 f.write(POST_LUA)
+            cpu_before = cpu_seconds(server.pid)
             started = time.monotonic()
             wrk = subprocess.run(
                 ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", script, base + "/v1/jobs"],
@@ -141,6 +159,7 @@ def main():
                     break
                 time.sleep(0.005)
             elapsed = time.monotonic() - started
+            cpu_after = cpu_seconds(server.pid)
             jobs = counts.get("completed", 0)
             failed = sum(v for k, v in counts.items() if k != "completed")
             if failed:
@@ -150,6 +169,10 @@ def main():
             emit(version, "noop_wrk_enqueued", jobs / sent, "jobs/s",
                  f"enqueues acknowledged a second while wrk posted ({CONNECTIONS} connections)")
             emit(version, "noop_wrk", jobs / elapsed, "jobs/s", note)
+            host_cpu, writer_cpu = (after - before for after, before in zip(cpu_after, cpu_before))
+            note = "CPU time of the host process, and of its writer thread, per job run under wrk"
+            emit(version, "host_cpu_per_job", host_cpu * 1e6 / max(jobs, 1), "us", note)
+            emit(version, "writer_cpu_per_job", writer_cpu * 1e6 / max(jobs, 1), "us", note)
             count = 1000 if args.quick else 5000
             took = asyncio.run(steady(port, count))
             note = (f"{count} hello jobs at 1,000/s from an asyncio client (30 connections): "

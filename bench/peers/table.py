@@ -7,7 +7,8 @@ import fileinput
 import json
 import sys
 
-ORDER = ["noop_one_by_one", "noop_wrk", "noop_wrk_enqueued", "noop_bulk",
+ORDER = ["noop_one_by_one", "noop_wrk", "noop_wrk_enqueued", "host_cpu_per_job",
+         "writer_cpu_per_job", "noop_bulk",
          "latency_p50", "latency_p99", "latency_ack_p50", "latency_ack_p99", "wordcount",
          "memory_per_waiting_job", "list_p99", "stats_p99", "metrics_p99"]
 

@@ -7,12 +7,12 @@
 //! marks it pending on the record. The record's secondary indexes and
 //! tallies follow it ([`rewrite`]).
 
-use super::index::Txn;
 use super::index::rewrite;
+use super::index::{Counter, Txn};
 use super::schema::{
-    CALLBACKS, DEPENDENTS, EVENTS, EXPIRING, JOBS, LOCKS, PARKED, PENDING_V1, PLUGIN_REFS,
-    PLUGIN_VERSIONS, PLUGINS, READY, RUNNING, SCHEDULED, WAITING, decode, encode, pending_v1_id,
-    ready_key, ready_key_id, scheduled_key,
+    CALLBACKS, DEPENDENTS, EVENTS, EXPIRING, JOBS, LOCKS, PARKED, PENDING_V1, PLUGIN_VERSIONS,
+    PLUGINS, READY, RUNNING, SCHEDULED, WAITING, decode, encode, pending_v1_id, ready_key,
+    ready_key_id, scheduled_key,
 };
 use super::{Lease, StorageError, read_job};
 use crate::jobs::flow::settle;
@@ -48,7 +48,7 @@ pub(super) fn apply(
     let opened = before.is_none() && !job.state.is_terminal();
     let closed = before.is_some_and(|b| !b.state.is_terminal()) && job.state.is_terminal();
     if opened || closed {
-        count_plugin_ref(txn, job, if opened { 1 } else { -1 })?;
+        count_plugin_ref(txn, job, if opened { 1 } else { -1 });
     }
     if job.state.is_terminal() && transition.from != Some(job.state) && job.callback_url.is_some() {
         txn.open_table(CALLBACKS)?.insert((at, job.id.as_u128()), 0)?;
@@ -106,16 +106,10 @@ pub(super) fn dependencies(
 }
 
 /// Counts an unfinished job of a plugin version in or out.
-fn count_plugin_ref(txn: &Txn, job: &JobRecord, delta: i64) -> Result<(), StorageError> {
-    let mut refs = txn.open_table(PLUGIN_REFS)?;
-    let key = (job.tenant.as_str(), job.job.as_str(), job.plugin_digest.as_str());
-    let count = refs.get(key)?.map_or(0, |v| v.value()).saturating_add_signed(delta);
-    if count == 0 {
-        refs.remove(key)?;
-    } else {
-        refs.insert(key, count)?;
-    }
-    Ok(())
+fn count_plugin_ref(txn: &Txn, job: &JobRecord, delta: i64) {
+    let version =
+        Counter::PluginRef(job.tenant.clone(), job.job.clone(), job.plugin_digest.clone());
+    txn.add(version, delta);
 }
 
 /// Appends an event to the job's journal: the transition from `from` to the
@@ -160,7 +154,8 @@ fn index_waiting(txn: &Txn, job: &JobRecord) -> Result<(), StorageError> {
         }
         _ => return Ok(()),
     }
-    count_waiting(txn, &job.tenant, 1)
+    count_waiting(txn, &job.tenant, 1);
+    Ok(())
 }
 
 /// Removes a waiting job from its indexes, and uncounts it.
@@ -182,7 +177,8 @@ fn unindex_waiting(txn: &Txn, job: &JobRecord) -> Result<(), StorageError> {
         }
         _ => return Ok(()),
     }
-    count_waiting(txn, &job.tenant, -1)
+    count_waiting(txn, &job.tenant, -1);
+    Ok(())
 }
 
 /// A claimed job's lease in the running index, and its lock taken.
@@ -245,15 +241,8 @@ pub(super) fn park(txn: &Txn, lock: &str, key: &[u8]) -> Result<(), StorageError
     Ok(())
 }
 
-fn count_waiting(txn: &Txn, tenant: &str, delta: i64) -> Result<(), StorageError> {
-    let mut table = txn.open_table(WAITING)?;
-    let count = table.get(tenant)?.map_or(0, |v| v.value()).saturating_add_signed(delta);
-    if count == 0 {
-        table.remove(tenant)?;
-    } else {
-        table.insert(tenant, count)?;
-    }
-    Ok(())
+fn count_waiting(txn: &Txn, tenant: &str, delta: i64) {
+    txn.add(Counter::Waiting(tenant.to_string()), delta);
 }
 
 /// Jobs of `tenant` waiting to run.
@@ -311,7 +300,7 @@ fn recount_plugin_refs(txn: &Txn) -> Result<(), StorageError> {
         }
     }
     for job in &open {
-        count_plugin_ref(txn, job, 1)?;
+        count_plugin_ref(txn, job, 1);
     }
     Ok(())
 }

@@ -20,9 +20,9 @@
 //! due (`R`).
 
 use super::StorageError;
-use super::schema::{COUNTS, JOBS, LISTING, RUNNING, decode, encode};
+use super::schema::{COUNTS, JOBS, LISTING, PLUGIN_REFS, RUNNING, WAITING, decode, encode};
 use crate::jobs::{JobRecord, JobState, Millis};
-use ::redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+use ::redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -183,12 +183,26 @@ fn tallies(job: &JobRecord) -> Vec<(Vec<u8>, i64)> {
     tallies
 }
 
-/// A write transaction with the tallies its writes changed, summed until
-/// [`Txn::commit`] writes them. Everything else of the transaction is
-/// reached through it as usual.
+/// A count kept in a table of its own, summed in the [`Txn`] and written
+/// once per key at commit.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Counter {
+    /// A tally of [`COUNTS`].
+    Tally(Vec<u8>),
+    /// The jobs of a tenant waiting to run ([`WAITING`]).
+    Waiting(String),
+    /// The unfinished jobs of a plugin version ([`PLUGIN_REFS`]): tenant,
+    /// name, digest.
+    PluginRef(String, String, String),
+}
+
+/// A write transaction with the counts its writes changed, summed until
+/// [`Txn::commit`] writes them: a commit of a hundred jobs touches each
+/// count once, and a job enqueued and claimed in one commit not at all.
+/// Everything else of the transaction is reached through it as usual.
 pub(super) struct Txn {
     txn: WriteTransaction,
-    tally: RefCell<BTreeMap<Vec<u8>, i64>>,
+    sums: RefCell<BTreeMap<Counter, i64>>,
 }
 
 impl Deref for Txn {
@@ -201,22 +215,26 @@ impl Deref for Txn {
 
 impl Txn {
     pub(super) fn new(txn: WriteTransaction) -> Self {
-        Self { txn, tally: RefCell::default() }
+        Self { txn, sums: RefCell::default() }
     }
 
-    /// Writes the summed tallies, then commits.
+    /// Writes the summed counts, then commits.
     pub(super) fn commit(self) -> Result<(), StorageError> {
         {
             let mut counts = self.txn.open_table(COUNTS)?;
-            for (key, delta) in self.tally.take() {
+            let mut waiting = self.txn.open_table(WAITING)?;
+            let mut refs = self.txn.open_table(PLUGIN_REFS)?;
+            for (counter, delta) in self.sums.take() {
                 if delta == 0 {
                     continue;
                 }
-                let count = counts.get(key.as_slice())?.map_or(0, |v| v.value());
-                match count.saturating_add_signed(delta) {
-                    0 => counts.remove(key.as_slice())?,
-                    count => counts.insert(key.as_slice(), count)?,
-                };
+                match &counter {
+                    Counter::Tally(key) => add(&mut counts, key.as_slice(), delta)?,
+                    Counter::Waiting(tenant) => add(&mut waiting, tenant.as_str(), delta)?,
+                    Counter::PluginRef(tenant, name, digest) => {
+                        add(&mut refs, (tenant.as_str(), name.as_str(), digest.as_str()), delta)?
+                    }
+                }
             }
         }
         self.txn.commit()?;
@@ -230,12 +248,55 @@ impl Txn {
         Ok(())
     }
 
+    /// Adds `delta` to `counter`.
+    pub(super) fn add(&self, counter: Counter, delta: i64) {
+        *self.sums.borrow_mut().entry(counter).or_default() += delta;
+    }
+
+    /// The jobs of `tenant` waiting to run, this transaction's own included.
+    pub(super) fn waiting(&self, tenant: &str) -> Result<u64, StorageError> {
+        let stored = self.txn.open_table(WAITING)?.get(tenant)?.map_or(0, |v| v.value());
+        Ok(stored.saturating_add_signed(self.pending(&Counter::Waiting(tenant.to_string()))))
+    }
+
+    /// The unfinished jobs of a plugin version, this transaction's own
+    /// included.
+    pub(super) fn plugin_refs(
+        &self,
+        tenant: &str,
+        name: &str,
+        digest: &str,
+    ) -> Result<u64, StorageError> {
+        let stored =
+            self.txn.open_table(PLUGIN_REFS)?.get((tenant, name, digest))?.map_or(0, |v| v.value());
+        let counter = Counter::PluginRef(tenant.into(), name.into(), digest.into());
+        Ok(stored.saturating_add_signed(self.pending(&counter)))
+    }
+
+    fn pending(&self, counter: &Counter) -> i64 {
+        self.sums.borrow().get(counter).copied().unwrap_or(0)
+    }
+
     fn count(&self, tallies: Vec<(Vec<u8>, i64)>, sign: i64) {
-        let mut sums = self.tally.borrow_mut();
         for (key, n) in tallies {
-            *sums.entry(key).or_default() += sign * n;
+            self.add(Counter::Tally(key), sign * n);
         }
     }
+}
+
+/// Adds `delta` to the count at `key` of `table`, which keeps no zeros.
+fn add<'k, K: redb::Key + 'static>(
+    table: &mut Table<K, u64>,
+    key: impl std::borrow::Borrow<K::SelfType<'k>>,
+    delta: i64,
+) -> Result<(), StorageError> {
+    let key = key.borrow();
+    let count = table.get(key)?.map_or(0, |v| v.value()).saturating_add_signed(delta);
+    match count {
+        0 => table.remove(key)?,
+        count => table.insert(key, count)?,
+    };
+    Ok(())
 }
 
 /// Writes `job` over `before` (`None`: a new job), with its rows and

@@ -1,12 +1,12 @@
 //! The job operations, each inside the writer's transaction: read the
 //! record, ask the rule of [`crate::jobs::rules`], [`apply`] its answer.
 
-use super::apply::{apply, dependencies, waiting};
+use super::apply::{apply, dependencies};
 use super::index::Txn;
 use super::index::{finished_until, rewrite, unlist};
 use super::schema::{
-    DEPENDENTS, EVENTS, IDEMPOTENCY, JOBS, LOGS, QUEUES, RUNNING, TENANTS, TimeIndex, WAITING,
-    WORKERS, decode, encode,
+    DEPENDENTS, EVENTS, IDEMPOTENCY, JOBS, LOGS, QUEUES, RUNNING, TENANTS, TimeIndex, WORKERS,
+    decode, encode,
 };
 use super::{Lease, StorageError, put_job, read_job};
 use crate::jobs::changes::Resubmit;
@@ -52,7 +52,7 @@ pub(super) fn insert(
     now: Millis,
 ) -> Result<JobRecord, StorageError> {
     let tenant = tenant(txn, &new.tenant)?;
-    let waiting = waiting(&txn.open_table(WAITING)?, &tenant.name)?;
+    let waiting = txn.waiting(&tenant.name)?;
     let more = std::iter::successors(new.next.as_deref(), |next| next.next.as_deref()).count();
     rules::queued_quota(&tenant, defaults, waiting.saturating_add(more as u64))
         .map_err(StorageError::OverQuota)?;
@@ -398,7 +398,7 @@ pub(super) fn enqueue_broadcast(
     // Every copy counts against the quota: check them all before the first
     // is written, so a refused broadcast stores nothing.
     let tenant = tenant(txn, &new.tenant)?;
-    let waiting = waiting(&txn.open_table(WAITING)?, &tenant.name)?;
+    let waiting = txn.waiting(&tenant.name)?;
     let more = waiting.saturating_add(live.len() as u64 - 1);
     rules::queued_quota(&tenant, defaults, more).map_err(|why| {
         StorageError::OverQuota(format!(

@@ -79,15 +79,14 @@ pub(super) fn put(
     let older = version_records(&versions, &record.tenant, &record.name)?;
     let version = (record.tenant.as_str(), record.name.as_str(), record.digest.as_str());
     versions.insert(version, encode(record).as_slice())?;
-    let counts = txn.open_table(PLUGIN_REFS)?;
     let mut unneeded = Vec::new();
     for old in older.into_iter().filter(|old| old.digest != record.digest) {
-        if refs(&counts, (&old.tenant, &old.name, &old.digest))? == 0 {
+        if txn.plugin_refs(&old.tenant, &old.name, &old.digest)? == 0 {
             versions.remove((old.tenant.as_str(), old.name.as_str(), old.digest.as_str()))?;
             unneeded.push(old.digest);
         }
     }
-    drop((versions, counts));
+    drop(versions);
     for digest in unneeded {
         drop_unused_component(txn, &digest)?;
     }
@@ -102,12 +101,10 @@ pub(super) fn remove(txn: &Txn, tenant: &str, name: &str) -> Result<PluginRecord
         None => return Err(StorageError::NotFound(format!("plugin {name:?}"))),
     };
     let versions = version_records(&txn.open_table(PLUGIN_VERSIONS)?, tenant, name)?;
-    let counts = txn.open_table(PLUGIN_REFS)?;
     let mut needed = 0;
     for version in &versions {
-        needed += refs(&counts, (tenant, name, &version.digest))?;
+        needed += txn.plugin_refs(tenant, name, &version.digest)?;
     }
-    drop(counts);
     if needed > 0 {
         return Err(StorageError::Conflict(format!(
             "{needed} waiting or running jobs need plugin {name:?}; \
@@ -141,7 +138,7 @@ pub(super) fn remove_version(
             "{digest} is the current version of {name:?}: upload another or remove the plugin"
         )));
     }
-    let needed = refs(&txn.open_table(PLUGIN_REFS)?, (tenant, name, digest))?;
+    let needed = txn.plugin_refs(tenant, name, digest)?;
     if needed > 0 {
         return Err(StorageError::Conflict(format!(
             "{needed} waiting or running jobs need version {digest} of {name:?}"

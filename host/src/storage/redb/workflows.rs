@@ -1,10 +1,10 @@
 //! [`WorkflowStore`] on redb: a workflow's record in [`WORKFLOWS`], its
 //! steps ordinary jobs written by `jobs::insert` in the same transaction.
 
-use super::apply::{apply, waiting};
+use super::apply::apply;
 use super::index::Txn;
 use super::jobs::{insert, resubmission, tenant};
-use super::schema::{JOBS, WAITING, WORKFLOWS, decode};
+use super::schema::{JOBS, WORKFLOWS, decode};
 use super::{RedbStorage, StorageError, put_job, put_record, read_job, read_record};
 use crate::jobs::changes::Resubmit;
 use crate::jobs::flow::rename_references;
@@ -167,7 +167,7 @@ fn room_for(
     defaults: &TenantDefaults,
 ) -> Result<(), StorageError> {
     let tenant = tenant(txn, tenant_name)?;
-    let waiting = waiting(&txn.open_table(WAITING)?, tenant_name)?;
+    let waiting = txn.waiting(tenant_name)?;
     let more = waiting.saturating_add(count.saturating_sub(1) as u64);
     rules::queued_quota(&tenant, defaults, more).map_err(|why| {
         StorageError::OverQuota(format!("{why}; this workflow needs room for {count} jobs"))
