@@ -41,10 +41,17 @@ pub struct Config {
     /// Address the HTTP API listens on (port 0: any free port).
     #[arg(long, env = "JOBHOST_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Data folder: the database `jobhost.redb`, and compiled components in
-    /// `cache/` unless `--cache` says otherwise.
+    /// Data folder: the database `jobhost.redb` (unless `--database-url`
+    /// says otherwise), and compiled components in `cache/` unless
+    /// `--cache` says otherwise.
     #[arg(long, env = "JOBHOST_DATA", default_value = "data")]
     pub data: PathBuf,
+    /// PostgreSQL database to store jobs in instead of DATA/jobhost.redb
+    /// (`postgres://user:password@host:port/database`), for several hosts
+    /// sharing one database. Each host still keeps its compile cache.
+    #[arg(long, env = "JOBHOST_DATABASE_URL", hide_env_values = true)]
+    #[serde(skip_serializing)]
+    pub database_url: Option<String>,
     /// Folders of `<qualified name>.wasm` components shared by every tenant
     /// (repeat the flag, or separate with `,`).
     #[arg(long, env = "JOBHOST_PLUGINS", value_delimiter = ',', default_value = "plugins")]

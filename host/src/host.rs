@@ -12,7 +12,7 @@ use crate::runtime::{Loaded, PluginInfo, Runtime};
 use crate::services::{
     self, Expiry, Heartbeat, Promotion, Recovery, Retention, Schedules, Service, Webhooks,
 };
-use crate::storage::{RedbStorage, Storage};
+use crate::storage::{PgStorage, RedbStorage, Storage};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,11 +53,7 @@ impl Host {
         tracing::info!("config: {}", config.summary());
         std::fs::create_dir_all(&config.data)
             .with_context(|| format!("creating {}", config.data.display()))?;
-        let database = config.data.join("jobhost.redb");
-        let storage = RedbStorage::open(&database)
-            .with_context(|| format!("opening {}", database.display()))?
-            .with_tenant_defaults(config.tenant_defaults());
-        let storage: Arc<dyn Storage> = Arc::new(storage);
+        let storage = open_storage(&config).await?;
         let runtime = Arc::new(Runtime::new(config.runtime())?);
         load_plugins(&config, &runtime, &storage).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -149,11 +145,7 @@ impl Host {
             tracing::info!("worker stopping by request: the host shuts down");
             signal.send_replace(true);
         });
-        tracing::info!(
-            "serving {} plugins on http://{addr} from {}",
-            runtime.registry().list().len(),
-            database.display()
-        );
+        tracing::info!("serving {} plugins on http://{addr}", runtime.registry().list().len());
         Ok(Host {
             addr,
             storage,
@@ -237,6 +229,22 @@ impl Host {
 
 /// Registers every component of the plugin folders (shared by all tenants)
 /// and the plugins tenants uploaded in earlier runs.
+/// The backend the config names: the PostgreSQL database of
+/// `--database-url`, or the redb file in the data folder. The log says which.
+async fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn Storage>> {
+    let defaults = config.tenant_defaults();
+    if let Some(url) = &config.database_url {
+        let storage = PgStorage::connect(url).await.context("connecting to the database")?;
+        tracing::info!("storage: PostgreSQL database {}", storage.location());
+        return Ok(Arc::new(storage.with_tenant_defaults(defaults)));
+    }
+    let database = config.data.join("jobhost.redb");
+    let storage =
+        RedbStorage::open(&database).with_context(|| format!("opening {}", database.display()))?;
+    tracing::info!("storage: redb file {}", database.display());
+    Ok(Arc::new(storage.with_tenant_defaults(defaults)))
+}
+
 async fn load_plugins(
     config: &Config,
     runtime: &Arc<Runtime>,

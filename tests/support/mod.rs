@@ -2,6 +2,7 @@
 //! registered from its freshly built component, and an observer that records
 //! what a job reported, with the time it arrived.
 
+pub mod postgres;
 pub mod python;
 pub mod schema;
 pub mod server;

@@ -3,7 +3,7 @@
 //! ([`resubmission`]), checked by the same rules as an enqueue.
 
 use super::enqueue::{Refusal, check_label, check_labels, check_priority, scoped, when};
-use super::{JobRecord, LimitOverrides, Millis, TenantRecord};
+use super::{JobRecord, LimitOverrides, Millis, NewJob, TenantRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -42,6 +42,42 @@ pub struct Resubmit {
     pub queue: Option<String>,
     /// Priority.
     pub priority: Option<i32>,
+}
+
+impl Resubmit {
+    /// A new job with `old`'s settings and these changes: what retry and
+    /// clone enqueue.
+    pub fn new_job(self, old: &JobRecord) -> NewJob {
+        let changes = self;
+        NewJob {
+            id: None,
+            tenant: old.tenant.clone(),
+            owner: old.owner.clone(),
+            job: old.job.clone(),
+            plugin_digest: old.plugin_digest.clone(),
+            args: changes.args.clone().unwrap_or_else(|| {
+                old.flow.args_template.clone().unwrap_or_else(|| old.args.clone())
+            }),
+            queue: changes.queue.unwrap_or_else(|| old.queue.clone()),
+            priority: changes.priority.unwrap_or(old.priority),
+            run_at: changes.run_at,
+            expires_at: None,
+            max_retries: old.max_retries,
+            retry_on: old.retry_on.clone(),
+            backoff: old.backoff,
+            limits: changes.limits.unwrap_or(old.limits),
+            lock: old.lock.clone(),
+            idempotency_key: None,
+            name: old.name.clone(),
+            description: old.description.clone(),
+            tags: old.tags.clone(),
+            metadata: old.metadata.clone(),
+            callback_url: old.callback_url.clone(),
+            fingerprint: Default::default(),
+            flow: crate::jobs::flow::resubmitted(&old.flow, changes.args.is_some()),
+            next: None,
+        }
+    }
 }
 
 /// Checks what a retry or clone asks to change, for a job of `tenant`.

@@ -10,13 +10,16 @@
 //! indexes and journal in one transaction. Time comes in as a parameter.
 //!
 //! - `redb/`: the embedded default, [`RedbStorage`], one redb file.
+//! - `postgres/`: [`PgStorage`], one PostgreSQL database shared by hosts.
 //! - `listing`: what a job list asks for and gets.
 //! - `queue_stats`: per-queue health.
 
 mod listing;
+mod postgres;
 mod queue_stats;
 mod redb;
 
+pub use self::postgres::PgStorage;
 pub use self::redb::RedbStorage;
 pub use listing::{Cursor, JobFilter, JobPage, Start};
 pub use queue_stats::{MINUTES, Minute, QueueStats};

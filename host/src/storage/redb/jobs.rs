@@ -270,40 +270,6 @@ pub(super) fn cancel(txn: &Txn, id: Uuid, now: Millis) -> Result<JobRecord, Stor
     Ok(transition.job)
 }
 
-/// A new job with `old`'s settings and `changes`: what retry and clone
-/// enqueue.
-pub(super) fn resubmission(old: &JobRecord, changes: Resubmit) -> NewJob {
-    NewJob {
-        id: None,
-        tenant: old.tenant.clone(),
-        owner: old.owner.clone(),
-        job: old.job.clone(),
-        plugin_digest: old.plugin_digest.clone(),
-        args: changes
-            .args
-            .clone()
-            .unwrap_or_else(|| old.flow.args_template.clone().unwrap_or_else(|| old.args.clone())),
-        queue: changes.queue.unwrap_or_else(|| old.queue.clone()),
-        priority: changes.priority.unwrap_or(old.priority),
-        run_at: changes.run_at,
-        expires_at: None,
-        max_retries: old.max_retries,
-        retry_on: old.retry_on.clone(),
-        backoff: old.backoff,
-        limits: changes.limits.unwrap_or(old.limits),
-        lock: old.lock.clone(),
-        idempotency_key: None,
-        name: old.name.clone(),
-        description: old.description.clone(),
-        tags: old.tags.clone(),
-        metadata: old.metadata.clone(),
-        callback_url: old.callback_url.clone(),
-        fingerprint: Default::default(),
-        flow: crate::jobs::flow::resubmitted(&old.flow, changes.args.is_some()),
-        next: None,
-    }
-}
-
 pub(super) fn retry(
     txn: &Txn,
     id: Uuid,
@@ -315,7 +281,7 @@ pub(super) fn retry(
     if let Some(refusal) = rules::retry_refusal(&old) {
         return Err(StorageError::Conflict(refusal));
     }
-    let mut new = insert(txn, resubmission(&old, changes), None, defaults, now)?;
+    let mut new = insert(txn, changes.new_job(&old), None, defaults, now)?;
     new.retry_of = Some(old.id);
     put_job(txn, &new)?;
     let mut linked = old.clone();
@@ -337,7 +303,7 @@ pub(super) fn clone_job(
     now: Millis,
 ) -> Result<JobRecord, StorageError> {
     let old = read_job(&txn.open_table(JOBS)?, id)?;
-    let inserted = insert(txn, resubmission(&old, changes), None, defaults, now)?;
+    let inserted = insert(txn, changes.new_job(&old), None, defaults, now)?;
     let new = JobRecord { cloned_from: Some(old.id), ..inserted.clone() };
     rewrite(txn, Some(&inserted), &new)?;
     Ok(new)

@@ -3,7 +3,7 @@
 
 use super::apply::apply;
 use super::index::Txn;
-use super::jobs::{insert, resubmission, tenant};
+use super::jobs::{insert, tenant};
 use super::schema::{JOBS, WORKFLOWS, decode};
 use super::{RedbStorage, StorageError, put_job, put_record, read_job, read_record};
 use crate::jobs::changes::Resubmit;
@@ -130,7 +130,7 @@ fn retry(
                 step.name
             )));
         };
-        let mut new = resubmission(&old, Resubmit::default());
+        let mut new = Resubmit::default().new_job(&old);
         new.flow.depends_on = step.depends_on.iter().map(|dep| current[dep]).collect();
         new.flow.workflow = Some(workflow.id);
         new.flow.step = Some(step.name.clone());
