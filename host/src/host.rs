@@ -227,8 +227,6 @@ impl Host {
     }
 }
 
-/// Registers every component of the plugin folders (shared by all tenants)
-/// and the plugins tenants uploaded in earlier runs.
 /// The backend the config names: the PostgreSQL database of
 /// `--database-url`, or the redb file in the data folder. The log says which.
 async fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn Storage>> {
@@ -245,6 +243,8 @@ async fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn Storage>> {
     Ok(Arc::new(storage.with_tenant_defaults(defaults)))
 }
 
+/// Registers every component of the plugin folders (shared by all tenants)
+/// and the plugins tenants uploaded in earlier runs.
 async fn load_plugins(
     config: &Config,
     runtime: &Arc<Runtime>,
