@@ -38,6 +38,23 @@ pub struct WorkerRecord {
     pub mode: WorkerMode,
 }
 
+impl WorkerRecord {
+    /// The record of `id` after a heartbeat at `now`, from the one `known`
+    /// before (if any): the mode an operator set and the first heartbeat
+    /// stay.
+    pub fn beat(
+        known: Option<WorkerRecord>,
+        id: &str,
+        slots: u32,
+        running: u32,
+        now: Millis,
+    ) -> Self {
+        let (started_at, mode) =
+            known.map_or((now, WorkerMode::Active), |w| (w.started_at, w.mode));
+        WorkerRecord { id: id.to_string(), slots, running, heartbeat: now, started_at, mode }
+    }
+}
+
 /// A plugin as stored: who uploaded which version. The component bytes are
 /// stored once per digest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -179,6 +179,37 @@ pub fn resolve(template: &Value, results: &HashMap<String, Value>) -> Value {
     }
 }
 
+/// A new job as it is written, given the records of the jobs it depends on
+/// (each must be stored, of its tenant): its transition (for a broadcast
+/// `copy`, pinned to the copy's worker with the broadcast's id) and the
+/// next link of its chain, given an id and linked to it. Refused with the
+/// reason when a dependency is not one of its tenant's jobs.
+pub fn admitted(
+    mut new: NewJob,
+    copy: Option<(String, Uuid)>,
+    deps: &[(Uuid, Option<JobRecord>)],
+    now: Millis,
+) -> Result<(Transition, Option<NewJob>), String> {
+    for (id, dep) in deps {
+        if dep.as_ref().is_none_or(|dep| dep.tenant != new.tenant) {
+            return Err(format!("depends_on: there is no job {id}"));
+        }
+    }
+    let id = new.id.take().unwrap_or_else(Uuid::now_v7);
+    let mut next = new.next.take().map(|next| *next);
+    if let Some(next) = &mut next {
+        next.id = Some(Uuid::now_v7());
+        chained(next, id);
+    }
+    let mut transition = enqueued_after(new, id, now, deps);
+    if let Some((worker, broadcast)) = copy {
+        transition.job.pinned_to = Some(worker);
+        transition.job.broadcast = Some(broadcast);
+    }
+    transition.job.flow.next_job_id = next.as_ref().and_then(|next| next.id);
+    Ok((transition, next))
+}
+
 /// A new job that depends on others, given their records: `blocked` while
 /// some are unfinished, else as [`settle`] decides at once.
 pub fn enqueued_after(

@@ -317,6 +317,30 @@ fn topological(
     Ok(order)
 }
 
+/// The job that retries `step` (its old job `old`): the old job's
+/// settings, waiting for the current jobs of the steps it depends on, its
+/// `$result` references renamed from the retried jobs to their retries.
+pub fn retried_step(
+    workflow: Uuid,
+    step: &WorkflowStep,
+    old: &JobRecord,
+    current: &HashMap<String, Uuid>,
+    renamed: &HashMap<String, String>,
+) -> super::NewJob {
+    let mut new = super::changes::Resubmit::default().new_job(old);
+    new.flow.depends_on = step.depends_on.iter().map(|dep| current[dep]).collect();
+    new.flow.workflow = Some(workflow);
+    new.flow.step = Some(step.name.clone());
+    if let Some(template) = &new.flow.args_template {
+        let args = flow::rename_references(&super::stored_json(template), &|old| {
+            renamed.get(old).cloned()
+        });
+        new.args = args.to_string();
+        new.flow.args_template = Some(new.args.clone());
+    }
+    new
+}
+
 /// The steps a retry runs again: every step that did not complete and every
 /// step that depends on one of them, directly or not; refused while a step
 /// is unfinished or when every step completed.

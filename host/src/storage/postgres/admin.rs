@@ -215,11 +215,9 @@ impl AdminStore for PgStorage {
             let id = id.clone();
             Box::pin(async move {
                 let known = worker(tx, &id, true).await?;
-                let (started_at, mode) =
-                    known.map_or((now, WorkerMode::Active), |w| (w.started_at, w.mode));
-                let record = WorkerRecord { id, slots, running, heartbeat: now, started_at, mode };
+                let record = WorkerRecord::beat(known, &id, slots, running, now);
                 put_worker(tx, &record).await?;
-                Ok(mode)
+                Ok(record.mode)
             })
         })
         .await

@@ -37,7 +37,7 @@ pub(super) async fn enqueue(
 /// key, waiting for its dependencies, and the rest of its chain after it.
 pub(super) fn insert<'a>(
     tx: &'a Tx,
-    mut new: NewJob,
+    new: NewJob,
     copy: Option<(String, Uuid)>,
     defaults: &'a TenantDefaults,
     now: Millis,
@@ -49,23 +49,8 @@ pub(super) fn insert<'a>(
         rules::queued_quota(&tenant, defaults, waiting.saturating_add(more as u64))
             .map_err(StorageError::OverQuota)?;
         let deps = dependencies(tx, &new.flow.depends_on).await?;
-        for (id, dep) in &deps {
-            if dep.as_ref().is_none_or(|dep| dep.tenant != new.tenant) {
-                return Err(StorageError::Invalid(format!("depends_on: there is no job {id}")));
-            }
-        }
-        let id = new.id.take().unwrap_or_else(Uuid::now_v7);
-        let mut next = new.next.take().map(|next| *next);
-        if let Some(next) = &mut next {
-            next.id = Some(Uuid::now_v7());
-            flow::chained(next, id);
-        }
-        let mut transition = flow::enqueued_after(new, id, now, &deps);
-        if let Some((worker, broadcast)) = copy {
-            transition.job.pinned_to = Some(worker);
-            transition.job.broadcast = Some(broadcast);
-        }
-        transition.job.flow.next_job_id = next.as_ref().and_then(|next| next.id);
+        let (transition, next) =
+            flow::admitted(new, copy, &deps, now).map_err(StorageError::Invalid)?;
         apply(tx, None, &transition, now).await?;
         let job = transition.job;
         if job.state == JobState::Blocked {

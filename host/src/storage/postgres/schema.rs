@@ -8,7 +8,7 @@
 use super::StorageError;
 use super::encode;
 use super::tx::{Tx, backend};
-use crate::jobs::{JobRecord, JobState};
+use crate::jobs::JobRecord;
 
 /// Each migration once, in order; a new one goes at the end. The version
 /// reached is kept in `jobhost_schema`, so a host starting on a database
@@ -114,11 +114,6 @@ pub(super) async fn migrate(
     tx.commit().await.map_err(backend)
 }
 
-/// A state as its column holds it.
-pub(super) fn state_name(state: JobState) -> &'static str {
-    state.as_str()
-}
-
 /// The text a search looks in: plugin, name, description and tags,
 /// lowercased, one per line, so a match never spans two of them.
 fn search_text(job: &JobRecord) -> String {
@@ -160,7 +155,7 @@ pub(super) async fn put_job(tx: &Tx, job: &JobRecord) -> Result<(), StorageError
             &job.job,
             &job.plugin_digest,
             &job.queue,
-            &state_name(job.state),
+            &job.state.as_str(),
             &job.priority,
             &ms(job.run_at),
             &ms(job.created_at),

@@ -113,13 +113,13 @@ impl Tx {
     /// with the tenant's counter row locked until the end: two hosts
     /// admitting jobs of one tenant check its quota one after the other.
     pub(super) async fn waiting(&self, tenant: &str) -> Result<u64, StorageError> {
-        self.execute(
-            "INSERT INTO waiting (tenant, count) VALUES ($1, 0) ON CONFLICT DO NOTHING",
-            &[&tenant],
-        )
-        .await?;
+        // The no-op update takes the row's lock and returns its count.
         let row = self
-            .query_opt("SELECT count FROM waiting WHERE tenant = $1 FOR UPDATE", &[&tenant])
+            .query_opt(
+                "INSERT INTO waiting (tenant, count) VALUES ($1, 0) \
+                 ON CONFLICT (tenant) DO UPDATE SET count = waiting.count RETURNING count",
+                &[&tenant],
+            )
             .await?;
         let stored = row.map_or(0, |row| row.get::<_, i64>(0));
         let pending = self.waiting.lock().unwrap().get(tenant).copied().unwrap_or(0);

@@ -5,10 +5,8 @@
 use super::apply::apply;
 use super::jobs::{insert, resubmit_as_retry, tenant};
 use super::{PgStorage, StorageError, Tx, decode, encode, read_job, records};
-use crate::jobs::changes::Resubmit;
-use crate::jobs::flow::rename_references;
-use crate::jobs::workflow::{WorkflowRecord, retry_plan};
-use crate::jobs::{JobRecord, Millis, NewJob, TenantDefaults, rules, stored_json};
+use crate::jobs::workflow::{WorkflowRecord, retried_step, retry_plan};
+use crate::jobs::{JobRecord, Millis, NewJob, TenantDefaults, rules};
 use crate::storage::WorkflowStore;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -132,15 +130,7 @@ async fn retry(
                 step.name
             )));
         };
-        let mut new = Resubmit::default().new_job(&old);
-        new.flow.depends_on = step.depends_on.iter().map(|dep| current[dep]).collect();
-        new.flow.workflow = Some(workflow.id);
-        new.flow.step = Some(step.name.clone());
-        if let Some(template) = &new.flow.args_template {
-            let args = rename_references(&stored_json(template), &|old| renamed.get(old).cloned());
-            new.args = args.to_string();
-            new.flow.args_template = Some(new.args.clone());
-        }
+        let new = retried_step(workflow.id, step, &old, &current, &renamed);
         let job = resubmit_as_retry(tx, &old, new, defaults, now).await?;
         renamed.insert(old.id.to_string(), job.id.to_string());
         current.insert(step.name.clone(), job.id);

@@ -23,11 +23,9 @@ fn heartbeat(
 ) -> Result<WorkerMode, StorageError> {
     let mut workers = txn.open_table(WORKERS)?;
     let known = workers.get(id)?.map(|w| decode::<WorkerRecord>(w.value())).transpose()?;
-    let (started_at, mode) = known.map_or((now, WorkerMode::Active), |w| (w.started_at, w.mode));
-    let record =
-        WorkerRecord { id: id.to_string(), slots, running, heartbeat: now, started_at, mode };
+    let record = WorkerRecord::beat(known, id, slots, running, now);
     workers.insert(id, encode(&record).as_slice())?;
-    Ok(mode)
+    Ok(record.mode)
 }
 
 #[async_trait::async_trait]

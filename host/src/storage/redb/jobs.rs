@@ -46,7 +46,7 @@ pub(super) fn enqueue(
 /// key, waiting for its dependencies, and the rest of its chain after it.
 pub(super) fn insert(
     txn: &Txn,
-    mut new: NewJob,
+    new: NewJob,
     copy: Option<(String, Uuid)>,
     defaults: &TenantDefaults,
     now: Millis,
@@ -57,23 +57,8 @@ pub(super) fn insert(
     rules::queued_quota(&tenant, defaults, waiting.saturating_add(more as u64))
         .map_err(StorageError::OverQuota)?;
     let deps = dependencies(txn, &new.flow.depends_on)?;
-    for (id, dep) in &deps {
-        if dep.as_ref().is_none_or(|dep| dep.tenant != new.tenant) {
-            return Err(StorageError::Invalid(format!("depends_on: there is no job {id}")));
-        }
-    }
-    let id = new.id.take().unwrap_or_else(Uuid::now_v7);
-    let mut next = new.next.take().map(|next| *next);
-    if let Some(next) = &mut next {
-        next.id = Some(Uuid::now_v7());
-        flow::chained(next, id);
-    }
-    let mut transition = flow::enqueued_after(new, id, now, &deps);
-    if let Some((worker, broadcast)) = copy {
-        transition.job.pinned_to = Some(worker);
-        transition.job.broadcast = Some(broadcast);
-    }
-    transition.job.flow.next_job_id = next.as_ref().and_then(|next| next.id);
+    let (transition, next) =
+        flow::admitted(new, copy, &deps, now).map_err(StorageError::Invalid)?;
     apply(txn, None, &transition, now)?;
     let job = transition.job;
     if job.state == JobState::Blocked {

@@ -6,10 +6,8 @@ use super::index::Txn;
 use super::jobs::{insert, tenant};
 use super::schema::{JOBS, WORKFLOWS, decode};
 use super::{RedbStorage, StorageError, put_job, put_record, read_job, read_record};
-use crate::jobs::changes::Resubmit;
-use crate::jobs::flow::rename_references;
-use crate::jobs::workflow::{WorkflowRecord, retry_plan};
-use crate::jobs::{JobRecord, Millis, NewJob, TenantDefaults, Transition, rules, stored_json};
+use crate::jobs::workflow::{WorkflowRecord, retried_step, retry_plan};
+use crate::jobs::{JobRecord, Millis, NewJob, TenantDefaults, Transition, rules};
 use crate::storage::WorkflowStore;
 use ::redb::ReadableTable;
 use std::collections::HashMap;
@@ -130,15 +128,7 @@ fn retry(
                 step.name
             )));
         };
-        let mut new = Resubmit::default().new_job(&old);
-        new.flow.depends_on = step.depends_on.iter().map(|dep| current[dep]).collect();
-        new.flow.workflow = Some(workflow.id);
-        new.flow.step = Some(step.name.clone());
-        if let Some(template) = &new.flow.args_template {
-            let args = rename_references(&stored_json(template), &|old| renamed.get(old).cloned());
-            new.args = args.to_string();
-            new.flow.args_template = Some(new.args.clone());
-        }
+        let new = retried_step(workflow.id, step, &old, &current, &renamed);
         let mut job = insert(txn, new, None, defaults, now)?;
         job.retry_of = Some(old.id);
         put_job(txn, &job)?;
