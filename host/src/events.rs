@@ -2,9 +2,13 @@
 //! line of every job, published at once for live followers (SSE). Durable
 //! history is in storage; the bus is only "what is happening now", so a
 //! follower that lags too far is told so and reads the rest from storage.
+//! Hosts sharing a PostgreSQL database relay their buses to each other
+//! (`storage::postgres::relay`), so a follower on one host sees a job that
+//! runs on another as it happens.
 
 use crate::jobs::LogLevel;
 use crate::jobs::{JobState, Millis, Progress};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -13,7 +17,8 @@ use uuid::Uuid;
 const CAPACITY: usize = 4096;
 
 /// What happened to a job.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum JobUpdate {
     /// It entered `state`.
     State {
@@ -36,7 +41,7 @@ pub enum JobUpdate {
 }
 
 /// One event on the bus.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobEventNotice {
     /// The job.
     pub job: Uuid,
@@ -44,6 +49,10 @@ pub struct JobEventNotice {
     pub tenant: String,
     /// What happened.
     pub update: JobUpdate,
+    /// It happened on another host and was relayed here, so it is never
+    /// relayed again.
+    #[serde(skip)]
+    pub relayed: bool,
 }
 
 /// A cloneable handle on the bus.
@@ -61,8 +70,13 @@ impl Default for EventBus {
 impl EventBus {
     /// Publishes; nobody listening is fine.
     pub fn publish(&self, job: Uuid, tenant: &str, update: JobUpdate) {
-        let _ =
-            self.sender.send(Arc::new(JobEventNotice { job, tenant: tenant.to_string(), update }));
+        let tenant = tenant.to_string();
+        let _ = self.sender.send(Arc::new(JobEventNotice { job, tenant, update, relayed: false }));
+    }
+
+    /// Publishes what another host published on its bus.
+    pub fn publish_relayed(&self, notice: JobEventNotice) {
+        let _ = self.sender.send(Arc::new(JobEventNotice { relayed: true, ..notice }));
     }
 
     /// Receives everything published from now on.

@@ -12,7 +12,7 @@ use crate::runtime::{Loaded, PluginInfo, Runtime};
 use crate::services::{
     self, Expiry, Heartbeat, Promotion, Recovery, Retention, Schedules, Service, Webhooks,
 };
-use crate::storage::{PgStorage, RedbStorage, Storage};
+use crate::storage::{PgStorage, RedbStorage, Relay, Storage};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +35,8 @@ pub struct Host {
     serving: JoinHandle<std::io::Result<()>>,
     services: Vec<JoinHandle<()>>,
     stopper: JoinHandle<()>,
+    /// Relays job events to and from other hosts on a shared database.
+    _relay: Option<Relay>,
 }
 
 /// Resolves once `stop` says true.
@@ -53,14 +55,14 @@ impl Host {
         tracing::info!("config: {}", config.summary());
         std::fs::create_dir_all(&config.data)
             .with_context(|| format!("creating {}", config.data.display()))?;
-        let storage = open_storage(&config).await?;
+        let bus = EventBus::default();
+        let (storage, relay) = open_storage(&config, &bus).await?;
         let runtime = Arc::new(Runtime::new(config.runtime())?);
         load_plugins(&config, &runtime, &storage).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let admin_secret =
             api::ensure_admin(storage.as_ref(), config.admin_token.as_deref(), clock.now()).await?;
 
-        let bus = EventBus::default();
         let dispatcher = Dispatcher::new(
             storage.clone(),
             runtime.clone(),
@@ -158,6 +160,7 @@ impl Host {
             serving,
             services,
             stopper,
+            _relay: relay,
         })
     }
 
@@ -228,19 +231,24 @@ impl Host {
 }
 
 /// The backend the config names: the PostgreSQL database of
-/// `--database-url`, or the redb file in the data folder. The log says which.
-async fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn Storage>> {
+/// `--database-url`, with `bus` relayed to the other hosts on it, or the
+/// redb file in the data folder. The log says which.
+async fn open_storage(
+    config: &Config,
+    bus: &EventBus,
+) -> anyhow::Result<(Arc<dyn Storage>, Option<Relay>)> {
     let defaults = config.tenant_defaults();
     if let Some(url) = &config.database_url {
         let storage = PgStorage::connect(url).await.context("connecting to the database")?;
         tracing::info!("storage: PostgreSQL database {}", storage.location());
-        return Ok(Arc::new(storage.with_tenant_defaults(defaults)));
+        let relay = storage.relay(bus.clone()).await.context("relaying job events")?;
+        return Ok((Arc::new(storage.with_tenant_defaults(defaults)), Some(relay)));
     }
     let database = config.data.join("jobhost.redb");
     let storage =
         RedbStorage::open(&database).with_context(|| format!("opening {}", database.display()))?;
     tracing::info!("storage: redb file {}", database.display());
-    Ok(Arc::new(storage.with_tenant_defaults(defaults)))
+    Ok((Arc::new(storage.with_tenant_defaults(defaults)), None))
 }
 
 /// Registers every component of the plugin folders (shared by all tenants)

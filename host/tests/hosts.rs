@@ -1,12 +1,10 @@
 //! Several `jobhost serve` processes on one PostgreSQL database (a
 //! throwaway cluster this test starts): an SSE follower on one host sees a
-//! job that runs on another, and three hosts run 10,000 jobs, one of them
-//! killed with SIGKILL midway: every job completes, exactly once by its
-//! journal, the killed host's jobs recovered by the others.
+//! job that runs on another, its progress included, and three hosts run 10,000 jobs, one of them
+//! killed with SIGKILL midway and the database restarted later: every job
+//! completes, exactly once by its journal, the killed host's jobs
+//! recovered by the others, and no job a client saw acknowledged is lost.
 
-// Shared with the tests that check how a host exits (`Server::stop`),
-// which this one does not: its hosts are killed at the end.
-#[allow(dead_code)]
 mod child;
 #[path = "../../tests/support/postgres.rs"]
 mod postgres;
@@ -15,6 +13,8 @@ use child::{Server, TOKEN};
 use jobhost::jobs::JobState;
 use jobhost::storage::{JobFilter, JobStore, PgStorage, Start};
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -79,7 +79,7 @@ async fn three_hosts_share_one_database_and_survive_one_killed() {
     }
     let a = hosts[0].base.clone();
     call(&http, Method::POST, format!("{a}/v1/workers/host-a/pause"), None).await;
-    let slow = json!({"job": "examples.sleep", "args": {"seconds": 0.5, "steps": 2}});
+    let slow = json!({"job": "examples.sleep", "args": {"seconds": 1.0, "steps": 4}});
     let job = call(&http, Method::POST, format!("{a}/v1/jobs"), Some(slow)).await;
     let id = job["id"].as_str().unwrap().to_string();
     let stream = http
@@ -99,6 +99,8 @@ async fn three_hosts_share_one_database_and_survive_one_killed() {
         .collect();
     assert!(states.iter().any(|s| s == "running"), "the follower on host A saw it run: {stream}");
     assert_eq!(states.last().map(String::as_str), Some("completed"), "and end: {stream}");
+    // Progress lives only on the running host's bus, relayed to host A.
+    assert!(stream.lines().any(|line| line == "event: progress"), "with progress: {stream}");
     let ran = storage.get(Uuid::parse_str(&id).unwrap()).await.unwrap();
     assert!(ran.worker.as_deref().is_some_and(|w| w != "host-a"), "it ran on {:?}", ran.worker);
     call(&http, Method::POST, format!("{a}/v1/workers/host-a/resume"), None).await;
@@ -125,8 +127,32 @@ async fn three_hosts_share_one_database_and_survive_one_killed() {
     }
     let killed = hosts.pop().unwrap();
     drop(killed);
-    while count(&storage, JobState::Completed).await < JOBS + 1 {
-        let left = JOBS + 1 - count(&storage, JobState::Completed).await;
+
+    // The two left take single jobs from a client while they run the
+    // rest; halfway the database restarts as after a crash, down 2 s.
+    let enqueuing = Arc::new(AtomicBool::new(true));
+    let client = tokio::spawn(enqueue_one_by_one(
+        http.clone(),
+        vec![hosts[0].base.clone(), hosts[1].base.clone()],
+        enqueuing.clone(),
+    ));
+    while count(&storage, JobState::Completed).await < JOBS / 2 {
+        assert!(Instant::now() < deadline, "half the jobs never completed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::task::spawn_blocking(|| postgres::restart(Duration::from_secs(2))).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    enqueuing.store(false, Ordering::Relaxed);
+    let (acked, refused) = client.await.unwrap();
+    assert!(!refused.is_empty(), "no enqueue met the database down");
+    for answer in &refused {
+        assert!(answer.starts_with("503"), "refused while the database was down: {answer}");
+    }
+    ids.extend(&acked);
+
+    let all = ids.len() + 1;
+    while count(&storage, JobState::Completed).await < all {
+        let left = all - count(&storage, JobState::Completed).await;
         assert!(Instant::now() < deadline, "{left} jobs never completed");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -144,5 +170,38 @@ async fn three_hosts_share_one_database_and_survive_one_killed() {
     }
     assert!(recovered > 0, "host C's running jobs were recovered by the others");
     assert!(storage.locks().await.unwrap().is_empty());
-    drop(hosts);
+    for host in hosts {
+        host.stop();
+    }
+}
+
+/// Enqueues jobs one request at a time, round `bases`, until `enqueuing`
+/// turns false: the ids acknowledged (202), and every other answer.
+async fn enqueue_one_by_one(
+    http: reqwest::Client,
+    bases: Vec<String>,
+    enqueuing: Arc<AtomicBool>,
+) -> (Vec<Uuid>, Vec<String>) {
+    let (mut acked, mut refused) = (Vec::new(), Vec::new());
+    let mut sent = 0;
+    while enqueuing.load(Ordering::Relaxed) {
+        let base = &bases[sent % bases.len()];
+        let response = http
+            .post(format!("{base}/v1/jobs"))
+            .bearer_auth(TOKEN)
+            .json(&sleep_job(format!("single {sent}")))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        if status == reqwest::StatusCode::ACCEPTED {
+            acked.push(Uuid::parse_str(body["id"].as_str().unwrap()).unwrap());
+        } else {
+            refused.push(format!("{} {body}", status.as_u16()));
+        }
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (acked, refused)
 }

@@ -5,10 +5,9 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -18,17 +17,26 @@ const USER: &str = "postgres";
 /// Runs postgres (`$2…`) and removes the cluster dir (`$1`) once it exits.
 /// It stops it when its stdin, a pipe the test process holds, reaches
 /// EOF: the kernel closes that pipe when the process ends, even killed.
-/// If postgres exits first (a failed start), this exits too, which the
-/// start notices. A background list's stdin is /dev/null, hence fd 3.
+/// A postgres that exits with a `restart` file in the dir (see
+/// [`restart`]) starts again after the seconds that file holds; one that
+/// exits otherwise (a failed start) ends this too, which the start
+/// notices. The running server's pid is in `server.pid`. A background
+/// list's stdin is /dev/null, hence fd 3.
 const SUPERVISOR: &str = r#"
 dir=$1; shift
 exec 3<&0
-"$@" </dev/null &
-server=$!
-{ cat <&3 >/dev/null; kill -INT "$server"; } &
+start() { "$@" </dev/null & echo $! > "$dir/server.pid"; }
+start "$@"
+{ cat <&3 >/dev/null; touch "$dir/stopping"; kill -INT "$(cat "$dir/server.pid")"; } &
 watcher=$!
 exec 3<&-
-wait "$server"
+while :; do
+    wait "$(cat "$dir/server.pid")"
+    if [ -e "$dir/stopping" ] || [ ! -e "$dir/restart" ]; then break; fi
+    sleep "$(cat "$dir/restart")"
+    rm -f "$dir/restart"
+    start "$@"
+done
 kill "$watcher" 2>/dev/null
 rm -rf "$dir"
 "#;
@@ -41,6 +49,26 @@ pub fn database_url(key: &str) -> String {
     let name = database_name(key);
     cluster.create(&name);
     format!("postgres://{USER}@127.0.0.1:{}/{name}", cluster.port)
+}
+
+/// Stops the server as a crash would (`immediate` shutdown: no
+/// checkpoint, every connection cut) and starts it again after `down`;
+/// returns once it accepts connections again. Every database of the
+/// process goes down with it.
+pub fn restart(down: Duration) {
+    let cluster = CLUSTER.get().expect("restart of a server never started");
+    let marker = cluster.dir.join("restart");
+    std::fs::write(&marker, format!("{:.3}", down.as_secs_f64())).unwrap();
+    let pid = std::fs::read_to_string(cluster.dir.join("server.pid")).unwrap();
+    let quit = Command::new("kill").args(["-QUIT", pid.trim()]).status().unwrap();
+    assert!(quit.success(), "no postgres with pid {pid} to restart");
+    // The supervisor removes the marker just before it starts the server.
+    let deadline = Instant::now() + Duration::from_secs(60) + down;
+    while marker.exists() {
+        assert!(Instant::now() < deadline, "postgres was not started again");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cluster.wait_ready(deadline);
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -59,9 +87,13 @@ fn database_name(key: &str) -> String {
 struct Cluster {
     bin: PathBuf,
     port: u16,
+    /// The cluster's dir: its data, socket, log and the supervisor's files.
+    dir: PathBuf,
     /// The databases created so far; the lock also serialises creating
     /// them, so a second caller with the same key waits for the first.
     databases: Mutex<HashSet<String>>,
+    /// The supervisor, which ends only with a failed start.
+    supervisor: Mutex<Child>,
     /// The supervisor's stdin, never written: dropped with the process.
     _alive: ChildStdin,
 }
@@ -107,7 +139,6 @@ impl Cluster {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log_path = dir.path().join("server.log");
         let log = File::create(&log_path).unwrap();
-        let mut log_reader = File::open(&log_path).unwrap();
         let mut supervisor = as_owner(Path::new("sh"));
         supervisor
             .args(["-c", SUPERVISOR, "supervisor"])
@@ -131,37 +162,39 @@ impl Cluster {
         let alive = supervisor.stdin.take().unwrap();
         let dir = dir.keep();
 
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let cluster = Cluster {
+            bin,
+            port,
+            dir,
+            databases: Mutex::new(HashSet::new()),
+            supervisor: Mutex::new(supervisor),
+            _alive: alive,
+        };
+        cluster.wait_ready(Instant::now() + Duration::from_secs(60));
+        cluster
+    }
+
+    /// Waits until the server accepts connections; panics with its log if
+    /// the supervisor ended instead (a failed start), or past `deadline`.
+    fn wait_ready(&self, deadline: Instant) {
+        let port = self.port.to_string();
         loop {
-            let ready = Command::new(bin.join("pg_isready"))
-                .args([
-                    "-q",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port.to_string(),
-                    "-U",
-                    USER,
-                    "-d",
-                    "postgres",
-                ])
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &port, "-U", USER, "-d", "postgres"])
                 .status()
                 .unwrap();
             if ready.success() {
-                break;
+                return;
             }
-            let exited = supervisor.try_wait().unwrap().is_some();
+            let exited = self.supervisor.lock().unwrap().try_wait().unwrap().is_some();
             if exited || Instant::now() > deadline {
-                let mut log = String::new();
-                log_reader.read_to_string(&mut log).unwrap();
-                let what = if exited { "exited" } else { "not ready within a minute" };
-                panic!("postgres on 127.0.0.1:{port} ({}) {what}; its log:\n{log}", dir.display());
+                let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+                let what = if exited { "exited" } else { "not ready in time" };
+                panic!("postgres on 127.0.0.1:{port} ({}) {what}; its log:\n{log}", self.dir.display());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Cluster { bin, port, databases: Mutex::new(HashSet::new()), _alive: alive }
     }
-
     /// Creates database `name` unless this process already has.
     fn create(&self, name: &str) {
         let mut databases = self.databases.lock().unwrap_or_else(PoisonError::into_inner);

@@ -19,7 +19,7 @@ mod postgres;
 mod queue_stats;
 mod redb;
 
-pub use self::postgres::PgStorage;
+pub use self::postgres::{PgStorage, Relay};
 pub use self::redb::RedbStorage;
 pub use listing::{Cursor, JobFilter, JobPage, Start};
 pub use queue_stats::{MINUTES, Minute, QueueStats};

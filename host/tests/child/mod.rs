@@ -2,11 +2,15 @@
 //! kill it or measure it from outside: its examples, a data folder, a known
 //! admin token, loopback on any port. Dropping it kills it (SIGKILL).
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
+
+/// Lines of the child's log kept to show when it exits badly.
+const LOG_LINES: usize = 50;
 
 /// The admin secret the child runs with.
 pub const TOKEN: &str = "child-test-admin-0123456789abcdef";
@@ -16,6 +20,9 @@ pub struct Server {
     pub child: Child,
     /// `http://127.0.0.1:<port>` the API listens on.
     pub base: String,
+    /// The last lines it wrote to stderr, kept by `reader`.
+    log: Arc<Mutex<VecDeque<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -34,17 +41,24 @@ impl Server {
             .expect("starting jobhost serve");
         let stderr = child.stderr.take().unwrap();
         let (address_tx, address) = mpsc::channel();
-        std::thread::spawn(move || {
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        let kept = log.clone();
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some((_, rest)) = line.split_once("http://") {
                     let _ =
                         address_tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
                 }
+                let mut kept = kept.lock().unwrap();
+                if kept.len() == LOG_LINES {
+                    kept.pop_front();
+                }
+                kept.push_back(line);
             }
         });
         let address =
             address.recv_timeout(Duration::from_secs(120)).expect("the server never listened");
-        Server { child, base: format!("http://{address}") }
+        Server { child, base: format!("http://{address}"), log, reader: Some(reader) }
     }
 
     /// Stops it with SIGTERM, as an operator would, and checks it exited 0.
@@ -52,7 +66,12 @@ impl Server {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "jobhost serve exited with {status}");
+        // The reader ends at the pipe's end, with the log whole.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        let log = Vec::from(self.log.lock().unwrap().clone()).join("\n");
+        assert!(status.success(), "jobhost serve exited with {status}; its last lines:\n{log}");
     }
 }
 

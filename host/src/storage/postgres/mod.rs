@@ -12,6 +12,7 @@
 //!   [`super::JobStore`] over them; `listing`: lists and queue health.
 //! - `workflows`, `schedules`, `admin`: the other traits.
 //! - `wake`: `LISTEN` for the commits that may make a job claimable.
+//! - `relay`: the job events of each host's bus, to the others.
 
 mod admin;
 mod apply;
@@ -19,11 +20,14 @@ mod claim;
 mod job_store;
 mod jobs;
 mod listing;
+mod relay;
 mod schedules;
 mod schema;
 mod tx;
 mod wake;
 mod workflows;
+
+pub use relay::Relay;
 
 use super::StorageError;
 use crate::jobs::{JobRecord, TenantDefaults};
@@ -57,6 +61,8 @@ pub struct PgStorage {
     stats: Arc<Stats>,
     /// Where the database is, without its password.
     location: String,
+    /// How to connect, for the connections outside the pool.
+    config: tokio_postgres::Config,
     _listener: Arc<wake::Listener>,
 }
 
@@ -90,7 +96,7 @@ impl PgStorage {
         schema::migrate(&mut *pool.get().await.map_err(unreachable)?).await?;
         let location = location(&config);
         let wake = Arc::new(Notify::new());
-        let listener = Arc::new(wake::Listener::start(config, wake.clone()));
+        let listener = Arc::new(wake::Listener::start(config.clone(), wake.clone()));
         Ok(PgStorage {
             pool,
             defaults: TenantDefaults::default(),
@@ -98,6 +104,7 @@ impl PgStorage {
             wake,
             stats: Arc::default(),
             location,
+            config,
             _listener: listener,
         })
     }

@@ -185,10 +185,15 @@ impl Drop for Tx {
     }
 }
 
-/// A database error as the storage reports it: a lost connection is
+/// A database error as the storage reports it: a lost connection, or a
+/// server shutting down, starting or out of connections, is
 /// [`StorageError::Unavailable`] (the pool reconnects once it passes).
 pub(super) fn backend(error: tokio_postgres::Error) -> StorageError {
-    if error.is_closed() || error.code().is_none() {
+    let away = error.code().is_none_or(|code| {
+        let code = code.code();
+        code.starts_with("08") || code.starts_with("57P") || code == "53300"
+    });
+    if error.is_closed() || away {
         return StorageError::Unavailable(format!("the database is unreachable: {error}"));
     }
     match error.as_db_error() {
