@@ -46,16 +46,19 @@ def free_port():
         return s.getsockname()[1]
 
 
-async def steady(port, count, rate=1000, connections=30):
+async def steady(ports, count, rate=1000, connections=30, queue="default"):
     """Ack times (ms) of `count` enqueues due at `rate` a second, each timed
     from when it was due: when every connection is busy (the host fell
     behind) a send waits for one, and that wait counts in its time, so a
-    backlog shows in the figures instead of hiding. Also how many waited."""
-    body = json.dumps({"job": "examples.hello", "args": {"name": "bench"}}).encode()
+    backlog shows in the figures instead of hiding. Also how many waited.
+    The connections go round the hosts listening on `ports`."""
+    body = json.dumps({"job": "examples.hello", "args": {"name": "bench"},
+                       "queue": queue}).encode()
     request = (b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                b"Content-Type: application/json\r\nAuthorization: Bearer " + TOKEN.encode() +
                b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(connections)]
+    idle = [await asyncio.open_connection("127.0.0.1", ports[i % len(ports)])
+            for i in range(connections)]
     freed = asyncio.Event()
     took, tasks, late = [], [], 0
 
@@ -195,7 +198,7 @@ def main():
             if not args.database_url:
                 emit(version, "writer_cpu_per_job", writer_cpu * 1e6 / max(jobs, 1), "us", note)
             count = 1000 if args.quick else 5000
-            took, late = asyncio.run(steady(port, count))
+            took, late = asyncio.run(steady([port], count))
             note = (f"{count} hello jobs at 1,000/s from an asyncio client (30 connections): "
                     "from when each was due to the enqueue's answer, sent after the commit "
                     f"that claimed the job; {late} waited for a free connection")

@@ -864,6 +864,50 @@ async fn tokens_and_tenants_are_stored() {
     assert_eq!(db.storage.tenant("acme").await.unwrap(), quotas);
 }
 
+/// Enqueues from many tasks at once (single jobs and batches, as the API
+/// requests of several hosts make them) fill a tenant's `max_queued`
+/// exactly: never one over, and none refused below it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queued_quota_holds_exactly_under_concurrent_enqueues() {
+    const CAP: u32 = 400;
+    let db = open().await;
+    let quota =
+        TenantRecord { name: "acme".into(), max_queued: Some(CAP), ..TenantRecord::default() };
+    db.storage.put_tenant(quota).await.unwrap();
+    let storage: std::sync::Arc<dyn Storage> = db.storage.into();
+    let tasks = (0..24).map(|task| {
+        let storage = storage.clone();
+        tokio::spawn(async move {
+            let (mut admitted, mut round) = (0, 0);
+            loop {
+                round += 1;
+                let name = format!("task {task} round {round}");
+                let results = if task % 4 == 0 {
+                    let batch = (0..5).map(|i| job(&format!("{name} #{i}"))).collect();
+                    storage.enqueue_many(batch, now_ms()).await.unwrap()
+                } else {
+                    vec![storage.enqueue(job(&name), now_ms()).await]
+                };
+                for result in &results {
+                    match result {
+                        Ok(_) => admitted += 1,
+                        Err(StorageError::OverQuota(_)) => {}
+                        Err(e) => panic!("{name}: {e}"),
+                    }
+                }
+                if results.iter().any(Result::is_err) {
+                    return admitted;
+                }
+            }
+        })
+    });
+    let admitted: u32 = futures::future::join_all(tasks).await.into_iter().map(|t| t.unwrap()).sum();
+    assert_eq!(admitted, CAP, "admitted up to the cap, not one over");
+    assert_eq!(storage.waiting("acme").await.unwrap(), u64::from(CAP));
+    let filter = JobFilter { tenant: Some("acme".into()), ..JobFilter::default() };
+    assert_eq!(storage.list(&filter, Start::Offset(0), 1).await.unwrap().total, CAP as usize);
+}
+
 #[tokio::test]
 async fn the_queued_quota_counts_waiting_jobs_and_survives_a_restart() {
     let db = open().await;

@@ -190,7 +190,10 @@ impl Cluster {
             if exited || Instant::now() > deadline {
                 let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
                 let what = if exited { "exited" } else { "not ready in time" };
-                panic!("postgres on 127.0.0.1:{port} ({}) {what}; its log:\n{log}", self.dir.display());
+                panic!(
+                    "postgres on 127.0.0.1:{port} ({}) {what}; its log:\n{log}",
+                    self.dir.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

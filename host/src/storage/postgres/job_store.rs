@@ -3,6 +3,7 @@
 
 use super::jobs::{self, Due};
 use super::schema::ms;
+use super::tx::STORED_WAITING;
 use super::{PgStorage, StorageError, claim, decode, encode, listing, read_job, records};
 use crate::jobs::changes::{Relabel, Resubmit};
 use crate::jobs::rules;
@@ -34,6 +35,9 @@ impl JobStore for PgStorage {
         self.write(move |tx| {
             let batch = batch.clone();
             Box::pin(async move {
+                if batch.len() > 1 {
+                    tx.admit_many();
+                }
                 let mut results = Vec::with_capacity(batch.len());
                 for new in batch {
                     results.push(match jobs::enqueue(tx, new, &defaults, now).await {
@@ -358,8 +362,7 @@ impl JobStore for PgStorage {
         let tenant = tenant.to_string();
         self.read(move |tx| {
             Box::pin(async move {
-                let row =
-                    tx.query_opt("SELECT count FROM waiting WHERE tenant = $1", &[&tenant]).await?;
+                let row = tx.query_opt(STORED_WAITING, &[&tenant]).await?;
                 Ok(row.map_or(0, |row| row.get::<_, i64>(0).max(0) as u64))
             })
         })

@@ -44,8 +44,9 @@ pub(super) fn insert<'a>(
 ) -> BoxFuture<'a, Result<JobRecord, StorageError>> {
     Box::pin(async move {
         let tenant = tenant(tx, &new.tenant).await?;
-        let waiting = tx.waiting(&tenant.name).await?;
         let more = std::iter::successors(new.next.as_deref(), |next| next.next.as_deref()).count();
+        let cap = u64::from(tenant.queued_quota(defaults));
+        let waiting = tx.waiting(&tenant.name, 1 + more as u64, cap).await?;
         rules::queued_quota(&tenant, defaults, waiting.saturating_add(more as u64))
             .map_err(StorageError::OverQuota)?;
         let deps = dependencies(tx, &new.flow.depends_on).await?;
@@ -379,7 +380,9 @@ pub(super) async fn enqueue_broadcast(
     // Every copy counts against the quota: check them all before the first
     // is written, so a refused broadcast stores nothing.
     let tenant = tenant(tx, &new.tenant).await?;
-    let waiting = tx.waiting(&tenant.name).await?;
+    tx.admit_many();
+    let cap = u64::from(tenant.queued_quota(defaults));
+    let waiting = tx.waiting(&tenant.name, live.len() as u64, cap).await?;
     let more = waiting.saturating_add(live.len() as u64 - 1);
     rules::queued_quota(&tenant, defaults, more).map_err(|why| {
         StorageError::OverQuota(format!(

@@ -63,6 +63,7 @@ pub struct PgStorage {
     location: String,
     /// How to connect, for the connections outside the pool.
     config: tokio_postgres::Config,
+    admissions: Arc<tx::Admissions>,
     _listener: Arc<wake::Listener>,
 }
 
@@ -93,7 +94,11 @@ impl PgStorage {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| StorageError::Backend(e.to_string()))?;
-        schema::migrate(&mut *pool.get().await.map_err(unreachable)?).await?;
+        let mut client = pool.get().await.map_err(unreachable)?;
+        schema::migrate(&mut client).await?;
+        let row = client.query_one("SHOW max_connections", &[]).await.map_err(tx::backend)?;
+        let max_connections = row.get::<_, &str>(0).parse().unwrap_or(u64::MAX);
+        drop(client);
         let location = location(&config);
         let wake = Arc::new(Notify::new());
         let listener = Arc::new(wake::Listener::start(config.clone(), wake.clone()));
@@ -105,6 +110,7 @@ impl PgStorage {
             stats: Arc::default(),
             location,
             config,
+            admissions: tx::Admissions::new(max_connections),
             _listener: listener,
         })
     }
@@ -128,7 +134,8 @@ impl PgStorage {
         let mut tries = 0;
         loop {
             tries += 1;
-            let tx = Tx::begin(self.pool.get().await.map_err(unreachable)?).await?;
+            let tx =
+                Tx::begin(self.pool.get().await.map_err(unreachable)?, &self.admissions).await?;
             let done = match op(&tx).await {
                 Ok(value) => tx.commit().await.map(|wakes| (value, wakes)),
                 Err(e) => Err(tx.rollback(e).await),

@@ -12,12 +12,12 @@ use super::tx::backend;
 use crate::events::{EventBus, JobEventNotice, JobUpdate};
 use crate::storage::StorageError;
 use futures::StreamExt;
-use std::time::Duration;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Notification, NoTls};
+use tokio_postgres::{AsyncMessage, NoTls, Notification};
 
 const EVENTS_CHANNEL: &str = "jobhost_events";
 

@@ -14,7 +14,8 @@ use crate::jobs::JobRecord;
 /// reached is kept in `jobhost_schema`, so a host starting on a database
 /// another host already migrated does nothing, and two starting at once
 /// take turns on an advisory lock.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE jobs (
     id uuid PRIMARY KEY,
     tenant text NOT NULL,
@@ -80,7 +81,15 @@ CREATE TABLE workflows (id uuid PRIMARY KEY, tenant text NOT NULL, owner text NO
 CREATE INDEX workflows_by_tenant ON workflows (tenant, id DESC);
 CREATE TABLE schedules (id uuid PRIMARY KEY, tenant text NOT NULL, record bytea NOT NULL);
 CREATE INDEX schedules_by_tenant ON schedules (tenant);
-"];
+",
+    r"
+-- 2: a tenant's waiting count in shards (`tx.rs`), so the commits of its
+-- jobs do not all queue for one row.
+ALTER TABLE waiting ADD COLUMN shard integer NOT NULL DEFAULT 0;
+ALTER TABLE waiting DROP CONSTRAINT waiting_pkey;
+ALTER TABLE waiting ADD PRIMARY KEY (tenant, shard);
+",
+];
 
 /// Brings the database's schema to the newest version, refusing one from
 /// a newer jobhost than this one.

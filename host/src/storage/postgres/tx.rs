@@ -1,19 +1,58 @@
 //! A transaction on a pooled connection, with what it owes at commit: the
-//! waiting counts it changed (summed, then written once per tenant, so a
-//! tenant's counter row is locked for the shortest time) and the wake-up
-//! of claims waiting on any host, when a job may have become claimable.
+//! waiting counts it changed (summed, then written once per tenant at the
+//! end, to one of the tenant's counter shards) and the wake-up of claims
+//! waiting on any host, when a job may have become claimable.
+//!
+//! A tenant's `max_queued` holds across hosts without making its
+//! enqueues take turns: an admission of one job, far from the cap, takes
+//! the tenant's admission lock shared and checks the committed count plus
+//! the most that could be in flight unseen (one per connection the server
+//! allows); anything else (a batch, a chain, near the cap) takes it
+//! exclusive, which waits for those in flight, and checks the exact count.
 
 use super::StorageError;
 use deadpool_postgres::Object;
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 /// The channel claims listen on.
 pub(super) const WAKE_CHANNEL: &str = "jobhost_wake";
+
+/// Counter rows per tenant: commits of one tenant's jobs lock one each,
+/// so that many commit at once.
+const SHARDS: usize = 16;
+
+/// The advisory lock (with the tenant's hash) of a tenant's admissions.
+const ADMISSIONS_LOCK: i32 = 7305;
+
+/// The sum of a tenant's counter shards: its waiting jobs, committed.
+pub(super) const STORED_WAITING: &str =
+    "SELECT coalesce(sum(count), 0)::bigint FROM waiting WHERE tenant = $1";
+
+/// What the transactions of one storage share about admissions.
+pub(super) struct Admissions {
+    /// Connections the server allows: at most that many admissions of one
+    /// job each can be in flight, unseen by a count.
+    in_flight: u64,
+    /// Tenants whose last count was near the cap: they count strictly.
+    near_cap: Mutex<HashSet<String>>,
+    /// The shard the next transaction writes its counts to.
+    next_shard: AtomicUsize,
+}
+
+impl Admissions {
+    pub(super) fn new(max_connections: u64) -> Arc<Admissions> {
+        Arc::new(Admissions {
+            in_flight: max_connections,
+            near_cap: Mutex::default(),
+            next_shard: AtomicUsize::new(0),
+        })
+    }
+}
 
 /// Parameters of a statement.
 pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -35,27 +74,42 @@ pub(super) struct Tx {
     wake: AtomicBool,
     /// A statement failed in a way another try may not.
     conflict: AtomicBool,
+    /// `None` for reads, which admit nothing.
+    admissions: Option<Arc<Admissions>>,
+    /// Tenants whose admission lock this holds: true if exclusive.
+    admitting: Mutex<BTreeMap<String, bool>>,
+    /// This admits several jobs of a tenant: it counts strictly.
+    many: AtomicBool,
+    shard: i32,
 }
 
 impl Tx {
-    pub(super) async fn begin(client: Object) -> Result<Tx, StorageError> {
-        let tx = Tx::new(client, true);
+    pub(super) async fn begin(
+        client: Object,
+        admissions: &Arc<Admissions>,
+    ) -> Result<Tx, StorageError> {
+        let shard = admissions.next_shard.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        let tx = Tx::new(client, Some(admissions.clone()), shard as i32);
         tx.batch("BEGIN").await?;
         Ok(tx)
     }
 
     /// A connection for reads: each statement sees the latest commits.
     pub(super) fn reading(client: Object) -> Tx {
-        Tx::new(client, false)
+        Tx::new(client, None, 0)
     }
 
-    fn new(client: Object, open: bool) -> Tx {
+    fn new(client: Object, admissions: Option<Arc<Admissions>>, shard: i32) -> Tx {
         Tx {
             client: Some(client),
-            open,
+            open: admissions.is_some(),
             waiting: Mutex::default(),
             wake: AtomicBool::new(false),
             conflict: AtomicBool::new(false),
+            admissions,
+            admitting: Mutex::default(),
+            many: AtomicBool::new(false),
+            shard,
         }
     }
 
@@ -109,21 +163,65 @@ impl Tx {
         *self.waiting.lock().unwrap().entry(tenant.to_string()).or_default() += delta;
     }
 
+    /// Says this transaction may admit several jobs of one tenant (a
+    /// batch), so its counts are exact from the first.
+    pub(super) fn admit_many(&self) {
+        self.many.store(true, Ordering::Relaxed);
+    }
+
     /// The jobs of `tenant` waiting to run, counting this transaction's,
-    /// with the tenant's counter row locked until the end: two hosts
-    /// admitting jobs of one tenant check its quota one after the other.
-    pub(super) async fn waiting(&self, tenant: &str) -> Result<u64, StorageError> {
-        // The no-op update takes the row's lock and returns its count.
-        let row = self
-            .query_opt(
-                "INSERT INTO waiting (tenant, count) VALUES ($1, 0) \
-                 ON CONFLICT (tenant) DO UPDATE SET count = waiting.count RETURNING count",
-                &[&tenant],
-            )
-            .await?;
-        let stored = row.map_or(0, |row| row.get::<_, i64>(0));
+    /// for the admission of `adding` more under a cap of `cap`; see the
+    /// module's doc for how it stays exact across hosts. An admission that
+    /// finds itself near the cap on the shared lock runs again, exclusive.
+    pub(super) async fn waiting(
+        &self,
+        tenant: &str,
+        adding: u64,
+        cap: u64,
+    ) -> Result<u64, StorageError> {
+        let admissions = self.admissions.as_ref().expect("reads admit no job");
+        let held = self.admitting.lock().unwrap().get(tenant).copied();
         let pending = self.waiting.lock().unwrap().get(tenant).copied().unwrap_or(0);
-        Ok((stored + pending).max(0) as u64)
+        let strict = match held {
+            Some(exclusive) => exclusive,
+            None => {
+                adding > 1
+                    || self.many.load(Ordering::Relaxed)
+                    || admissions.near_cap.lock().unwrap().contains(tenant)
+            }
+        };
+        if held.is_some() && !strict {
+            // A second admission under the shared lock: exact from the
+            // start, next time.
+            return Err(self.near_cap(admissions, tenant));
+        }
+        let lock = match strict {
+            true => "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            false => "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
+        };
+        if held.is_none() {
+            self.execute(lock, &[&ADMISSIONS_LOCK, &tenant]).await?;
+            self.admitting.lock().unwrap().insert(tenant.to_string(), strict);
+        }
+        let row = self.query_opt(STORED_WAITING, &[&tenant]).await?;
+        let stored = row.map_or(0, |row| row.get::<_, i64>(0));
+        let waiting = (stored + pending).max(0) as u64;
+        let unseen = admissions.in_flight;
+        if strict {
+            if waiting.saturating_add(adding).saturating_add(2 * unseen) <= cap {
+                admissions.near_cap.lock().unwrap().remove(tenant);
+            }
+        } else if waiting.saturating_add(unseen) > cap {
+            return Err(self.near_cap(admissions, tenant));
+        }
+        Ok(waiting)
+    }
+
+    /// Marks `tenant` near its cap and this transaction for another try.
+    fn near_cap(&self, admissions: &Admissions, tenant: &str) -> StorageError {
+        admissions.near_cap.lock().unwrap().insert(tenant.to_string());
+        self.conflict.store(true, Ordering::Relaxed);
+        StorageError::Conflict(format!("tenant {tenant:?} is near its max_queued"))
     }
 
     /// Claims waiting on any host look again once this commits.
@@ -150,9 +248,9 @@ impl Tx {
             .collect();
         for (tenant, delta) in counts {
             self.execute(
-                "INSERT INTO waiting (tenant, count) VALUES ($1, $2) \
-                 ON CONFLICT (tenant) DO UPDATE SET count = waiting.count + excluded.count",
-                &[&tenant, &delta],
+                "INSERT INTO waiting (tenant, shard, count) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant, shard) DO UPDATE SET count = waiting.count + excluded.count",
+                &[&tenant, &self.shard, &delta],
             )
             .await?;
         }
