@@ -86,7 +86,9 @@ async def steady(ports, count, rate=1000, connections=30, queue="default"):
         while not idle:
             freed.clear()
             await freed.wait()
-        tasks.append(asyncio.create_task(send(idle.pop(), due)))
+        # The longest idle first, so none idles past the host's 10 s
+        # keep-alive limit (its header timeout) at a slow rate.
+        tasks.append(asyncio.create_task(send(idle.pop(0), due)))
     await asyncio.gather(*tasks)
     for _, writer in idle:
         writer.close()

@@ -113,7 +113,10 @@ pub(super) async fn dependencies(
 }
 
 /// Appends an event to the job's journal: the transition from `from` to the
-/// job's current state, at `at`.
+/// job's current state, at `at`. One statement finds the next seq and
+/// writes it (the job's row, locked or new, keeps its journal to this
+/// transaction). The seq is the column's, which readers take; the body's
+/// is 0.
 pub(super) async fn journal(
     tx: &Tx,
     job: &JobRecord,
@@ -121,23 +124,21 @@ pub(super) async fn journal(
     at: Millis,
     reason: &str,
 ) -> Result<JobEvent, StorageError> {
-    let last = tx
-        .query_opt("SELECT max(seq) FROM events WHERE job = $1", &[&job.id])
-        .await?
-        .and_then(|row| row.get::<_, Option<i64>>(0));
-    let seq = last.unwrap_or(0) as u64 + 1;
-    let event = JobEvent {
-        seq,
+    let mut event = JobEvent {
+        seq: 0,
         at,
         state: job.state,
         from,
         worker: job.worker.clone(),
         reason: reason.to_string(),
     };
-    tx.execute(
-        "INSERT INTO events (job, seq, body) VALUES ($1, $2, $3)",
-        &[&job.id, &(seq as i64), &encode(&event)],
-    )
-    .await?;
+    let row = tx
+        .query_opt(
+            "INSERT INTO events (job, seq, body) \
+             SELECT $1, coalesce(max(seq), 0) + 1, $2 FROM events WHERE job = $1 RETURNING seq",
+            &[&job.id, &encode(&event)],
+        )
+        .await?;
+    event.seq = row.map_or(0, |row| row.get::<_, i64>(0)) as u64;
     Ok(event)
 }

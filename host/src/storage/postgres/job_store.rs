@@ -105,11 +105,14 @@ impl JobStore for PgStorage {
                 exists(tx, id).await?;
                 let rows = tx
                     .query(
-                        "SELECT body FROM events WHERE job = $1 AND seq > $2 ORDER BY seq",
+                        "SELECT body, seq FROM events WHERE job = $1 AND seq > $2 ORDER BY seq",
                         &[&id, &ms(after)],
                     )
                     .await?;
-                records(&rows)
+                // The column holds the seq (see `apply::journal`).
+                let events: Vec<JobEvent> = records(&rows)?;
+                let seqs = rows.iter().map(|row| row.get::<_, i64>(1) as u64);
+                Ok(events.into_iter().zip(seqs).map(|(e, seq)| JobEvent { seq, ..e }).collect())
             })
         })
         .await

@@ -12,6 +12,7 @@
 
 use super::StorageError;
 use deadpool_postgres::Object;
+use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,13 @@ pub(super) const WAKE_CHANNEL: &str = "jobhost_wake";
 /// Counter rows per tenant: commits of one tenant's jobs lock one each,
 /// so that many commit at once.
 const SHARDS: usize = 16;
+
+/// Adds a transaction's delta to its shard of a tenant's count.
+const COUNT: &str = "INSERT INTO waiting (tenant, shard, count) VALUES ($1, $2, $3) \
+     ON CONFLICT (tenant, shard) DO UPDATE SET count = waiting.count + excluded.count";
+
+/// Wakes the claims of every host (`wake.rs`).
+const NOTIFY: &str = "SELECT pg_notify($1, '')";
 
 /// The advisory lock (with the tenant's hash) of a tenant's admissions.
 const ADMISSIONS_LOCK: i32 = 7305;
@@ -241,23 +249,37 @@ impl Tx {
         }
     }
 
+    /// The counts, the wake-up and `COMMIT` go in one round trip: their
+    /// statements are prepared first, so each is sent as its future is
+    /// first polled, in order, and the server runs them in that order.
     async fn finish_commit(&self) -> Result<(), StorageError> {
         let counts: Vec<(String, i64)> = std::mem::take(&mut *self.waiting.lock().unwrap())
             .into_iter()
             .filter(|(_, delta)| *delta != 0)
             .collect();
-        for (tenant, delta) in counts {
-            self.execute(
-                "INSERT INTO waiting (tenant, shard, count) VALUES ($1, $2, $3) \
-                 ON CONFLICT (tenant, shard) DO UPDATE SET count = waiting.count + excluded.count",
-                &[&tenant, &self.shard, &delta],
-            )
-            .await?;
+        let client = self.client();
+        let count = match counts.is_empty() {
+            true => None,
+            false => Some(client.prepare_cached(COUNT).await.map_err(|e| self.failed(e))?),
+        };
+        let wake = self.wake.load(Ordering::Relaxed);
+        let notify = match wake {
+            true => Some(client.prepare_cached(NOTIFY).await.map_err(|e| self.failed(e))?),
+            false => None,
+        };
+        let mut tail: Vec<BoxFuture<'_, Result<(), tokio_postgres::Error>>> = Vec::new();
+        for (tenant, delta) in &counts {
+            let count = count.as_ref().expect("prepared when there are counts");
+            let params: [&(dyn ToSql + Sync); 3] = [tenant, &self.shard, delta];
+            let sent = client.execute_raw(count, params);
+            tail.push(Box::pin(async move { sent.await.map(drop) }));
         }
-        if self.wake.load(Ordering::Relaxed) {
-            self.execute("SELECT pg_notify($1, '')", &[&WAKE_CHANNEL]).await?;
+        if let Some(notify) = &notify {
+            let sent = client.execute_raw(notify, [WAKE_CHANNEL]);
+            tail.push(Box::pin(async move { sent.await.map(drop) }));
         }
-        self.batch("COMMIT").await
+        tail.push(Box::pin(client.batch_execute("COMMIT")));
+        futures::future::try_join_all(tail).await.map(drop).map_err(|e| self.failed(e))
     }
 
     /// Rolls back after `error`; says whether another try may pass.
