@@ -116,6 +116,25 @@ def get(base, path):
         return json.load(response)
 
 
+def serve(jobhost, port, data, plugins, extra):
+    """`jobhost serve` on 127.0.0.1:`port` with its data (and log) in
+    `data`, once it answers."""
+    log = os.path.join(data, "serve.log")
+    server = subprocess.Popen(
+        [jobhost, "serve", "--listen", f"127.0.0.1:{port}", "--data", data,
+         "--plugins", plugins, "--tenant-max-queued", "2000000", "--admin-token", TOKEN,
+         *extra],
+        stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    for _ in range(300):
+        try:
+            get(f"http://127.0.0.1:{port}", "/v1/stats")
+            return server
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    sys.exit(f"{sys.argv[0]}: the host did not start: " + open(log).read()[-2000:])
+
+
 DURABILITY = "redb, fsync per commit (group commit)"
 
 
@@ -149,21 +168,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen(
-            [args.jobhost, "serve", "--listen", f"127.0.0.1:{port}", "--data", tmp,
-             "--plugins", args.plugins, "--slots", str(CONNECTIONS),
-             "--tenant-max-queued", "2000000", "--admin-token", TOKEN, *backend],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "serve.log"), "w"))
+        server = serve(args.jobhost, port, tmp, args.plugins,
+                       ["--slots", str(CONNECTIONS), *backend])
         try:
-            for _ in range(300):
-                try:
-                    get(base, "/v1/stats")
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            else:
-                sys.exit("http_load.py: the host did not start: " +
-                         open(os.path.join(tmp, "serve.log")).read()[-2000:])
             script = os.path.join(tmp, "post.lua")
             with open(script, "w") as f:
                 f.write(POST_LUA)
