@@ -16,7 +16,9 @@ slots each) on it. For each setup:
 - latency: hello jobs at a steady rate from an asyncio client whose
   connections go round the hosts: the time to each enqueue's answer, and
   from each job's enqueue to its start (`started_at - created_at`, the
-  host's millisecond clock).
+  host's millisecond clock);
+- bulk: batches of 500 jobs posted one after another, round the hosts:
+  jobs acknowledged a second.
 
 Prints JSON lines in the protocol of bench/peers/table.py, which makes them
 a table with a column per setup.
@@ -153,6 +155,23 @@ def start_delays(port, queue):
             return sorted(delays)
 
 
+def bulk(ports, batches, size):
+    """Jobs acknowledged a second when `batches` batches of `size` hello
+    jobs are posted one after another, round the hosts."""
+    jobs = [{"job": "examples.hello", "args": {"name": "bench"}, "queue": "bulk"}] * size
+    body = json.dumps({"jobs": jobs}).encode()
+    headers = {"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"}
+    started = time.monotonic()
+    for i in range(batches):
+        url = f"http://127.0.0.1:{ports[i % len(ports)]}/v1/jobs/batch"
+        request = urllib.request.Request(url, data=body, headers=headers)
+        with urllib.request.urlopen(request, timeout=120) as response:
+            results = json.load(response)["results"]
+        if any(result["status"] != 202 for result in results):
+            sys.exit(f"hosts.py: a batch was refused in part: {results[:3]}")
+    return batches * size / (time.monotonic() - started)
+
+
 def measure(args, setup, count, backend, cluster):
     seconds = 2 if args.quick else 5
     version = subprocess.run([args.jobhost, "--version"], capture_output=True, text=True,
@@ -212,6 +231,11 @@ def measure(args, setup, count, backend, cluster):
                      note + ": from when each was due to the enqueue's answer")
                 emit(f"latency_start_p{round(p * 100)}", delays[round((len(delays) - 1) * p)],
                      "ms", note + ": from each job's enqueue to its start (host clock, ms)")
+
+            batches = 4 if args.quick else 20
+            emit("noop_bulk_enqueued", bulk([port for _, port in hosts], batches, 500), "jobs/s",
+                 f"{batches} batches of 500 hello jobs (POST /v1/jobs/batch, a commit each) "
+                 "posted one after another round the hosts: jobs acknowledged a second")
         finally:
             for server, _ in hosts:
                 server.terminate()

@@ -70,6 +70,8 @@ struct Link {
     heard: mpsc::UnboundedReceiver<Notification>,
     /// The connection's server process, which sent this host's own.
     pid: i32,
+    /// `pg_notify` on the events channel, prepared once.
+    notify: tokio_postgres::Statement,
 }
 
 impl Link {
@@ -89,7 +91,8 @@ impl Link {
         });
         client.batch_execute(&format!("LISTEN {EVENTS_CHANNEL}")).await?;
         let pid = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
-        Ok(Link { client, heard, pid })
+        let notify = client.prepare("SELECT pg_notify($1, $2)").await?;
+        Ok(Link { client, heard, pid, notify })
     }
 
     /// Relays until the connection fails; says why it ended.
@@ -113,7 +116,7 @@ impl Link {
                     for payload in payloads(first, &mut local) {
                         let sent = self
                             .client
-                            .execute("SELECT pg_notify($1, $2)", &[&EVENTS_CHANNEL, &payload])
+                            .execute(&self.notify, &[&EVENTS_CHANNEL, &payload])
                             .await;
                         if let Err(e) = sent {
                             return e.to_string();

@@ -84,8 +84,13 @@ pub(super) struct Tx {
     conflict: AtomicBool,
     /// `None` for reads, which admit nothing.
     admissions: Option<Arc<Admissions>>,
-    /// Tenants whose admission lock this holds: true if exclusive.
-    admitting: Mutex<BTreeMap<String, bool>>,
+    /// Tenants whose admission lock this holds exclusive, with their
+    /// committed count read once it was taken: no admission commits while
+    /// it is held, and what else may (a retry back in the queue) checks no
+    /// cap, so this counts as if it came first.
+    exclusive: Mutex<BTreeMap<String, i64>>,
+    /// Tenants whose admission lock this holds shared.
+    shared: Mutex<HashSet<String>>,
     /// This admits several jobs of a tenant: it counts strictly.
     many: AtomicBool,
     shard: i32,
@@ -115,7 +120,8 @@ impl Tx {
             wake: AtomicBool::new(false),
             conflict: AtomicBool::new(false),
             admissions,
-            admitting: Mutex::default(),
+            exclusive: Mutex::default(),
+            shared: Mutex::default(),
             many: AtomicBool::new(false),
             shard,
         }
@@ -188,39 +194,37 @@ impl Tx {
         cap: u64,
     ) -> Result<u64, StorageError> {
         let admissions = self.admissions.as_ref().expect("reads admit no job");
-        let held = self.admitting.lock().unwrap().get(tenant).copied();
         let pending = self.waiting.lock().unwrap().get(tenant).copied().unwrap_or(0);
-        let strict = match held {
-            Some(exclusive) => exclusive,
-            None => {
-                adding > 1
-                    || self.many.load(Ordering::Relaxed)
-                    || admissions.near_cap.lock().unwrap().contains(tenant)
-            }
-        };
-        if held.is_some() && !strict {
+        if let Some(stored) = self.exclusive.lock().unwrap().get(tenant) {
+            return Ok((stored + pending).max(0) as u64);
+        }
+        if self.shared.lock().unwrap().contains(tenant) {
             // A second admission under the shared lock: exact from the
             // start, next time.
             return Err(self.near_cap(admissions, tenant));
         }
+        let strict = adding > 1
+            || self.many.load(Ordering::Relaxed)
+            || admissions.near_cap.lock().unwrap().contains(tenant);
         let lock = match strict {
             true => "SELECT pg_advisory_xact_lock($1, hashtext($2))",
             false => "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
         };
-        if held.is_none() {
-            self.execute(lock, &[&ADMISSIONS_LOCK, &tenant]).await?;
-            self.admitting.lock().unwrap().insert(tenant.to_string(), strict);
-        }
+        self.execute(lock, &[&ADMISSIONS_LOCK, &tenant]).await?;
         let row = self.query_opt(STORED_WAITING, &[&tenant]).await?;
         let stored = row.map_or(0, |row| row.get::<_, i64>(0));
         let waiting = (stored + pending).max(0) as u64;
         let unseen = admissions.in_flight;
         if strict {
+            self.exclusive.lock().unwrap().insert(tenant.to_string(), stored);
             if waiting.saturating_add(adding).saturating_add(2 * unseen) <= cap {
                 admissions.near_cap.lock().unwrap().remove(tenant);
             }
-        } else if waiting.saturating_add(unseen) > cap {
-            return Err(self.near_cap(admissions, tenant));
+        } else {
+            self.shared.lock().unwrap().insert(tenant.to_string());
+            if waiting.saturating_add(unseen) > cap {
+                return Err(self.near_cap(admissions, tenant));
+            }
         }
         Ok(waiting)
     }
