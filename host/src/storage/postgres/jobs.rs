@@ -45,8 +45,7 @@ pub(super) fn insert<'a>(
     Box::pin(async move {
         let tenant = tenant(tx, &new.tenant).await?;
         let more = std::iter::successors(new.next.as_deref(), |next| next.next.as_deref()).count();
-        let cap = u64::from(tenant.queued_quota(defaults));
-        let waiting = tx.waiting(&tenant.name, 1 + more as u64, cap).await?;
+        let waiting = tx.waiting(&tenant, defaults, 1 + more as u64).await?;
         rules::queued_quota(&tenant, defaults, waiting.saturating_add(more as u64))
             .map_err(StorageError::OverQuota)?;
         let deps = dependencies(tx, &new.flow.depends_on).await?;
@@ -381,8 +380,7 @@ pub(super) async fn enqueue_broadcast(
     // is written, so a refused broadcast stores nothing.
     let tenant = tenant(tx, &new.tenant).await?;
     tx.admit_many();
-    let cap = u64::from(tenant.queued_quota(defaults));
-    let waiting = tx.waiting(&tenant.name, live.len() as u64, cap).await?;
+    let waiting = tx.waiting(&tenant, defaults, live.len() as u64).await?;
     let more = waiting.saturating_add(live.len() as u64 - 1);
     rules::queued_quota(&tenant, defaults, more).map_err(|why| {
         StorageError::OverQuota(format!(

@@ -11,6 +11,7 @@
 //! exclusive, which waits for those in flight, and checks the exact count.
 
 use super::StorageError;
+use crate::jobs::{TenantDefaults, TenantRecord};
 use deadpool_postgres::Object;
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashSet};
@@ -184,15 +185,18 @@ impl Tx {
     }
 
     /// The jobs of `tenant` waiting to run, counting this transaction's,
-    /// for the admission of `adding` more under a cap of `cap`; see the
-    /// module's doc for how it stays exact across hosts. An admission that
-    /// finds itself near the cap on the shared lock runs again, exclusive.
+    /// for the admission of `adding` more under its `max_queued` (its own
+    /// or `defaults`'); see the module's doc for how it stays exact across
+    /// hosts. An admission that finds itself near the cap on the shared
+    /// lock runs again, exclusive.
     pub(super) async fn waiting(
         &self,
-        tenant: &str,
+        tenant: &TenantRecord,
+        defaults: &TenantDefaults,
         adding: u64,
-        cap: u64,
     ) -> Result<u64, StorageError> {
+        let cap = u64::from(tenant.queued_quota(defaults));
+        let tenant = tenant.name.as_str();
         let admissions = self.admissions.as_ref().expect("reads admit no job");
         let pending = self.waiting.lock().unwrap().get(tenant).copied().unwrap_or(0);
         if let Some(stored) = self.exclusive.lock().unwrap().get(tenant) {

@@ -151,8 +151,7 @@ async fn room_for(
 ) -> Result<(), StorageError> {
     let tenant = tenant(tx, tenant_name).await?;
     tx.admit_many();
-    let cap = u64::from(tenant.queued_quota(defaults));
-    let waiting = tx.waiting(tenant_name, count as u64, cap).await?;
+    let waiting = tx.waiting(&tenant, defaults, count as u64).await?;
     let more = waiting.saturating_add(count.saturating_sub(1) as u64);
     rules::queued_quota(&tenant, defaults, more).map_err(|why| {
         StorageError::OverQuota(format!("{why}; this workflow needs room for {count} jobs"))
