@@ -118,3 +118,27 @@ async fn a_file_that_listed_running_jobs_apart_is_regrouped_at_open() {
         listing.iter().unwrap().filter(|e| state_of(e.as_ref().unwrap().0.value()) == RUNNING);
     assert_eq!(left.count(), 0, "no row is left in a running group");
 }
+
+/// The writer's time counters (in `/metrics` and `/v1/stats`) tell an
+/// operator where a write's latency goes: applying it, and syncing it.
+#[tokio::test]
+async fn commits_count_the_time_they_spend_applying_and_syncing() {
+    let db = open().await;
+    let counter = |name: &str| {
+        db.storage.counters().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v).unwrap()
+    };
+    let (apply, sync) =
+        (counter("commit_apply_microseconds_total"), counter("commit_sync_microseconds_total"));
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        db.storage.enqueue(job(&format!("timed {i}")), now_ms()).await.unwrap();
+    }
+    let elapsed = started.elapsed().as_micros() as u64;
+    let applied = counter("commit_apply_microseconds_total") - apply;
+    let synced = counter("commit_sync_microseconds_total") - sync;
+    assert!(
+        applied > 0 && synced > 0,
+        "20 commits took {applied} us applying, {synced} us syncing"
+    );
+    assert!(applied + synced <= elapsed, "{applied} + {synced} us counted in {elapsed} us");
+}

@@ -5,10 +5,11 @@ job they enqueued has completed. A C client leaves the host most of the two
 cores, which an in-process Rust or Node client does not. Then hello jobs at a
 steady 1,000 a second from an asyncio client on 30 keep-alive connections:
 the time to each enqueue's answer, which comes after the commit that also
-claimed the job (it is running when the client hears of it). Also the
-host's CPU time per job under wrk, and its writer thread's (every commit
-goes through that one thread, so it bounds durable throughput). Prints
-JSON lines in the protocol of table.py.
+claimed the job (it is running when the client hears of it), and the
+commits' mean time applying and syncing. Also the host's CPU time per job
+under wrk, and its writer thread's (every commit goes through that one
+thread, so it bounds durable throughput). Prints JSON lines in the
+protocol of table.py.
 
     python3 bench/peers/http_load.py --jobhost target/release/jobhost [--quick]
 
@@ -110,6 +111,19 @@ def cpu_seconds(pid):
     return read(f"/proc/{pid}/stat"), writer
 
 
+def commit_parts(version, before, after):
+    """Where the steady phase's commits spent their time, from the host's
+    storage counters: applying the writes on the writer thread, and making
+    them durable (page writes and the fsync). Each enqueue's answer waits
+    for one commit, so these are most of its latency."""
+    commits = max(after["commits_total"] - before["commits_total"], 1)
+    note = "mean per commit at the steady 1,000/s, from the host's storage counters"
+    for part in ("apply", "sync"):
+        name = f"commit_{part}_microseconds_total"
+        emit(version, f"commit_{part}_mean", (after[name] - before[name]) / 1000 / commits,
+             "ms", note)
+
+
 def get(base, path):
     request = urllib.request.Request(base + path, headers={"Authorization": "Bearer " + TOKEN})
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -207,6 +221,7 @@ def main():
             if not args.database_url:
                 emit(version, "writer_cpu_per_job", writer_cpu * 1e6 / max(jobs, 1), "us", note)
             count = 1000 if args.quick else 5000
+            storage_before = get(base, "/v1/stats")["host"]["storage"]
             took, late = asyncio.run(steady([port], count))
             note = (f"{count} hello jobs at 1,000/s from an asyncio client (30 connections): "
                     "from when each was due to the enqueue's answer, sent after the commit "
@@ -214,6 +229,8 @@ def main():
             for p in (0.5, 0.99):
                 emit(version, f"latency_ack_p{round(p * 100)}", took[round((len(took) - 1) * p)],
                      "ms", note)
+            if not args.database_url:
+                commit_parts(version, storage_before, get(base, "/v1/stats")["host"]["storage"])
         finally:
             server.terminate()
             server.wait(timeout=30)

@@ -346,6 +346,8 @@ impl JobStore for RedbStorage {
             ("commits_total", stats.commits.load(Ordering::Relaxed)),
             ("writes_total", stats.writes.load(Ordering::Relaxed)),
             ("largest_commit_writes", stats.max_batch.load(Ordering::Relaxed)),
+            ("commit_apply_microseconds_total", stats.apply_nanos.load(Ordering::Relaxed) / 1000),
+            ("commit_sync_microseconds_total", stats.sync_nanos.load(Ordering::Relaxed) / 1000),
         ]
     }
 }

@@ -105,6 +105,13 @@ pub struct CommitStats {
     pub writes: AtomicU64,
     /// The largest batch so far.
     pub max_batch: AtomicU64,
+    /// Nanoseconds spent applying the committed batches (their writes and
+    /// the waiting writes tried in them): CPU on the one writer thread,
+    /// which every write's latency includes.
+    pub apply_nanos: AtomicU64,
+    /// Nanoseconds spent making commits durable (redb's page writes and
+    /// the fsync): the disk's share of every write's latency.
+    pub sync_nanos: AtomicU64,
 }
 
 /// Handle to the writer thread; cheap to clone. Dropping the last handle
@@ -306,6 +313,11 @@ fn give_up_due(waiting: &mut Vec<Box<dyn Waiting>>) {
     }
 }
 
+/// `took` for a counter (which saturates rather than wraps).
+fn nanos(took: Duration) -> u64 {
+    u64::try_from(took.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Applies a batch in one transaction, then tries the waiting writes in it,
 /// counts it, commits and tells every writer the result. A transaction in
 /// which only waiting writes ran and none did anything is aborted instead:
@@ -336,6 +348,7 @@ fn commit(
             return Err(error);
         }
     };
+    let applying = Instant::now();
     let mut replies: Vec<Reply> = batch.into_iter().map(|apply| apply(Ok(&txn))).collect();
     let mut still_waiting = Vec::with_capacity(waiting.len());
     for mut write in waiting.drain(..) {
@@ -349,7 +362,9 @@ fn commit(
         return txn.abort();
     }
     let size = replies.len() as u64;
+    let syncing = Instant::now();
     let committed = txn.commit();
+    let synced = Instant::now();
     if let Err(StorageError::Unavailable(why)) = &committed {
         file.failed(&db, why);
     }
@@ -357,6 +372,8 @@ fn commit(
     stats.commits.fetch_add(1, Ordering::Relaxed);
     stats.writes.fetch_add(size, Ordering::Relaxed);
     stats.max_batch.fetch_max(size, Ordering::Relaxed);
+    stats.apply_nanos.fetch_add(nanos(syncing - applying), Ordering::Relaxed);
+    stats.sync_nanos.fetch_add(nanos(synced - syncing), Ordering::Relaxed);
     for reply in replies {
         reply(committed.clone());
     }
