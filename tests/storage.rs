@@ -12,9 +12,7 @@ async fn concurrent_writes_share_commits() {
     for enqueued in futures::future::join_all(enqueues).await {
         enqueued.unwrap();
     }
-    let counters = db.storage.counters();
-    let counter = |name: &str| counters.iter().find(|(n, _)| *n == name).unwrap().1;
-    let (commits, writes) = (counter("commits_total"), counter("writes_total"));
+    let (commits, writes) = (counter(&db, "commits_total"), counter(&db, "writes_total"));
     assert_eq!(writes, 500);
     assert!(commits < writes, "500 concurrent enqueues took {commits} commits");
     assert_eq!(
@@ -124,9 +122,7 @@ async fn a_file_that_listed_running_jobs_apart_is_regrouped_at_open() {
 #[tokio::test]
 async fn commits_count_the_time_they_spend_applying_and_syncing() {
     let db = open().await;
-    let counter = |name: &str| {
-        db.storage.counters().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v).unwrap()
-    };
+    let counter = |name: &str| counter(&db, name);
     let (apply, sync) =
         (counter("commit_apply_microseconds_total"), counter("commit_sync_microseconds_total"));
     let started = std::time::Instant::now();
@@ -141,4 +137,9 @@ async fn commits_count_the_time_they_spend_applying_and_syncing() {
         "20 commits took {applied} us applying, {synced} us syncing"
     );
     assert!(applied + synced <= elapsed, "{applied} + {synced} us counted in {elapsed} us");
+}
+
+/// The storage counter `name`, as `/metrics` shows it.
+fn counter(db: &TestDb, name: &str) -> u64 {
+    db.storage.counters().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v).unwrap()
 }
