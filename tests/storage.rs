@@ -117,6 +117,80 @@ async fn a_file_that_listed_running_jobs_apart_is_regrouped_at_open() {
     assert_eq!(left.count(), 0, "no row is left in a running group");
 }
 
+#[tokio::test]
+async fn a_file_that_kept_waiting_and_version_counts_apart_is_upgraded_at_open() {
+    use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+    const COUNTS: TableDefinition<&[u8], u64> = TableDefinition::new("counts");
+    const WAITING: TableDefinition<&str, u64> = TableDefinition::new("waiting");
+    const REFS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("plugin_refs");
+    let db = open().await;
+    let plugin = PluginRecord {
+        tenant: "acme".into(),
+        name: "examples.hello".into(),
+        digest: "sha256:abc".into(),
+        size: 3,
+        uploaded_at: 1,
+        uploader: "ada".into(),
+        retry_on: None,
+        imports: Vec::new(),
+        exports: vec!["run".into()],
+    };
+    db.storage.put_plugin(plugin, b"abc".to_vec()).await.unwrap();
+    for name in ["one", "two"] {
+        let new = NewJob { plugin_digest: "sha256:abc".into(), ..job(name) };
+        db.storage.enqueue(new, now_ms()).await.unwrap();
+    }
+    let path = db.dir.path().join("jobhost.redb");
+    drop(db.storage);
+
+    // Rewrite the file as the version before wrote it: the waiting jobs of
+    // each tenant and the unfinished jobs of each plugin version in tables
+    // of their own, not among the counts.
+    let file = redb::Database::create(&path).unwrap();
+    let txn = file.begin_write().unwrap();
+    {
+        let mut counts = txn.open_table(COUNTS).unwrap();
+        let (mut waiting, mut refs) =
+            (txn.open_table(WAITING).unwrap(), txn.open_table(REFS).unwrap());
+        let apart: Vec<(Vec<u8>, u64)> = counts
+            .iter()
+            .unwrap()
+            .map(|entry| entry.unwrap())
+            .map(|(key, count)| (key.value().to_vec(), count.value()))
+            .filter(|(key, _)| matches!(key[0], b'W' | b'V'))
+            .collect();
+        assert_eq!(apart.len(), 2, "one waiting count and one version count");
+        for (key, count) in apart {
+            counts.remove(key.as_slice()).unwrap();
+            let text = String::from_utf8(key[1..].to_vec()).unwrap();
+            let parts: Vec<&str> = text.split('\0').collect();
+            match key[0] {
+                b'W' => waiting.insert(parts[0], count).unwrap(),
+                _ => refs.insert((parts[0], parts[1], parts[2]), count).unwrap(),
+            };
+        }
+    }
+    txn.commit().unwrap();
+    drop(file);
+
+    let storage = open_in(BACKEND, db.dir.path(), TenantDefaults::default()).await;
+    assert_eq!(storage.waiting("acme").await.unwrap(), 2, "the tenant's jobs still wait");
+    let versions = storage.plugin_versions("acme", "examples.hello").await.unwrap();
+    assert_eq!(versions.iter().map(|v| v.jobs).collect::<Vec<_>>(), [2], "jobs need the version");
+    assert!(
+        storage.remove_plugin("acme", "examples.hello").await.is_err(),
+        "a plugin its unfinished jobs need is kept"
+    );
+    let claimed = storage.claim(rules("w1", 10)).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(storage.waiting("acme").await.unwrap(), 0, "claimed jobs wait no more");
+    drop(storage);
+    let file = redb::Database::create(&path).unwrap();
+    let read = file.begin_read().unwrap();
+    let tables: Vec<String> = read.list_tables().unwrap().map(|t| t.name().to_string()).collect();
+    assert!(!tables.iter().any(|t| t == "waiting" || t == "plugin_refs"), "{tables:?}");
+}
+
 /// The writer's time counters (in `/metrics` and `/v1/stats`) tell an
 /// operator where a write's latency goes: applying it, and syncing it.
 #[tokio::test]

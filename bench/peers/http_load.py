@@ -96,22 +96,35 @@ async def steady(ports, count, rate=1000, connections=30, queue="default"):
     return sorted(took), late
 
 
+def writer_task(pid):
+    """The /proc folder of the writer thread of process `pid`, the one
+    thread every commit goes through (None when it has none)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/comm") as f:
+            if f.read().strip() == "jobhost-writer":
+                return f"/proc/{pid}/task/{task}"
+    return None
+
+
 def cpu_seconds(pid):
-    """CPU time (user + system) of process `pid` and of its writer thread,
-    the one thread every commit goes through."""
+    """CPU time (user + system) of process `pid` and of its writer thread."""
     def read(stat):
         with open(stat) as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    writer = 0.0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/comm") as f:
-            if f.read().strip() == "jobhost-writer":
-                writer = read(f"/proc/{pid}/task/{task}/stat")
-    return read(f"/proc/{pid}/stat"), writer
+    writer = writer_task(pid)
+    return read(f"/proc/{pid}/stat"), read(f"{writer}/stat") if writer else 0.0
 
 
-def commit_parts(version, before, after):
+def writer_writes(pid):
+    """Write system calls the writer thread of process `pid` made: redb
+    writes each dirty page of a commit with one, so per commit this is the
+    pages a commit costs (and its header)."""
+    with open(f"{writer_task(pid)}/io") as f:
+        return int(next(line.split()[1] for line in f if line.startswith("syscw:")))
+
+
+def commit_parts(version, before, after, writes):
     """Where the steady phase's commits spent their time, from the host's
     storage counters: applying the writes on the writer thread, and making
     them durable (page writes and the fsync). Each enqueue's answer waits
@@ -122,6 +135,9 @@ def commit_parts(version, before, after):
         name = f"commit_{part}_microseconds_total"
         emit(version, f"commit_{part}_mean", (after[name] - before[name]) / 1000 / commits,
              "ms", note)
+    emit(version, "commit_writes_mean", writes / commits, "writes",
+         "page writes (pwrite calls of the writer thread) per commit at the steady 1,000/s; "
+         "each lands in its own place on disk before the fsync")
 
 
 def get(base, path):
@@ -222,6 +238,7 @@ def main():
                 emit(version, "writer_cpu_per_job", writer_cpu * 1e6 / max(jobs, 1), "us", note)
             count = 1000 if args.quick else 5000
             storage_before = get(base, "/v1/stats")["host"]["storage"]
+            writes_before = 0 if args.database_url else writer_writes(server.pid)
             took, late = asyncio.run(steady([port], count))
             note = (f"{count} hello jobs at 1,000/s from an asyncio client (30 connections): "
                     "from when each was due to the enqueue's answer, sent after the commit "
@@ -230,7 +247,9 @@ def main():
                 emit(version, f"latency_ack_p{round(p * 100)}", took[round((len(took) - 1) * p)],
                      "ms", note)
             if not args.database_url:
-                commit_parts(version, storage_before, get(base, "/v1/stats")["host"]["storage"])
+                writes = writer_writes(server.pid) - writes_before
+                commit_parts(version, storage_before, get(base, "/v1/stats")["host"]["storage"],
+                             writes)
         finally:
             server.terminate()
             server.wait(timeout=30)

@@ -10,7 +10,7 @@ import sys
 ORDER = ["noop_one_by_one", "noop_wrk", "noop_wrk_enqueued", "host_cpu_per_job",
          "writer_cpu_per_job", "noop_bulk",
          "latency_p50", "latency_p99", "latency_ack_p50", "latency_ack_p99",
-         "commit_apply_mean", "commit_sync_mean", "wordcount",
+         "commit_apply_mean", "commit_sync_mean", "commit_writes_mean", "wordcount",
          "memory_per_waiting_job", "list_p99", "stats_p99", "metrics_p99"]
 
 

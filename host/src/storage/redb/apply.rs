@@ -8,11 +8,11 @@
 //! tallies follow it ([`rewrite`]).
 
 use super::index::rewrite;
-use super::index::{Counter, Txn};
+use super::index::{Counter, Txn, any_waiting};
 use super::schema::{
-    CALLBACKS, DEPENDENTS, EVENTS, EXPIRING, JOBS, LOCKS, PARKED, PENDING_V1, PLUGIN_VERSIONS,
-    PLUGINS, READY, RUNNING, SCHEDULED, WAITING, decode, encode, pending_v1_id, ready_key,
-    ready_key_id, scheduled_key,
+    CALLBACKS, COUNTS, DEPENDENTS, EVENTS, EXPIRING, JOBS, LOCKS, PARKED, PENDING_V1,
+    PLUGIN_REFS_V1, PLUGIN_VERSIONS, PLUGINS, READY, RUNNING, SCHEDULED, WAITING_V1, decode,
+    encode, pending_v1_id, ready_key, ready_key_id, scheduled_key,
 };
 use super::{Lease, StorageError, read_job};
 use crate::jobs::flow::settle;
@@ -245,17 +245,10 @@ fn count_waiting(txn: &Txn, tenant: &str, delta: i64) {
     txn.add(Counter::Waiting(tenant.to_string()), delta);
 }
 
-/// Jobs of `tenant` waiting to run.
-pub(super) fn waiting(
-    table: &impl ReadableTable<&'static str, u64>,
-    tenant: &str,
-) -> Result<u64, StorageError> {
-    Ok(table.get(tenant)?.map_or(0, |v| v.value()))
-}
-
 /// Brings a file from an earlier version up to date: the ready jobs of the
-/// old single index move into the grouped one, and the waiting counts are
-/// made when the file has waiting jobs but none (it predates them). After
+/// old single index move into the grouped one, the counts of the old
+/// tables of their own into [`COUNTS`], and the waiting counts are made
+/// when the file has waiting jobs but none (it predates them). After
 /// that the index helpers keep both in the same transactions as the jobs,
 /// so they stay right through any crash and an open costs nothing.
 pub(super) fn upgrade(txn: &Txn) -> Result<(), StorageError> {
@@ -272,8 +265,32 @@ pub(super) fn upgrade(txn: &Txn) -> Result<(), StorageError> {
         }
     }
     txn.delete_table(PENDING_V1)?;
+    move_counts_v1(txn)?;
     recount_plugin_refs(txn)?;
     recount_waiting(txn)
+}
+
+/// Moves the counts of the tables a file from before [`COUNTS`] held them
+/// all kept them in, and drops those tables.
+fn move_counts_v1(txn: &Txn) -> Result<(), StorageError> {
+    let mut moved: Vec<(Counter, u64)> = Vec::new();
+    for entry in txn.open_table(WAITING_V1)?.iter()? {
+        let (tenant, count) = entry?;
+        moved.push((Counter::Waiting(tenant.value().to_string()), count.value()));
+    }
+    for entry in txn.open_table(PLUGIN_REFS_V1)?.iter()? {
+        let (key, count) = entry?;
+        let (tenant, name, digest) = key.value();
+        moved.push((Counter::PluginRef(tenant.into(), name.into(), digest.into()), count.value()));
+    }
+    let mut counts = txn.open_table(COUNTS)?;
+    for (counter, count) in moved {
+        counts.insert(counter.key().as_slice(), count)?;
+    }
+    drop(counts);
+    txn.delete_table(WAITING_V1)?;
+    txn.delete_table(PLUGIN_REFS_V1)?;
+    Ok(())
 }
 
 /// Records the current version of every plugin and counts the unfinished
@@ -310,7 +327,7 @@ fn recount_waiting(txn: &Txn) -> Result<(), StorageError> {
     let nothing_waits = txn.open_table(READY)?.is_empty()?
         && txn.open_table(PARKED)?.is_empty()?
         && txn.open_table(SCHEDULED)?.is_empty()?;
-    if nothing_waits || !txn.open_table(WAITING)?.is_empty()? {
+    if nothing_waits || any_waiting(&txn.open_table(COUNTS)?)? {
         return Ok(());
     }
     let mut ids: Vec<u128> = Vec::new();
@@ -328,9 +345,8 @@ fn recount_waiting(txn: &Txn) -> Result<(), StorageError> {
     for id in ids {
         *counts.entry(read_job(&jobs, Uuid::from_u128(id))?.tenant).or_default() += 1;
     }
-    let mut table = txn.open_table(WAITING)?;
     for (tenant, count) in counts {
-        table.insert(tenant.as_str(), count)?;
+        count_waiting(txn, &tenant, count as i64);
     }
     Ok(())
 }

@@ -20,7 +20,7 @@
 //! due (`R`).
 
 use super::StorageError;
-use super::schema::{COUNTS, JOBS, LISTING, PLUGIN_REFS, RUNNING, WAITING, decode, encode};
+use super::schema::{COUNTS, JOBS, LISTING, RUNNING, decode, encode};
 use crate::jobs::{JobRecord, JobState, Millis};
 use ::redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use std::cell::RefCell;
@@ -183,17 +183,52 @@ fn tallies(job: &JobRecord) -> Vec<(Vec<u8>, i64)> {
     tallies
 }
 
-/// A count kept in a table of its own, summed in the [`Txn`] and written
-/// once per key at commit.
+/// A count of [`COUNTS`], summed in the [`Txn`] and written once per key
+/// at commit. Every count lives in that one table, so a commit touches
+/// one table of counts however many kinds it changed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Counter {
-    /// A tally of [`COUNTS`].
+    /// A tally: a group of [`LISTING`] rows, or a per-minute figure.
     Tally(Vec<u8>),
-    /// The jobs of a tenant waiting to run ([`WAITING`]).
+    /// The jobs of a tenant waiting to run.
     Waiting(String),
-    /// The unfinished jobs of a plugin version ([`PLUGIN_REFS`]): tenant,
-    /// name, digest.
+    /// The unfinished jobs of a plugin version: tenant, name, digest.
     PluginRef(String, String, String),
+}
+
+/// Tag of the [`Counter::Waiting`] counts.
+const WAITING: u8 = b'W';
+/// Tag of the [`Counter::PluginRef`] counts.
+const PLUGIN_REF: u8 = b'V';
+
+impl Counter {
+    /// Its key in [`COUNTS`].
+    pub(super) fn key(&self) -> Vec<u8> {
+        match self {
+            Counter::Tally(key) => key.clone(),
+            Counter::Waiting(tenant) => prefix(WAITING, tenant, ""),
+            Counter::PluginRef(tenant, name, digest) => {
+                let mut key = prefix(PLUGIN_REF, tenant, name);
+                key.extend_from_slice(digest.as_bytes());
+                key
+            }
+        }
+    }
+
+    /// Its value as stored (zero when absent: [`COUNTS`] keeps no zeros).
+    pub(super) fn stored(
+        &self,
+        counts: &impl ReadableTable<&'static [u8], u64>,
+    ) -> Result<u64, StorageError> {
+        Ok(counts.get(self.key().as_slice())?.map_or(0, |v| v.value()))
+    }
+}
+
+/// Whether any [`Counter::Waiting`] count is stored.
+pub(super) fn any_waiting(
+    counts: &impl ReadableTable<&'static [u8], u64>,
+) -> Result<bool, StorageError> {
+    Ok(counts.range::<&[u8]>(&[WAITING][..]..&[WAITING + 1][..])?.next().is_some())
 }
 
 /// A write transaction with the counts its writes changed, summed until
@@ -222,18 +257,9 @@ impl Txn {
     pub(super) fn commit(self) -> Result<(), StorageError> {
         {
             let mut counts = self.txn.open_table(COUNTS)?;
-            let mut waiting = self.txn.open_table(WAITING)?;
-            let mut refs = self.txn.open_table(PLUGIN_REFS)?;
             for (counter, delta) in self.sums.take() {
-                if delta == 0 {
-                    continue;
-                }
-                match &counter {
-                    Counter::Tally(key) => add(&mut counts, key.as_slice(), delta)?,
-                    Counter::Waiting(tenant) => add(&mut waiting, tenant.as_str(), delta)?,
-                    Counter::PluginRef(tenant, name, digest) => {
-                        add(&mut refs, (tenant.as_str(), name.as_str(), digest.as_str()), delta)?
-                    }
+                if delta != 0 {
+                    add(&mut counts, counter.key().as_slice(), delta)?;
                 }
             }
         }
@@ -253,24 +279,10 @@ impl Txn {
         *self.sums.borrow_mut().entry(counter).or_default() += delta;
     }
 
-    /// The jobs of `tenant` waiting to run, this transaction's own included.
-    pub(super) fn waiting(&self, tenant: &str) -> Result<u64, StorageError> {
-        let stored = self.txn.open_table(WAITING)?.get(tenant)?.map_or(0, |v| v.value());
-        Ok(stored.saturating_add_signed(self.pending(&Counter::Waiting(tenant.to_string()))))
-    }
-
-    /// The unfinished jobs of a plugin version, this transaction's own
-    /// included.
-    pub(super) fn plugin_refs(
-        &self,
-        tenant: &str,
-        name: &str,
-        digest: &str,
-    ) -> Result<u64, StorageError> {
-        let stored =
-            self.txn.open_table(PLUGIN_REFS)?.get((tenant, name, digest))?.map_or(0, |v| v.value());
-        let counter = Counter::PluginRef(tenant.into(), name.into(), digest.into());
-        Ok(stored.saturating_add_signed(self.pending(&counter)))
+    /// The value of `counter`, this transaction's own changes included.
+    pub(super) fn count_of(&self, counter: &Counter) -> Result<u64, StorageError> {
+        let stored = counter.stored(&self.txn.open_table(COUNTS)?)?;
+        Ok(stored.saturating_add_signed(self.pending(counter)))
     }
 
     fn pending(&self, counter: &Counter) -> i64 {
@@ -285,12 +297,7 @@ impl Txn {
 }
 
 /// Adds `delta` to the count at `key` of `table`, which keeps no zeros.
-fn add<'k, K: redb::Key + 'static>(
-    table: &mut Table<K, u64>,
-    key: impl std::borrow::Borrow<K::SelfType<'k>>,
-    delta: i64,
-) -> Result<(), StorageError> {
-    let key = key.borrow();
+fn add(table: &mut Table<&[u8], u64>, key: &[u8], delta: i64) -> Result<(), StorageError> {
     let count = table.get(key)?.map_or(0, |v| v.value()).saturating_add_signed(delta);
     match count {
         0 => table.remove(key)?,

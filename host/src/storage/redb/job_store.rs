@@ -1,9 +1,10 @@
 //! [`JobStore`] on redb: writes go through the group-commit writer into the
 //! functions of `jobs` and `claim`; reads open their own read transaction.
 
-use super::apply::{unlock, waiting};
+use super::apply::unlock;
+use super::index::Counter;
 use super::schema::{
-    EVENTS, EXPIRING, JOBS, LOCKS, LOGS, QUEUES, READY, RUNNING, SCHEDULED, TimeIndex, WAITING,
+    COUNTS, EVENTS, EXPIRING, JOBS, LOCKS, LOGS, QUEUES, READY, RUNNING, SCHEDULED, TimeIndex,
     decode, encode, ready_group, ready_key,
 };
 use super::{Lease, RedbStorage, StorageError, claim, jobs, listing, read_job};
@@ -295,7 +296,7 @@ impl JobStore for RedbStorage {
     }
 
     async fn waiting(&self, tenant: &str) -> Result<u64, StorageError> {
-        waiting(&self.begin_read()?.open_table(WAITING)?, tenant)
+        Counter::Waiting(tenant.to_string()).stored(&self.begin_read()?.open_table(COUNTS)?)
     }
 
     async fn set_queue(&self, name: &str, settings: QueueSettings) -> Result<(), StorageError> {

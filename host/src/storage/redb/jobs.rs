@@ -2,8 +2,7 @@
 //! record, ask the rule of [`crate::jobs::rules`], [`apply`] its answer.
 
 use super::apply::{apply, dependencies};
-use super::index::Txn;
-use super::index::{finished_until, rewrite, unlist};
+use super::index::{Counter, Txn, finished_until, rewrite, unlist};
 use super::schema::{
     DEPENDENTS, EVENTS, IDEMPOTENCY, JOBS, LOGS, QUEUES, RUNNING, TENANTS, TimeIndex, WORKERS,
     decode, encode,
@@ -52,7 +51,7 @@ pub(super) fn insert(
     now: Millis,
 ) -> Result<JobRecord, StorageError> {
     let tenant = tenant(txn, &new.tenant)?;
-    let waiting = txn.waiting(&tenant.name)?;
+    let waiting = txn.count_of(&Counter::Waiting(tenant.name.clone()))?;
     let more = std::iter::successors(new.next.as_deref(), |next| next.next.as_deref()).count();
     rules::queued_quota(&tenant, defaults, waiting.saturating_add(more as u64))
         .map_err(StorageError::OverQuota)?;
@@ -349,7 +348,7 @@ pub(super) fn enqueue_broadcast(
     // Every copy counts against the quota: check them all before the first
     // is written, so a refused broadcast stores nothing.
     let tenant = tenant(txn, &new.tenant)?;
-    let waiting = txn.waiting(&tenant.name)?;
+    let waiting = txn.count_of(&Counter::Waiting(tenant.name.clone()))?;
     let more = waiting.saturating_add(live.len() as u64 - 1);
     rules::queued_quota(&tenant, defaults, more).map_err(|why| {
         StorageError::OverQuota(format!(

@@ -36,8 +36,8 @@ use file::DbFile;
 use index::Txn;
 use schema::{
     CALLBACKS, COMPONENTS, COUNTS, DEPENDENTS, EVENTS, EXPIRING, IDEMPOTENCY, JOBS, LISTING, LOCKS,
-    LOGS, PARKED, PLUGIN_REFS, PLUGIN_VERSIONS, PLUGINS, QUEUES, READY, RUNNING, SCHEDULED,
-    SCHEDULES, TENANTS, TOKENS, WAITING, WORKERS, WORKFLOWS, decode, encode,
+    LOGS, PARKED, PLUGIN_VERSIONS, PLUGINS, QUEUES, READY, RUNNING, SCHEDULED, SCHEDULES, TENANTS,
+    TOKENS, WORKERS, WORKFLOWS, decode, encode,
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -154,11 +154,9 @@ fn open_database(path: &Path) -> Result<Database, StorageError> {
         txn.open_table(PLUGINS)?;
         txn.open_table(COMPONENTS)?;
         txn.open_table(PLUGIN_VERSIONS)?;
-        txn.open_table(PLUGIN_REFS)?;
         txn.open_table(TOKENS)?;
         txn.open_table(TENANTS)?;
         txn.open_table(CALLBACKS)?;
-        txn.open_table(WAITING)?;
         txn.open_table(DEPENDENTS)?;
         txn.open_table(WORKFLOWS)?;
         txn.open_table(SCHEDULES)?;

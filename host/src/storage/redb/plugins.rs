@@ -1,21 +1,18 @@
 //! Plugin versions on redb: an upload adds a version and makes it current;
 //! a version stays while it is current or unfinished jobs were enqueued with
-//! it (counted in `PLUGIN_REFS` by `apply`), and its component bytes stay
+//! it (a [`Counter::PluginRef`] kept by `apply`), and its component bytes stay
 //! while any version of any plugin uses them.
 
 use super::StorageError;
-use super::index::Txn;
-use super::schema::{COMPONENTS, PLUGIN_REFS, PLUGIN_VERSIONS, PLUGINS, decode, encode};
+use super::index::{Counter, Txn};
+use super::schema::{COMPONENTS, COUNTS, PLUGIN_VERSIONS, PLUGINS, decode, encode};
 use crate::jobs::{PluginRecord, TenantDefaults};
 use crate::storage::PluginVersion;
 use ::redb::{ReadTransaction, ReadableTable};
 
-/// Unfinished jobs enqueued with a version.
-fn refs(
-    table: &impl ReadableTable<(&'static str, &'static str, &'static str), u64>,
-    key: (&str, &str, &str),
-) -> Result<u64, StorageError> {
-    Ok(table.get(key)?.map_or(0, |v| v.value()))
+/// The count of unfinished jobs enqueued with a version.
+fn refs(tenant: &str, name: &str, digest: &str) -> Counter {
+    Counter::PluginRef(tenant.into(), name.into(), digest.into())
 }
 
 /// Every version record of `tenant`'s plugin `name`.
@@ -81,7 +78,7 @@ pub(super) fn put(
     versions.insert(version, encode(record).as_slice())?;
     let mut unneeded = Vec::new();
     for old in older.into_iter().filter(|old| old.digest != record.digest) {
-        if txn.plugin_refs(&old.tenant, &old.name, &old.digest)? == 0 {
+        if txn.count_of(&refs(&old.tenant, &old.name, &old.digest))? == 0 {
             versions.remove((old.tenant.as_str(), old.name.as_str(), old.digest.as_str()))?;
             unneeded.push(old.digest);
         }
@@ -103,7 +100,7 @@ pub(super) fn remove(txn: &Txn, tenant: &str, name: &str) -> Result<PluginRecord
     let versions = version_records(&txn.open_table(PLUGIN_VERSIONS)?, tenant, name)?;
     let mut needed = 0;
     for version in &versions {
-        needed += txn.plugin_refs(tenant, name, &version.digest)?;
+        needed += txn.count_of(&refs(tenant, name, &version.digest))?;
     }
     if needed > 0 {
         return Err(StorageError::Conflict(format!(
@@ -138,7 +135,7 @@ pub(super) fn remove_version(
             "{digest} is the current version of {name:?}: upload another or remove the plugin"
         )));
     }
-    let needed = txn.plugin_refs(tenant, name, digest)?;
+    let needed = txn.count_of(&refs(tenant, name, digest))?;
     if needed > 0 {
         return Err(StorageError::Conflict(format!(
             "{needed} waiting or running jobs need version {digest} of {name:?}"
@@ -167,10 +164,10 @@ pub(super) fn versions(
     let Some(current) = current else {
         return Err(StorageError::NotFound(format!("plugin {name:?}")));
     };
-    let counts = txn.open_table(PLUGIN_REFS)?;
+    let counts = txn.open_table(COUNTS)?;
     let mut versions: Vec<PluginVersion> = Vec::new();
     for record in version_records(&txn.open_table(PLUGIN_VERSIONS)?, tenant, name)? {
-        let jobs = refs(&counts, (tenant, name, &record.digest))?;
+        let jobs = refs(tenant, name, &record.digest).stored(&counts)?;
         let is_current = record.digest == current.digest;
         versions.push(PluginVersion { record, current: is_current, jobs });
     }

@@ -51,10 +51,9 @@ pub(super) const PLUGINS: TableDefinition<(&str, &str), &[u8]> = TableDefinition
 /// still need.
 pub(super) const PLUGIN_VERSIONS: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("plugin_versions");
-/// (tenant, plugin name, digest) → unfinished jobs enqueued with that
-/// version, kept by [`super::apply`], so a version they need is never
-/// removed.
-pub(super) const PLUGIN_REFS: TableDefinition<(&str, &str, &str), u64> =
+/// The unfinished jobs of each plugin version before they were counted in
+/// [`COUNTS`]: (tenant, plugin name, digest) → jobs. Read once at open.
+pub(super) const PLUGIN_REFS_V1: TableDefinition<(&str, &str, &str), u64> =
     TableDefinition::new("plugin_refs");
 /// Component digest → component bytes, shared by every upload of them.
 pub(super) const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
@@ -71,18 +70,21 @@ pub(super) const DEPENDENTS: TableDefinition<(u128, u128), ()> = TableDefinition
 pub(super) const WORKFLOWS: TableDefinition<u128, &[u8]> = TableDefinition::new("workflows");
 /// Schedule id (UUID v7 as u128) → [`crate::jobs::schedule::ScheduleRecord`] JSON.
 pub(super) const SCHEDULES: TableDefinition<u128, &[u8]> = TableDefinition::new("schedules");
-/// Tenant name → jobs of it waiting (pending or scheduled), kept with the
-/// indexes so a queued-jobs quota costs one read per enqueue.
-pub(super) const WAITING: TableDefinition<&str, u64> = TableDefinition::new("waiting");
+/// The waiting jobs of each tenant before they were counted in [`COUNTS`]:
+/// tenant → jobs. Read once at open.
+pub(super) const WAITING_V1: TableDefinition<&str, u64> = TableDefinition::new("waiting");
 
 /// [`super::index`] row → (). The secondary indexes of every job: per
 /// tenant, queue, plugin, owner, original (of clones) and schedule, each
 /// in the job's state and newest first; and finished jobs by time, for
 /// retention.
 pub(super) const LISTING: TableDefinition<&[u8], ()> = TableDefinition::new("listing");
-/// [`super::index`] tally → count: jobs per index group, jobs finished
-/// per queue and minute, ready jobs per queue and minute they became due.
-/// Kept in the same commits as the jobs, so counts never scan.
+/// [`super::index::Counter`] → count: jobs per index group, jobs finished
+/// per queue and minute, ready jobs per queue and minute they became due,
+/// waiting jobs per tenant (so a queued-jobs quota costs one read per
+/// enqueue), and unfinished jobs per plugin version (so a version they
+/// need is never removed). Kept in the same commits as the jobs, so counts
+/// never scan; one table, so a commit touches one table of counts.
 pub(super) const COUNTS: TableDefinition<&[u8], u64> = TableDefinition::new("counts");
 
 /// Length of the part of a [`ready_key`] after its group prefix.

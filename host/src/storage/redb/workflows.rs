@@ -2,7 +2,7 @@
 //! steps ordinary jobs written by `jobs::insert` in the same transaction.
 
 use super::apply::apply;
-use super::index::Txn;
+use super::index::{Counter, Txn};
 use super::jobs::{insert, tenant};
 use super::schema::{JOBS, WORKFLOWS, decode};
 use super::{RedbStorage, StorageError, put_job, put_record, read_job, read_record};
@@ -157,7 +157,7 @@ fn room_for(
     defaults: &TenantDefaults,
 ) -> Result<(), StorageError> {
     let tenant = tenant(txn, tenant_name)?;
-    let waiting = txn.waiting(tenant_name)?;
+    let waiting = txn.count_of(&Counter::Waiting(tenant_name.to_string()))?;
     let more = waiting.saturating_add(count.saturating_sub(1) as u64);
     rules::queued_quota(&tenant, defaults, more).map_err(|why| {
         StorageError::OverQuota(format!("{why}; this workflow needs room for {count} jobs"))
