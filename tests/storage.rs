@@ -124,18 +124,7 @@ async fn a_file_that_kept_waiting_and_version_counts_apart_is_upgraded_at_open()
     const WAITING: TableDefinition<&str, u64> = TableDefinition::new("waiting");
     const REFS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("plugin_refs");
     let db = open().await;
-    let plugin = PluginRecord {
-        tenant: "acme".into(),
-        name: "examples.hello".into(),
-        digest: "sha256:abc".into(),
-        size: 3,
-        uploaded_at: 1,
-        uploader: "ada".into(),
-        retry_on: None,
-        imports: Vec::new(),
-        exports: vec!["run".into()],
-    };
-    db.storage.put_plugin(plugin, b"abc".to_vec()).await.unwrap();
+    db.storage.put_plugin(plugin_record("acme"), b"abc".to_vec()).await.unwrap();
     for name in ["one", "two"] {
         let new = NewJob { plugin_digest: "sha256:abc".into(), ..job(name) };
         db.storage.enqueue(new, now_ms()).await.unwrap();

@@ -48,6 +48,21 @@ fn job(name: &str) -> NewJob {
     }
 }
 
+/// `tenant`'s `examples.hello`, version `sha256:abc` (bytes `abc`).
+fn plugin_record(tenant: &str) -> PluginRecord {
+    PluginRecord {
+        tenant: tenant.into(),
+        name: "examples.hello".into(),
+        digest: "sha256:abc".into(),
+        size: 3,
+        uploaded_at: 1,
+        uploader: "ada".into(),
+        retry_on: None,
+        imports: Vec::new(),
+        exports: vec!["run".into()],
+    }
+}
+
 fn rules(worker: &str, max: usize) -> ClaimRules {
     ClaimRules { worker: worker.into(), max, now: now_ms(), lease_ms: 30_000 }
 }
@@ -806,23 +821,13 @@ async fn workers_report_heartbeats_and_keep_their_mode() {
 #[tokio::test]
 async fn plugins_are_stored_per_tenant_with_shared_component_bytes() {
     let db = open().await;
-    let record = |tenant: &str| PluginRecord {
-        tenant: tenant.into(),
-        name: "examples.hello".into(),
-        digest: "sha256:abc".into(),
-        size: 3,
-        uploaded_at: 1,
-        uploader: "ada".into(),
-        retry_on: None,
-        imports: Vec::new(),
-        exports: vec!["run".into()],
-    };
     for tenant in ["acme", "globex", "ac", "acme2"] {
-        db.storage.put_plugin(record(tenant), b"abc".to_vec()).await.unwrap();
+        db.storage.put_plugin(plugin_record(tenant), b"abc".to_vec()).await.unwrap();
     }
-    assert_eq!(db.storage.plugins(Some("acme")).await.unwrap(), [record("acme")]);
+    assert_eq!(db.storage.plugins(Some("acme")).await.unwrap(), [plugin_record("acme")]);
     assert_eq!(db.storage.plugins(None).await.unwrap().len(), 4);
-    assert_eq!(db.storage.plugin("acme", "examples.hello").await.unwrap(), Some(record("acme")));
+    let acme = db.storage.plugin("acme", "examples.hello").await.unwrap();
+    assert_eq!(acme, Some(plugin_record("acme")));
     assert_eq!(db.storage.plugin("acme", "examples.other").await.unwrap(), None);
     assert_eq!(db.storage.plugin("initech", "examples.hello").await.unwrap(), None);
     for tenant in ["ac", "acme2", "acme"] {
