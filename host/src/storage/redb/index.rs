@@ -17,7 +17,9 @@
 //! listed from their leases. A tally's key
 //! is a group (`tag ... state`), or the finished jobs of a queue in a
 //! minute (`M`), or the ready jobs of a queue by the minute they became
-//! due (`R`).
+//! due (`R`). The other [`Counter`]s share [`COUNTS`] under tags of their
+//! own: a tenant's waiting jobs (`W`) and a plugin version's unfinished
+//! jobs (`V`).
 
 use super::StorageError;
 use super::schema::{COUNTS, JOBS, LISTING, RUNNING, decode, encode};
