@@ -285,7 +285,7 @@ fn move_counts_v1(txn: &Txn) -> Result<(), StorageError> {
     }
     let mut counts = txn.open_table(COUNTS)?;
     for (counter, count) in moved {
-        counts.insert(counter.key().as_slice(), count)?;
+        counts.insert(&*counter.key(), count)?;
     }
     drop(counts);
     txn.delete_table(WAITING_V1)?;

@@ -25,6 +25,7 @@ use super::StorageError;
 use super::schema::{COUNTS, JOBS, LISTING, RUNNING, decode, encode};
 use crate::jobs::{JobRecord, JobState, Millis};
 use ::redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -204,15 +205,16 @@ const WAITING: u8 = b'W';
 const PLUGIN_REF: u8 = b'V';
 
 impl Counter {
-    /// Its key in [`COUNTS`].
-    pub(super) fn key(&self) -> Vec<u8> {
+    /// Its key in [`COUNTS`] (a tally's own, not copied: every commit
+    /// writes its tallies by these keys).
+    pub(super) fn key(&self) -> Cow<'_, [u8]> {
         match self {
-            Counter::Tally(key) => key.clone(),
-            Counter::Waiting(tenant) => prefix(WAITING, tenant, ""),
+            Counter::Tally(key) => Cow::Borrowed(key),
+            Counter::Waiting(tenant) => Cow::Owned(prefix(WAITING, tenant, "")),
             Counter::PluginRef(tenant, name, digest) => {
                 let mut key = prefix(PLUGIN_REF, tenant, name);
                 key.extend_from_slice(digest.as_bytes());
-                key
+                Cow::Owned(key)
             }
         }
     }
@@ -222,7 +224,7 @@ impl Counter {
         &self,
         counts: &impl ReadableTable<&'static [u8], u64>,
     ) -> Result<u64, StorageError> {
-        Ok(counts.get(self.key().as_slice())?.map_or(0, |v| v.value()))
+        Ok(counts.get(&*self.key())?.map_or(0, |v| v.value()))
     }
 }
 
@@ -261,7 +263,7 @@ impl Txn {
             let mut counts = self.txn.open_table(COUNTS)?;
             for (counter, delta) in self.sums.take() {
                 if delta != 0 {
-                    add(&mut counts, counter.key().as_slice(), delta)?;
+                    add(&mut counts, &counter.key(), delta)?;
                 }
             }
         }
