@@ -225,7 +225,7 @@ impl OutboxStore for RedbStorage {
                 table.remove((callback.due, id))?;
                 let Some(status) = status else { return Ok(()) };
                 let jobs = txn.open_table(JOBS)?;
-                let job = match read_job(&jobs, callback.job) {
+                let job = match read_job(&*jobs, callback.job) {
                     Ok(job) => job,
                     Err(StorageError::NotFound(_)) => return Ok(()),
                     Err(e) => return Err(e),

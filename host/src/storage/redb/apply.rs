@@ -79,7 +79,7 @@ fn settle_dependents(txn: &Txn, finished: Uuid, at: Millis) -> Result<(), Storag
         ids
     };
     for id in waiting {
-        let job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(id))?;
+        let job = read_job(&*txn.open_table(JOBS)?, Uuid::from_u128(id))?;
         if job.state != JobState::Blocked {
             continue;
         }
@@ -261,7 +261,7 @@ pub(super) fn upgrade(txn: &Txn) -> Result<(), StorageError> {
         let jobs = txn.open_table(JOBS)?;
         let mut ready = txn.open_table(READY)?;
         for id in old {
-            ready.insert(ready_key(&read_job(&jobs, Uuid::from_u128(id))?).as_slice(), ())?;
+            ready.insert(ready_key(&read_job(&*jobs, Uuid::from_u128(id))?).as_slice(), ())?;
         }
     }
     txn.delete_table(PENDING_V1)?;
@@ -327,7 +327,7 @@ fn recount_waiting(txn: &Txn) -> Result<(), StorageError> {
     let nothing_waits = txn.open_table(READY)?.is_empty()?
         && txn.open_table(PARKED)?.is_empty()?
         && txn.open_table(SCHEDULED)?.is_empty()?;
-    if nothing_waits || any_waiting(&txn.open_table(COUNTS)?)? {
+    if nothing_waits || any_waiting(&*txn.open_table(COUNTS)?)? {
         return Ok(());
     }
     let mut ids: Vec<u128> = Vec::new();
@@ -343,7 +343,7 @@ fn recount_waiting(txn: &Txn) -> Result<(), StorageError> {
     let mut counts: HashMap<String, u64> = HashMap::new();
     let jobs = txn.open_table(JOBS)?;
     for id in ids {
-        *counts.entry(read_job(&jobs, Uuid::from_u128(id))?.tenant).or_default() += 1;
+        *counts.entry(read_job(&*jobs, Uuid::from_u128(id))?.tenant).or_default() += 1;
     }
     for (tenant, count) in counts {
         count_waiting(txn, &tenant, count as i64);

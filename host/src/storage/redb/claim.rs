@@ -221,7 +221,7 @@ impl<'r> Claim<'r> {
             group.done = keys.len() < CHUNK;
             for key in keys {
                 group.after = Some(key.clone());
-                let job = read_job(&txn.open_table(JOBS)?, ready_key_id(&key))?;
+                let job = read_job(&*txn.open_table(JOBS)?, ready_key_id(&key))?;
                 let lock_held = match &job.lock {
                     Some(lock) => txn.open_table(LOCKS)?.get(lock.as_str())?.is_some(),
                     None => false,

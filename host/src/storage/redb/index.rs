@@ -23,12 +23,14 @@
 
 use super::StorageError;
 use super::schema::{COUNTS, JOBS, LISTING, RUNNING, decode, encode};
+use super::tables::{Kind, Lent, Tables};
 use crate::jobs::{JobRecord, JobState, Millis};
-use ::redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
+use ::redb::{
+    Key, ReadableTable, ReadableTableMetadata, Table, TableDefinition, Value, WriteTransaction,
+};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::ops::Deref;
 
 /// A dimension a list may be filtered by, with the tag of its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,45 +238,48 @@ pub(super) fn any_waiting(
 }
 
 /// A write transaction with the counts its writes changed, summed until
-/// [`Txn::commit`] writes them: a commit of a hundred jobs touches each
+/// [`Txn::close`] writes them: a commit of a hundred jobs touches each
 /// count once, and a job enqueued and claimed in one commit not at all.
-/// Everything else of the transaction is reached through it as usual.
-pub(super) struct Txn {
-    txn: WriteTransaction,
+/// Its tables are opened once each ([`Tables`]); the transaction itself
+/// is its owner's to commit once this is closed.
+pub(super) struct Txn<'t> {
+    tables: Tables<'t>,
     sums: RefCell<BTreeMap<Counter, i64>>,
 }
 
-impl Deref for Txn {
-    type Target = WriteTransaction;
-
-    fn deref(&self) -> &WriteTransaction {
-        &self.txn
-    }
-}
-
-impl Txn {
-    pub(super) fn new(txn: WriteTransaction) -> Self {
-        Self { txn, sums: RefCell::default() }
+impl<'t> Txn<'t> {
+    pub(super) fn new(txn: &'t WriteTransaction) -> Self {
+        Self { tables: Tables::new(txn), sums: RefCell::default() }
     }
 
-    /// Writes the summed counts, then commits.
-    pub(super) fn commit(self) -> Result<(), StorageError> {
-        {
-            let mut counts = self.txn.open_table(COUNTS)?;
-            for (counter, delta) in self.sums.take() {
-                if delta != 0 {
-                    add(&mut counts, &counter.key(), delta)?;
-                }
+    /// The table of `def` (see [`Tables::open`]).
+    pub(super) fn open_table<K: Key + 'static, V: Value + 'static>(
+        &self,
+        def: TableDefinition<'_, K, V>,
+    ) -> Result<Lent<'_, 't, K, V>, StorageError>
+    where
+        Table<'t, K, V>: Kind<'t>,
+    {
+        self.tables.open(def)
+    }
+
+    /// Deletes the table of `def`.
+    pub(super) fn delete_table<K: Key + 'static, V: Value + 'static>(
+        &self,
+        def: TableDefinition<'_, K, V>,
+    ) -> Result<(), StorageError> {
+        self.tables.delete(def)
+    }
+
+    /// Writes the summed counts and closes the tables, so the transaction
+    /// can commit.
+    pub(super) fn close(self) -> Result<(), StorageError> {
+        let mut counts = self.open_table(COUNTS)?;
+        for (counter, delta) in self.sums.take() {
+            if delta != 0 {
+                add(&mut counts, &counter.key(), delta)?;
             }
         }
-        self.txn.commit()?;
-        Ok(())
-    }
-
-    /// Ends the transaction without writing anything: a batch of waiting
-    /// writes that all found nothing to do costs no commit.
-    pub(super) fn abort(self) -> Result<(), StorageError> {
-        self.txn.abort()?;
         Ok(())
     }
 
@@ -285,7 +290,7 @@ impl Txn {
 
     /// The value of `counter`, this transaction's own changes included.
     pub(super) fn count_of(&self, counter: &Counter) -> Result<u64, StorageError> {
-        let stored = counter.stored(&self.txn.open_table(COUNTS)?)?;
+        let stored = counter.stored(&*self.open_table(COUNTS)?)?;
         Ok(stored.saturating_add_signed(self.pending(counter)))
     }
 

@@ -228,7 +228,7 @@ impl JobStore for RedbStorage {
     async fn relabel(&self, id: Uuid, change: Relabel) -> Result<JobRecord, StorageError> {
         self.writer
             .write(move |txn| {
-                let job = read_job(&txn.open_table(JOBS)?, id)?;
+                let job = read_job(&*txn.open_table(JOBS)?, id)?;
                 let changed = crate::jobs::changes::relabel(&job, &change)
                     .map_err(|refusal| StorageError::Invalid(refusal.to_string()))?;
                 super::put_job(txn, &changed)?;

@@ -32,7 +32,7 @@ pub(super) fn enqueue(
             .get((new.tenant.as_str(), key.as_str()))?
             .map(|id| id.value());
         if let Some(id) = existing {
-            let job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(id))?;
+            let job = read_job(&*txn.open_table(JOBS)?, Uuid::from_u128(id))?;
             return Ok(Enqueued { job, created: false });
         }
     }
@@ -95,7 +95,7 @@ pub(super) fn spawn_child(
     defaults: &TenantDefaults,
     now: Millis,
 ) -> Result<JobRecord, StorageError> {
-    let mut parent = read_job(&txn.open_table(JOBS)?, parent)?;
+    let mut parent = read_job(&*txn.open_table(JOBS)?, parent)?;
     if parent.state != JobState::Running || parent.attempt != attempt {
         return Err(StorageError::Conflict(format!(
             "job {} is not running attempt {attempt}: it spawns nothing more",
@@ -115,7 +115,7 @@ pub(super) fn spawn_child(
 }
 
 pub(super) fn finish(txn: &Txn, id: Uuid, finishing: Finishing) -> Result<JobRecord, StorageError> {
-    let job = read_job(&txn.open_table(JOBS)?, id)?;
+    let job = read_job(&*txn.open_table(JOBS)?, id)?;
     let held = job.state == JobState::Running
         && job.worker.as_deref() == Some(&finishing.worker)
         && job.attempt == finishing.attempt;
@@ -146,7 +146,7 @@ pub(super) fn recover(txn: &Txn, now: Millis) -> Result<Vec<Uuid>, StorageError>
         .collect::<Result<_, _>>()?;
     let mut recovered = Vec::new();
     for id in expired {
-        let job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(id))?;
+        let job = read_job(&*txn.open_table(JOBS)?, Uuid::from_u128(id))?;
         let settings = txn.open_table(QUEUES)?.get(job.queue.as_str())?.map(|v| v.value().to_vec());
         let settings: QueueSettings = settings.map(|v| decode(&v)).transpose()?.unwrap_or_default();
         let lost = Release::LeaseExpired { limit: settings.lost_lease_limit() };
@@ -165,7 +165,7 @@ pub(super) fn hand_back(
 ) -> Result<Vec<JobRecord>, StorageError> {
     let mut handed = Vec::new();
     for id in ids {
-        let job = read_job(&txn.open_table(JOBS)?, *id)?;
+        let job = read_job(&*txn.open_table(JOBS)?, *id)?;
         if job.state == JobState::Running && job.worker.as_deref() == Some(worker) {
             let transition = rules::taken_off_worker(&job, Release::HandedBack, now);
             apply(txn, Some(&job), &transition, now)?;
@@ -189,7 +189,7 @@ pub(super) fn apply_due(
         .map(|entry| entry.map(|(key, _)| key.value()))
         .collect::<Result<_, _>>()?;
     for (_, id) in &due {
-        let job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(*id))?;
+        let job = read_job(&*txn.open_table(JOBS)?, Uuid::from_u128(*id))?;
         apply(txn, Some(&job), &rule(&job, now), now)?;
     }
     Ok(due.len())
@@ -201,7 +201,7 @@ pub(super) fn append_output(
     attempt: u32,
     batch: OutputBatch,
 ) -> Result<(), StorageError> {
-    let job = read_job(&txn.open_table(JOBS)?, id)?;
+    let job = read_job(&*txn.open_table(JOBS)?, id)?;
     if job.state != JobState::Running || job.attempt != attempt {
         return Err(StorageError::Conflict(format!(
             "job {id} is not running attempt {attempt}: its lease was lost"
@@ -248,7 +248,7 @@ fn add_output(
 }
 
 pub(super) fn cancel(txn: &Txn, id: Uuid, now: Millis) -> Result<JobRecord, StorageError> {
-    let job = read_job(&txn.open_table(JOBS)?, id)?;
+    let job = read_job(&*txn.open_table(JOBS)?, id)?;
     let transition = rules::cancelled(&job, now).map_err(StorageError::Conflict)?;
     apply(txn, Some(&job), &transition, now)?;
     Ok(transition.job)
@@ -261,7 +261,7 @@ pub(super) fn retry(
     defaults: &TenantDefaults,
     now: Millis,
 ) -> Result<JobRecord, StorageError> {
-    let old = read_job(&txn.open_table(JOBS)?, id)?;
+    let old = read_job(&*txn.open_table(JOBS)?, id)?;
     if let Some(refusal) = rules::retry_refusal(&old) {
         return Err(StorageError::Conflict(refusal));
     }
@@ -286,7 +286,7 @@ pub(super) fn clone_job(
     defaults: &TenantDefaults,
     now: Millis,
 ) -> Result<JobRecord, StorageError> {
-    let old = read_job(&txn.open_table(JOBS)?, id)?;
+    let old = read_job(&*txn.open_table(JOBS)?, id)?;
     let inserted = insert(txn, changes.new_job(&old), None, defaults, now)?;
     let new = JobRecord { cloned_from: Some(old.id), ..inserted.clone() };
     rewrite(txn, Some(&inserted), &new)?;
@@ -311,7 +311,7 @@ fn delete(txn: &Txn, job: &JobRecord) -> Result<(), StorageError> {
 }
 
 pub(super) fn remove(txn: &Txn, id: Uuid) -> Result<JobRecord, StorageError> {
-    let job = read_job(&txn.open_table(JOBS)?, id)?;
+    let job = read_job(&*txn.open_table(JOBS)?, id)?;
     if let Some(refusal) = rules::remove_refusal(&job) {
         return Err(StorageError::Conflict(refusal));
     }
@@ -322,7 +322,7 @@ pub(super) fn remove(txn: &Txn, id: Uuid) -> Result<JobRecord, StorageError> {
 pub(super) fn prune(txn: &Txn, finished_before: Millis, max: usize) -> Result<usize, StorageError> {
     let old = finished_until(txn, finished_before, max)?;
     for id in &old {
-        let job = read_job(&txn.open_table(JOBS)?, Uuid::from_u128(*id))?;
+        let job = read_job(&*txn.open_table(JOBS)?, Uuid::from_u128(*id))?;
         delete(txn, &job)?;
     }
     Ok(old.len())

@@ -3,7 +3,8 @@
 //! group-commit [`Writer`].
 //!
 //! - `schema`: the tables and their key encodings.
-//! - `writer`: the group-commit writer thread.
+//! - `writer`: the group-commit writer thread; `tables`: a write
+//!   transaction's tables, each opened once.
 //! - `apply`: writes a rule's transition with its indexes and journal, the
 //!   one way a job's state changes here.
 //! - `index`: the secondary indexes and tallies every job write keeps;
@@ -26,6 +27,7 @@ mod listing;
 mod plugins;
 mod schedules;
 mod schema;
+mod tables;
 mod workflows;
 mod writer;
 
@@ -137,7 +139,8 @@ const CACHE_BYTES: usize = 64 << 20;
 fn open_database(path: &Path) -> Result<Database, StorageError> {
     let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
     refuse_foreign(&db)?;
-    let txn = Txn::new(db.begin_write()?);
+    let write = db.begin_write()?;
+    let txn = Txn::new(&write);
     {
         txn.open_table(JOBS)?;
         txn.open_table(READY)?;
@@ -165,7 +168,8 @@ fn open_database(path: &Path) -> Result<Database, StorageError> {
         apply::upgrade(&txn)?;
         index::upgrade(&txn)?;
     }
-    txn.commit()?;
+    txn.close()?;
+    write.commit()?;
     Ok(db)
 }
 

@@ -73,7 +73,7 @@ pub(super) fn put(
     drop(plugins);
     txn.open_table(COMPONENTS)?.insert(record.digest.as_str(), component)?;
     let mut versions = txn.open_table(PLUGIN_VERSIONS)?;
-    let older = version_records(&versions, &record.tenant, &record.name)?;
+    let older = version_records(&*versions, &record.tenant, &record.name)?;
     let version = (record.tenant.as_str(), record.name.as_str(), record.digest.as_str());
     versions.insert(version, encode(record).as_slice())?;
     let mut unneeded = Vec::new();
@@ -97,7 +97,7 @@ pub(super) fn remove(txn: &Txn, tenant: &str, name: &str) -> Result<PluginRecord
         Some(value) => decode(value.value())?,
         None => return Err(StorageError::NotFound(format!("plugin {name:?}"))),
     };
-    let versions = version_records(&txn.open_table(PLUGIN_VERSIONS)?, tenant, name)?;
+    let versions = version_records(&*txn.open_table(PLUGIN_VERSIONS)?, tenant, name)?;
     let mut needed = 0;
     for version in &versions {
         needed += txn.count_of(&refs(tenant, name, &version.digest))?;

@@ -129,7 +129,7 @@ impl ScheduleStore for RedbStorage {
 }
 
 fn read(txn: &Txn, id: Uuid) -> Result<ScheduleRecord, StorageError> {
-    read_record(&txn.open_table(SCHEDULES)?, id, "schedule")
+    read_record(&*txn.open_table(SCHEDULES)?, id, "schedule")
 }
 
 fn put(txn: &Txn, schedule: &ScheduleRecord) -> Result<(), StorageError> {

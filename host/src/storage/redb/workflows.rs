@@ -74,7 +74,7 @@ impl WorkflowStore for RedbStorage {
                 for step in &workflow.steps {
                     // Read again each time: cancelling a step cancels its
                     // dependents too.
-                    let job = read_job(&txn.open_table(JOBS)?, step.job)?;
+                    let job = read_job(&*txn.open_table(JOBS)?, step.job)?;
                     match rules::cancelled(&job, now) {
                         Ok(transition) if !job.cancel_requested => {
                             apply(txn, Some(&job), &transition, now)?;
@@ -83,7 +83,7 @@ impl WorkflowStore for RedbStorage {
                     }
                 }
                 for step in &workflow.steps {
-                    jobs.push(read_job(&txn.open_table(JOBS)?, step.job)?);
+                    jobs.push(read_job(&*txn.open_table(JOBS)?, step.job)?);
                 }
                 Ok(jobs)
             })
@@ -165,7 +165,7 @@ fn room_for(
 }
 
 fn read_workflow(txn: &Txn, id: Uuid) -> Result<WorkflowRecord, StorageError> {
-    read_record(&txn.open_table(WORKFLOWS)?, id, "workflow")
+    read_record(&*txn.open_table(WORKFLOWS)?, id, "workflow")
 }
 
 fn put_workflow(txn: &Txn, workflow: &WorkflowRecord) -> Result<(), StorageError> {

@@ -330,7 +330,7 @@ fn commit(
     stats: &CommitStats,
 ) -> Result<(), StorageError> {
     let begun = file.reopened().and_then(|db| match db.begin_write() {
-        Ok(txn) => Ok((db, Txn::new(txn))),
+        Ok(transaction) => Ok((db, transaction)),
         Err(e) => {
             let error = StorageError::from(e);
             if let StorageError::Unavailable(why) = &error {
@@ -339,7 +339,7 @@ fn commit(
             Err(error)
         }
     });
-    let (db, txn) = match begun {
+    let (db, transaction) = match begun {
         Ok(begun) => begun,
         Err(error) => {
             for apply in batch {
@@ -349,6 +349,7 @@ fn commit(
         }
     };
     let applying = Instant::now();
+    let txn = Txn::new(&transaction);
     let mut replies: Vec<Reply> = batch.into_iter().map(|apply| apply(Ok(&txn))).collect();
     let mut still_waiting = Vec::with_capacity(waiting.len());
     for mut write in waiting.drain(..) {
@@ -359,11 +360,13 @@ fn commit(
     }
     *waiting = still_waiting;
     if replies.is_empty() {
-        return txn.abort();
+        drop(txn);
+        return Ok(transaction.abort()?);
     }
     let size = replies.len() as u64;
+    let closed = txn.close();
     let syncing = Instant::now();
-    let committed = txn.commit();
+    let committed = closed.and_then(|()| Ok(transaction.commit()?));
     let synced = Instant::now();
     if let Err(StorageError::Unavailable(why)) = &committed {
         file.failed(&db, why);
