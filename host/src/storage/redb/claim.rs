@@ -43,6 +43,9 @@ pub(super) fn claim(
     if max == 0 {
         return Ok(Vec::new());
     }
+    // Once, not doubling as it fills: a record is large, and each regrowth
+    // is fresh memory to fault in (max is the worker's slots).
+    claim.claimed.reserve_exact(max);
     let mut groups = groups(txn)?;
     let mut tenants: Vec<String> = Vec::new();
     for group in &groups {
