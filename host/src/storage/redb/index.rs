@@ -23,14 +23,13 @@
 
 use super::StorageError;
 use super::schema::{COUNTS, JOBS, LISTING, RUNNING, decode, encode};
-use super::tables::{Kind, Lent, Tables};
+use super::tables::Tables;
 use crate::jobs::{JobRecord, JobState, Millis};
-use ::redb::{
-    Key, ReadableTable, ReadableTableMetadata, Table, TableDefinition, Value, WriteTransaction,
-};
+use ::redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::ops::Deref;
 
 /// A dimension a list may be filtered by, with the tag of its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,28 +246,18 @@ pub(super) struct Txn<'t> {
     sums: RefCell<BTreeMap<Counter, i64>>,
 }
 
+/// Its tables are reached through it: `txn.open_table(JOBS)`.
+impl<'t> Deref for Txn<'t> {
+    type Target = Tables<'t>;
+
+    fn deref(&self) -> &Tables<'t> {
+        &self.tables
+    }
+}
+
 impl<'t> Txn<'t> {
     pub(super) fn new(txn: &'t WriteTransaction) -> Self {
         Self { tables: Tables::new(txn), sums: RefCell::default() }
-    }
-
-    /// The table of `def` (see [`Tables::open`]).
-    pub(super) fn open_table<K: Key + 'static, V: Value + 'static>(
-        &self,
-        def: TableDefinition<'_, K, V>,
-    ) -> Result<Lent<'_, 't, K, V>, StorageError>
-    where
-        Table<'t, K, V>: Kind<'t>,
-    {
-        self.tables.open(def)
-    }
-
-    /// Deletes the table of `def`.
-    pub(super) fn delete_table<K: Key + 'static, V: Value + 'static>(
-        &self,
-        def: TableDefinition<'_, K, V>,
-    ) -> Result<(), StorageError> {
-        self.tables.delete(def)
     }
 
     /// Writes the summed counts and closes the tables, so the transaction

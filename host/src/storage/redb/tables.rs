@@ -25,7 +25,7 @@ impl<'t> Tables<'t> {
 
     /// The table of `def`, opened by an earlier loan or now. Two loans of
     /// one table at once are refused, as redb refuses two opens.
-    pub(super) fn open<K: Key + 'static, V: Value + 'static>(
+    pub(super) fn open_table<K: Key + 'static, V: Value + 'static>(
         &self,
         def: TableDefinition<'_, K, V>,
     ) -> Result<Lent<'_, 't, K, V>, StorageError>
@@ -45,7 +45,7 @@ impl<'t> Tables<'t> {
     }
 
     /// Deletes the table of `def`, closing it first if it is open.
-    pub(super) fn delete<K: Key + 'static, V: Value + 'static>(
+    pub(super) fn delete_table<K: Key + 'static, V: Value + 'static>(
         &self,
         def: TableDefinition<'_, K, V>,
     ) -> Result<(), StorageError> {
