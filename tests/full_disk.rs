@@ -60,7 +60,7 @@ fn job(i: usize) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_with_503_loses_nothing_acknowledged_and_recovers() {
-    let disk = SmallDisk::mount("24m");
+    let disk = SmallDisk::mount("40m");
     let data = disk.path.clone();
     let server = TestServer::start_with(|config| config.data = data).await;
     let ops = server.token("acme", "ops", Role::Operator).await;

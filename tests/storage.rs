@@ -202,6 +202,24 @@ async fn commits_count_the_time_they_spend_applying_and_syncing() {
     assert!(applied + synced <= elapsed, "{applied} + {synced} us counted in {elapsed} us");
 }
 
+/// A commit lives in the journal alone until a checkpoint: one comes once
+/// writes stop, and the counters show it with the time it took.
+#[tokio::test]
+async fn writes_are_checkpointed_into_the_file_once_they_stop() {
+    let db = open().await;
+    let counter = |name: &str| counter(&db, name);
+    let before = counter("checkpoints_total");
+    for i in 0..5 {
+        db.storage.enqueue(job(&format!("journaled {i}")), now_ms()).await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    while counter("checkpoints_total") == before {
+        assert!(started.elapsed().as_secs() < 60, "no checkpoint came after the writes stopped");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(counter("checkpoint_microseconds_total") > 0);
+}
+
 /// The storage counter `name`, as `/metrics` shows it.
 fn counter(db: &TestDb, name: &str) -> u64 {
     db.storage.counters().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v).unwrap()

@@ -21,7 +21,7 @@ pub struct Server {
     /// `http://127.0.0.1:<port>` the API listens on.
     pub base: String,
     /// The last lines it wrote to stderr, kept by `reader`.
-    log: Arc<Mutex<VecDeque<String>>>,
+    pub log: Arc<Mutex<VecDeque<String>>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
 

@@ -75,7 +75,7 @@ fn settle_dependents(txn: &Txn, finished: Uuid, at: Millis) -> Result<(), Storag
             .range((key, 0)..=(key, u128::MAX))?
             .map(|entry| entry.map(|(k, _)| k.value().1))
             .collect::<Result<_, _>>()?;
-        table.retain_in((key, 0)..=(key, u128::MAX), |_, _| false)?;
+        table.remove_range((key, 0)..=(key, u128::MAX))?;
         ids
     };
     for id in waiting {

@@ -12,7 +12,9 @@
 //! again soon after space returns.
 
 use super::StorageError;
+use super::journal::Journal;
 use ::redb::Database;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,16 +24,30 @@ use std::time::{Duration, Instant};
 const RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(4);
 
+/// The open database and its journal, which only the writer thread uses.
+pub(super) struct Opened {
+    pub(super) db: Database,
+    pub(super) journal: Mutex<Journal>,
+}
+
+impl Deref for Opened {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        &self.db
+    }
+}
+
 pub(super) struct DbFile {
     path: PathBuf,
     /// Opens and checks the file (the same as at start).
-    open: fn(&Path) -> Result<Database, StorageError>,
+    open: fn(&Path) -> Result<Opened, StorageError>,
     state: Mutex<State>,
 }
 
 struct State {
     /// The open database; `None` after an I/O failure, until reopened.
-    open: Option<Arc<Database>>,
+    open: Option<Arc<Opened>>,
     /// The I/O failure that closed it.
     cause: String,
     /// What the errors given meanwhile say: the cause, and why the last
@@ -45,7 +61,7 @@ struct State {
 impl DbFile {
     pub(super) fn new(
         path: &Path,
-        open: fn(&Path) -> Result<Database, StorageError>,
+        open: fn(&Path) -> Result<Opened, StorageError>,
     ) -> Result<DbFile, StorageError> {
         let db = Some(Arc::new(open(path)?));
         let (cause, failure, next_try) = (String::new(), String::new(), Instant::now());
@@ -58,14 +74,14 @@ impl DbFile {
     }
 
     /// The open database, or why there is none.
-    pub(super) fn get(&self) -> Result<Arc<Database>, StorageError> {
+    pub(super) fn get(&self) -> Result<Arc<Opened>, StorageError> {
         let state = self.state();
         state.open.clone().ok_or_else(|| StorageError::Unavailable(state.failure.clone()))
     }
 
     /// The open database, opening it again first if an I/O failure closed
     /// it and its next try is due. For the writer thread only.
-    pub(super) fn reopened(&self) -> Result<Arc<Database>, StorageError> {
+    pub(super) fn reopened(&self) -> Result<Arc<Opened>, StorageError> {
         {
             let state = self.state();
             match &state.open {
@@ -100,7 +116,7 @@ impl DbFile {
     /// Closes `db` after an I/O failure (`why`), if it is still the open
     /// one: redb refuses everything on it from now on. The file closes when
     /// the reads still holding it end.
-    pub(super) fn failed(&self, db: &Arc<Database>, why: &str) {
+    pub(super) fn failed(&self, db: &Arc<Opened>, why: &str) {
         let mut state = self.state();
         if state.open.as_ref().is_some_and(|open| Arc::ptr_eq(open, db)) {
             tracing::error!("database I/O failed: {why}; closing the file to reopen it");

@@ -23,9 +23,9 @@
 
 use super::StorageError;
 use super::schema::{COUNTS, JOBS, LISTING, RUNNING, decode, encode};
-use super::tables::Tables;
+use super::tables::{Lent, Tables};
 use crate::jobs::{JobRecord, JobState, Millis};
-use ::redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
+use ::redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -261,15 +261,16 @@ impl<'t> Txn<'t> {
     }
 
     /// Writes the summed counts and closes the tables, so the transaction
-    /// can commit.
-    pub(super) fn close(self) -> Result<(), StorageError> {
+    /// can commit; returns its writes, for the journal.
+    pub(super) fn close(self) -> Result<Vec<u8>, StorageError> {
         let mut counts = self.open_table(COUNTS)?;
         for (counter, delta) in self.sums.take() {
             if delta != 0 {
                 add(&mut counts, &counter.key(), delta)?;
             }
         }
-        Ok(())
+        drop(counts);
+        Ok(self.take_ops())
     }
 
     /// Adds `delta` to `counter`.
@@ -295,7 +296,7 @@ impl<'t> Txn<'t> {
 }
 
 /// Adds `delta` to the count at `key` of `table`, which keeps no zeros.
-fn add(table: &mut Table<&[u8], u64>, key: &[u8], delta: i64) -> Result<(), StorageError> {
+fn add(table: &mut Lent<&'static [u8], u64>, key: &[u8], delta: i64) -> Result<(), StorageError> {
     let count = table.get(key)?.map_or(0, |v| v.value()).saturating_add_signed(delta);
     match count {
         0 => table.remove(key)?,

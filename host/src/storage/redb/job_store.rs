@@ -349,6 +349,11 @@ impl JobStore for RedbStorage {
             ("largest_commit_writes", stats.max_batch.load(Ordering::Relaxed)),
             ("commit_apply_microseconds_total", stats.apply_nanos.load(Ordering::Relaxed) / 1000),
             ("commit_sync_microseconds_total", stats.sync_nanos.load(Ordering::Relaxed) / 1000),
+            ("checkpoints_total", stats.checkpoints.load(Ordering::Relaxed)),
+            (
+                "checkpoint_microseconds_total",
+                stats.checkpoint_nanos.load(Ordering::Relaxed) / 1000,
+            ),
         ]
     }
 }

@@ -298,8 +298,8 @@ fn delete(txn: &Txn, job: &JobRecord) -> Result<(), StorageError> {
     let id = job.id.as_u128();
     txn.open_table(JOBS)?.remove(id)?;
     unlist(txn, job)?;
-    txn.open_table(EVENTS)?.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
-    txn.open_table(LOGS)?.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+    txn.open_table(EVENTS)?.remove_range((id, 0)..=(id, u64::MAX))?;
+    txn.open_table(LOGS)?.remove_range((id, 0)..=(id, u64::MAX))?;
     if let Some(key) = &job.idempotency_key {
         let mut keys = txn.open_table(IDEMPOTENCY)?;
         let ours = keys.get((job.tenant.as_str(), key.as_str()))?.is_some_and(|v| v.value() == id);

@@ -23,6 +23,7 @@ mod file;
 mod index;
 mod job_store;
 mod jobs;
+mod journal;
 mod listing;
 mod plugins;
 mod schedules;
@@ -34,12 +35,13 @@ mod writer;
 use super::StorageError;
 use crate::jobs::{JobRecord, Millis, TenantDefaults};
 use ::redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableHandle};
-use file::DbFile;
+use file::{DbFile, Opened};
 use index::Txn;
+use journal::Journal;
 use schema::{
-    CALLBACKS, COMPONENTS, COUNTS, DEPENDENTS, EVENTS, EXPIRING, IDEMPOTENCY, JOBS, LISTING, LOCKS,
-    LOGS, PARKED, PLUGIN_VERSIONS, PLUGINS, QUEUES, READY, RUNNING, SCHEDULED, SCHEDULES, TENANTS,
-    TOKENS, WORKERS, WORKFLOWS, decode, encode,
+    CALLBACKS, CHECKPOINT, COMPONENTS, COUNTS, DEPENDENTS, EVENTS, EXPIRING, IDEMPOTENCY, JOBS,
+    LISTING, LOCKS, LOGS, PARKED, PLUGIN_VERSIONS, PLUGINS, QUEUES, READY, RUNNING, SCHEDULED,
+    SCHEDULES, TENANTS, TOKENS, WORKERS, WORKFLOWS, decode, encode,
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -135,42 +137,51 @@ impl RedbStorage {
 const CACHE_BYTES: usize = 64 << 20;
 
 /// Opens the file, refuses a foreign one, creates the tables a new file
-/// lacks and upgrades an old one: at start, and again after an I/O failure.
-fn open_database(path: &Path) -> Result<Database, StorageError> {
+/// lacks, replays the journal's commits after the last checkpoint and
+/// upgrades an old file, then makes all that a checkpoint: at start, and
+/// again after an I/O failure.
+fn open_database(path: &Path) -> Result<Opened, StorageError> {
     let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
     refuse_foreign(&db)?;
+    let mut journal = Journal::open(path)?;
     let write = db.begin_write()?;
     let txn = Txn::new(&write);
-    {
-        txn.open_table(JOBS)?;
-        txn.open_table(READY)?;
-        txn.open_table(PARKED)?;
-        txn.open_table(SCHEDULED)?;
-        txn.open_table(EXPIRING)?;
-        txn.open_table(RUNNING)?;
-        txn.open_table(EVENTS)?;
-        txn.open_table(LOGS)?;
-        txn.open_table(IDEMPOTENCY)?;
-        txn.open_table(LOCKS)?;
-        txn.open_table(QUEUES)?;
-        txn.open_table(WORKERS)?;
-        txn.open_table(PLUGINS)?;
-        txn.open_table(COMPONENTS)?;
-        txn.open_table(PLUGIN_VERSIONS)?;
-        txn.open_table(TOKENS)?;
-        txn.open_table(TENANTS)?;
-        txn.open_table(CALLBACKS)?;
-        txn.open_table(DEPENDENTS)?;
-        txn.open_table(WORKFLOWS)?;
-        txn.open_table(SCHEDULES)?;
-        txn.open_table(LISTING)?;
-        txn.open_table(COUNTS)?;
+    let epoch = {
+        macro_rules! create {
+            ($($table:ident),*) => { $(txn.open_table($table)?;)* };
+        }
+        schema::each_table!(create);
+        let checkpoint = txn.open_table(CHECKPOINT)?.get("epoch")?.map_or(0, |v| v.value());
+        let frames = journal.frames_after(checkpoint)?;
+        let epoch = frames.last().map_or(checkpoint, |(epoch, _)| *epoch);
+        if !frames.is_empty() {
+            tracing::info!("replaying {} commits from {}", frames.len(), path.display());
+        }
+        for (_, ops) in frames {
+            journal::Ops::each(&ops, |table, key, value| replay(&txn, table, key, value))?;
+        }
         apply::upgrade(&txn)?;
         index::upgrade(&txn)?;
-    }
+        txn.open_table(CHECKPOINT)?.insert("epoch", epoch)?;
+        epoch
+    };
     txn.close()?;
     write.commit()?;
-    Ok(db)
+    journal.checkpointed(epoch);
+    Ok(Opened { db, journal: std::sync::Mutex::new(journal) })
+}
+
+/// Writes one journaled write again, into its table found by name.
+fn replay(txn: &Txn, table: &str, key: &[u8], value: Option<&[u8]>) -> Result<(), StorageError> {
+    macro_rules! find {
+        ($($def:ident),*) => {
+            match table {
+                $(name if name == $def.name() => txn.open_table($def)?.write_bytes(key, value),)*
+                name => Err(StorageError::Corrupt(format!("the journal writes to no table {name}"))),
+            }
+        };
+    }
+    schema::each_table!(find)
 }
 
 /// A jobhost database has a `jobs` table from its first open; a file with

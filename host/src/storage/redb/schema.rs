@@ -86,6 +86,45 @@ pub(super) const LISTING: TableDefinition<&[u8], ()> = TableDefinition::new("lis
 /// need is never removed). Kept in the same commits as the jobs, so counts
 /// never scan; one table, so a commit touches one table of counts.
 pub(super) const COUNTS: TableDefinition<&[u8], u64> = TableDefinition::new("counts");
+/// `"epoch"` → the epoch of the last commit made durable in the file
+/// itself: the [journal](super::journal)'s frames after it are replayed at
+/// open.
+pub(super) const CHECKPOINT: TableDefinition<&str, u64> = TableDefinition::new("checkpoint");
+
+/// Calls `$then!` with every table of the schema today (not the ones an
+/// upgrade moves away): a new file creates them, and the journal's replay
+/// finds a write's table among them by name.
+macro_rules! each_table {
+    ($then:ident) => {
+        $then!(
+            JOBS,
+            READY,
+            PARKED,
+            SCHEDULED,
+            EXPIRING,
+            RUNNING,
+            EVENTS,
+            LOGS,
+            IDEMPOTENCY,
+            LOCKS,
+            QUEUES,
+            WORKERS,
+            PLUGINS,
+            COMPONENTS,
+            PLUGIN_VERSIONS,
+            TOKENS,
+            TENANTS,
+            CALLBACKS,
+            DEPENDENTS,
+            WORKFLOWS,
+            SCHEDULES,
+            LISTING,
+            COUNTS,
+            CHECKPOINT
+        )
+    };
+}
+pub(super) use each_table;
 
 /// Length of the part of a [`ready_key`] after its group prefix.
 const ORDER_LEN: usize = 28;

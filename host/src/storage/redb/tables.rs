@@ -6,21 +6,32 @@
 //! caller holds it and put back when the loan ends, so the next open of it
 //! in the same transaction costs a look in a short list, and the roots are
 //! written once, when the transaction's tables close before its commit.
+//!
+//! Every write through a loan is also recorded, as the bytes redb stores,
+//! for the [journal](super::journal) that makes the commit durable.
 
 use super::StorageError;
-use ::redb::{Key, Table, TableDefinition, TableHandle, Value, WriteTransaction};
+use ::redb::{AccessGuard, Key, Table, TableDefinition, TableHandle, Value, WriteTransaction};
+use std::borrow::Borrow;
 use std::cell::RefCell;
-use std::ops::{Deref, DerefMut};
+use std::ops::{Deref, RangeBounds};
 
 /// The open tables of one write transaction that nobody holds now.
 pub(super) struct Tables<'t> {
     txn: &'t WriteTransaction,
     idle: RefCell<Vec<(String, AnyTable<'t>)>>,
+    /// The writes made so far, in [`journal::Ops`](super::journal::Ops) form.
+    ops: RefCell<Vec<u8>>,
 }
 
 impl<'t> Tables<'t> {
     pub(super) fn new(txn: &'t WriteTransaction) -> Self {
-        Self { txn, idle: RefCell::default() }
+        Self { txn, idle: RefCell::default(), ops: RefCell::default() }
+    }
+
+    /// The writes made through these tables, in order.
+    pub(super) fn take_ops(&self) -> Vec<u8> {
+        self.ops.take()
     }
 
     /// The table of `def`, opened by an earlier loan or now. Two loans of
@@ -76,12 +87,66 @@ where
     }
 }
 
-impl<'t, K: Key + 'static, V: Value + 'static> DerefMut for Lent<'_, 't, K, V>
+/// Writes go through these, which record them; reads through the table.
+impl<'t, K: Key + 'static, V: Value + 'static> Lent<'_, 't, K, V>
 where
     Table<'t, K, V>: Kind<'t>,
 {
-    fn deref_mut(&mut self) -> &mut Self::Target {
+    fn table_mut(&mut self) -> &mut Table<'t, K, V> {
         self.table.as_mut().expect("a loan holds its table until dropped")
+    }
+
+    fn record(&self, key: &[u8], value: Option<&[u8]>) {
+        super::journal::Ops::push(&mut self.tables.ops.borrow_mut(), &self.name, key, value);
+    }
+
+    pub(super) fn insert<'k, 'v>(
+        &mut self,
+        key: impl Borrow<K::SelfType<'k>>,
+        value: impl Borrow<V::SelfType<'v>>,
+    ) -> Result<Option<AccessGuard<'_, V>>, ::redb::StorageError> {
+        self.record(K::as_bytes(key.borrow()).as_ref(), Some(V::as_bytes(value.borrow()).as_ref()));
+        self.table_mut().insert(key, value)
+    }
+
+    pub(super) fn remove<'k>(
+        &mut self,
+        key: impl Borrow<K::SelfType<'k>>,
+    ) -> Result<Option<AccessGuard<'_, V>>, ::redb::StorageError> {
+        self.record(K::as_bytes(key.borrow()).as_ref(), None);
+        self.table_mut().remove(key)
+    }
+
+    /// Removes every row in `range`.
+    pub(super) fn remove_range<'a, KR>(
+        &mut self,
+        range: impl RangeBounds<KR> + 'a,
+    ) -> Result<(), ::redb::StorageError>
+    where
+        KR: Borrow<K::SelfType<'a>> + 'a,
+    {
+        let (tables, name) = (self.tables, &self.name);
+        let table = self.table.as_mut().expect("a loan holds its table until dropped");
+        table.retain_in(range, |key, _| {
+            let ops = &mut tables.ops.borrow_mut();
+            super::journal::Ops::push(ops, name, K::as_bytes(&key).as_ref(), None);
+            false
+        })
+    }
+
+    /// Writes `key` and `value` given as the bytes redb stores (a removal
+    /// when `value` is `None`): the journal's replay.
+    pub(super) fn write_bytes(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), StorageError> {
+        let key = K::from_bytes(key);
+        match value {
+            Some(value) => drop(self.insert(&key, V::from_bytes(value))?),
+            None => drop(self.remove(&key)?),
+        }
+        Ok(())
     }
 }
 

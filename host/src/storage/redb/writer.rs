@@ -15,8 +15,11 @@
 //! enqueue seldom waits behind a commit of finishes.
 
 use super::StorageError;
-use super::file::DbFile;
+use super::file::{DbFile, Opened};
 use super::index::Txn;
+use super::journal::{Durable, Journal};
+use super::schema::CHECKPOINT;
+use ::redb::{Durability, WriteTransaction};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -109,9 +112,14 @@ pub struct CommitStats {
     /// the waiting writes tried in them): CPU on the one writer thread,
     /// which every write's latency includes.
     pub apply_nanos: AtomicU64,
-    /// Nanoseconds spent making commits durable (redb's page writes and
-    /// the fsync): the disk's share of every write's latency.
+    /// Nanoseconds spent making commits durable (the journal's write and
+    /// sync, or a checkpoint): the disk's share of every write's latency.
     pub sync_nanos: AtomicU64,
+    /// Checkpoints made: commits made durable in the file itself.
+    pub checkpoints: AtomicU64,
+    /// Nanoseconds they took (redb's page writes and the fsync), counted
+    /// in `sync_nanos` too when a batch's commit was the checkpoint.
+    pub checkpoint_nanos: AtomicU64,
 }
 
 /// Handle to the writer thread; cheap to clone. Dropping the last handle
@@ -226,8 +234,8 @@ fn run(db: &DbFile, incoming: &mpsc::Receiver<Queued>, stats: &CommitStats) {
             Ok(first) => Some(first),
             Err(mpsc::RecvTimeoutError::Timeout) if deferred.is_due() => None,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if waiting.is_empty() && deferred.writes.is_empty() {
-                    let _ = db.reopened();
+                if deferred.writes.is_empty() {
+                    checkpoint_idle(db, stats);
                 }
                 continue;
             }
@@ -271,6 +279,30 @@ fn run(db: &DbFile, incoming: &mpsc::Receiver<Queued>, stats: &CommitStats) {
     }
     for write in waiting {
         write.give_up();
+    }
+    checkpoint_idle(db, stats);
+}
+
+/// When nothing is being written: reopens a file an I/O failure closed once
+/// its try is due, and makes the commits that live in the journal alone a
+/// checkpoint, so the journal is short to replay and a file closed by a
+/// stop holds every commit itself.
+fn checkpoint_idle(file: &DbFile, stats: &CommitStats) {
+    let Ok(db) = file.reopened() else { return };
+    let mut journal = db.journal.lock().unwrap_or_else(|e| e.into_inner());
+    if !journal.holds_commits() {
+        return;
+    }
+    let epoch = journal.epoch();
+    let made = db
+        .begin_write()
+        .map_err(StorageError::from)
+        .and_then(|transaction| checkpoint(&mut journal, transaction, epoch, stats));
+    if let Err(e) = made {
+        tracing::error!("checkpoint failed: {e}");
+        if let StorageError::Unavailable(why) = &e {
+            file.failed(&db, why);
+        }
     }
 }
 
@@ -364,9 +396,9 @@ fn commit(
         return Ok(transaction.abort()?);
     }
     let size = replies.len() as u64;
-    let closed = txn.close();
+    let ops = txn.close();
     let syncing = Instant::now();
-    let committed = closed.and_then(|()| Ok(transaction.commit()?));
+    let committed = ops.and_then(|ops| make_durable(&db, transaction, &ops, stats));
     let synced = Instant::now();
     if let Err(StorageError::Unavailable(why)) = &committed {
         file.failed(&db, why);
@@ -381,4 +413,52 @@ fn commit(
         reply(committed.clone());
     }
     committed
+}
+
+/// Commits `transaction`, whose writes are `ops`: to redb without
+/// durability once its frame is synced in the journal, or durably as a
+/// checkpoint when the journal says it is time for one.
+fn make_durable(
+    db: &Opened,
+    mut transaction: WriteTransaction,
+    ops: &[u8],
+    stats: &CommitStats,
+) -> Result<(), StorageError> {
+    let mut journal = db.journal.lock().unwrap_or_else(|e| e.into_inner());
+    let journaled = match journal.append(ops) {
+        Ok(Durable::Checkpoint(epoch)) => {
+            return checkpoint(&mut journal, transaction, epoch, stats);
+        }
+        Ok(Durable::Journaled) => transaction
+            .set_durability(Durability::None)
+            .map_err(|e| StorageError::Backend(e.to_string()))
+            .and_then(|()| Ok(transaction.commit()?)),
+        Err(e) => Err(e),
+    };
+    match journaled {
+        Ok(()) => journal.committed(),
+        Err(_) => {
+            if let Err(e) = journal.undo() {
+                tracing::error!("undoing a failed commit's journal frame: {e}");
+            }
+        }
+    }
+    journaled
+}
+
+/// Commits `transaction` durably with `epoch` as the last checkpoint: the
+/// journal starts again.
+fn checkpoint(
+    journal: &mut Journal,
+    transaction: WriteTransaction,
+    epoch: u64,
+    stats: &CommitStats,
+) -> Result<(), StorageError> {
+    let began = Instant::now();
+    transaction.open_table(CHECKPOINT)?.insert("epoch", epoch)?;
+    transaction.commit()?;
+    journal.checkpointed(epoch);
+    stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+    stats.checkpoint_nanos.fetch_add(nanos(began.elapsed()), Ordering::Relaxed);
+    Ok(())
 }
