@@ -60,6 +60,8 @@ fn job(i: usize) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_with_503_loses_nothing_acknowledged_and_recovers() {
+    // Room for the 8 MiB journal the host writes at start, and for the
+    // pages a checkpoint frees only when it comes.
     let disk = SmallDisk::mount("40m");
     let data = disk.path.clone();
     let server = TestServer::start_with(|config| config.data = data).await;

@@ -83,7 +83,7 @@ fn emit(workload: &str, value: f64, unit: &str, note: &str) {
     let line = json!({
         "system": "jobhost",
         "version": env!("CARGO_PKG_VERSION"),
-        "durability": "redb, fsync per commit (group commit)",
+        "durability": "redb, fsync per commit (group commit, journaled)",
         "workload": workload,
         "value": (value * 100.0).round() / 100.0,
         "unit": unit,

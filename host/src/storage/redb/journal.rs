@@ -33,7 +33,7 @@ const BYTES: u64 = 8 << 20;
 /// A commit is a checkpoint when the last one is this old, so the file
 /// frees its pages (redb frees pages only in a durable commit) and the
 /// journal to replay stays short.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 const MAGIC: u32 = 0x4a48_4a31; // "JHJ1"
 
