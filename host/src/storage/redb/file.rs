@@ -2,7 +2,9 @@
 //!
 //! redb fails every operation after a failed write (a full disk, say) with
 //! `PreviousIo` until the file is closed and opened again, which repairs it
-//! from its last commit. [`DbFile`] hands out the open [`Database`]; the
+//! from its last durable commit (then the journal restores the rest).
+//! [`DbFile`] hands out the open [`Opened`]: the
+//! [`Database`] and its journal, replayed at every open. The
 //! writer [drops](DbFile::failed) it when a commit fails that way, readers
 //! meanwhile get [`StorageError::Unavailable`], and the writer thread alone
 //! [reopens](DbFile::reopened) it, at its next write or when idle (a repair

@@ -276,6 +276,14 @@ fn checksum(epoch: u64, payload: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
+    /// A new journal beside a database path in a temp dir.
+    fn fresh() -> (tempfile::TempDir, PathBuf, Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("jobhost.redb");
+        let journal = Journal::open(&db).unwrap();
+        (dir, db, journal)
+    }
+
     fn ops(key: &[u8]) -> Vec<u8> {
         let mut ops = Vec::new();
         Ops::push(&mut ops, "jobs", key, Some(b"value"));
@@ -294,9 +302,7 @@ mod tests {
 
     #[test]
     fn frames_come_back_in_order_with_their_writes_after_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("jobhost.redb");
-        let mut journal = Journal::open(&db).unwrap();
+        let (_dir, db, mut journal) = fresh();
         journal.checkpointed(7);
         journaled(&mut journal, b"a");
         journaled(&mut journal, b"b");
@@ -326,9 +332,7 @@ mod tests {
 
     #[test]
     fn a_torn_last_frame_ends_the_replay_before_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("jobhost.redb");
-        let mut journal = Journal::open(&db).unwrap();
+        let (_dir, db, mut journal) = fresh();
         journaled(&mut journal, b"a");
         let torn = journal.at;
         journaled(&mut journal, b"b");
@@ -340,9 +344,7 @@ mod tests {
 
     #[test]
     fn frames_of_an_earlier_round_are_not_replayed_after_a_checkpoint() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("jobhost.redb");
-        let mut journal = Journal::open(&db).unwrap();
+        let (_dir, _, mut journal) = fresh();
         for key in [b"a", b"b", b"c"] {
             journaled(&mut journal, key);
         }
@@ -354,9 +356,7 @@ mod tests {
 
     #[test]
     fn an_undone_frame_is_not_replayed_and_its_epoch_is_used_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("jobhost.redb");
-        let mut journal = Journal::open(&db).unwrap();
+        let (_dir, _, mut journal) = fresh();
         journaled(&mut journal, b"a");
         assert!(matches!(journal.append(&ops(b"b")).unwrap(), Durable::Journaled));
         journal.undo().unwrap();
@@ -367,9 +367,7 @@ mod tests {
 
     #[test]
     fn a_journal_that_skips_commits_after_the_checkpoint_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("jobhost.redb");
-        let mut journal = Journal::open(&db).unwrap();
+        let (_dir, _, mut journal) = fresh();
         journal.checkpointed(10);
         journaled(&mut journal, b"a");
         let error = journal.frames_after(5).unwrap_err().to_string();
@@ -381,9 +379,7 @@ mod tests {
 
     #[test]
     fn a_second_opener_is_refused_while_the_first_holds_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("jobhost.redb");
-        let first = Journal::open(&db).unwrap();
+        let (_dir, db, first) = fresh();
         assert!(Journal::open(&db).is_err());
         drop(first);
         Journal::open(&db).unwrap();
@@ -391,8 +387,7 @@ mod tests {
 
     #[test]
     fn a_frame_that_does_not_fit_makes_the_commit_a_checkpoint() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut journal = Journal::open(&dir.path().join("jobhost.redb")).unwrap();
+        let (_dir, _, mut journal) = fresh();
         journaled(&mut journal, b"a");
         let big = vec![0; BYTES as usize];
         assert!(matches!(journal.append(&big).unwrap(), Durable::Checkpoint(2)));
