@@ -22,6 +22,7 @@
 //! jobs (`V`).
 
 use super::StorageError;
+use super::journal::Ops;
 use super::schema::{COUNTS, JOBS, LISTING, RUNNING, decode, encode};
 use super::tables::{Lent, Tables};
 use crate::jobs::{JobRecord, JobState, Millis};
@@ -262,7 +263,7 @@ impl<'t> Txn<'t> {
 
     /// Writes the summed counts and closes the tables, so the transaction
     /// can commit; returns its writes, for the journal.
-    pub(super) fn close(self) -> Result<Vec<u8>, StorageError> {
+    pub(super) fn close(self) -> Result<Ops, StorageError> {
         let mut counts = self.open_table(COUNTS)?;
         for (counter, delta) in self.sums.take() {
             if delta != 0 {

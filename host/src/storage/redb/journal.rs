@@ -41,11 +41,20 @@ const MAGIC: u32 = 0x4a48_4a31; // "JHJ1"
 const HEADER: usize = 20;
 
 /// The writes of one commit, encoded: for each, the table's name, the key
-/// and the value (none for a removal) as redb stores them.
-pub(super) struct Ops;
+/// and the value (none for a removal) as redb stores them. They are kept
+/// behind room for the frame's header, so the journal writes them as they
+/// are, without copying.
+pub(super) struct Ops(Vec<u8>);
+
+impl Default for Ops {
+    fn default() -> Self {
+        Ops(vec![0; HEADER])
+    }
+}
 
 impl Ops {
-    pub(super) fn push(ops: &mut Vec<u8>, table: &str, key: &[u8], value: Option<&[u8]>) {
+    pub(super) fn push(&mut self, table: &str, key: &[u8], value: Option<&[u8]>) {
+        let ops = &mut self.0;
         let name = u8::try_from(table.len()).expect("table names are short");
         ops.push(name);
         ops.extend_from_slice(table.as_bytes());
@@ -61,7 +70,11 @@ impl Ops {
         }
     }
 
-    /// Each write of `ops`, in order.
+    fn payload(&self) -> &[u8] {
+        &self.0[HEADER..]
+    }
+
+    /// Each write of a frame's payload `ops`, in order.
     pub(super) fn each(
         mut ops: &[u8],
         mut write: impl FnMut(&str, &[u8], Option<&[u8]>) -> Result<(), StorageError>,
@@ -215,21 +228,22 @@ impl Journal {
     /// when the last one is [`CHECKPOINT_EVERY`] old or the frame would not
     /// fit. A journaled commit is then [`committed`](Self::committed) to
     /// redb, or [`undone`](Self::undo) if that fails.
-    pub(super) fn append(&mut self, ops: &[u8]) -> Result<Durable, StorageError> {
+    pub(super) fn append(&mut self, ops: &mut Ops) -> Result<Durable, StorageError> {
         let epoch = self.epoch + 1;
-        let end = self.at + (HEADER + ops.len()) as u64;
+        let end = self.at + ops.0.len() as u64;
         if end > BYTES || self.checkpointed.elapsed() >= CHECKPOINT_EVERY {
             return Ok(Durable::Checkpoint(epoch));
         }
-        let mut frame = Vec::with_capacity(HEADER + ops.len());
-        frame.extend_from_slice(&MAGIC.to_le_bytes());
-        frame.extend_from_slice(&(ops.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&epoch.to_le_bytes());
-        frame.extend_from_slice(&checksum(epoch, ops).to_le_bytes());
-        frame.extend_from_slice(ops);
+        let len = ops.payload().len() as u32;
+        let sum = checksum(epoch, ops.payload());
+        let header = &mut ops.0[..HEADER];
+        header[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        header[4..8].copy_from_slice(&len.to_le_bytes());
+        header[8..16].copy_from_slice(&epoch.to_le_bytes());
+        header[16..20].copy_from_slice(&sum.to_le_bytes());
         let io = |e: std::io::Error| StorageError::Unavailable(format!("the journal: {e}"));
         self.pending = Some(end);
-        self.file.write_all_at(&frame, self.at).map_err(io)?;
+        self.file.write_all_at(&ops.0, self.at).map_err(io)?;
         self.file.sync_data().map_err(io)?;
         Ok(Durable::Journaled)
     }
@@ -284,15 +298,15 @@ mod tests {
         (dir, db, journal)
     }
 
-    fn ops(key: &[u8]) -> Vec<u8> {
-        let mut ops = Vec::new();
-        Ops::push(&mut ops, "jobs", key, Some(b"value"));
-        Ops::push(&mut ops, "listing", key, None);
+    fn ops(key: &[u8]) -> Ops {
+        let mut ops = Ops::default();
+        ops.push("jobs", key, Some(b"value"));
+        ops.push("listing", key, None);
         ops
     }
 
     fn journaled(journal: &mut Journal, key: &[u8]) {
-        assert!(matches!(journal.append(&ops(key)).unwrap(), Durable::Journaled));
+        assert!(matches!(journal.append(&mut ops(key)).unwrap(), Durable::Journaled));
         journal.committed();
     }
 
@@ -358,7 +372,7 @@ mod tests {
     fn an_undone_frame_is_not_replayed_and_its_epoch_is_used_again() {
         let (_dir, _, mut journal) = fresh();
         journaled(&mut journal, b"a");
-        assert!(matches!(journal.append(&ops(b"b")).unwrap(), Durable::Journaled));
+        assert!(matches!(journal.append(&mut ops(b"b")).unwrap(), Durable::Journaled));
         journal.undo().unwrap();
         assert_eq!(epochs(&journal.frames_after(0).unwrap()), [1]);
         journaled(&mut journal, b"c");
@@ -389,7 +403,8 @@ mod tests {
     fn a_frame_that_does_not_fit_makes_the_commit_a_checkpoint() {
         let (_dir, _, mut journal) = fresh();
         journaled(&mut journal, b"a");
-        let big = vec![0; BYTES as usize];
-        assert!(matches!(journal.append(&big).unwrap(), Durable::Checkpoint(2)));
+        let mut big = Ops::default();
+        big.push("components", b"big", Some(&vec![0; BYTES as usize]));
+        assert!(matches!(journal.append(&mut big).unwrap(), Durable::Checkpoint(2)));
     }
 }

@@ -11,6 +11,7 @@
 //! for the [journal](super::journal) that makes the commit durable.
 
 use super::StorageError;
+use super::journal::Ops;
 use ::redb::{AccessGuard, Key, Table, TableDefinition, TableHandle, Value, WriteTransaction};
 use std::borrow::Borrow;
 use std::cell::RefCell;
@@ -20,8 +21,8 @@ use std::ops::{Deref, RangeBounds};
 pub(super) struct Tables<'t> {
     txn: &'t WriteTransaction,
     idle: RefCell<Vec<(String, AnyTable<'t>)>>,
-    /// The writes made so far, in [`journal::Ops`](super::journal::Ops) form.
-    ops: RefCell<Vec<u8>>,
+    /// The writes made so far, for the journal.
+    ops: RefCell<Ops>,
 }
 
 impl<'t> Tables<'t> {
@@ -30,8 +31,12 @@ impl<'t> Tables<'t> {
     }
 
     /// The writes made through these tables, in order.
-    pub(super) fn take_ops(&self) -> Vec<u8> {
+    pub(super) fn take_ops(&self) -> Ops {
         self.ops.take()
+    }
+
+    fn record(&self, table: &str, key: &[u8], value: Option<&[u8]>) {
+        self.ops.borrow_mut().push(table, key, value);
     }
 
     /// The table of `def`, opened by an earlier loan or now. Two loans of
@@ -96,16 +101,15 @@ where
         self.table.as_mut().expect("a loan holds its table until dropped")
     }
 
-    fn record(&self, key: &[u8], value: Option<&[u8]>) {
-        super::journal::Ops::push(&mut self.tables.ops.borrow_mut(), &self.name, key, value);
-    }
-
     pub(super) fn insert<'k, 'v>(
         &mut self,
         key: impl Borrow<K::SelfType<'k>>,
         value: impl Borrow<V::SelfType<'v>>,
     ) -> Result<Option<AccessGuard<'_, V>>, ::redb::StorageError> {
-        self.record(K::as_bytes(key.borrow()).as_ref(), Some(V::as_bytes(value.borrow()).as_ref()));
+        {
+            let (key, value) = (K::as_bytes(key.borrow()), V::as_bytes(value.borrow()));
+            self.tables.record(&self.name, key.as_ref(), Some(value.as_ref()));
+        }
         self.table_mut().insert(key, value)
     }
 
@@ -113,7 +117,7 @@ where
         &mut self,
         key: impl Borrow<K::SelfType<'k>>,
     ) -> Result<Option<AccessGuard<'_, V>>, ::redb::StorageError> {
-        self.record(K::as_bytes(key.borrow()).as_ref(), None);
+        self.tables.record(&self.name, K::as_bytes(key.borrow()).as_ref(), None);
         self.table_mut().remove(key)
     }
 
@@ -128,8 +132,7 @@ where
         let (tables, name) = (self.tables, &self.name);
         let table = self.table.as_mut().expect("a loan holds its table until dropped");
         table.retain_in(range, |key, _| {
-            let ops = &mut tables.ops.borrow_mut();
-            super::journal::Ops::push(ops, name, K::as_bytes(&key).as_ref(), None);
+            tables.record(name, K::as_bytes(&key).as_ref(), None);
             false
         })
     }

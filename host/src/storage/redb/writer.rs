@@ -17,7 +17,7 @@
 use super::StorageError;
 use super::file::{DbFile, Opened};
 use super::index::Txn;
-use super::journal::{Durable, Journal};
+use super::journal::{Durable, Journal, Ops};
 use super::schema::CHECKPOINT;
 use ::redb::{Durability, WriteTransaction};
 use std::sync::Arc;
@@ -398,7 +398,7 @@ fn commit(
     let size = replies.len() as u64;
     let ops = txn.close();
     let syncing = Instant::now();
-    let committed = ops.and_then(|ops| make_durable(&db, transaction, &ops, stats));
+    let committed = ops.and_then(|mut ops| make_durable(&db, transaction, &mut ops, stats));
     let synced = Instant::now();
     if let Err(StorageError::Unavailable(why)) = &committed {
         file.failed(&db, why);
@@ -421,7 +421,7 @@ fn commit(
 fn make_durable(
     db: &Opened,
     mut transaction: WriteTransaction,
-    ops: &[u8],
+    ops: &mut Ops,
     stats: &CommitStats,
 ) -> Result<(), StorageError> {
     let mut journal = db.journal.lock().unwrap_or_else(|e| e.into_inner());
