@@ -257,8 +257,8 @@ impl<'t> Deref for Txn<'t> {
 }
 
 impl<'t> Txn<'t> {
-    pub(super) fn new(txn: &'t WriteTransaction) -> Self {
-        Self { tables: Tables::new(txn), sums: RefCell::default() }
+    pub(super) fn new(txn: &'t WriteTransaction, ops: Ops) -> Self {
+        Self { tables: Tables::new(txn, ops), sums: RefCell::default() }
     }
 
     /// Writes the summed counts and closes the tables, so the transaction

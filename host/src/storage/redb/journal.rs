@@ -52,7 +52,23 @@ impl Default for Ops {
     }
 }
 
+/// The largest buffer [`Ops::emptied`] keeps for the next commit.
+const KEEP: usize = 1 << 20;
+
 impl Ops {
+    /// This buffer, emptied for the next commit's writes. A commit's writes
+    /// run to hundreds of KiB, and a fresh buffer each commit had its pages
+    /// faulted in and zeroed by the kernel again as it grew (a twentieth of
+    /// the writer's time under load). A buffer grown past [`KEEP`] by a
+    /// rare big commit (a plugin's upload) is let go instead.
+    pub(super) fn emptied(mut self) -> Ops {
+        if self.0.capacity() > KEEP {
+            return Ops::default();
+        }
+        self.0.truncate(HEADER);
+        self
+    }
+
     pub(super) fn push(&mut self, table: &str, key: &[u8], value: Option<&[u8]>) {
         let ops = &mut self.0;
         let name = u8::try_from(table.len()).expect("table names are short");
@@ -314,6 +330,48 @@ mod tests {
         frames.iter().map(|(epoch, _)| *epoch).collect()
     }
 
+    type Write = (String, Vec<u8>, Option<Vec<u8>>);
+
+    fn writes(payload: &[u8]) -> Vec<Write> {
+        let mut writes = Vec::new();
+        Ops::each(payload, |table, key, value| {
+            writes.push((table.to_string(), key.to_vec(), value.map(<[u8]>::to_vec)));
+            Ok(())
+        })
+        .unwrap();
+        writes
+    }
+
+    /// The writes of [`ops`]`(key)`.
+    fn written(key: &[u8]) -> Vec<Write> {
+        vec![
+            ("jobs".into(), key.to_vec(), Some(b"value".to_vec())),
+            ("listing".into(), key.to_vec(), None),
+        ]
+    }
+
+    #[test]
+    fn an_emptied_buffer_carries_only_the_next_commits_writes() {
+        let (_dir, db, mut journal) = fresh();
+        let mut buffer = ops(b"a");
+        assert!(matches!(journal.append(&mut buffer).unwrap(), Durable::Journaled));
+        journal.committed();
+        let mut buffer = buffer.emptied();
+        buffer.push("jobs", b"b", Some(b"value"));
+        buffer.push("listing", b"b", None);
+        assert!(matches!(journal.append(&mut buffer).unwrap(), Durable::Journaled));
+        journal.committed();
+        drop(journal);
+        let frames = Journal::open(&db).unwrap().frames_after(0).unwrap();
+        assert_eq!(epochs(&frames), [1, 2]);
+        assert_eq!(writes(&frames[0].1), written(b"a"));
+        assert_eq!(writes(&frames[1].1), written(b"b"));
+
+        let mut big = Ops::default();
+        big.push("jobs", b"plugin", Some(&vec![7; 2 * KEEP]));
+        assert!(big.emptied().0.capacity() <= KEEP, "a rare big buffer is let go");
+    }
+
     #[test]
     fn frames_come_back_in_order_with_their_writes_after_a_reopen() {
         let (_dir, db, mut journal) = fresh();
@@ -324,19 +382,7 @@ mod tests {
         let journal = Journal::open(&db).unwrap();
         let frames = journal.frames_after(7).unwrap();
         assert_eq!(epochs(&frames), [8, 9]);
-        let mut writes = Vec::new();
-        Ops::each(&frames[1].1, |table, key, value| {
-            writes.push((table.to_string(), key.to_vec(), value.map(<[u8]>::to_vec)));
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(
-            writes,
-            [
-                ("jobs".into(), b"b".to_vec(), Some(b"value".to_vec())),
-                ("listing".into(), b"b".to_vec(), None)
-            ]
-        );
+        assert_eq!(writes(&frames[1].1), written(b"b"));
         assert_eq!(
             epochs(&journal.frames_after(8).unwrap()),
             [9],

@@ -37,7 +37,7 @@ use crate::jobs::{JobRecord, Millis, TenantDefaults};
 use ::redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableHandle};
 use file::{DbFile, Opened};
 use index::Txn;
-use journal::Journal;
+use journal::{Journal, Ops};
 use schema::{
     CALLBACKS, CHECKPOINT, COMPONENTS, COUNTS, DEPENDENTS, EVENTS, EXPIRING, IDEMPOTENCY, JOBS,
     LISTING, LOCKS, LOGS, PARKED, PLUGIN_VERSIONS, PLUGINS, QUEUES, READY, RUNNING, SCHEDULED,
@@ -145,7 +145,7 @@ fn open_database(path: &Path) -> Result<Opened, StorageError> {
     refuse_foreign(&db)?;
     let mut journal = Journal::open(path)?;
     let write = db.begin_write()?;
-    let txn = Txn::new(&write);
+    let txn = Txn::new(&write, Ops::default());
     let epoch = {
         macro_rules! create {
             ($($table:ident),*) => { $(txn.open_table($table)?;)* };

@@ -26,8 +26,10 @@ pub(super) struct Tables<'t> {
 }
 
 impl<'t> Tables<'t> {
-    pub(super) fn new(txn: &'t WriteTransaction) -> Self {
-        Self { txn, idle: RefCell::default(), ops: RefCell::default() }
+    /// The tables of `txn`, recording its writes into `ops` (an emptied
+    /// buffer).
+    pub(super) fn new(txn: &'t WriteTransaction, ops: Ops) -> Self {
+        Self { txn, idle: RefCell::default(), ops: RefCell::new(ops) }
     }
 
     /// The writes made through these tables, in order.

@@ -225,6 +225,7 @@ const IDLE: Duration = Duration::from_millis(250);
 fn run(db: &DbFile, incoming: &mpsc::Receiver<Queued>, stats: &CommitStats) {
     let mut waiting: Vec<Box<dyn Waiting>> = Vec::new();
     let mut deferred = Deferred::default();
+    let mut buffer = Ops::default();
     loop {
         give_up_due(&mut waiting);
         let now = Instant::now();
@@ -267,13 +268,13 @@ fn run(db: &DbFile, incoming: &mpsc::Receiver<Queued>, stats: &CommitStats) {
         // The deferred writes were queued before the batch's.
         let mut writes = deferred.take();
         writes.append(&mut batch);
-        if let Err(e) = commit(db, writes, &mut waiting, stats) {
+        if let Err(e) = commit(db, writes, &mut waiting, &mut buffer, stats) {
             tracing::error!("commit failed: {e}");
         }
     }
     let left = deferred.take();
     if !left.is_empty()
-        && let Err(e) = commit(db, left, &mut waiting, stats)
+        && let Err(e) = commit(db, left, &mut waiting, &mut buffer, stats)
     {
         tracing::error!("commit failed: {e}");
     }
@@ -351,7 +352,8 @@ fn nanos(took: Duration) -> u64 {
 }
 
 /// Applies a batch in one transaction, then tries the waiting writes in it,
-/// counts it, commits and tells every writer the result. A transaction in
+/// counts it, commits and tells every writer the result. Its writes are
+/// recorded into `buffer`, which is handed back emptied. A transaction in
 /// which only waiting writes ran and none did anything is aborted instead:
 /// it changed nothing worth an fsync. An I/O failure closes the file, to be
 /// reopened by the next batch (see [`DbFile`]).
@@ -359,6 +361,7 @@ fn commit(
     file: &DbFile,
     batch: Vec<Apply>,
     waiting: &mut Vec<Box<dyn Waiting>>,
+    buffer: &mut Ops,
     stats: &CommitStats,
 ) -> Result<(), StorageError> {
     let begun = file.reopened().and_then(|db| match db.begin_write() {
@@ -381,7 +384,7 @@ fn commit(
         }
     };
     let applying = Instant::now();
-    let txn = Txn::new(&transaction);
+    let txn = Txn::new(&transaction, std::mem::take(buffer));
     let mut replies: Vec<Reply> = batch.into_iter().map(|apply| apply(Ok(&txn))).collect();
     let mut still_waiting = Vec::with_capacity(waiting.len());
     for mut write in waiting.drain(..) {
@@ -392,13 +395,18 @@ fn commit(
     }
     *waiting = still_waiting;
     if replies.is_empty() {
+        *buffer = txn.take_ops().emptied();
         drop(txn);
         return Ok(transaction.abort()?);
     }
     let size = replies.len() as u64;
     let ops = txn.close();
     let syncing = Instant::now();
-    let committed = ops.and_then(|mut ops| make_durable(&db, transaction, &mut ops, stats));
+    let committed = ops.and_then(|mut ops| {
+        let made = make_durable(&db, transaction, &mut ops, stats);
+        *buffer = ops.emptied();
+        made
+    });
     let synced = Instant::now();
     if let Err(StorageError::Unavailable(why)) = &committed {
         file.failed(&db, why);
