@@ -58,8 +58,8 @@ const KEEP: usize = 1 << 20;
 impl Ops {
     /// This buffer, emptied for the next commit's writes. A commit's writes
     /// run to hundreds of KiB, and a fresh buffer each commit had its pages
-    /// faulted in and zeroed by the kernel again as it grew (a twentieth of
-    /// the writer's time under load). A buffer grown past [`KEEP`] by a
+    /// faulted in and zeroed by the kernel again as it grew (3.6% of the
+    /// writer's time under load). A buffer grown past [`KEEP`] by a
     /// rare big commit (a plugin's upload) is let go instead.
     pub(super) fn emptied(mut self) -> Ops {
         if self.0.capacity() > KEEP {
