@@ -186,7 +186,10 @@ pub struct NewJob {
     pub next: Option<Box<NewJob>>,
 }
 
-/// Everything stored about one job.
+/// Everything stored about one job. A field at its default is left out
+/// of the stored form ([`is_default`]): a job is written three times or
+/// more and read at every step, and most of its fields stay empty, so a
+/// fresh job's record is about half the size with them left out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobRecord {
     /// UUID v7: time-ordered, so ids sort by creation.
@@ -205,98 +208,126 @@ pub struct JobRecord {
     /// Queue.
     pub queue: String,
     /// Higher runs first.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub priority: i32,
     /// Current state.
     pub state: JobState,
     /// Attempts started so far.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub attempt: u32,
     /// Retries allowed after the first attempt.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub max_retries: u32,
     /// Failure kinds retried; `None` is the host's retry policy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub retry_on: Option<Vec<FailureKind>>,
     /// Delay between attempts.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub backoff: Backoff,
     /// Earliest (next) start.
     pub run_at: Millis,
     /// Enqueue time.
     pub created_at: Millis,
     /// Start of the latest attempt.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub started_at: Option<Millis>,
     /// When it reached a terminal state.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub finished_at: Option<Millis>,
     /// Deadline to start.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub expires_at: Option<Millis>,
     /// Limits asked for.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub limits: LimitOverrides,
     /// Named lock.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub lock: Option<String>,
     /// Idempotency key.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub idempotency_key: Option<String>,
     /// Label.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub name: Option<String>,
     /// Free text.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub description: Option<String>,
     /// Labels.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub tags: Vec<String>,
     /// Metadata the client set.
     #[schema(value_type = Object)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// Metadata the job set with `set-metadata`, kept apart from the
     /// client's and bounded by [`MAX_METADATA_KEYS`] and
     /// [`MAX_METADATA_BYTES`].
-    #[serde(default)]
     #[schema(value_type = Object)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub plugin_metadata: serde_json::Map<String, serde_json::Value>,
     /// Latest progress.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub progress: Option<Progress>,
     /// JSON result when completed (shown as JSON by the API).
     #[schema(value_type = Option<Object>)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub result: Option<String>,
     /// Failure of the latest attempt.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub error: Option<JobError>,
     /// Fuel used over all attempts.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub fuel_used: u64,
     /// Most linear memory any attempt held at once, in bytes.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub memory_peak: u64,
     /// Worker running it (or that ran it last).
+    #[serde(default, skip_serializing_if = "is_default")]
     pub worker: Option<String>,
     /// While running: the lease expiry; recovery requeues it after that.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub lease_until: Option<Millis>,
     /// The job this one retries.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub retry_of: Option<Uuid>,
     /// The job that retried this one.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub retried_by: Option<Uuid>,
     /// The job this one is a clone of.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub cloned_from: Option<Uuid>,
     /// Someone asked to cancel it while it ran; recovery cancels instead of
     /// requeuing, and a worker that claims it late cancels at once.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub cancel_requested: bool,
     /// Times its worker died (lease expired) while running it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub leases_lost: u32,
     /// Only this worker may run it (one copy of a broadcast job).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub pinned_to: Option<String>,
     /// The broadcast this job is a copy of: every copy has the same id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub broadcast: Option<Uuid>,
     /// URL that receives the final job record once the job finishes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub callback_url: Option<String>,
     /// How its completion webhook went, once one was tried.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub webhook: Option<WebhookStatus>,
     /// Digests of the enqueue request's fields (see [`NewJob::fingerprint`]).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schema(ignore)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub fingerprint: BTreeMap<String, String>,
     /// Dependencies, chain, workflow, parent and children, schedule.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub flow: Flow,
+}
+
+/// Whether a field of [`JobRecord`] is at its default, which a record
+/// read back takes for a field it lacks.
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 impl JobRecord {
@@ -485,5 +516,31 @@ mod tests {
             (past.state, past.run_at, past.queue.as_str()),
             (JobState::Pending, now, "default")
         );
+    }
+
+    #[test]
+    fn a_record_leaves_its_defaults_out_and_reads_the_full_form_stored_before() {
+        let stored_before = r#"{"id":"01a25032-798e-70c2-90d4-09b787a77a74","tenant":"default","owner":"admin","job":"examples.hello","plugin_digest":"sha256:0fd644d350c1b6fd2ae5f2a4fbc78c7367036b77bfed87695a42bb0e8bd7698d","args":"{\"name\":\"bench\"}","queue":"default/wrk","priority":0,"state":"pending","attempt":0,"max_retries":0,"backoff":{"base_ms":1000,"max_ms":300000},"run_at":1796641814926,"created_at":1796641814926,"started_at":null,"finished_at":null,"expires_at":null,"limits":{"fuel":null,"wall_time":null,"memory_bytes":null,"table_elements":null,"log_lines":null,"log_bytes":null,"payload_bytes":null,"cancel_grace":null},"lock":null,"idempotency_key":null,"name":null,"description":null,"tags":[],"metadata":{},"plugin_metadata":{},"progress":null,"result":null,"error":null,"fuel_used":0,"memory_peak":0,"worker":null,"lease_until":null,"retry_of":null,"retried_by":null,"cancel_requested":false,"leases_lost":0,"pinned_to":null,"flow":{}}"#;
+        let job: JobRecord = serde_json::from_str(stored_before).expect("the older form reads");
+        assert_eq!(
+            (job.state, job.args.as_str(), job.started_at),
+            (JobState::Pending, r#"{"name":"bench"}"#, None)
+        );
+        let written = serde_json::to_string(&job).unwrap();
+        assert!(written.len() * 2 < stored_before.len(), "{written}");
+        for absent in ["started_at", "limits", "tags", "metadata", "attempt", "flow", "backoff"] {
+            assert!(!written.contains(absent), "{absent} at its default is left out: {written}");
+        }
+        assert_eq!(serde_json::from_str::<JobRecord>(&written).unwrap(), job);
+
+        let mut set = job.clone();
+        set.attempt = 2;
+        set.cancel_requested = true;
+        set.tags = vec!["nightly".into()];
+        set.limits.fuel = Some(7);
+        set.backoff = Backoff { base_ms: 5, max_ms: 50 };
+        set.started_at = Some(1);
+        let written = serde_json::to_string(&set).unwrap();
+        assert_eq!(serde_json::from_str::<JobRecord>(&written).unwrap(), set, "{written}");
     }
 }
