@@ -48,6 +48,16 @@ async fn health_needs_no_token_and_everything_else_does() {
     assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
 }
 
+/// What an operator reads in `/proc/PID/status`: a host runs its process
+/// on small pages (why: `small_pages_only` in host/src/host.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_runs_its_process_without_transparent_huge_pages() {
+    let _server = TestServer::start().await;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let thp = status.lines().find(|l| l.starts_with("THP_enabled:"));
+    assert_eq!(thp.map(|l| l.split_whitespace().nth(1)), Some(Some("0")), "{status}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_workflow_from_job_types_to_an_empty_queue() {
     let server = TestServer::start().await;

@@ -39,6 +39,19 @@ pub struct Host {
     _relay: Option<Relay>,
 }
 
+/// Turns transparent huge pages off for this process. Where the kernel
+/// gives them to every anonymous mapping (`enabled` = `always`), the
+/// allocator's first touch of each fresh 2 MiB region had the kernel zero
+/// a whole huge page: 19% of the storage writer's time and 6% of the
+/// workers' under load (docs/BENCHMARKS.md). With small pages a fault
+/// zeroes the 4 KiB it touches. A host that cannot change it runs as before.
+fn small_pages_only() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::warn!("transparent huge pages stay as the kernel set them: {e}");
+    }
+}
+
 /// Resolves once `stop` says true.
 fn until(stop: &watch::Sender<bool>) -> impl Future<Output = ()> + Send + 'static {
     let mut stopped = stop.subscribe();
@@ -53,6 +66,7 @@ impl Host {
     /// data are returned to the queue first.
     pub async fn start(config: Config) -> anyhow::Result<Host> {
         tracing::info!("config: {}", config.summary());
+        small_pages_only();
         std::fs::create_dir_all(&config.data)
             .with_context(|| format!("creating {}", config.data.display()))?;
         let bus = EventBus::default();
