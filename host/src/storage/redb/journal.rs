@@ -316,9 +316,14 @@ mod tests {
 
     fn ops(key: &[u8]) -> Ops {
         let mut ops = Ops::default();
+        push_writes(&mut ops, key);
+        ops
+    }
+
+    /// Pushes the writes [`written`]`(key)` reads back.
+    fn push_writes(ops: &mut Ops, key: &[u8]) {
         ops.push("jobs", key, Some(b"value"));
         ops.push("listing", key, None);
-        ops
     }
 
     fn journaled(journal: &mut Journal, key: &[u8]) {
@@ -342,7 +347,7 @@ mod tests {
         writes
     }
 
-    /// The writes of [`ops`]`(key)`.
+    /// The writes of [`ops`]`(key)` and [`push_writes`].
     fn written(key: &[u8]) -> Vec<Write> {
         vec![
             ("jobs".into(), key.to_vec(), Some(b"value".to_vec())),
@@ -357,8 +362,7 @@ mod tests {
         assert!(matches!(journal.append(&mut buffer).unwrap(), Durable::Journaled));
         journal.committed();
         let mut buffer = buffer.emptied();
-        buffer.push("jobs", b"b", Some(b"value"));
-        buffer.push("listing", b"b", None);
+        push_writes(&mut buffer, b"b");
         assert!(matches!(journal.append(&mut buffer).unwrap(), Durable::Journaled));
         journal.committed();
         drop(journal);
