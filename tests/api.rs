@@ -189,7 +189,9 @@ async fn following_a_finished_job_replays_it_and_last_event_id_resumes() {
     let quiet = server.request(Method::GET, &path, &token).send().await.unwrap();
     let quiet = TestServer::read_events(quiet).await;
     let names: Vec<&str> = quiet.iter().map(|e| e.event.as_str()).collect();
-    assert_eq!(names, ["state", "state", "state", "close"], "no log lines: {quiet:?}");
+    let expected = ["state", "state", "state", "progress", "close"];
+    assert_eq!(names, expected, "no log lines, and the final progress: {quiet:?}");
+    assert_eq!(quiet[3].data["percent"], 100.0);
     let path = format!("/v1/jobs/{id}/events?logs=maybe");
     let (status, body) = server.call(Method::GET, &path, &token, None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -55,6 +55,9 @@ async fn a_follower_learns_the_job_at_once_and_gets_every_event_to_close() {
             .filter_map(|e| e.data["state"].as_str())
             .collect();
         assert_eq!(states.last(), Some(&"completed"));
+        let progress = events.iter().rev().find(|e| e.event == "progress");
+        let percent = progress.map(|e| e.data["percent"].clone());
+        assert_eq!(percent, Some(json!(100.0)), "the last progress is the job's final one");
     }
 }
 

@@ -6,7 +6,8 @@
 //! say something happened to the job (or a second to pass) and reads again.
 //! Each `state` and `log` event carries the cursor `"<event seq>.<log seq>"`
 //! as its id, so `Last-Event-ID` resumes with nothing lost or repeated, and
-//! following a finished job replays its history, then closes.
+//! following a finished job replays its history, then closes. The last
+//! `progress` before `close` is the job's final one, as stored.
 //!
 //! Every event's data names its job (`"job": id`). A follower that reads
 //! gets every event, in order: the stream waits for it rather than drop
@@ -22,6 +23,7 @@ use super::body::QueryParams;
 use super::error::{ApiError, ErrorBody};
 use crate::events::JobUpdate;
 use crate::jobs::{JobEvent, LogLine};
+use crate::storage::StorageError;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -177,14 +179,15 @@ impl Follower {
 async fn pump(state: Arc<ApiState>, mut cursor: Cursor, follower: &Follower) -> Result<(), Stop> {
     let mut bus = state.bus.subscribe();
     // Whether the job finished shows in the journal events replayed, and a
-    // removed job fails the read: the job record itself is never decoded,
-    // so a thousand followers of a busy job cost one journal and log read
-    // each per update, whatever the record holds.
+    // removed job fails the read: the job record itself is decoded only
+    // once, at the end, so a thousand followers of a busy job cost one
+    // journal and log read each per update, whatever the record holds.
     loop {
         if replay(&state, &mut cursor, follower).await? {
             // The terminal event is the job's last write: one more read
             // after seeing it catches everything before it.
             replay(&state, &mut cursor, follower).await?;
+            final_progress(&state, &cursor, follower).await?;
             let close = serde_json::json!({ "id": follower.id });
             return follower.send(follower.event("close", &close), &cursor).await;
         }
@@ -223,6 +226,25 @@ async fn replay(state: &ApiState, cursor: &mut Cursor, follower: &Follower) -> R
         if !more_logs {
             return Ok(finished);
         }
+    }
+}
+
+/// Sends the job's last progress as stored. Live progress rides the bus,
+/// which a follower busy replaying may lag behind or close before reading
+/// its last notices; the record's is the final word, read once per stream.
+async fn final_progress(
+    state: &ApiState,
+    cursor: &Cursor,
+    follower: &Follower,
+) -> Result<(), Stop> {
+    let progress = match state.storage.get(follower.id).await {
+        Ok(job) => job.progress,
+        Err(StorageError::NotFound(_)) => None,
+        Err(_) => return Err(Stop::Storage),
+    };
+    match progress {
+        Some(progress) => follower.send(follower.event("progress", &progress), cursor).await,
+        None => Ok(()),
     }
 }
 
