@@ -1258,9 +1258,6 @@ async function pageJob(ctx, id) {
     // The job's fields come flattened beside events and queue_position
     // (JobDetails); a nested {"job": {...}} is taken too.
     job = answer.job && typeof answer.job === 'object' ? answer.job : answer;
-    // A finished job's record holds its final progress: it wins over
-    // whatever the stream showed last.
-    if (TERMINAL.has(job.state)) liveProgress = null;
     queuePosition = answer.queue_position;
     (answer.events || []).forEach(event => journal.set(event.seq, event));
     render();
