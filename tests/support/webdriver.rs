@@ -147,7 +147,7 @@ impl Browser {
     /// `ok`; returns that text.
     pub async fn wait_for_text(&self, css: &str, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
-        let mut last = String::new();
+        let mut last = None;
         loop {
             for element in self.find_all(css).await {
                 if self.read(&element, "displayed").await != Some(Value::Bool(true)) {
@@ -157,10 +157,16 @@ impl Browser {
                     if ok(&text) {
                         return text;
                     }
-                    last = text;
+                    last = Some(text);
                 }
             }
-            assert!(Instant::now() < deadline, "{css} never had the text wanted; last {last:?}");
+            if Instant::now() >= deadline {
+                let at = self.command(reqwest::Method::GET, "/url", None).await;
+                match last {
+                    Some(last) => panic!("{css} never had the text wanted on {at}; last {last:?}"),
+                    None => panic!("nothing shown on {at} matches {css}"),
+                }
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
